@@ -1,0 +1,253 @@
+package vendors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxAnswerBytes bounds every token endpoint answer that is read.
+const MaxAnswerBytes = 1 << 20
+
+// maxAttempts bounds retries of 5xx, 429 and network errors.
+const maxAttempts = 3
+
+// defaultHTTPClient is used when Input.HTTPClient is nil. It follows no
+// redirects: a token endpoint that redirects would take the secrets along.
+var defaultHTTPClient = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+		ForceAttemptHTTP2:   true,
+	},
+}
+
+// exchange is one token request, sent with bounded time, size and retries.
+type exchange struct {
+	vendor      string
+	url         string
+	contentType string
+	accept      string
+	body        []byte
+	header      http.Header
+	format      answerFormat
+	defaultTTL  time.Duration
+	timeout     time.Duration
+	client      *http.Client
+	// secrets are the request's secret values, scrubbed from anything the
+	// vendor echoes back.
+	secrets []string
+	// now is the clock, for tests.
+	now func() time.Time
+}
+
+// do sends the request, retrying network errors, 5xx and 429 with
+// exponential backoff and jitter (429 honours Retry-After) while the
+// deadline (the caller's, capped by the vendor timeout) leaves room.
+func (x *exchange) do(ctx context.Context) (*Token, error) {
+	timeout := x.timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		tok, err := x.once(ctx)
+		if err == nil {
+			return tok, nil
+		}
+		var ve *Error
+		if !errors.As(err, &ve) || attempt >= maxAttempts || (ve.Kind != KindUnavailable && ve.Kind != KindThrottled) {
+			return nil, err
+		}
+		wait := backoff(attempt)
+		if ve.Kind == KindThrottled && ve.RetryAfter > 0 {
+			wait = ve.RetryAfter
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// backoff is 100ms, 200ms, ... with ±50% jitter.
+func backoff(attempt int) time.Duration {
+	base := 100 * time.Millisecond << (attempt - 1)
+	return base/2 + rand.N(base)
+}
+
+func (x *exchange) once(ctx context.Context) (*Token, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.url, bytes.NewReader(x.body))
+	if err != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindUnavailable, Err: errors.New("cannot build the token request")}
+	}
+	for k, vs := range x.header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", x.contentType)
+	if x.accept != "" {
+		req.Header.Set("Accept", x.accept)
+	}
+	req.Header.Set("User-Agent", "tokenbroker/1")
+	client := x.client
+	if client == nil {
+		client = defaultHTTPClient
+	}
+	now := time.Now
+	if x.now != nil {
+		now = x.now
+	}
+	sent := now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindUnavailable, Err: x.networkError(ctx, err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	if err != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindUnavailable, Status: resp.StatusCode, Err: x.networkError(ctx, err)}
+	}
+	if len(body) > MaxAnswerBytes {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: resp.StatusCode, Err: fmt.Errorf("answer larger than %d bytes", MaxAnswerBytes)}
+	}
+	return x.interpret(resp, body, sent)
+}
+
+// networkError describes a transport failure without its URL (which may
+// carry a tenant) or anything the request sent.
+func (x *exchange) networkError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("no answer within the timeout: %w", context.DeadlineExceeded)
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		err = ue.Unwrap()
+	}
+	return errors.New(scrub(err.Error(), x.secrets))
+}
+
+// interpret turns an HTTP answer into a token or a classified *Error.
+func (x *exchange) interpret(resp *http.Response, body []byte, sent time.Time) (*Token, error) {
+	status := resp.StatusCode
+	ctype := resp.Header.Get("Content-Type")
+	if x.format == formatBareToken && status/100 == 2 {
+		return x.bareToken(ctype, body, status, sent)
+	}
+	a, perr := parseAnswer(ctype, body)
+	if perr == nil && a.Error != "" {
+		return nil, x.vendorError(status, resp.Header, a)
+	}
+	switch {
+	case status/100 == 2:
+	case status == http.StatusTooManyRequests:
+		return nil, &Error{Vendor: x.vendor, Kind: KindThrottled, Status: status, RetryAfter: retryAfter(resp.Header, time.Now())}
+	case status >= 500:
+		return nil, &Error{Vendor: x.vendor, Kind: KindUnavailable, Status: status, Description: x.plainDescription(ctype, body)}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return nil, &Error{Vendor: x.vendor, Kind: KindRejected, Status: status, Description: x.plainDescription(ctype, body)}
+	default:
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadRequest, Status: status, Description: x.plainDescription(ctype, body)}
+	}
+	if perr != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: status, Err: perr}
+	}
+	if a.AccessToken == "" {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: status, Err: errors.New("answer has no access_token")}
+	}
+	tok := &Token{
+		AccessToken:  a.AccessToken,
+		TokenType:    normalizeTokenType(a.TokenType),
+		Scope:        a.Scope,
+		RefreshToken: a.RefreshToken,
+		IssuedAt:     sent,
+	}
+	d, ok, present := parseExpiresIn(a.ExpiresIn)
+	if present && !ok {
+		tok.Warnings = append(tok.Warnings, fmt.Sprintf("unusable expires_in %s ignored", truncate(string(a.ExpiresIn))))
+	}
+	if err := applyExpiry(tok, d, ok, x.defaultTTL); err != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: status, Err: err}
+	}
+	return tok, nil
+}
+
+// bareToken reads a text/plain answer that is the token itself.
+func (x *exchange) bareToken(ctype string, body []byte, status int, sent time.Time) (*Token, error) {
+	token := strings.TrimSpace(string(body))
+	// Some deployments quote the token as a JSON string.
+	if len(token) >= 2 && token[0] == '"' && token[len(token)-1] == '"' {
+		token = token[1 : len(token)-1]
+	}
+	if token == "" || strings.ContainsAny(token, " \t\r\n<>{}\"") {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: status, Err: fmt.Errorf("answer (%s) is not a bare token", ctype)}
+	}
+	tok := &Token{AccessToken: token, TokenType: "Bearer", IssuedAt: sent}
+	if err := applyExpiry(tok, 0, false, x.defaultTTL); err != nil {
+		return nil, &Error{Vendor: x.vendor, Kind: KindBadResponse, Status: status, Err: err}
+	}
+	return tok, nil
+}
+
+// rejectedErrors are the RFC 6749 error codes that mean "these credentials
+// do not work" rather than "this request is malformed".
+var rejectedErrors = map[string]bool{"invalid_client": true, "invalid_grant": true, "unauthorized_client": true, "access_denied": true}
+
+func (x *exchange) vendorError(status int, h http.Header, a *answer) *Error {
+	e := &Error{
+		Vendor:      x.vendor,
+		Status:      status,
+		OAuthError:  scrub(a.Error, x.secrets),
+		Description: scrub(a.ErrorDescription, x.secrets),
+		URI:         scrub(a.ErrorURI, x.secrets),
+	}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Kind, e.RetryAfter = KindThrottled, retryAfter(h, time.Now())
+	case status >= 500 || a.Error == "temporarily_unavailable" || a.Error == "server_error":
+		e.Kind = KindUnavailable
+	case rejectedErrors[a.Error] || status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Kind = KindRejected
+	default:
+		e.Kind = KindBadRequest
+	}
+	return e
+}
+
+// plainDescription keeps a short, scrubbed text body (a vendor's plain-text
+// error) for the caller; anything else is dropped.
+func (x *exchange) plainDescription(ctype string, body []byte) string {
+	if !strings.HasPrefix(ctype, "text/plain") {
+		return ""
+	}
+	return scrub(strings.TrimSpace(string(body)), x.secrets)
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return min(time.Duration(secs)*time.Second, time.Hour)
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), time.Hour)
+	}
+	return 0
+}

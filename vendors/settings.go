@@ -1,0 +1,88 @@
+package vendors
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Settings are trusted, operator-set values by name (design section 5).
+// Map-valued settings such as extra_params are flattened to
+// "extra_params.<key>".
+type Settings map[string]string
+
+// Overlay returns s with o's values on top (a profile over its vendor).
+func (s Settings) Overlay(o Settings) Settings {
+	out := make(Settings, len(s)+len(o))
+	for k, v := range s {
+		out[k] = v
+	}
+	for k, v := range o {
+		out[k] = v
+	}
+	return out
+}
+
+// String returns the setting or def when unset.
+func (s Settings) String(key, def string) string {
+	if v, ok := s[key]; ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration parses a Go duration setting, or returns def when unset.
+func (s Settings) Duration(key string, def time.Duration) (time.Duration, error) {
+	v, ok := s[key]
+	if !ok || v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, &ConfigError{Setting: key, Reason: fmt.Sprintf("%q is not a non-negative Go duration such as 90s or 1h", v)}
+	}
+	return d, nil
+}
+
+// Map returns the flattened map setting prefix ("extra_params") as a map.
+func (s Settings) Map(prefix string) map[string]string {
+	var out map[string]string
+	for k, v := range s {
+		if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[rest] = v
+		}
+	}
+	return out
+}
+
+// Common settings' defaults (design section 4 and 5).
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultNegativeTTL = 10 * time.Second
+)
+
+// NegativeTTL is how long rejected credentials are remembered.
+func (s Settings) NegativeTTL() time.Duration {
+	d, err := s.Duration("negative_ttl", DefaultNegativeTTL)
+	if err != nil {
+		return DefaultNegativeTTL
+	}
+	return d
+}
+
+// Validate checks the common settings' syntax; the config loader calls it
+// at startup so a typo fails fast.
+func (s Settings) Validate() error {
+	for _, k := range []string{"default_ttl", "negative_ttl", "timeout"} {
+		if _, err := s.Duration(k, 0); err != nil {
+			return err
+		}
+	}
+	if (s["tls_client_cert"] == "") != (s["tls_client_key"] == "") {
+		return &ConfigError{Setting: "tls_client_cert", Reason: "tls_client_cert and tls_client_key go together"}
+	}
+	return nil
+}
