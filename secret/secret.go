@@ -63,3 +63,10 @@ func FromStrings(m map[string]string) Map {
 
 // Get returns the clear text of name, or "" when absent.
 func (m Map) Get(name string) string { return m[name].Reveal() }
+
+// UnmarshalText implements encoding.TextUnmarshaler, so config decoders can
+// fill a Secret directly and the value never exists as a plain string field.
+func (s *Secret) UnmarshalText(b []byte) error {
+	s.value = string(b)
+	return nil
+}

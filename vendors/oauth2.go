@@ -278,3 +278,7 @@ var oauth2Info = Info{
 func OAuth2() Strategy {
 	return &oauthStrategy{info: oauth2Info, scopeParam: true}
 }
+
+// RequestedScope is the scope the request asks for (the service answers it
+// when the vendor returns none).
+func (c *oauthCall) RequestedScope() string { return c.form.Get("scope") }

@@ -1,0 +1,211 @@
+// Package config reads tokenbroker's YAML configuration (design section 6).
+// Unknown keys are errors that name the key: a typo must never silently
+// switch off a security setting. Secret values may be "${ENV_NAME}" or
+// "file:/path"; they stay secret.Secret from here to the vendor request.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenbroker/tokenbroker/secret"
+)
+
+// Config is the whole file.
+type Config struct {
+	GRPCAddr string              `yaml:"grpc_addr"`
+	HTTPAddr string              `yaml:"http_addr"`
+	Cache    Cache               `yaml:"cache"`
+	Vendors  map[string]Settings `yaml:"vendors"`
+	Profiles map[string]Profile  `yaml:"profiles"`
+	Clients  map[string]Client   `yaml:"clients"`
+	TLS      TLS                 `yaml:"tls"`
+	Service  ServiceTuning       `yaml:"service"`
+}
+
+// Cache configures the token store.
+type Cache struct {
+	// Redis is nil for the in-process memory store.
+	Redis          *Redis          `yaml:"redis"`
+	EncryptionKeys []secret.Secret `yaml:"encryption_keys"`
+	AllowPlaintext bool            `yaml:"allow_plaintext"`
+	// L1MaxEntries bounds the in-process cache in front of Redis.
+	L1MaxEntries int `yaml:"l1_max_entries"`
+	// L1Disabled turns the in-process level off (benchmarks of the Redis
+	// path).
+	L1Disabled bool `yaml:"l1_disabled"`
+}
+
+// Redis configures the shared store.
+type Redis struct {
+	Addrs      []string      `yaml:"addrs"`
+	MasterName string        `yaml:"master_name"`
+	Username   string        `yaml:"username"`
+	Password   secret.Secret `yaml:"password"`
+	TLS        bool          `yaml:"tls"`
+	DB         int           `yaml:"db"`
+}
+
+// Settings are a vendor's or profile's settings (design section 5); map
+// values such as extra_params are kept as nested maps here and flattened by
+// Flatten.
+type Settings map[string]any
+
+// Profile is a server-side credential set.
+type Profile struct {
+	Vendor      string                   `yaml:"vendor"`
+	Credentials map[string]secret.Secret `yaml:"credentials"`
+	Params      map[string]string        `yaml:"params"`
+	Settings    Settings                 `yaml:"settings"`
+}
+
+// Client is a caller of the broker (issue: caller authentication).
+type Client struct {
+	APIKeySHA256 string   `yaml:"api_key_sha256"`
+	CertSubject  string   `yaml:"cert_subject"`
+	Allow        []string `yaml:"allow"`
+}
+
+// TLS configures both listeners.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// ServiceTuning holds the token semantics' knobs (design section 4).
+type ServiceTuning struct {
+	DefaultMinTTL        string  `yaml:"default_min_ttl"`
+	ForceRefreshInterval string  `yaml:"force_refresh_interval"`
+	RefreshAhead         float64 `yaml:"refresh_ahead"`
+}
+
+// Defaults are the safe local defaults used with no file.
+func Defaults() *Config {
+	return &Config{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"}
+}
+
+// Lookup reads an environment variable; tests inject their own.
+type Lookup func(name string) (string, bool)
+
+// Load reads the file at path (empty: defaults only).
+func Load(path string, env Lookup) (*Config, error) {
+	if path == "" {
+		return Defaults(), nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(raw, env)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads a YAML document strictly and resolves secret references.
+func Parse(raw []byte, env Lookup) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	if len(raw) > 4<<20 {
+		return nil, errors.New("file larger than 4 MiB")
+	}
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, describeYAMLError(err)
+	}
+	r := resolver{env: env}
+	r.config(cfg)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return cfg, cfg.validate()
+}
+
+func describeYAMLError(err error) error {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, " in type config.", " in ")
+	return errors.New(msg)
+}
+
+func (c *Config) validate() error {
+	if c.Cache.Redis != nil && len(c.Cache.Redis.Addrs) == 0 {
+		return errors.New("cache.redis.addrs: at least one address is required")
+	}
+	for i, k := range c.Cache.EncryptionKeys {
+		if k.IsZero() {
+			return fmt.Errorf("cache.encryption_keys[%d]: empty (is the environment variable set?)", i)
+		}
+	}
+	for name, p := range c.Profiles {
+		if p.Vendor == "" {
+			return fmt.Errorf("profiles.%s.vendor: required", name)
+		}
+	}
+	for name, cl := range c.Clients {
+		if cl.APIKeySHA256 == "" && cl.CertSubject == "" {
+			return fmt.Errorf("clients.%s: set api_key_sha256 or cert_subject", name)
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: cert_file and key_file go together")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file")
+	}
+	return nil
+}
+
+// Flatten turns settings into the vendors package's flat string map:
+// scalars as text, one level of maps as "name.key".
+func (s Settings) Flatten(field string) (map[string]string, error) {
+	out := make(map[string]string, len(s))
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch v := s[k].(type) {
+		case map[string]any:
+			for mk, mv := range v {
+				str, ok := scalar(mv)
+				if !ok {
+					return nil, fmt.Errorf("%s.%s.%s: must be a string, number or boolean", field, k, mk)
+				}
+				out[k+"."+mk] = str
+			}
+		default:
+			str, ok := scalar(v)
+			if !ok {
+				return nil, fmt.Errorf("%s.%s: must be a string, number, boolean or a map of them", field, k)
+			}
+			out[k] = str
+		}
+	}
+	return out, nil
+}
+
+func scalar(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case int, int64, uint64, float64, bool:
+		return fmt.Sprint(v), true
+	case nil:
+		return "", true
+	}
+	return "", false
+}

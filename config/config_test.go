@@ -1,0 +1,89 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "sd-secret")
+	if err := os.WriteFile(secretFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(name string) (string, bool) {
+		v, ok := map[string]string{"SD_SECRET": "from-env"}[name]
+		return v, ok
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string
+		check   func(t *testing.T, c *Config)
+	}{
+		{name: "empty file gives defaults", yaml: "", check: func(t *testing.T, c *Config) {
+			if c.GRPCAddr != "127.0.0.1:9090" || c.HTTPAddr != "127.0.0.1:8080" {
+				t.Errorf("defaults = %q %q", c.GRPCAddr, c.HTTPAddr)
+			}
+		}},
+		{name: "secret references", yaml: `
+profiles:
+  a:
+    vendor: smartdocumentor
+    credentials: {client_id: id, client_secret: "${SD_SECRET}"}
+  b:
+    vendor: smartdocumentor
+    credentials: {client_id: id, client_secret: "file:` + secretFile + `"}
+`, check: func(t *testing.T, c *Config) {
+			if got := c.Profiles["a"].Credentials["client_secret"].Reveal(); got != "from-env" {
+				t.Errorf("env secret = %q", got)
+			}
+			if got := c.Profiles["b"].Credentials["client_secret"].Reveal(); got != "from-file" {
+				t.Errorf("file secret = %q", got)
+			}
+		}},
+		{name: "unknown top-level key", yaml: "grpc_adr: x\n", wantErr: "grpc_adr"},
+		{name: "unknown nested key", yaml: "cache:\n  allow_plaintxt: true\n", wantErr: "allow_plaintxt"},
+		{name: "missing env", yaml: "cache:\n  encryption_keys: [\"${NOPE}\"]\n", wantErr: "NOPE is not set"},
+		{name: "missing file", yaml: "cache:\n  encryption_keys: [\"file:/nonexistent/k\"]\n", wantErr: "does not exist"},
+		{name: "profile without vendor", yaml: "profiles:\n  p: {}\n", wantErr: "profiles.p.vendor"},
+		{name: "client without credential", yaml: "clients:\n  c: {allow: [p]}\n", wantErr: "clients.c"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse([]byte(tc.yaml), env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want mention of %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestSettingsFlatten(t *testing.T) {
+	t.Parallel()
+	s := Settings{"scope": "a b", "timeout": "5s", "extra_params": map[string]any{"resource": "x", "n": 1}}
+	got, err := s.Flatten("vendors.oauth2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"scope": "a b", "timeout": "5s", "extra_params.resource": "x", "extra_params.n": "1"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, err := (Settings{"bad": []any{1}}).Flatten("vendors.x"); err == nil || !strings.Contains(err.Error(), "vendors.x.bad") {
+		t.Errorf("list setting err = %v", err)
+	}
+}

@@ -1,0 +1,253 @@
+// Package server runs the TokenService on its two listeners: gRPC on
+// grpc_addr, and the grpc-gateway REST facade plus operational endpoints on
+// http_addr. The gateway calls the gRPC server over an in-process
+// connection, so every request, REST or gRPC, passes the same interceptors.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tokenbroker/tokenbroker/gen/openapi"
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+)
+
+// Limits of both listeners.
+const (
+	MaxMessageBytes   = 256 << 10
+	MaxHTTPBodyBytes  = 256 << 10
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	shutdownGrace     = 15 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	GRPCAddr string
+	HTTPAddr string
+	Service  tokenbrokerv1.TokenServiceServer
+	Logger   *slog.Logger
+	// TLS, when set, serves both listeners over TLS (with client
+	// certificates when it asks for them).
+	TLS *tls.Config
+	// UnaryInterceptors run on every gRPC call, REST ones included.
+	UnaryInterceptors []grpc.UnaryServerInterceptor
+	// ServerOptions are extra gRPC server options (stats handlers...).
+	ServerOptions []grpc.ServerOption
+	// HTTPMiddleware wraps the whole HTTP handler (outermost first).
+	HTTPMiddleware []func(http.Handler) http.Handler
+	// Routes are extra HTTP routes (e.g. "/metrics"), by mux pattern.
+	Routes map[string]http.Handler
+	// Health is the gRPC health server; nil means one that reports SERVING
+	// once the listeners are up.
+	Health *health.Server
+	// ForwardHeaders are HTTP headers the gateway passes to gRPC as
+	// metadata, besides authorization and x-request-id.
+	ForwardHeaders []string
+}
+
+// Server is the pair of listeners.
+type Server struct {
+	opts     Options
+	grpc     *grpc.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	internal *bufconn.Listener
+	gwConn   *grpc.ClientConn
+	health   *health.Server
+	log      *slog.Logger
+}
+
+// New listens on both addresses; Serve starts serving.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, log: opts.Logger, health: opts.Health}
+	if s.health == nil {
+		s.health = health.NewServer()
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		s.health.SetServingStatus(tokenbrokerv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+
+	gopts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
+	}
+	gopts = append(gopts, opts.ServerOptions...)
+	s.grpc = grpc.NewServer(gopts...)
+	tokenbrokerv1.RegisterTokenServiceServer(s.grpc, opts.Service)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listener %s: %w", opts.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		return nil, fmt.Errorf("http listener %s: %w", opts.HTTPAddr, err)
+	}
+	if opts.TLS != nil {
+		s.grpcLis = tls.NewListener(s.grpcLis, opts.TLS)
+		s.httpLis = tls.NewListener(s.httpLis, opts.TLS)
+	}
+
+	// The gateway reaches the gRPC server in process, through the same
+	// interceptors as external gRPC callers.
+	s.internal = bufconn.Listen(1 << 20)
+	s.gwConn, err = grpc.NewClient("passthrough:///tokenbroker-internal",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.internal.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return nil, fmt.Errorf("gateway connection: %w", err)
+	}
+	handler, err := s.httpHandler()
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// GRPCAddr is the gRPC listener's address.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr is the HTTP listener's address.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
+
+// Health is the gRPC health server, for readiness transitions.
+func (s *Server) Health() *health.Server { return s.health }
+
+// InternalTransport says whether a gRPC peer is the in-process gateway.
+func InternalTransport(addr net.Addr) bool { return addr != nil && addr.Network() == "bufconn" }
+
+func (s *Server) httpHandler() (http.Handler, error) {
+	forward := map[string]bool{"authorization": true, "x-request-id": true}
+	for _, h := range s.opts.ForwardHeaders {
+		forward[strings.ToLower(h)] = true
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			if forward[strings.ToLower(key)] {
+				return strings.ToLower(key), true
+			}
+			return "", false
+		}),
+		runtime.WithForwardResponseOption(func(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
+			w.Header().Set("Cache-Control", "no-store")
+			return nil
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+	)
+	if err := tokenbrokerv1.RegisterTokenServiceHandler(context.Background(), gw, s.gwConn); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", noStore(http.MaxBytesHandler(gw, MaxHTTPBodyBytes)))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	})
+	for pattern, h := range s.opts.Routes {
+		mux.Handle(pattern, h)
+	}
+	var h http.Handler = mux
+	for i := len(s.opts.HTTPMiddleware) - 1; i >= 0; i-- {
+		h = s.opts.HTTPMiddleware[i](h)
+	}
+	return h, nil
+}
+
+// noStore marks every /v1 answer, errors included, as not cacheable: they
+// carry tokens or say something about credentials.
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Serve serves until ctx is done, then drains in-flight calls (up to a
+// grace period) and returns.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.internal) }()
+	go func() {
+		defer wg.Done()
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	s.log.Info("serving", "grpc_addr", s.GRPCAddr().String(), "http_addr", s.HTTPAddr().String(), "tls", s.opts.TLS != nil)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.health.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = s.http.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		s.grpc.Stop()
+	}
+	s.gwConn.Close()
+	wg.Wait()
+	s.log.Info("stopped")
+	return serveErr
+}
+
+// SetServing marks the service SERVING (or NOT_SERVING) in gRPC health.
+func (s *Server) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(tokenbrokerv1.TokenService_ServiceDesc.ServiceName, st)
+}

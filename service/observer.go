@@ -1,0 +1,31 @@
+package service
+
+import "time"
+
+// Observer receives the service's events, for metrics. Implementations must
+// be cheap and safe for concurrent use; labels they derive must never carry
+// a secret or token.
+type Observer interface {
+	// CacheResult: hit or miss for a GetToken.
+	CacheResult(vendor string, hit bool)
+	// Upstream: one vendor token request and its outcome ("ok" or a
+	// vendors.Kind string).
+	Upstream(vendor, outcome string, took time.Duration)
+	// LockWait: a replica waited for another's fetch.
+	LockWait(vendor string, waited time.Duration)
+	// RefreshAhead: a background refresh started.
+	RefreshAhead(vendor string)
+	// NegativeHit: rejected credentials answered from the negative cache.
+	NegativeHit(vendor string)
+	// Invalidated: an InvalidateToken call and whether it deleted.
+	Invalidated(vendor string, deleted bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CacheResult(string, bool)               {}
+func (nopObserver) Upstream(string, string, time.Duration) {}
+func (nopObserver) LockWait(string, time.Duration)         {}
+func (nopObserver) RefreshAhead(string)                    {}
+func (nopObserver) NegativeHit(string)                     {}
+func (nopObserver) Invalidated(string, bool)               {}

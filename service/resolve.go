@@ -1,0 +1,217 @@
+package service
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"regexp"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/vendors"
+)
+
+// Request limits: inputs are small; anything larger is a mistake or an
+// attack.
+const (
+	maxMapEntries = 32
+	maxKeyLen     = 64
+	maxValueLen   = 8192
+	maxMinTTL     = 24 * time.Hour
+)
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,63}$`)
+	keyPattern  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
+
+// selector is the part of a request that picks a token.
+type selector struct {
+	vendor      string
+	profile     string
+	credentials map[string]string
+	params      map[string]string
+}
+
+// resolved is a validated selector, ready to fetch.
+type resolved struct {
+	vendor         string
+	profile        string
+	call           vendors.Call
+	settings       vendors.Settings
+	key            string
+	requestedScope string
+}
+
+// resolve validates sel, applies the profile, and computes the cache key.
+func (s *Service) resolve(sel selector) (*resolved, error) {
+	if err := checkMap("credentials", sel.credentials, true); err != nil {
+		return nil, err
+	}
+	if err := checkMap("params", sel.params, false); err != nil {
+		return nil, err
+	}
+	vendorID := sel.vendor
+	creds := secret.FromStrings(sel.credentials)
+	params := sel.params
+	var profileSettings vendors.Settings
+	switch {
+	case sel.profile != "":
+		if !namePattern.MatchString(sel.profile) {
+			return nil, &vendors.ArgumentError{Field: "profile", Reason: "is not a profile name ([a-z0-9_.:-], at most 64 characters)"}
+		}
+		p, ok := s.cfg.Profiles[sel.profile]
+		if !ok {
+			return nil, &notFoundError{what: "profile", name: sel.profile}
+		}
+		if vendorID != "" && vendorID != p.Vendor {
+			return nil, &vendors.ArgumentError{Field: "vendor", Reason: fmt.Sprintf("profile %s is for vendor %s, not %s; leave vendor empty", sel.profile, p.Vendor, vendorID)}
+		}
+		if len(sel.credentials) > 0 {
+			return nil, &vendors.ArgumentError{Field: "credentials", Reason: "must be empty when a profile is used: the profile holds the credentials"}
+		}
+		merged := make(map[string]string, len(p.Params)+len(params))
+		for k, v := range p.Params {
+			merged[k] = v
+		}
+		for k, v := range params {
+			if fixed, ok := p.Params[k]; ok && fixed != v {
+				return nil, &vendors.ArgumentError{Field: "params." + k, Reason: "is fixed by profile " + sel.profile}
+			}
+			merged[k] = v
+		}
+		vendorID, creds, params, profileSettings = p.Vendor, p.Credentials, merged, p.Settings
+	case vendorID == "":
+		return nil, &vendors.ArgumentError{Field: "vendor", Reason: "is required when no profile is given"}
+	case !namePattern.MatchString(vendorID):
+		return nil, &vendors.ArgumentError{Field: "vendor", Reason: "is not a vendor id; ListVendors lists them"}
+	case len(sel.credentials) == 0:
+		return nil, &vendors.ArgumentError{Field: "credentials", Reason: "are required when no profile is given"}
+	}
+	strategy, ok := s.cfg.Registry.Lookup(vendorID)
+	if !ok {
+		return nil, &notFoundError{what: "vendor", name: vendorID}
+	}
+	settings := s.cfg.VendorSettings[vendorID].Overlay(profileSettings)
+	call, err := strategy.Prepare(vendors.Input{
+		Settings:    settings,
+		Credentials: creds,
+		Params:      params,
+		HTTPClient:  s.cfg.HTTPClient,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &resolved{
+		vendor:   vendorID,
+		profile:  sel.profile,
+		call:     call,
+		settings: settings,
+		key:      s.fingerprint(vendorID, call.Target(), creds, params, settings),
+	}
+	if sc, ok := call.(interface{ RequestedScope() string }); ok {
+		r.requestedScope = sc.RequestedScope()
+	}
+	return r, nil
+}
+
+// checkMap bounds a request map and its keys' syntax.
+func checkMap(field string, m map[string]string, secretValues bool) error {
+	if len(m) > maxMapEntries {
+		return &vendors.ArgumentError{Field: field, Reason: fmt.Sprintf("has %d entries; at most %d", len(m), maxMapEntries)}
+	}
+	for k, v := range m {
+		if !keyPattern.MatchString(k) {
+			return &vendors.ArgumentError{Field: field, Reason: fmt.Sprintf("key %q is not a name of [a-z0-9_]", truncateKey(k))}
+		}
+		if len(v) > maxValueLen {
+			return &vendors.ArgumentError{Field: field + "." + k, Reason: fmt.Sprintf("is longer than %d bytes", maxValueLen)}
+		}
+		if !secretValues && v == "" {
+			return &vendors.ArgumentError{Field: field + "." + k, Reason: "is empty"}
+		}
+	}
+	return nil
+}
+
+func truncateKey(k string) string {
+	if len(k) > maxKeyLen {
+		return k[:maxKeyLen] + "…"
+	}
+	return k
+}
+
+// minTTL reads the request's min_ttl: unset means DefaultMinTTL.
+func minTTL(req *tokenbrokerv1.GetTokenRequest) (time.Duration, error) {
+	return durationField("min_ttl", req.GetMinTtl(), DefaultMinTTL)
+}
+
+func durationField(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
+	if d == nil {
+		return def, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, &vendors.ArgumentError{Field: field, Reason: "is not a valid duration"}
+	}
+	v := d.AsDuration()
+	if v < 0 || v > maxMinTTL {
+		return 0, &vendors.ArgumentError{Field: field, Reason: fmt.Sprintf("must be between 0s and %s", maxMinTTL)}
+	}
+	return v, nil
+}
+
+// fingerprint is the cache key of design section 7: an HMAC over everything
+// that shapes the token, so that only a caller who knows the credentials can
+// reach an entry and the key reveals nothing.
+func (s *Service) fingerprint(vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
+	mac := hmac.New(sha256.New, s.cfg.FingerprintKey)
+	writeField(mac, "v1")
+	writeField(mac, vendorID)
+	writeField(mac, target)
+	writeSorted(mac, "c", len(creds), func(yield func(k, v string)) {
+		for k, v := range creds {
+			yield(k, v.Reveal())
+		}
+	})
+	writeSorted(mac, "p", len(params), func(yield func(k, v string)) {
+		for k, v := range params {
+			yield(k, v)
+		}
+	})
+	writeSorted(mac, "s", len(settings), func(yield func(k, v string)) {
+		for k, v := range settings {
+			yield(k, v)
+		}
+	})
+	return KeyPrefix + "{" + hex.EncodeToString(mac.Sum(nil)) + "}:token"
+}
+
+// KeyPrefix starts every cache key (design section 7).
+const KeyPrefix = "tokenbroker:v1:"
+
+// writeField writes a length-prefixed field, so no two inputs collide.
+func writeField(h hash.Hash, s string) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+	h.Write(n[:])
+	h.Write([]byte(s))
+}
+
+func writeSorted(h hash.Hash, tag string, n int, each func(yield func(k, v string))) {
+	pairs := make([][2]string, 0, n)
+	each(func(k, v string) { pairs = append(pairs, [2]string{k, v}) })
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i][0] < pairs[j][0] })
+	writeField(h, tag)
+	writeField(h, fmt.Sprint(len(pairs)))
+	for _, p := range pairs {
+		writeField(h, p[0])
+		writeField(h, p[1])
+	}
+}

@@ -1,0 +1,232 @@
+// Package service implements tokenbroker.v1.TokenService (design sections 3
+// and 4): it validates requests, resolves profiles and inline credentials
+// into a vendor call, fingerprints them into a cache key, and serves tokens
+// from the store, fetching each key at most once at a time (per-process
+// singleflight, then the store's cross-replica lock). Errors become gRPC
+// codes in errors.go only.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/vendors"
+)
+
+// Defaults of design section 4.
+const (
+	DefaultMinTTL               = 30 * time.Second
+	DefaultForceRefreshInterval = 5 * time.Second
+	DefaultRefreshAhead         = 0.8
+	DefaultLockTTL              = 15 * time.Second
+)
+
+// Profile is a credential set configured server-side.
+type Profile struct {
+	Vendor      string
+	Credentials secret.Map
+	Params      map[string]string
+	// Settings override the vendor's settings for this profile.
+	Settings vendors.Settings
+}
+
+// Config is what a Service is built from.
+type Config struct {
+	Registry *vendors.Registry
+	// VendorSettings are the operator's settings per vendor id.
+	VendorSettings map[string]vendors.Settings
+	Profiles       map[string]Profile
+	// Store caches tokens; nil means an in-process memory store.
+	Store store.Store
+	// Locker serialises fetches across replicas; nil when Store is
+	// process-local.
+	Locker store.Locker
+	// FingerprintKey keys the HMAC that turns inputs into cache keys; all
+	// replicas sharing a store must share it.
+	FingerprintKey []byte
+	// ForceRefreshInterval: a force_refresh within this long of the last
+	// fetch gets that fresh token.
+	ForceRefreshInterval time.Duration
+	// RefreshAhead is the fraction of a token's life after which a request
+	// triggers one background refresh; 0 means DefaultRefreshAhead, >= 1
+	// disables refresh ahead.
+	RefreshAhead float64
+	// LockTTL bounds how long a dead lock holder delays other replicas.
+	LockTTL time.Duration
+	// HTTPClient sends vendor requests; nil means the vendors default.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// Observer receives events for metrics; nil means none.
+	Observer Observer
+}
+
+// Service implements tokenbrokerv1.TokenServiceServer.
+type Service struct {
+	tokenbrokerv1.UnimplementedTokenServiceServer
+
+	cfg      Config
+	store    store.Store
+	log      *slog.Logger
+	obs      Observer
+	now      func() time.Time
+	flight   singleflight.Group
+	negative *negativeCache
+	// ahead maps keys with a refresh-ahead running (or recently failed)
+	// to the time a new one may start.
+	ahead   sync.Map
+	vendors *tokenbrokerv1.ListVendorsResponse
+
+	// background owns the refresh-ahead goroutines.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+var _ tokenbrokerv1.TokenServiceServer = (*Service)(nil)
+
+// New returns a Service. Call Close to stop its background work.
+func New(cfg Config) *Service {
+	if cfg.Registry == nil {
+		cfg.Registry = vendors.Default()
+	}
+	if cfg.Store == nil {
+		cfg.Store = store.NewMemory(0)
+	}
+	if cfg.ForceRefreshInterval == 0 {
+		cfg.ForceRefreshInterval = DefaultForceRefreshInterval
+	}
+	if cfg.RefreshAhead == 0 {
+		cfg.RefreshAhead = DefaultRefreshAhead
+	}
+	if cfg.LockTTL == 0 {
+		cfg.LockTTL = DefaultLockTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	s := &Service{
+		cfg:      cfg,
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		now:      time.Now,
+		negative: newNegativeCache(10_000),
+		vendors:  describeVendors(cfg.Registry),
+	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Close stops background refreshes and waits for them.
+func (s *Service) Close() {
+	s.bgCancel()
+	s.bg.Wait()
+}
+
+// GetToken implements TokenService.GetToken.
+func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) (*tokenbrokerv1.GetTokenResponse, error) {
+	minTTL, err := minTTL(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := s.resolve(selector{
+		vendor:      req.GetVendor(),
+		profile:     req.GetProfile(),
+		credentials: req.GetCredentials(),
+		params:      req.GetParams(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	e, hit, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.response(e, hit, r), nil
+}
+
+// InvalidateToken implements TokenService.InvalidateToken.
+func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.InvalidateTokenRequest) (*tokenbrokerv1.InvalidateTokenResponse, error) {
+	if req.GetAccessToken() == "" {
+		return nil, toStatus(&vendors.ArgumentError{Field: "access_token", Reason: "is required: name the token that was rejected"})
+	}
+	if len(req.GetAccessToken()) > maxValueLen {
+		return nil, toStatus(&vendors.ArgumentError{Field: "access_token", Reason: "is too long"})
+	}
+	r, err := s.resolve(selector{
+		vendor:      req.GetVendor(),
+		profile:     req.GetProfile(),
+		credentials: req.GetCredentials(),
+		params:      req.GetParams(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ok, err := s.store.CompareAndDelete(ctx, r.key, req.GetAccessToken())
+	if err != nil {
+		return nil, toStatus(&storeError{err: err})
+	}
+	s.obs.Invalidated(r.vendor, ok)
+	return &tokenbrokerv1.InvalidateTokenResponse{Invalidated: ok}, nil
+}
+
+// ListVendors implements TokenService.ListVendors.
+func (s *Service) ListVendors(context.Context, *tokenbrokerv1.ListVendorsRequest) (*tokenbrokerv1.ListVendorsResponse, error) {
+	return s.vendors, nil
+}
+
+func describeVendors(reg *vendors.Registry) *tokenbrokerv1.ListVendorsResponse {
+	out := &tokenbrokerv1.ListVendorsResponse{}
+	for _, st := range reg.All() {
+		i := st.Info()
+		params := append([]string(nil), i.Params...)
+		sort.Strings(params)
+		out.Vendors = append(out.Vendors, &tokenbrokerv1.Vendor{
+			Id:                  i.ID,
+			DisplayName:         i.DisplayName,
+			GrantTypes:          i.GrantTypes,
+			RequiredCredentials: i.RequiredCredentials,
+			OptionalCredentials: i.OptionalCredentials,
+			Params:              params,
+			DocumentationUrl:    i.DocumentationURL,
+		})
+	}
+	return out
+}
+
+// response builds the answer; expires_in counts whole seconds from now.
+func (s *Service) response(e store.Entry, hit bool, r *resolved) *tokenbrokerv1.GetTokenResponse {
+	left := e.ExpiresAt.Sub(s.now())
+	secs := int64(left / time.Second)
+	if secs < 0 {
+		secs = 0
+	}
+	if secs > 1<<31-1 {
+		secs = 1<<31 - 1
+	}
+	scope := e.Scope
+	if scope == "" {
+		scope = r.requestedScope
+	}
+	return &tokenbrokerv1.GetTokenResponse{
+		AccessToken: e.AccessToken,
+		TokenType:   e.TokenType,
+		ExpiresIn:   int32(secs),
+		ExpiresAt:   timestamppb.New(e.ExpiresAt),
+		Scope:       scope,
+		CacheHit:    hit,
+	}
+}
