@@ -33,7 +33,7 @@ var _ Strategy = (*oauthStrategy)(nil)
 func (s *oauthStrategy) Info() Info { return s.info }
 
 // scopeSyntax is RFC 6749 section 3.3's scope-token alphabet, with spaces.
-var scopeSyntax = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E ]{1,1024}$`)
+var scopeSyntax = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E ]+$`)
 
 func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	set := s.defaults.Overlay(in.Settings)
@@ -65,7 +65,7 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 		if scope != "" {
 			return nil, &ArgumentError{Field: "params.scope", Reason: "the scope is fixed by the server configuration"}
 		}
-		if !scopeSyntax.MatchString(v) {
+		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
 			return nil, &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
 		}
 		scope, used["scope"] = v, true
