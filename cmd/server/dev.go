@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendorsim"
+)
+
+// devVendor is how --dev points one vendor at the simulator: its settings
+// ({sim} is the simulator's base URL) and the demo profile's params.
+type devVendor struct {
+	settings config.Settings
+	params   map[string]string
+}
+
+var devVendors = map[string]devVendor{
+	"smartdocumentor": {settings: config.Settings{"token_url": "{sim}/smartdocumentor/connect/token"}},
+	"oauth2": {settings: config.Settings{
+		"token_url":   "{sim}/oauth2/token",
+		"grant_type":  "client_credentials",
+		"client_auth": "client_secret_basic",
+	}},
+	"hotdocs_advance": {
+		settings: config.Settings{"token_url": "{sim}/hotdocs_advance/{tenancy}/auth/Authorize/ServicePrincipalLogIn"},
+		params:   map[string]string{"tenancy": "demo"},
+	},
+	"abbyy_vantage": {
+		settings: config.Settings{
+			"token_url":        "{sim}/abbyy_vantage/{region}/auth2/connect/token",
+			"tenant_token_url": "{sim}/abbyy_vantage/{region}/auth2/{tenant_id}/connect/token",
+		},
+		params: map[string]string{"region": "eu"},
+	},
+	"brightpattern": {settings: config.Settings{
+		"host":      "demo.brightpattern.example",
+		"token_url": "{sim}/brightpattern/{host}/configapi/v2/oauth/token",
+	}},
+	"saasu": {settings: config.Settings{
+		"token_url":   "{sim}/saasu/authorisation/token",
+		"refresh_url": "{sim}/saasu/authorisation/refresh",
+	}},
+}
+
+// dev is a running --dev environment.
+type dev struct {
+	sim      *vendorsim.Sim
+	config   *config.Config
+	profiles []string
+}
+
+// startDev starts the simulator and builds a config with a demo profile per
+// vendor on top of the optional config file (whose addresses are kept).
+func startDev(configPath string, env config.Lookup) (*dev, error) {
+	cfg, err := config.Load(configPath, env)
+	if err != nil {
+		return nil, err
+	}
+	sim, err := vendorsim.Start("127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("vendor simulator: %w", err)
+	}
+	d := &dev{sim: sim, config: cfg}
+	cfg.Cache.Redis = nil
+	if cfg.Vendors == nil {
+		cfg.Vendors = map[string]config.Settings{}
+	}
+	if cfg.Profiles == nil {
+		cfg.Profiles = map[string]config.Profile{}
+	}
+	accounts := vendorsim.DemoAccounts()
+	for vendor, creds := range accounts {
+		sim.AddAccount(vendor, creds)
+	}
+	registry := vendors.Default()
+	for _, st := range registry.All() {
+		id := st.Info().ID
+		dv, ok := devVendors[id]
+		if !ok {
+			continue
+		}
+		settings := config.Settings{}
+		for k, v := range dv.settings {
+			if s, ok := v.(string); ok {
+				v = strings.ReplaceAll(s, "{sim}", sim.URL())
+			}
+			settings[k] = v
+		}
+		cfg.Vendors[id] = settings
+		creds := map[string]secret.Secret{}
+		for k, v := range accounts[id] {
+			creds[k] = secret.New(v)
+		}
+		name := "demo-" + strings.ReplaceAll(id, "_", "-")
+		cfg.Profiles[name] = config.Profile{Vendor: id, Credentials: creds, Params: dv.params}
+		d.profiles = append(d.profiles, name)
+	}
+	sort.Strings(d.profiles)
+	return d, nil
+}
+
+func (d *dev) close() { _ = d.sim.Close() }
+
+// printBanner tells a newcomer how to call the dev server.
+func (d *dev) printBanner(w io.Writer, a *app.App) {
+	httpAddr, grpcAddr := a.Server.HTTPAddr().String(), a.Server.GRPCAddr().String()
+	fmt.Fprintf(w, `
+tokenbroker is running in dev mode (in-memory cache, vendor simulator at %s).
+Demo profiles: %s
+
+  curl -s -X POST http://%s/v1/token -d '{"profile":"demo-smartdocumentor"}'
+  grpcurl -plaintext -d '{"profile":"demo-smartdocumentor"}' %s tokenbroker.v1.TokenService/GetToken
+  curl -s http://%s/v1/vendors
+
+Press Ctrl-C to stop.
+
+`, d.sim.URL(), strings.Join(d.profiles, ", "), httpAddr, grpcAddr, httpAddr)
+}

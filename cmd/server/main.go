@@ -1,0 +1,105 @@
+// Command server runs tokenbroker: gRPC on grpc_addr, REST and operations
+// on http_addr (design sections 2 and 6).
+//
+//	server --config tokenbroker.yaml
+//	server --dev        # built-in vendor simulator and a demo profile per vendor
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "tokenbroker:", err)
+		os.Exit(1)
+	}
+}
+
+// flags are the command line.
+type flags struct {
+	configPath string
+	dev        bool
+	logLevel   slog.Level
+	logFormat  string
+}
+
+func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("tokenbroker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defaultConfig, _ := env("TOKENBROKER_CONFIG")
+	fs.StringVar(&f.configPath, "config", defaultConfig, "YAML config file (default $TOKENBROKER_CONFIG; none: safe local defaults)")
+	fs.BoolVar(&f.dev, "dev", false, "development mode: in-memory store, built-in vendor simulator on loopback, a demo profile per vendor")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "", "log format: json (default) or text (default with --dev)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.logFormat == "" {
+		f.logFormat = "json"
+		if f.dev {
+			f.logFormat = "text"
+		}
+	}
+	if f.logFormat != "json" && f.logFormat != "text" {
+		return nil, fmt.Errorf("--log-format: %q is not json or text", f.logFormat)
+	}
+	return f, nil
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env config.Lookup) error {
+	f, err := parseFlags(args, stderr, env)
+	if err != nil {
+		return err
+	}
+	hopts := &slog.HandlerOptions{Level: f.logLevel}
+	var logger *slog.Logger
+	if f.logFormat == "text" {
+		logger = slog.New(slog.NewTextHandler(stderr, hopts))
+	} else {
+		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
+	}
+	slog.SetDefault(logger)
+
+	var cfg *config.Config
+	var banner func(*app.App)
+	if f.dev {
+		dev, err := startDev(f.configPath, env)
+		if err != nil {
+			return fmt.Errorf("dev mode: %w", err)
+		}
+		defer dev.close()
+		cfg = dev.config
+		banner = func(a *app.App) { dev.printBanner(stdout, a) }
+	} else {
+		if cfg, err = config.Load(f.configPath, env); err != nil {
+			return err
+		}
+	}
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if banner != nil {
+		banner(a)
+	}
+	return a.Run(ctx)
+}
