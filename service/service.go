@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
@@ -151,7 +152,13 @@ func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	reqinfo.SetTarget(ctx, r.vendor, r.profile)
 	e, hit, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
+	if hit {
+		reqinfo.SetCache(ctx, "hit")
+	} else {
+		reqinfo.SetCache(ctx, "miss")
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -175,6 +182,7 @@ func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.Invali
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	reqinfo.SetTarget(ctx, r.vendor, r.profile)
 	ok, err := s.store.CompareAndDelete(ctx, r.key, req.GetAccessToken())
 	if err != nil {
 		return nil, toStatus(&storeError{err: err})

@@ -36,6 +36,8 @@ type flags struct {
 	dev        bool
 	logLevel   slog.Level
 	logFormat  string
+	// insecure lets a server without clients bind non-loopback addresses.
+	insecure bool
 }
 
 func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, error) {
@@ -47,6 +49,7 @@ func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, err
 	fs.BoolVar(&f.dev, "dev", false, "development mode: in-memory store, built-in vendor simulator on loopback, a demo profile per vendor")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: json (default) or text (default with --dev)")
+	fs.BoolVar(&f.insecure, "insecure-allow-unauthenticated", false, "allow listening on non-loopback addresses with no clients configured (anyone who can connect gets tokens)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -94,7 +97,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return err
 		}
 	}
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger})
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger, InsecureAllowUnauthenticated: f.insecure})
 	if err != nil {
 		return err
 	}

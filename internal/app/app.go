@@ -28,6 +28,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry defaults to every shipped vendor.
 	Registry *vendors.Registry
+	// InsecureAllowUnauthenticated lets a server without configured
+	// clients listen on non-loopback addresses.
+	InsecureAllowUnauthenticated bool
 }
 
 // App is a configured, listening server.
@@ -62,12 +65,23 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a.Service = service.New(svcCfg)
 	a.closers = append(a.closers, a.Service.Close)
 
-	srv, err := server.New(server.Options{
+	sopts := server.Options{
 		GRPCAddr: cfg.GRPCAddr,
 		HTTPAddr: cfg.HTTPAddr,
 		Service:  a.Service,
 		Logger:   opts.Logger,
-	})
+	}
+	// Operations (logs, metrics, health) wrap security (TLS, caller
+	// authentication): the access log sees the principal auth found.
+	if err := a.configureOps(&sopts, cfg, opts); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.configureSecurity(&sopts, cfg, opts); err != nil {
+		a.Close()
+		return nil, err
+	}
+	srv, err := server.New(sopts)
 	if err != nil {
 		a.Close()
 		return nil, err

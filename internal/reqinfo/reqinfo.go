@@ -1,0 +1,84 @@
+// Package reqinfo carries what one request learned about itself (request
+// id, authenticated principal, vendor, profile, cache outcome) from the
+// layer that learns it to the access log that prints it, through the
+// request context.
+package reqinfo
+
+import (
+	"context"
+	"sync"
+)
+
+// Info is filled in as the request is handled. Safe for concurrent use.
+type Info struct {
+	mu        sync.Mutex
+	requestID string
+	principal string
+	vendor    string
+	profile   string
+	cache     string
+}
+
+type ctxKey struct{}
+
+// With returns ctx carrying a new Info with the given request id.
+func With(ctx context.Context, requestID string) (context.Context, *Info) {
+	i := &Info{requestID: requestID}
+	return context.WithValue(ctx, ctxKey{}, i), i
+}
+
+// From returns the request's Info, or nil.
+func From(ctx context.Context) *Info {
+	i, _ := ctx.Value(ctxKey{}).(*Info)
+	return i
+}
+
+// SetPrincipal records the authenticated caller (a client name, never a
+// credential).
+func SetPrincipal(ctx context.Context, principal string) {
+	if i := From(ctx); i != nil {
+		i.mu.Lock()
+		i.principal = principal
+		i.mu.Unlock()
+	}
+}
+
+// SetTarget records the vendor and profile the request resolved to.
+func SetTarget(ctx context.Context, vendor, profile string) {
+	if i := From(ctx); i != nil {
+		i.mu.Lock()
+		i.vendor, i.profile = vendor, profile
+		i.mu.Unlock()
+	}
+}
+
+// SetCache records the cache outcome ("hit", "miss", "negative", ...).
+func SetCache(ctx context.Context, outcome string) {
+	if i := From(ctx); i != nil {
+		i.mu.Lock()
+		i.cache = outcome
+		i.mu.Unlock()
+	}
+}
+
+// Snapshot is a copy of an Info's fields.
+type Snapshot struct {
+	RequestID, Principal, Vendor, Profile, Cache string
+}
+
+// Snapshot copies the fields.
+func (i *Info) Snapshot() Snapshot {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return Snapshot{RequestID: i.requestID, Principal: i.principal, Vendor: i.vendor, Profile: i.profile, Cache: i.cache}
+}
+
+// Principal returns the authenticated caller recorded so far.
+func Principal(ctx context.Context) string {
+	if i := From(ctx); i != nil {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		return i.principal
+	}
+	return ""
+}
