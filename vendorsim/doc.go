@@ -13,19 +13,22 @@
 //	POST /saasu/authorisation/refresh
 //	POST /oauth2/token
 //
-// The wire formats imitate the vendors' documents, byte for byte where a
+// The wire formats imitate the vendors' documents (copies kept by the project
+// as shared/vendor-docs/00N_*.txt; design section 5), byte for byte where a
 // document shows an example:
 //
 //   - HotDocs Advance, "Getting an Access Token Using the Resource Owner Flow":
-//     https://help.hotdocs.com/advance/api/Getting_an_Access_Token_Using_the_Resource_Owner_Flow.htm
+//     https://help.hotdocs.com/advance/cloud/current/admin/Getting_an_Access_Token_Using_the_Resource_Owner_Flow.htm
+//     (on-premise: https://help.hotdocs.com/advance/onpremise/current/admin/Getting_an_Access_Token_Using_the_Resource_Owner_Flow.htm)
 //   - SmartDocumentor, "[POST] Client Credentials Access Token":
-//     https://docs.smartdocumentor.net/ (Client Credentials Access Token)
+//     https://docs.smartdocumentor.net/technical/api-reference/post-client-credentials-access-token
 //   - ABBYY Vantage, "Resource Owner Password Credentials" and "Client Credentials Flow":
 //     https://docs.abbyy.com/vantage/developer/authentication/resource-owner-password-credentials
+//     https://docs.abbyy.com/vantage/developer/authentication/client-credentials
 //   - Bright Pattern Configuration API, "Request Access Token":
-//     https://help.brightpattern.com/ (Configuration API Specification, Request Access Token)
-//   - Saasu, "POST authorisation/token":
-//     https://api.saasu.com/Help/Api/POST-authorisation-token
+//     https://help.brightpattern.com/5.2:User-management-api-specification/RequestAccessToken
+//   - Saasu, "POST authorisation/token" (API help pages, see also
+//     https://api.saasu.com/Help/Authentication)
 //   - the generic endpoint follows RFC 6749, The OAuth 2.0 Authorization Framework:
 //     https://www.rfc-editor.org/rfc/rfc6749
 //

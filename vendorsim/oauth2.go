@@ -80,15 +80,19 @@ func serveOAuth2(s *Sim, w http.ResponseWriter, r *http.Request) *tokenError {
 		if e := requireFields(req, "refresh_token"); e != nil {
 			return e
 		}
-		old, ok := s.redeemRefreshToken(idOAuth2, clientID, req["refresh_token"])
-		if !ok {
-			return &tokenError{http.StatusBadRequest, "invalid_grant", "unknown, used or foreign refresh token"}
-		}
-		grant = old
-		if scope := req["scope"]; scope != "" {
-			if old.scope != "" && !scopeWithin(scope, old.scope) {
+		// RFC 6749 section 6: the scope may narrow, never widen.
+		scope := req["scope"]
+		old, e := s.redeemRefreshToken(idOAuth2, clientID, req["refresh_token"], func(g refreshGrant) *tokenError {
+			if scope != "" && g.scope != "" && !scopeWithin(scope, g.scope) {
 				return &tokenError{http.StatusBadRequest, "invalid_scope", "scope exceeds the one originally granted"}
 			}
+			return nil
+		})
+		if e != nil {
+			return e
+		}
+		grant = old
+		if scope != "" {
 			grant.scope = scope
 		}
 	}

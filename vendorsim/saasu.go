@@ -146,9 +146,9 @@ func serveSaasuRefresh(s *Sim, w http.ResponseWriter, r *http.Request) *tokenErr
 	if e := requireFields(req, "refresh_token"); e != nil {
 		return e
 	}
-	grant, ok := s.redeemRefreshToken(idSaasu, "", req["refresh_token"])
-	if !ok {
-		return &tokenError{http.StatusBadRequest, "invalid_grant", ""}
+	grant, e := s.redeemRefreshToken(idSaasu, "", req["refresh_token"], nil)
+	if e != nil {
+		return &tokenError{e.status, e.code, ""} // Saasu sends no description
 	}
 	writeSaasuGrant(s, w, r, grant)
 	return nil

@@ -1,8 +1,11 @@
 package vendorsim
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -44,23 +47,15 @@ const (
 // vendors lists every simulated vendor, by id of design section 5.
 var vendors = []*vendor{&hotDocsAdvance, &smartDocumentor, &abbyyVantage, &brightPattern, &saasu, &genericOAuth2}
 
-func lookupVendor(id string) *vendor {
+// mustVendor panics on an unknown vendor id: passing one is a programming
+// error in the test or wiring that calls the simulator.
+func mustVendor(id string) *vendor {
 	for _, v := range vendors {
 		if v.id == id {
 			return v
 		}
 	}
-	return nil
-}
-
-// mustVendor panics on an unknown vendor id: passing one is a programming
-// error in the test or wiring that calls the simulator.
-func mustVendor(id string) *vendor {
-	v := lookupVendor(id)
-	if v == nil {
-		panic(fmt.Sprintf("vendorsim: unknown vendor id %q", id))
-	}
-	return v
+	panic(fmt.Sprintf("vendorsim: unknown vendor id %q", id))
 }
 
 // Sim simulates the token endpoints of all vendors on one [http.Handler].
@@ -196,11 +191,10 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // AddAccount makes the simulator accept creds for vendor. Keys are the
 // credential names of design section 5:
 //
-//	hotdocs_advance:              client_name, principal_name, principal_password
+//	hotdocs_advance:                client_name, principal_name, principal_password
 //	smartdocumentor, brightpattern: client_id, client_secret
-//	abbyy_vantage:                client_id, client_secret, username, password
-//	saasu:                        username, password
-//	oauth2:                       client_id, client_secret, username, password
+//	abbyy_vantage, oauth2:          client_id, client_secret, username, password
+//	saasu:                          username, password
 //
 // Optional keys restrict or shape the account: "tenancy" (hotdocs_advance:
 // the only tenancy it exists in), "region" and "tenant_id" (abbyy_vantage),
@@ -288,16 +282,25 @@ func (s *Sim) Reset() {
 }
 
 // endpoint wraps a vendor's handler with what every token endpoint shares:
-// counting, latency, injected failures, the method check and the body limit.
+// counting, the body limit, latency, injected failures, the method check.
 func (s *Sim) endpoint(v *vendor) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, failing := s.arrive(v.id)
+		s.mu.Lock()
+		s.requests[v.id]++
+		s.mu.Unlock()
+		// The body is read before the latency: net/http notices a client
+		// that hangs up (and cancels the request's context) only once the
+		// body has been read.
+		body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if !s.wait(r.Context()) {
 			return
 		}
+		f, failing := s.takeFailure(v.id)
 		// RFC 6749 section 5.1: token responses must not be cached.
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
+		var tooLarge *http.MaxBytesError
 		switch {
 		case failing:
 			if f.retryAfter > 0 {
@@ -311,9 +314,12 @@ func (s *Sim) endpoint(v *vendor) http.Handler {
 			// Credentials never belong in a URL (RFC 6749 section 3.2
 			// sends token parameters in the body); a client that puts
 			// any there is wrong.
-			v.writeError(w, r, &tokenError{http.StatusBadRequest, "invalid_request", "the token endpoint takes no query parameters"})
+			v.writeError(w, r, invalidRequest("the token endpoint takes no query parameters"))
+		case errors.As(readErr, &tooLarge):
+			v.writeError(w, r, &tokenError{http.StatusRequestEntityTooLarge, "invalid_request", "request body larger than 1 MiB"})
+		case readErr != nil:
+			v.writeError(w, r, invalidRequest("cannot read the request body"))
 		default:
-			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 			if e := v.serve(s, w, r); e != nil {
 				v.writeError(w, r, e)
 			}
@@ -321,11 +327,10 @@ func (s *Sim) endpoint(v *vendor) http.Handler {
 	})
 }
 
-// arrive counts a request and takes one injected failure, if any is pending.
-func (s *Sim) arrive(vendor string) (failure, bool) {
+// takeFailure takes one injected failure of vendor, if any is pending.
+func (s *Sim) takeFailure(vendor string) (failure, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests[vendor]++
 	f, ok := s.failures[vendor]
 	if !ok {
 		return failure{}, false
@@ -432,15 +437,22 @@ func (s *Sim) issueRefreshToken(g refreshGrant) string {
 	return token
 }
 
-// redeemRefreshToken consumes a refresh token of vendor issued to clientID.
-// A token of another vendor or client is left untouched and refused.
-func (s *Sim) redeemRefreshToken(vendor, clientID, token string) (refreshGrant, bool) {
+// redeemRefreshToken consumes a refresh token of vendor issued to clientID
+// if accept (when not nil) approves its grant. A token of another vendor or
+// client, or one accept refuses, is left untouched; unknown ones are
+// invalid_grant.
+func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(refreshGrant) *tokenError) (refreshGrant, *tokenError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.refresh[token]
 	if !ok || g.vendor != vendor || g.clientID != clientID {
-		return refreshGrant{}, false
+		return refreshGrant{}, &tokenError{http.StatusBadRequest, "invalid_grant", "unknown, used or foreign refresh token"}
+	}
+	if accept != nil {
+		if e := accept(g); e != nil {
+			return refreshGrant{}, e
+		}
 	}
 	delete(s.refresh, token)
-	return g, true
+	return g, nil
 }

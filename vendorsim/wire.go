@@ -58,14 +58,10 @@ func mediaType(r *http.Request) string {
 	return mt
 }
 
-// readBody reads a body bounded by the endpoint's MaxBytesReader.
+// readBody returns the body the endpoint has already read and bounded.
 func readBody(r *http.Request) ([]byte, *tokenError) {
 	body, err := io.ReadAll(r.Body)
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, &tokenError{http.StatusRequestEntityTooLarge, "invalid_request", "request body larger than 1 MiB"}
-	case err != nil:
+	if err != nil {
 		return nil, invalidRequest("cannot read the request body")
 	}
 	return body, nil

@@ -39,7 +39,7 @@ var devVendors = map[string]devVendor{
 		params: map[string]string{"region": "eu"},
 	},
 	"brightpattern": {settings: config.Settings{
-		"host":      "demo.brightpattern.example",
+		"host":      "demo.example.com",
 		"token_url": "{sim}/brightpattern/{host}/configapi/v2/oauth/token",
 	}},
 	"saasu": {settings: config.Settings{
