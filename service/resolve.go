@@ -9,6 +9,9 @@ import (
 	"hash"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -51,7 +54,90 @@ type resolved struct {
 }
 
 // resolve validates sel, applies the profile, and computes the cache key.
+// Resolution is a pure function of the selector and the configuration, so
+// successful results are memoised: the hot path (a cached token) then costs
+// one map lookup instead of validation, URL templating and an HMAC.
 func (s *Service) resolve(sel selector) (*resolved, error) {
+	ck := selectorKey(sel)
+	if r := s.resolutions.get(ck); r != nil {
+		return r, nil
+	}
+	r, err := s.resolveUncached(sel)
+	if err != nil {
+		return nil, err
+	}
+	s.resolutions.put(ck, r)
+	return r, nil
+}
+
+// selectorKey encodes a selector unambiguously (length-prefixed, maps
+// sorted by key).
+func selectorKey(sel selector) string {
+	if len(sel.credentials) == 0 && len(sel.params) == 0 {
+		return "\x00" + sel.profile + "\x00" + sel.vendor
+	}
+	var b strings.Builder
+	field := func(v string) {
+		b.WriteString(strconv.Itoa(len(v)))
+		b.WriteByte(':')
+		b.WriteString(v)
+	}
+	field(sel.profile)
+	field(sel.vendor)
+	for _, m := range []map[string]string{sel.credentials, sel.params} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteByte('|')
+		for _, k := range keys {
+			field(k)
+			field(m[k])
+		}
+	}
+	return b.String()
+}
+
+// resolutionCache is a bounded map of successful resolutions. It holds
+// inline credentials in process memory as long as their tokens are cached
+// anyway; it is never written anywhere.
+type resolutionCache struct {
+	max int
+	mu  sync.RWMutex
+	m   map[string]*resolved
+}
+
+func newResolutionCache(max int) *resolutionCache {
+	return &resolutionCache{max: max, m: make(map[string]*resolved)}
+}
+
+func (c *resolutionCache) get(k string) *resolved {
+	c.mu.RLock()
+	r := c.m[k]
+	c.mu.RUnlock()
+	return r
+}
+
+func (c *resolutionCache) put(k string, r *resolved) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		// Drop an arbitrary tenth: cheap, and a dropped entry only costs
+		// one more resolution.
+		n := c.max / 10
+		for key := range c.m {
+			if n <= 0 {
+				break
+			}
+			delete(c.m, key)
+			n--
+		}
+	}
+	c.m[k] = r
+}
+
+func (s *Service) resolveUncached(sel selector) (*resolved, error) {
 	if err := checkMap("credentials", sel.credentials, true); err != nil {
 		return nil, err
 	}

@@ -82,6 +82,8 @@ type Service struct {
 	now      func() time.Time
 	flight   singleflight.Group
 	negative *negativeCache
+	// resolutions memoises validated selectors.
+	resolutions *resolutionCache
 	// ahead maps keys with a refresh-ahead running (or recently failed)
 	// to the time a new one may start.
 	ahead   sync.Map
@@ -125,7 +127,9 @@ func New(cfg Config) *Service {
 		obs:      cfg.Observer,
 		now:      time.Now,
 		negative: newNegativeCache(10_000),
-		vendors:  describeVendors(cfg.Registry),
+		// Sized like the memory store: one resolution per cached token.
+		resolutions: newResolutionCache(100_000),
+		vendors:     describeVendors(cfg.Registry),
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	return s

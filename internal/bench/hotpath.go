@@ -1,0 +1,254 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/server"
+	"github.com/tokenbroker/tokenbroker/vendorsim"
+)
+
+// echoService answers GetToken with a fixed response of the broker's size:
+// the cheapest possible server behind the same API.
+type echoService struct {
+	tokenbrokerv1.UnimplementedTokenServiceServer
+	resp *tokenbrokerv1.GetTokenResponse
+}
+
+func (e *echoService) GetToken(context.Context, *tokenbrokerv1.GetTokenRequest) (*tokenbrokerv1.GetTokenResponse, error) {
+	return e.resp, nil
+}
+
+// Env is what the scenarios share: the vendor simulator and a broker.
+type Env struct {
+	Sim    *vendorsim.Sim
+	Broker *app.App
+	stop   []func()
+	log    *slog.Logger
+}
+
+// brokerConfig is a broker on free loopback ports whose vendors point at
+// sim; extra YAML is appended.
+func brokerConfig(sim *vendorsim.Sim, extra string) (*config.Config, error) {
+	y := strings.ReplaceAll(`
+grpc_addr: 127.0.0.1:0
+http_addr: 127.0.0.1:0
+vendors:
+  smartdocumentor:
+    token_url: {sim}/smartdocumentor/connect/token
+profiles:
+  bench:
+    vendor: smartdocumentor
+    credentials: {client_id: demo-client, client_secret: demo-secret}
+`+extra, "{sim}", sim.URL())
+	return config.Parse([]byte(y), func(string) (string, bool) { return "", false })
+}
+
+// NewEnv starts the simulator and an in-memory broker. The broker logs to
+// /dev/null through the real JSON handler, so log formatting and the write
+// are part of what is measured.
+func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
+	sim, err := vendorsim.Start("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	for v, c := range vendorsim.DemoAccounts() {
+		sim.AddAccount(v, c)
+	}
+	env := &Env{Sim: sim, stop: []func(){func() { _ = sim.Close() }}}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	env.stop = append(env.stop, func() { devnull.Close() })
+	env.log = slog.New(slog.NewJSONHandler(devnull, nil))
+	cfg, err := brokerConfig(sim, extraConfig)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	b, err := startApp(ctx, cfg, env.log)
+	if err != nil {
+		env.Close()
+		return nil, err
+	}
+	env.Broker = b.app
+	env.stop = append(env.stop, b.stop)
+	return env, nil
+}
+
+type runningApp struct {
+	app  *app.App
+	stop func()
+}
+
+func startApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runningApp, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	return &runningApp{app: a, stop: func() { cancel(); <-done }}, nil
+}
+
+// Close stops everything NewEnv started.
+func (e *Env) Close() {
+	for i := len(e.stop) - 1; i >= 0; i-- {
+		e.stop[i]()
+	}
+}
+
+// HotPathRequest is the request every hot-path scenario sends.
+func HotPathRequest() *tokenbrokerv1.GetTokenRequest {
+	return &tokenbrokerv1.GetTokenRequest{Profile: "bench", MinTtl: durationpb.New(0)}
+}
+
+// warmResponse fetches the cached token once and returns the response the
+// echo servers will send (same size as the broker's).
+func warmResponse(ctx context.Context, client tokenbrokerv1.TokenServiceClient) (*tokenbrokerv1.GetTokenResponse, error) {
+	if _, err := client.GetToken(ctx, HotPathRequest()); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	resp, err := client.GetToken(ctx, HotPathRequest())
+	if err != nil {
+		return nil, err
+	}
+	if !resp.CacheHit {
+		return nil, fmt.Errorf("warm-up: second call was not a cache hit")
+	}
+	return resp, nil
+}
+
+// dial connects a gRPC client the same way for subject and baseline.
+func dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// startBareEcho serves echo on a bare grpc-go server.
+func startBareEcho(resp *tokenbrokerv1.GetTokenResponse) (addr string, stop func(), err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	s := grpc.NewServer()
+	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
+	go func() { _ = s.Serve(lis) }()
+	return lis.Addr().String(), s.Stop, nil
+}
+
+// startGatewayEcho serves echo through the broker's own server package:
+// the same gateway, listeners and limits, no service work.
+func startGatewayEcho(ctx context.Context, resp *tokenbrokerv1.GetTokenResponse, log *slog.Logger) (httpBase string, stop func(), err error) {
+	srv, err := server.New(server.Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Service: &echoService{resp: resp}, Logger: log})
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx); close(done) }()
+	return "http://" + srv.HTTPAddr().String(), func() { cancel(); <-done }, nil
+}
+
+// GRPCHotPath compares GetToken of a cached token with the bare echo.
+func (e *Env) GRPCHotPath(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
+	conn, err := dial(e.Broker.Server.GRPCAddr().String())
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer conn.Close()
+	broker := tokenbrokerv1.NewTokenServiceClient(conn)
+	resp, err := warmResponse(ctx, broker)
+	if err != nil {
+		return Comparison{}, err
+	}
+	echoAddr, stopEcho, err := startBareEcho(resp)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer stopEcho()
+	econn, err := dial(echoAddr)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer econn.Close()
+	echo := tokenbrokerv1.NewTokenServiceClient(econn)
+	req := HotPathRequest()
+	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
+		return func(ctx context.Context) error {
+			r, err := c.GetToken(ctx, req)
+			if err == nil && r.AccessToken == "" {
+				return fmt.Errorf("empty token")
+			}
+			return err
+		}
+	}
+	c := Compare(ctx, "gRPC GetToken (cached) vs bare grpc-go echo", concurrency, rounds, roundTime, call(broker), call(echo))
+	c.Goal = "QPS >= 0.9x, p99 <= 1.2x"
+	return c, nil
+}
+
+// RESTHotPath compares POST /v1/token of a cached token with an echo
+// method behind the same gateway setup.
+func (e *Env) RESTHotPath(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
+	conn, err := dial(e.Broker.Server.GRPCAddr().String())
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer conn.Close()
+	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+	if err != nil {
+		return Comparison{}, err
+	}
+	echoBase, stopEcho, err := startGatewayEcho(ctx, proto.Clone(resp).(*tokenbrokerv1.GetTokenResponse), e.log)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer stopEcho()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
+	defer client.CloseIdleConnections()
+	body := []byte(`{"profile":"bench","min_ttl":"0s"}`)
+	post := func(base string) func(context.Context) error {
+		url := base + "/v1/token"
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			r, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+			if r.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", r.StatusCode)
+			}
+			return nil
+		}
+	}
+	c := Compare(ctx, "REST POST /v1/token (cached) vs gateway echo", concurrency, rounds, roundTime,
+		post("http://"+e.Broker.Server.HTTPAddr().String()), post(echoBase))
+	c.Goal = "QPS >= 0.9x"
+	return c, nil
+}

@@ -1,0 +1,217 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/vendors"
+)
+
+// countingVendor is an RFC 6749 endpoint issuing numbered tokens of life
+// seconds.
+type countingVendor struct {
+	calls atomic.Int64
+	life  int
+}
+
+func (v *countingVendor) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	n := v.calls.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":%d}`, n, v.life)
+}
+
+func newTestService(t *testing.T, life int, tune func(*Config)) (*Service, *countingVendor) {
+	t.Helper()
+	v := &countingVendor{life: life}
+	srv := httptest.NewServer(v)
+	t.Cleanup(srv.Close)
+	cfg := Config{
+		VendorSettings: map[string]vendors.Settings{"smartdocumentor": {"token_url": srv.URL + "/connect/token"}},
+		Profiles: map[string]Profile{
+			"p":  {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s1")}},
+			"p2": {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s2")}},
+		},
+		FingerprintKey: []byte("k"),
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s := New(cfg)
+	t.Cleanup(s.Close)
+	return s, v
+}
+
+func TestFingerprintSeparatesEveryInput(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, 60, nil)
+	creds := secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}
+	base := s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
+	variants := map[string]string{
+		"vendor":   s.fingerprint("w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"url":      s.fingerprint("v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"secret":   s.fingerprint("v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"param":    s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
+		"setting":  s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
+		"boundary": s.fingerprint("v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+	}
+	for name, fp := range variants {
+		if fp == base {
+			t.Errorf("changing the %s did not change the fingerprint", name)
+		}
+	}
+	if again := s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
+		t.Error("fingerprint is not deterministic")
+	}
+	other := New(Config{FingerprintKey: []byte("other key")})
+	defer other.Close()
+	if other.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
+		t.Error("fingerprint does not depend on the key")
+	}
+}
+
+func TestSelectorKeyIsUnambiguous(t *testing.T) {
+	t.Parallel()
+	sels := []selector{
+		{profile: "p"},
+		{vendor: "p"},
+		{vendor: "v", credentials: map[string]string{"a": "bc"}},
+		{vendor: "v", credentials: map[string]string{"ab": "c"}},
+		{vendor: "v", params: map[string]string{"a": "bc"}},
+		{vendor: "v", credentials: map[string]string{"a": "b", "c": "d"}},
+		{vendor: "v", credentials: map[string]string{"a": "b|1:c"}},
+	}
+	seen := map[string]int{}
+	for i, s := range sels {
+		k := selectorKey(s)
+		if j, dup := seen[k]; dup {
+			t.Errorf("selectors %d and %d share key %q", i, j, k)
+		}
+		seen[k] = i
+	}
+}
+
+func TestForceRefresh(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		interval  time.Duration
+		wantFetch int64
+	}{
+		{"within the interval the fresh token is returned", time.Hour, 1},
+		{"after the interval a new token is fetched", time.Nanosecond, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, v := newTestService(t, 3600, func(c *Config) { c.ForceRefreshInterval = tc.interval })
+			ctx := context.Background()
+			if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p", ForceRefresh: true}); err != nil {
+				t.Fatal(err)
+			}
+			if got := v.calls.Load(); got != tc.wantFetch {
+				t.Fatalf("vendor calls = %d, want %d", got, tc.wantFetch)
+			}
+		})
+	}
+}
+
+func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
+	t.Parallel()
+	s, v := newTestService(t, 2, func(c *Config) { c.RefreshAhead = 0.5 })
+	ctx := context.Background()
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "p", MinTtl: durationpb.New(0)}
+	first, err := s.GetToken(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past 50% of the 2s life
+	for range 50 {
+		resp, err := s.GetToken(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !resp.CacheHit {
+			t.Fatal("refresh ahead made a caller wait")
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for v.calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := v.calls.Load(); got != 2 {
+		t.Fatalf("vendor calls = %d, want 2 (one refresh ahead)", got)
+	}
+	after, err := s.GetToken(ctx, req)
+	if err != nil || after.AccessToken == first.AccessToken || !after.CacheHit {
+		t.Fatalf("after refresh ahead: %v, %v", after, err)
+	}
+}
+
+func TestResolveValidation(t *testing.T) {
+	t.Parallel()
+	s, v := newTestService(t, 60, nil)
+	long := make([]byte, maxValueLen+1)
+	manyParams := map[string]string{}
+	for i := range maxMapEntries + 1 {
+		manyParams[fmt.Sprintf("p%d", i)] = "x"
+	}
+	tests := []struct {
+		name string
+		req  *tokenbrokerv1.GetTokenRequest
+		code codes.Code
+	}{
+		{"profile and vendor disagree", &tokenbrokerv1.GetTokenRequest{Profile: "p", Vendor: "oauth2"}, codes.InvalidArgument},
+		{"profile with inline credentials", &tokenbrokerv1.GetTokenRequest{Profile: "p", Credentials: map[string]string{"client_id": "x"}}, codes.InvalidArgument},
+		{"bad profile name", &tokenbrokerv1.GetTokenRequest{Profile: "P P"}, codes.InvalidArgument},
+		{"bad credential key", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"Client-Id": "x"}}, codes.InvalidArgument},
+		{"value too long", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": string(long)}}, codes.InvalidArgument},
+		{"too many params", &tokenbrokerv1.GetTokenRequest{Profile: "p", Params: manyParams}, codes.InvalidArgument},
+		{"min_ttl over a day", &tokenbrokerv1.GetTokenRequest{Profile: "p", MinTtl: durationpb.New(25 * time.Hour)}, codes.InvalidArgument},
+		{"unknown param for the vendor", &tokenbrokerv1.GetTokenRequest{Profile: "p", Params: map[string]string{"region": "eu"}}, codes.InvalidArgument},
+		{"unknown vendor", &tokenbrokerv1.GetTokenRequest{Vendor: "nope", Credentials: map[string]string{"a": "b"}}, codes.NotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := s.GetToken(context.Background(), tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("code = %v (%v), want %v", status.Code(err), err, tc.code)
+			}
+		})
+	}
+	if v.calls.Load() != 0 {
+		t.Fatalf("invalid requests reached the vendor %d times", v.calls.Load())
+	}
+}
+
+func TestProfilesAreSeparateCacheEntries(t *testing.T) {
+	t.Parallel()
+	s, v := newTestService(t, 3600, nil)
+	ctx := context.Background()
+	a, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.AccessToken == b.AccessToken || v.calls.Load() != 2 {
+		t.Fatalf("two credential sets shared a token (calls %d)", v.calls.Load())
+	}
+}
