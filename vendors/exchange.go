@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,19 +20,6 @@ const MaxAnswerBytes = 1 << 20
 // maxAttempts bounds retries of 5xx, 429 and network errors.
 const maxAttempts = 3
 
-// defaultHTTPClient is used when Input.HTTPClient is nil. It follows no
-// redirects: a token endpoint that redirects would take the secrets along.
-var defaultHTTPClient = &http.Client{
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	Transport: &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
-		ForceAttemptHTTP2:   true,
-	},
-}
-
 // exchange is one token request, sent with bounded time, size and retries.
 type exchange struct {
 	vendor      string
@@ -39,13 +27,16 @@ type exchange struct {
 	contentType string
 	accept      string
 	body        []byte
-	header      http.Header
-	format      answerFormat
-	defaultTTL  time.Duration
-	timeout     time.Duration
-	client      *http.Client
-	// secrets are the request's secret values, scrubbed from anything the
-	// vendor echoes back.
+	// makeBody, when set, builds the body for each attempt instead of body
+	// (a client assertion must be fresh each time).
+	makeBody   func(now time.Time) (requestBody, error)
+	header     http.Header
+	format     answerFormat
+	defaultTTL time.Duration
+	timeout    time.Duration
+	client     *http.Client
+	// secrets are the request's secret values (as sent and as encoded in
+	// a body), scrubbed from anything the vendor echoes back.
 	secrets []string
 	// now is the clock, for tests.
 	now func() time.Time
@@ -91,15 +82,37 @@ func backoff(attempt int) time.Duration {
 	return base/2 + rand.N(base)
 }
 
+// requestBody is a body built for one attempt, with the secrets it holds
+// beyond the credentials (a client assertion).
+type requestBody struct {
+	data        []byte
+	contentType string
+	secrets     []string
+}
+
 func (x *exchange) once(ctx context.Context) (*Token, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.url, bytes.NewReader(x.body))
+	now := time.Now
+	if x.now != nil {
+		now = x.now
+	}
+	reqBody, contentType := x.body, x.contentType
+	if x.makeBody != nil {
+		b, err := x.makeBody(now())
+		if err != nil {
+			return nil, err
+		}
+		reqBody, contentType = b.data, b.contentType
+		// Clip: never append into an array another copy of x shares.
+		x.secrets = append(slices.Clip(x.secrets), b.secrets...)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.url, bytes.NewReader(reqBody))
 	if err != nil {
 		return nil, &Error{Vendor: x.vendor, Kind: KindUnavailable, Err: errors.New("cannot build the token request")}
 	}
 	for k, vs := range x.header {
 		req.Header[k] = vs
 	}
-	req.Header.Set("Content-Type", x.contentType)
+	req.Header.Set("Content-Type", contentType)
 	if x.accept != "" {
 		req.Header.Set("Accept", x.accept)
 	}
@@ -107,10 +120,6 @@ func (x *exchange) once(ctx context.Context) (*Token, error) {
 	client := x.client
 	if client == nil {
 		client = defaultHTTPClient
-	}
-	now := time.Now
-	if x.now != nil {
-		now = x.now
 	}
 	sent := now()
 	resp, err := client.Do(req)
@@ -211,7 +220,7 @@ func (x *exchange) vendorError(status int, h http.Header, a *answer) *Error {
 	e := &Error{
 		Vendor:      x.vendor,
 		Status:      status,
-		OAuthError:  scrub(a.Error, x.secrets),
+		OAuthError:  oauthErrorCode(a.Error, x.secrets),
 		Description: scrub(a.ErrorDescription, x.secrets),
 		URI:         scrub(a.ErrorURI, x.secrets),
 	}
@@ -226,6 +235,25 @@ func (x *exchange) vendorError(status int, h http.Header, a *answer) *Error {
 		e.Kind = KindBadRequest
 	}
 	return e
+}
+
+// registeredErrors are the token endpoint error codes of RFC 6749 section
+// 5.2 and later RFCs (8628, 8693, 8707, 9449). They pass unscrubbed: a
+// client_id such as "client" must not turn invalid_client into
+// invalid_[REDACTED], since callers match on the code.
+var registeredErrors = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true, "unauthorized_client": true,
+	"unsupported_grant_type": true, "invalid_scope": true, "access_denied": true, "server_error": true,
+	"temporarily_unavailable": true, "slow_down": true, "authorization_pending": true, "expired_token": true,
+	"invalid_target": true, "invalid_dpop_proof": true, "use_dpop_nonce": true,
+}
+
+// oauthErrorCode is the vendor's error code as the caller sees it.
+func oauthErrorCode(code string, secrets []string) string {
+	if registeredErrors[code] {
+		return code
+	}
+	return scrub(code, secrets)
 }
 
 // plainDescription keeps a short, scrubbed text body (a vendor's plain-text

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,15 @@ func parseExpiresIn(raw json.RawMessage) (d time.Duration, ok bool, present bool
 	return d, ok, true
 }
 
+// decimalSeconds is a JSON number without a sign: ParseFloat alone would
+// also take "+5", "0x1p4", "Inf" and "1_0".
+var decimalSeconds = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
 // secondsToDuration parses a decimal number of seconds, > 0 and <= 1 year.
 func secondsToDuration(s string) (time.Duration, bool) {
+	if !decimalSeconds.MatchString(s) {
+		return 0, false
+	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, false

@@ -2,30 +2,56 @@ package vendors
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
+	"maps"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/secret"
 )
 
 // oauthStrategy is an RFC 6749 token endpoint described by data: the
-// generic "oauth2" vendor, and every vendor whose only quirks are defaults
-// (smartdocumentor). Settings (design section 5): token_url, grant_type
-// (client_credentials, password), client_auth (client_secret_basic,
-// client_secret_post), scope, audience, resource, body_format (form, json),
-// extra_params.<name>, default_ttl.
+// generic "oauth2" vendor, and every vendor whose quirks are defaults and
+// shapes (smartdocumentor, abbyy_vantage, brightpattern, saasu). Settings
+// (design section 5): token_url, grant_type (client_credentials, password),
+// client_auth (client_secret_basic, client_secret_post, client_secret_jwt,
+// private_key_jwt, tls_client_auth), scope, audience, resource,
+// body_format, extra_params.<name>, refresh_url, default_ttl, and the
+// common ones.
 type oauthStrategy struct {
 	info     Info
 	defaults Settings
 	// scopeParam lets a request set the scope param when no scope setting
 	// is configured.
 	scopeParam bool
+	// oneOf restricts params to fixed sets of values (ABBYY's region).
+	oneOf map[string][]string
+	// urlByParam: when a request gives the param, the token URL template
+	// is this setting instead of token_url (ABBYY's tenant_id selects
+	// tenant_token_url).
+	urlByParam map[string]string
+	// requiredSettings must be configured (Bright Pattern's host).
+	requiredSettings []string
+	// defaultsFrom gives a setting another setting's value when unset
+	// (Bright Pattern's scope is its host).
+	defaultsFrom map[string]string
+	// bodyFormats are the body_format values the vendor accepts, the
+	// default first; nil means form, json.
+	bodyFormats []string
+	// xmlRoots name the root element of an XML body per grant_type
+	// (Saasu's OAuthPasswordCredentialsGrantRequest).
+	xmlRoots map[string]string
+	// order is the body field order of the vendor's documented example;
+	// nil keeps grant_type, grant fields, scope, extras, client fields.
+	order []string
+	// refreshWithoutScope leaves scope out of the refresh grant, where the
+	// vendor keeps the original scope and refuses extra members (Saasu);
+	// RFC 6749 section 6 makes it optional.
+	refreshWithoutScope bool
 }
 
 var _ Strategy = (*oauthStrategy)(nil)
@@ -36,18 +62,47 @@ func (s *oauthStrategy) Info() Info { return s.info }
 var scopeSyntax = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E ]+$`)
 
 func (s *oauthStrategy) Prepare(in Input) (Call, error) {
+	if err := checkSettingNames(s.info, in.Settings); err != nil {
+		return nil, err
+	}
 	set := s.defaults.Overlay(in.Settings)
+	for _, name := range s.requiredSettings {
+		if set[name] == "" {
+			return nil, &ConfigError{Setting: name, Reason: "is required for vendor " + s.info.ID}
+		}
+	}
+	for name, from := range s.defaultsFrom {
+		if set[name] == "" {
+			set[name] = set[from]
+		}
+	}
 	if err := checkCredentialNames(s.info, in.Credentials); err != nil {
 		return nil, err
 	}
-	used := map[string]bool{}
-	target, err := ResolveURL(set.String("token_url", ""), set, in.Params, used)
+	if err := checkOneOf(s.oneOf, in.Params); err != nil {
+		return nil, err
+	}
+	usedParams := map[string]bool{}
+	urlSetting := "token_url"
+	for param, setting := range s.urlByParam {
+		if in.Params[param] != "" {
+			urlSetting = setting
+		}
+	}
+	target, err := resolveTarget(s.info, urlSetting, set, in.Params, usedParams)
 	if err != nil {
 		return nil, err
 	}
-	form := url.Values{}
+	refreshURL := target
+	if slices.Contains(s.info.Settings, "refresh_url") && set["refresh_url"] != "" {
+		if refreshURL, err = resolveTarget(s.info, "refresh_url", set, in.Params, usedParams); err != nil {
+			return nil, err
+		}
+	}
+
+	usedCreds := map[string]bool{}
 	grant := set.String("grant_type", "client_credentials")
-	form.Set("grant_type", grant)
+	body := fields{{"grant_type", grant}}
 	switch grant {
 	case "client_credentials":
 	case "password":
@@ -55,7 +110,8 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 			if in.Credentials.Get(name) == "" {
 				return nil, &ArgumentError{Field: "credentials." + name, Reason: "is required for the password grant"}
 			}
-			form.Set(name, in.Credentials.Get(name))
+			body.set(name, in.Credentials.Get(name))
+			usedCreds[name] = true
 		}
 	default:
 		return nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password)", grant)}
@@ -68,38 +124,69 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
 			return nil, &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
 		}
-		scope, used["scope"] = v, true
+		scope, usedParams["scope"] = v, true
 	}
 	if scope != "" {
-		form.Set("scope", scope)
+		body.set("scope", scope)
 	}
 	for _, name := range []string{"audience", "resource"} {
 		if v := set[name]; v != "" {
-			form.Set(name, v)
+			body.set(name, v)
 		}
 	}
-	for k, v := range set.Map("extra_params") {
-		form.Set(k, v)
+	extra := set.Map("extra_params")
+	for _, k := range sortedKeys(extra) {
+		if reservedParams[k] {
+			return nil, &ConfigError{Setting: "extra_params." + k, Reason: "is set by the broker; use the dedicated setting or credential"}
+		}
+		body.set(k, extra[k])
 	}
-	if err := checkParamsUsed(s.info, in.Params, used); err != nil {
+	formats := s.bodyFormats
+	if formats == nil {
+		formats = []string{bodyForm, bodyJSON}
+	}
+	format := set.String("body_format", formats[0])
+	if !slices.Contains(formats, format) {
+		return nil, &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not one of %s", format, strings.Join(formats, ", "))}
+	}
+	if err := checkParamsUsed(s.info, in.Params, usedParams); err != nil {
 		return nil, err
 	}
-	auth, err := newClientAuth(set, in)
+	auth, err := newClientAuth(set, in, authBasic, usedCreds)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCredentialsUsed(in.Credentials, usedCreds, set); err != nil {
 		return nil, err
 	}
 	x, err := baseExchange(s.info.ID, target, set, in)
 	if err != nil {
 		return nil, err
 	}
-	return &oauthCall{exchange: x, form: form, auth: auth, jsonBody: set.String("body_format", "form") == "json"}, validBodyFormat(set)
+	return &oauthCall{
+		exchange:     x,
+		fields:       body,
+		auth:         auth,
+		format:       format,
+		order:        s.order,
+		xmlRoots:     s.xmlRoots,
+		refreshURL:   refreshURL,
+		refreshScope: !s.refreshWithoutScope,
+		refreshes:    slices.Contains(s.info.GrantTypes, "refresh_token"),
+	}, nil
 }
 
-func validBodyFormat(set Settings) error {
-	if f := set.String("body_format", "form"); f != "form" && f != "json" {
-		return &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not form or json", f)}
-	}
-	return nil
+// reservedParams are body members the broker sets itself: extra_params may
+// not override them (a typo must not replace the client's authentication).
+var reservedParams = map[string]bool{
+	"grant_type": true, "username": true, "password": true, "refresh_token": true, "scope": true,
+	"client_id": true, "client_secret": true, "client_assertion": true, "client_assertion_type": true,
+}
+
+// sortedKeys makes checks deterministic: the same bad input always names
+// the same field.
+func sortedKeys[V any, M ~map[string]V](m M) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // baseExchange fills what every exchange shares from the settings.
@@ -108,135 +195,111 @@ func baseExchange(vendor, target string, set Settings, in Input) (exchange, erro
 	if err != nil {
 		return exchange{}, err
 	}
+	if defaultTTL > MaxLifetime {
+		return exchange{}, &ConfigError{Setting: "default_ttl", Reason: "must be at most one year"}
+	}
 	timeout, err := set.Duration("timeout", DefaultTimeout)
 	if err != nil {
 		return exchange{}, err
 	}
-	secrets := make([]string, 0, len(in.Credentials))
+	client, err := httpClientFor(set, in.HTTPClient)
+	if err != nil {
+		return exchange{}, err
+	}
+	var secrets []string
 	for _, v := range in.Credentials {
-		secrets = append(secrets, v.Reveal())
+		secrets = append(secrets, encodings(v.Reveal())...)
 	}
 	return exchange{
 		vendor:     vendor,
 		url:        target,
 		defaultTTL: defaultTTL,
 		timeout:    timeout,
-		client:     in.HTTPClient,
+		client:     client,
 		secrets:    secrets,
 	}, nil
-}
-
-// clientAuth is how the client authenticates to the token endpoint
-// (RFC 6749 section 2.3).
-type clientAuth struct {
-	method       string
-	clientID     string
-	clientSecret string
-}
-
-func newClientAuth(set Settings, in Input) (clientAuth, error) {
-	a := clientAuth{
-		method:       set.String("client_auth", "client_secret_basic"),
-		clientID:     in.Credentials.Get("client_id"),
-		clientSecret: in.Credentials.Get("client_secret"),
-	}
-	switch a.method {
-	case "client_secret_basic", "client_secret_post":
-		if a.clientID == "" {
-			return a, &ArgumentError{Field: "credentials.client_id", Reason: "is required"}
-		}
-		if a.clientSecret == "" {
-			return a, &ArgumentError{Field: "credentials.client_secret", Reason: "is required for " + a.method}
-		}
-	case "none":
-		if a.clientID == "" {
-			return a, &ArgumentError{Field: "credentials.client_id", Reason: "is required"}
-		}
-	default:
-		return a, &ConfigError{Setting: "client_auth", Reason: fmt.Sprintf("%q is not supported", a.method)}
-	}
-	return a, nil
-}
-
-// apply adds the client's authentication to the form and headers.
-func (a clientAuth) apply(form url.Values, x *exchange) {
-	switch a.method {
-	case "client_secret_basic":
-		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-		cred := url.QueryEscape(a.clientID) + ":" + url.QueryEscape(a.clientSecret)
-		if x.header == nil {
-			x.header = map[string][]string{}
-		}
-		x.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
-	case "client_secret_post":
-		form.Set("client_id", a.clientID)
-		form.Set("client_secret", a.clientSecret)
-	case "none":
-		form.Set("client_id", a.clientID)
-	}
 }
 
 // oauthCall is a prepared RFC 6749 token request.
 type oauthCall struct {
 	exchange
-	form     url.Values
-	auth     clientAuth
-	jsonBody bool
+	// fields are the primary grant's body, without client authentication.
+	fields       fields
+	auth         *clientAuth
+	format       string
+	order        []string
+	xmlRoots     map[string]string
+	refreshURL   string
+	refreshScope bool
+	// refreshes: the vendor documents the refresh grant; others are never
+	// sent one.
+	refreshes bool
 }
 
 func (c *oauthCall) Target() string { return c.url }
 
+// RequestedScope is the scope the request asks for (the service answers it
+// when the vendor returns none).
+func (c *oauthCall) RequestedScope() string { return c.fields.get("scope") }
+
+// Fetch uses the refresh token first when there is one (RFC 6749 section
+// 6). When the vendor refuses it (invalid_grant, or any other definitive
+// 4xx: a refresh that can never succeed must not wedge the cache key), the
+// primary grant follows; a vendor outage is returned as it is.
+//
+// Both grants share one timeout window, so a fallback never doubles it.
 func (c *oauthCall) Fetch(ctx context.Context, refreshToken string) (*Token, error) {
-	if refreshToken != "" {
-		refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-		if v := c.form.Get("scope"); v != "" {
-			refresh.Set("scope", v)
+	timeout := c.timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if refreshToken != "" && c.refreshes {
+		refresh := fields{{"grant_type", "refresh_token"}, {"refresh_token", refreshToken}}
+		if scope := c.fields.get("scope"); scope != "" && c.refreshScope {
+			refresh.set("scope", scope)
 		}
-		tok, err := c.send(ctx, refresh, refreshToken)
+		tok, err := c.send(ctx, c.refreshURL, refresh, encodings(refreshToken))
 		var ve *Error
-		if err == nil || !errors.As(err, &ve) || ve.Kind != KindRejected {
+		if err == nil || !errors.As(err, &ve) || (ve.Kind != KindRejected && ve.Kind != KindBadRequest) {
 			return tok, err
 		}
-		// The refresh token was revoked or expired: use the primary grant.
 	}
-	return c.send(ctx, c.form, "")
+	return c.send(ctx, c.url, c.fields, nil)
 }
 
-func (c *oauthCall) send(ctx context.Context, form url.Values, refreshToken string) (*Token, error) {
+func (c *oauthCall) send(ctx context.Context, target string, body fields, extraSecrets []string) (*Token, error) {
 	x := c.exchange
-	x.header = x.header.Clone()
-	form = cloneValues(form)
-	c.auth.apply(form, &x)
-	if refreshToken != "" {
-		x.secrets = append(slices.Clone(x.secrets), refreshToken)
-	}
-	if c.jsonBody {
-		flat := make(map[string]string, len(form))
-		for k := range form {
-			flat[k] = form.Get(k)
+	x.url = target
+	x.secrets = append(slices.Clip(x.secrets), extraSecrets...)
+	x.header = http.Header{}
+	c.auth.header(x.header)
+	x.accept = acceptFor(c.format)
+	x.format = formatOAuth
+	root := c.xmlRoots[body.get("grant_type")]
+	x.makeBody = func(now time.Time) (requestBody, error) {
+		f := slices.Clone(body)
+		if err := c.auth.body(&f, target, now); err != nil {
+			return requestBody{}, err
 		}
-		x.body, _ = json.Marshal(flat)
-		x.contentType = "application/json"
-	} else {
-		x.body = []byte(form.Encode())
-		x.contentType = "application/x-www-form-urlencoded"
+		data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
+		if err != nil {
+			return requestBody{}, &ConfigError{Setting: "body_format", Reason: err.Error()}
+		}
+		rb := requestBody{data: data, contentType: contentType}
+		if v := f.get("client_assertion"); v != "" {
+			rb.secrets = []string{v}
+		}
+		return rb, nil
 	}
-	x.accept = "application/json"
 	return x.do(ctx)
-}
-
-func cloneValues(v url.Values) url.Values {
-	out := make(url.Values, len(v))
-	for k, vs := range v {
-		out[k] = slices.Clone(vs)
-	}
-	return out
 }
 
 // checkCredentialNames rejects credential keys the vendor does not use, so a
 // typo is an error instead of a silently different cache entry.
 func checkCredentialNames(info Info, creds secret.Map) error {
-	for name := range creds {
+	for _, name := range sortedKeys(creds) {
 		if !slices.Contains(info.RequiredCredentials, name) && !slices.Contains(info.OptionalCredentials, name) {
 			return &ArgumentError{Field: "credentials." + name, Reason: fmt.Sprintf("is not a credential of vendor %s (expected %s)", info.ID, strings.Join(append(slices.Clone(info.RequiredCredentials), info.OptionalCredentials...), ", "))}
 		}
@@ -249,9 +312,44 @@ func checkCredentialNames(info Info, creds secret.Map) error {
 	return nil
 }
 
+// checkCredentialsUsed rejects a credential the configuration does not send
+// (a username with the client_credentials grant, a client_secret with
+// private_key_jwt): a secret that is silently ignored hides a mistake.
+func checkCredentialsUsed(creds secret.Map, used map[string]bool, set Settings) error {
+	for _, name := range sortedKeys(creds) {
+		if !used[name] && !creds[name].IsZero() {
+			return &ArgumentError{Field: "credentials." + name, Reason: fmt.Sprintf("is not used with grant_type %s and client_auth %s", set.String("grant_type", "client_credentials"), set.String("client_auth", authBasic))}
+		}
+	}
+	return nil
+}
+
+// checkSettingNames rejects settings the vendor does not take. The config
+// loader checks them too; this keeps a vendor's fixed choices (Saasu's
+// client_auth, ABBYY's body format) fixed whoever builds the Input.
+func checkSettingNames(info Info, set Settings) error {
+	for _, key := range sortedKeys(set) {
+		if !info.AllowsSetting(key) {
+			return &ConfigError{Setting: key, Reason: "is not a setting of vendor " + info.ID}
+		}
+	}
+	return nil
+}
+
+// checkOneOf rejects a param outside its fixed set of values.
+func checkOneOf(oneOf map[string][]string, params map[string]string) error {
+	for _, name := range sortedKeys(oneOf) {
+		allowed := oneOf[name]
+		if v, ok := params[name]; ok && !slices.Contains(allowed, v) {
+			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not one of %s", truncate(v), strings.Join(allowed, ", "))}
+		}
+	}
+	return nil
+}
+
 // checkParamsUsed rejects params the vendor does not know.
 func checkParamsUsed(info Info, params map[string]string, used map[string]bool) error {
-	for name := range params {
+	for _, name := range sortedKeys(params) {
 		if !slices.Contains(info.Params, name) {
 			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("is not a parameter of vendor %s", info.ID)}
 		}
@@ -268,17 +366,33 @@ var oauth2Info = Info{
 	DisplayName:         "Generic OAuth 2.0 (RFC 6749)",
 	GrantTypes:          []string{"client_credentials", "password", "refresh_token"},
 	RequiredCredentials: []string{"client_id"},
-	OptionalCredentials: []string{"client_secret", "username", "password"},
+	OptionalCredentials: []string{"client_secret", "username", "password", "private_key"},
 	Params:              []string{"scope"},
 	Settings:            []string{"grant_type", "client_auth", "scope", "audience", "resource", "body_format", "extra_params"},
 	DocumentationURL:    "https://www.rfc-editor.org/rfc/rfc6749",
 }
 
-// OAuth2 is the generic, configurable RFC 6749 vendor.
+// OAuth2 is the generic, configurable RFC 6749 vendor, with the client
+// authentication methods of RFC 7523 (client_secret_jwt, private_key_jwt)
+// and RFC 8705 (tls_client_auth).
+//
+// Choices where the RFCs leave room:
+//   - client_auth defaults to client_secret_basic (RFC 6749 section 2.3.1
+//     makes it the one servers must support), id and secret form-encoded
+//     before Base64.
+//   - Client assertions (RFC 7523 section 3): header {"alg","typ":"JWT"}
+//     without kid; claims iss = sub = client_id, aud = the token URL, a
+//     128-bit random jti, iat now, exp 5 minutes later; a new assertion
+//     for every attempt, so a retry never replays a jti. HS256 with
+//     client_secret; RS256 (RSA of 2048 bits or more) or ES256 (P-256)
+//     with the PEM credential private_key (PKCS #8, PKCS #1 or SEC 1).
+//   - tls_client_auth sends client_id in the body and needs the
+//     tls_client_cert and tls_client_key settings.
+//   - The refresh grant repeats the configured scope (section 6 allows
+//     it); a refusal (any 4xx) falls back to the primary grant.
+//   - A credential the configuration does not send (a username with
+//     client_credentials, a client_secret with private_key_jwt) is refused:
+//     it would only split the cache.
 func OAuth2() Strategy {
 	return &oauthStrategy{info: oauth2Info, scopeParam: true}
 }
-
-// RequestedScope is the scope the request asks for (the service answers it
-// when the vendor returns none).
-func (c *oauthCall) RequestedScope() string { return c.form.Get("scope") }

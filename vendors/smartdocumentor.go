@@ -30,8 +30,3 @@ func SmartDocumentor() Strategy {
 		},
 	}
 }
-
-// builtins lists every vendor this package ships.
-func builtins() []Strategy {
-	return []Strategy{OAuth2(), SmartDocumentor()}
-}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -12,7 +13,31 @@ var (
 	dnsLabel    = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 	pathSegment = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
 	placeholder = regexp.MustCompile(`\{([a-z_]+)\}`)
+	// hostSetting is what a trusted setting may put in a host: host name
+	// characters and an optional port.
+	hostSetting = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
 )
+
+// resolveTarget resolves the URL template held by the setting key (token_url,
+// tenant_token_url, refresh_url) for a vendor. Every placeholder must be a
+// setting or one of the vendor's params: an operator's typo is a
+// ConfigError, not a param callers could then fill.
+func resolveTarget(info Info, key string, set Settings, params map[string]string, used map[string]bool) (string, error) {
+	tmpl := set[key]
+	if tmpl == "" {
+		return "", &ConfigError{Setting: key, Reason: "is required"}
+	}
+	for _, m := range placeholder.FindAllStringSubmatch(tmpl, -1) {
+		if set[m[1]] == "" && !slices.Contains(info.Params, m[1]) {
+			return "", &ConfigError{Setting: key, Reason: fmt.Sprintf("placeholder {%s} is neither a setting nor a parameter of vendor %s", m[1], info.ID)}
+		}
+	}
+	target, err := ResolveURL(tmpl, set, params, used)
+	if ce, ok := err.(*ConfigError); ok && ce.Setting == "token_url" {
+		return "", &ConfigError{Setting: key, Reason: ce.Reason}
+	}
+	return target, err
+}
 
 // ResolveURL fills a token URL template such as
 // "https://{tenancy}.{domain}/auth/..." (design section 5). Placeholders are
@@ -52,10 +77,15 @@ func ResolveURL(tmpl string, settings Settings, params map[string]string, used m
 	if firstErr != nil {
 		return "", firstErr
 	}
-	// Validate each param value by where its placeholder stands.
+	// Validate each value by where its placeholder stands. Settings are
+	// trusted but must still fit their place (a typo must not redirect
+	// the request).
 	for _, loc := range placeholder.FindAllStringSubmatchIndex(tmpl, -1) {
 		name := tmpl[loc[2]:loc[3]]
 		if v, ok := settings[name]; ok && v != "" {
+			if (loc[0] < hostEnd && !hostSetting.MatchString(v)) || (loc[0] >= hostEnd && (!pathSegment.MatchString(v) || v == "." || v == "..")) {
+				return "", &ConfigError{Setting: name, Reason: fmt.Sprintf("%q does not fit its place in the token URL (a host name, or one path segment)", truncate(v))}
+			}
 			continue
 		}
 		v := params[name]
@@ -71,6 +101,19 @@ func ResolveURL(tmpl string, settings Settings, params map[string]string, used m
 		return "", err
 	}
 	return out, nil
+}
+
+// checkLabelParams rejects a value of the named params that is not a single
+// DNS label, wherever the token URL places it: a tenancy names a host even
+// when an operator's URL (a proxy, the simulator) carries it in the path,
+// so the same values are valid everywhere.
+func checkLabelParams(names []string, params map[string]string) error {
+	for _, name := range names {
+		if v, ok := params[name]; ok && !dnsLabel.MatchString(v) {
+			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not a single DNS label ([a-z0-9-], 1 to 63 characters, no dots)", truncate(v))}
+		}
+	}
+	return nil
 }
 
 // CheckTokenURL accepts https URLs, and http URLs only on loopback hosts:

@@ -58,3 +58,72 @@ func TestResolveURL(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveURLSettings: trusted settings fill placeholders as they are,
+// but must still fit their place.
+func TestResolveURLSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		tmpl     string
+		settings Settings
+		want     string
+		wantErr  string // setting named by the ConfigError
+	}{
+		{"host name", "https://{host}/configapi/v2/oauth/token", Settings{"host": "acme.example.com"}, "https://acme.example.com/configapi/v2/oauth/token", ""},
+		{"host with port", "https://{host}/t", Settings{"host": "acme.example.com:8443"}, "https://acme.example.com:8443/t", ""},
+		{"host in a path", "http://127.0.0.1:1/brightpattern/{host}/t", Settings{"host": "demo.example.com"}, "http://127.0.0.1:1/brightpattern/demo.example.com/t", ""},
+		{"host with a path", "https://{host}/t", Settings{"host": "evil.com/x"}, "", "host"},
+		{"host with user info", "https://{host}/t", Settings{"host": "a@evil.com"}, "", "host"},
+		{"path setting with a slash", "http://127.0.0.1:1/{host}/t", Settings{"host": "a/b"}, "", "host"},
+		{"path setting dot-dot", "http://127.0.0.1:1/{host}/t", Settings{"host": ".."}, "", "host"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ResolveURL(tc.tmpl, tc.settings, nil, map[string]bool{})
+			var ce *ConfigError
+			switch {
+			case tc.wantErr != "":
+				if !errors.As(err, &ce) || ce.Setting != tc.wantErr {
+					t.Fatalf("err = %v, want a ConfigError on %s", err, tc.wantErr)
+				}
+			case err != nil || got != tc.want:
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestResolveTarget(t *testing.T) {
+	t.Parallel()
+	info := Info{ID: "v", Params: []string{"region", "tenant_id"}}
+	tests := []struct {
+		name    string
+		key     string
+		set     Settings
+		params  map[string]string
+		want    string
+		wantErr string
+	}{
+		{"param placeholder", "token_url", Settings{"token_url": "https://{region}.example.com/t"}, map[string]string{"region": "eu"}, "https://eu.example.com/t", ""},
+		{"unknown placeholder is the operator's mistake", "token_url", Settings{"token_url": "https://{tenancy}.example.com/t"}, map[string]string{"tenancy": "x"}, "", "token_url"},
+		{"missing template", "tenant_token_url", Settings{}, nil, "", "tenant_token_url"},
+		{"http names the setting it came from", "tenant_token_url", Settings{"tenant_token_url": "http://{tenant_id}.example.com/t"}, map[string]string{"tenant_id": "x"}, "", "tenant_token_url"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := resolveTarget(info, tc.key, tc.set, tc.params, map[string]bool{})
+			var ce *ConfigError
+			switch {
+			case tc.wantErr != "":
+				if !errors.As(err, &ce) || ce.Setting != tc.wantErr {
+					t.Fatalf("err = %v, want a ConfigError on %s", err, tc.wantErr)
+				}
+			case err != nil || got != tc.want:
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

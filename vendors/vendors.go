@@ -1,7 +1,12 @@
 // Package vendors turns credentials into access tokens, one strategy per
-// vendor. Generic OAuth 2.0 behaviour (RFC 6749 section 4.3, 4.4, 5, 6) lives
-// once in exchange.go and response.go; a vendor file holds only its quirks
-// and cites the vendor document it implements.
+// vendor (design section 5). Generic behaviour lives once: the bounded,
+// retrying request in exchange.go, answers and the expiry chain in
+// response.go and expiry.go (RFC 6749 sections 5.1 and 5.2), request bodies
+// in body.go, client authentication in clientauth.go (RFC 6749 section 2.3,
+// RFC 7523 client assertions, RFC 8705 tls_client_auth), URL templates in
+// template.go, the HTTP client and mutual TLS in httpclient.go, and the
+// data-driven RFC 6749 strategy in oauth2.go. A vendor file holds only its
+// data and quirks and cites the vendor document it implements.
 //
 // A Strategy validates a request's inputs and resolves them into a Call (the
 // resolved token URL is part of the cache fingerprint); the Call fetches a
@@ -119,6 +124,11 @@ func NewRegistry(strategies ...Strategy) *Registry {
 
 // Default returns a registry with every vendor this package ships.
 func Default() *Registry { return NewRegistry(builtins()...) }
+
+// builtins lists every vendor this package ships (design section 5).
+func builtins() []Strategy {
+	return []Strategy{HotDocsAdvance(), SmartDocumentor(), AbbyyVantage(), BrightPattern(), Saasu(), OAuth2()}
+}
 
 // Lookup returns the strategy for id.
 func (r *Registry) Lookup(id string) (Strategy, bool) {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -22,9 +23,10 @@ type devVendor struct {
 
 var devVendors = map[string]devVendor{
 	"smartdocumentor": {settings: config.Settings{"token_url": "{sim}/smartdocumentor/connect/token"}},
+	// The password grant also exercises refresh tokens.
 	"oauth2": {settings: config.Settings{
 		"token_url":   "{sim}/oauth2/token",
-		"grant_type":  "client_credentials",
+		"grant_type":  "password",
 		"client_auth": "client_secret_basic",
 	}},
 	"hotdocs_advance": {
@@ -93,9 +95,14 @@ func startDev(configPath string, env config.Lookup) (*dev, error) {
 			settings[k] = v
 		}
 		cfg.Vendors[id] = settings
+		// Demo accounts also carry where they live (tenancy, region,
+		// host...): only the vendor's credentials go into the profile.
+		info := st.Info()
 		creds := map[string]secret.Secret{}
 		for k, v := range accounts[id] {
-			creds[k] = secret.New(v)
+			if slices.Contains(info.RequiredCredentials, k) || slices.Contains(info.OptionalCredentials, k) {
+				creds[k] = secret.New(v)
+			}
 		}
 		name := "demo-" + strings.ReplaceAll(id, "_", "-")
 		cfg.Profiles[name] = config.Profile{Vendor: id, Credentials: creds, Params: dv.params}
