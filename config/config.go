@@ -28,6 +28,18 @@ type Config struct {
 	Clients  map[string]Client   `yaml:"clients"`
 	TLS      TLS                 `yaml:"tls"`
 	Service  ServiceTuning       `yaml:"service"`
+	Limits   Limits              `yaml:"limits"`
+}
+
+// Limits bound what one authenticated client may cost (README "Security
+// model"). Zero means the default.
+type Limits struct {
+	// RefreshPerMinute is each client's sustained rate of force_refresh
+	// GetToken and InvalidateToken calls (default 60).
+	RefreshPerMinute int `yaml:"refresh_per_minute"`
+	// RefreshBurst is how many such calls a client may make at once
+	// (default 30).
+	RefreshBurst int `yaml:"refresh_burst"`
 }
 
 // Cache configures the token store.
@@ -158,6 +170,9 @@ func (c *Config) validate() error {
 		if cl.APIKeySHA256 == "" && cl.CertSubject == "" {
 			return fmt.Errorf("clients.%s: set api_key_sha256 or cert_subject", name)
 		}
+	}
+	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
+		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("tls: cert_file and key_file go together")

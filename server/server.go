@@ -18,6 +18,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -95,6 +96,11 @@ func New(opts Options) (*Server, error) {
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
 	}
+	if opts.TLS != nil {
+		// gRPC's own TLS credentials (not a TLS listener), so interceptors
+		// see the peer's certificates in peer.AuthInfo.
+		gopts = append(gopts, grpc.Creds(tlsExceptInternal{credentials.NewTLS(opts.TLS)}))
+	}
 	gopts = append(gopts, opts.ServerOptions...)
 	s.grpc = grpc.NewServer(gopts...)
 	tokenbrokerv1.RegisterTokenServiceServer(s.grpc, opts.Service)
@@ -110,7 +116,6 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("http listener %s: %w", opts.HTTPAddr, err)
 	}
 	if opts.TLS != nil {
-		s.grpcLis = tls.NewListener(s.grpcLis, opts.TLS)
 		s.httpLis = tls.NewListener(s.httpLis, opts.TLS)
 	}
 
@@ -154,8 +159,27 @@ func (s *Server) Health() *health.Server { return s.health }
 // InternalTransport says whether a gRPC peer is the in-process gateway.
 func InternalTransport(addr net.Addr) bool { return addr != nil && addr.Network() == "bufconn" }
 
+// tlsExceptInternal is TLS for network peers and no handshake for the
+// gateway's in-process bufconn connections, which never leave the process.
+type tlsExceptInternal struct {
+	credentials.TransportCredentials
+}
+
+func (c tlsExceptInternal) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if InternalTransport(conn.RemoteAddr()) {
+		return insecure.NewCredentials().ServerHandshake(conn)
+	}
+	return c.TransportCredentials.ServerHandshake(conn)
+}
+
+func (c tlsExceptInternal) Clone() credentials.TransportCredentials {
+	return tlsExceptInternal{c.TransportCredentials.Clone()}
+}
+
 func (s *Server) httpHandler() (http.Handler, error) {
-	forward := map[string]bool{"authorization": true, "x-request-id": true}
+	// The gateway always passes Authorization on as "authorization"
+	// metadata; the matcher must not forward it a second time.
+	forward := map[string]bool{"x-request-id": true}
 	for _, h := range s.opts.ForwardHeaders {
 		forward[strings.ToLower(h)] = true
 	}

@@ -72,6 +72,12 @@ func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
 // holding the store's lock (when there is one) while it does. stale is the
 // entry the caller saw (its refresh token is reused).
 func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (fetched, error) {
+	// A flight that just ended may have found the credentials rejected
+	// after this caller looked: do not ask the vendor again.
+	if err := s.negative.get(r.key, s.now()); err != nil {
+		s.obs.NegativeHit(r.vendor)
+		return fetched{}, err
+	}
 	// Re-check: a flight that just ended or another replica may have
 	// stored a token since the caller looked.
 	if e, err := s.store.Get(ctx, r.key); err == nil {
@@ -141,7 +147,9 @@ func (s *Service) lock(ctx context.Context, r *resolved, minTTL time.Duration, f
 // rejected credentials for negative_ttl.
 func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string) (store.Entry, error) {
 	start := s.now()
-	tok, err := r.call.Fetch(ctx, refreshToken)
+	fetchCtx, span := startUpstreamSpan(ctx, r)
+	tok, err := r.call.Fetch(fetchCtx, refreshToken)
+	endUpstreamSpan(span, outcome(err))
 	s.obs.Upstream(r.vendor, outcome(err), s.now().Sub(start))
 	if err != nil {
 		var ve *vendors.Error

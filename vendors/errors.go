@@ -105,17 +105,12 @@ const maxDescription = 200
 // scrub truncates s and replaces every occurrence of the request's secret
 // values, so a vendor that echoes the request cannot leak it.
 func scrub(s string, secrets []string) string {
-	for _, v := range secrets {
-		if len(v) >= 3 {
-			s = strings.ReplaceAll(s, v, "[REDACTED]")
-		}
-	}
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
+	// Replace before and after control characters become spaces: a secret
+	// with a space must not survive because the vendor echoed it with a
+	// tab, nor one with a tab because we turned it into a space.
+	s = redactAll(s, secrets, false)
+	s = strings.Map(printable, s)
+	s = redactAll(s, secrets, true)
 	if len(s) > maxDescription {
 		cut := maxDescription
 		for cut > 0 && !isRuneStart(s[cut]) {
@@ -127,3 +122,23 @@ func scrub(s string, secrets []string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// printable maps control characters to spaces.
+func printable(r rune) rune {
+	if r < 0x20 || r == 0x7f {
+		return ' '
+	}
+	return r
+}
+
+func redactAll(s string, secrets []string, mapped bool) string {
+	for _, v := range secrets {
+		if mapped {
+			v = strings.Map(printable, v)
+		}
+		if len(v) >= 3 {
+			s = strings.ReplaceAll(s, v, "[REDACTED]")
+		}
+	}
+	return s
+}

@@ -275,6 +275,11 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	x.secrets = append(slices.Clip(x.secrets), extraSecrets...)
 	x.header = http.Header{}
 	c.auth.header(x.header)
+	// A vendor that echoes the request's headers must not leak the Basic
+	// credentials either.
+	if _, cred, ok := strings.Cut(x.header.Get("Authorization"), " "); ok && cred != "" {
+		x.secrets = append(x.secrets, cred)
+	}
 	x.accept = acceptFor(c.format)
 	x.format = formatOAuth
 	root := c.xmlRoots[body.get("grant_type")]

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -37,6 +38,10 @@ type Report struct {
 	GoVersion   string             `json:"go_version"`
 	CPUs        int                `json:"cpus"`
 	Comparisons []bench.Comparison `json:"comparisons"`
+	Fleet       *bench.Fleet       `json:"fleet,omitempty"`
+	RedisDown   *bench.Outage      `json:"redis_down,omitempty"`
+	Memory      *bench.Memory      `json:"memory,omitempty"`
+	Elapsed     string             `json:"elapsed"`
 }
 
 func realMain(ctx context.Context, args []string, stdout io.Writer) error {
@@ -44,29 +49,87 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	roundTime := fs.Duration("round", 2*time.Second, "length of one measured round")
 	rounds := fs.Int("rounds", 3, "alternating rounds per comparison")
 	out := fs.String("out", "bench-results/latest.json", "where to write the JSON report")
+	soak := fs.Duration("soak", 60*time.Second, "length of each fleet soak")
+	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
+	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
+	only := fs.String("only", "hot,rest,redis,fleet,down,memory", "comma-separated scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	rep := Report{When: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
+	run := map[string]bool{}
+	for _, name := range strings.Split(*only, ",") {
+		run[strings.TrimSpace(name)] = true
+	}
+	began := time.Now()
+	rep := Report{When: began.UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
 	env, err := bench.NewEnv(ctx, "")
 	if err != nil {
 		return err
 	}
 	defer env.Close()
+	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...) }
 	for _, conc := range []int{1, 64} {
-		c, err := env.GRPCHotPath(ctx, conc, *rounds, *roundTime)
+		if run["hot"] {
+			progress("gRPC hot path, %d in flight", conc)
+			c, err := env.GRPCHotPath(ctx, conc, *rounds, *roundTime)
+			if err != nil {
+				return err
+			}
+			rep.Comparisons = append(rep.Comparisons, c)
+		}
+	}
+	for _, conc := range []int{1, 64} {
+		if run["rest"] {
+			progress("REST hot path, %d in flight", conc)
+			c, err := env.RESTHotPath(ctx, conc, *rounds, *roundTime)
+			if err != nil {
+				return err
+			}
+			rep.Comparisons = append(rep.Comparisons, c)
+		}
+	}
+	if run["redis"] || run["fleet"] {
+		redis, err := bench.StartRedis()
 		if err != nil {
 			return err
 		}
-		rep.Comparisons = append(rep.Comparisons, c)
+		defer redis.Stop()
+		for _, conc := range []int{1, 64} {
+			if run["redis"] {
+				progress("Redis-only path, %d in flight", conc)
+				c, err := env.RedisOnlyPath(ctx, redis.Addr, conc, *rounds, *roundTime)
+				if err != nil {
+					return err
+				}
+				rep.Comparisons = append(rep.Comparisons, c)
+			}
+		}
+		if run["fleet"] {
+			progress("fleet economy: 3 replicas, 600 cold callers, then 2 soaks of %s", *soak)
+			f, err := env.FleetEconomy(ctx, redis.Addr, 3, 600, 64, *soak, *lifetime)
+			if err != nil {
+				return err
+			}
+			rep.Fleet = &f
+		}
 	}
-	for _, conc := range []int{1, 64} {
-		c, err := env.RESTHotPath(ctx, conc, *rounds, *roundTime)
+	if run["down"] {
+		progress("hot path with Redis up, then SIGSTOPped")
+		o, err := env.RedisDown(ctx, 64, 3*time.Second)
 		if err != nil {
 			return err
 		}
-		rep.Comparisons = append(rep.Comparisons, c)
+		rep.RedisDown = &o
 	}
+	if run["memory"] {
+		progress("memory with %d distinct tokens", *tokens)
+		m, err := bench.MemoryFootprint(ctx, *tokens)
+		if err != nil {
+			return err
+		}
+		rep.Memory = &m
+	}
+	rep.Elapsed = time.Since(began).Round(time.Second).String()
 	printTable(stdout, rep)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
@@ -86,4 +149,21 @@ func printTable(w io.Writer, rep Report) {
 			c.P99Ratio, c.Subject.Errors+c.Baseline.Errors, c.Goal)
 	}
 	tw.Flush()
+	if f := rep.Fleet; f != nil {
+		fmt.Fprintf(w, "\nfleet economy (%d replicas, one Redis)\n", f.Replicas)
+		fmt.Fprintf(w, "  %d concurrent cold callers: %d upstream request(s) (goal 1)\n", f.ColdCallers, f.ColdUpstream)
+		fmt.Fprintf(w, "  soak %.0fs, %s tokens, shared cache: %d upstream requests (goal <= 17 for 60s/5s), %d calls, %d expired served, %d errors\n",
+			f.SoakSeconds, f.TokenLifetime, f.SharedUpstream, f.SharedCalls, f.SharedExpired, f.SharedErrors)
+		fmt.Fprintf(w, "  same soak, each replica caching alone: %d upstream requests, %d calls, %d expired served, %d errors\n",
+			f.AloneUpstream, f.AloneCalls, f.AloneExpired, f.AloneErrors)
+	}
+	if o := rep.RedisDown; o != nil {
+		fmt.Fprintf(w, "\nRedis down (hot path, 64 in flight, %s): p99 up %s, frozen %s, added %s (goal %s); errors %d/%d\n",
+			o.Durations, o.Up.P99.Round(time.Microsecond), o.Frozen.P99.Round(time.Microsecond), o.AddedP99.Round(time.Microsecond), o.Goal, o.Up.Errors, o.Frozen.Errors)
+	}
+	if m := rep.Memory; m != nil {
+		fmt.Fprintf(w, "\nmemory: %d distinct cached tokens: live heap %.1f MB -> %.1f MB (%.0f bytes/token), process RSS %.1f MB (%s; goal %s), filled in %.1fs, %d errors\n",
+			m.Tokens, m.HeapBeforeMB, m.HeapAfterMB, m.HeapPerToken, m.ProcessRSSMB, m.RSSIncludes, m.Goal, m.FillSeconds, m.FillErrors)
+	}
+	fmt.Fprintf(w, "\ntotal time %s\n", rep.Elapsed)
 }

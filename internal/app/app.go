@@ -39,6 +39,8 @@ type App struct {
 	Service *service.Service
 	log     *slog.Logger
 	closers []func()
+	// ops is the operations side: metrics, health, tracing (ops.go).
+	ops *ops
 }
 
 // New builds everything and opens the listeners; Run serves.
@@ -62,6 +64,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.closers = append(a.closers, closeStore)
 	svcCfg.Store, svcCfg.Locker = st, locker
+	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Service = service.New(svcCfg)
 	a.closers = append(a.closers, a.Service.Close)
 
@@ -225,10 +231,16 @@ func fingerprintKey(cfg *config.Config) ([]byte, error) {
 	return key, nil
 }
 
-// buildStore returns the configured store and locker.
-func buildStore(_ context.Context, cfg *config.Config, _ *slog.Logger) (store.Store, store.Locker, func(), error) {
-	if cfg.Cache.Redis != nil {
-		return nil, nil, nil, fmt.Errorf("cache.redis: the Redis store is not built into this version yet")
+// buildStore returns the configured store and locker: the in-process
+// memory store, or with cache.redis the shared cache (cache.go): L1 unless
+// cache.l1_disabled, over sealed values in Redis.
+func buildStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (store.Store, store.Locker, func(), error) {
+	if cfg.Cache.Redis == nil {
+		return store.NewMemory(cfg.Cache.L1MaxEntries), nil, func() {}, nil
 	}
-	return store.NewMemory(cfg.Cache.L1MaxEntries), nil, func() {}, nil
+	c, err := buildSharedCache(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, c.locker, c.close, nil
 }

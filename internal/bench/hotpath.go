@@ -56,6 +56,13 @@ profiles:
   bench:
     vendor: smartdocumentor
     credentials: {client_id: demo-client, client_secret: demo-secret}
+  fleet:
+    vendor: smartdocumentor
+    credentials: {client_id: demo-client, client_secret: demo-secret}
+  soak:  # a setting of its own gives it its own cache key
+    vendor: smartdocumentor
+    credentials: {client_id: demo-client, client_secret: demo-secret}
+    settings: {timeout: 9s}
 `+extra, "{sim}", sim.URL())
 	return config.Parse([]byte(y), func(string) (string, bool) { return "", false })
 }
@@ -252,3 +259,11 @@ func (e *Env) RESTHotPath(ctx context.Context, concurrency, rounds int, roundTim
 	c.Goal = "QPS >= 0.9x"
 	return c, nil
 }
+
+func parseConfig(y string) (*config.Config, error) {
+	return config.Parse([]byte(y), func(string) (string, bool) { return "", false })
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

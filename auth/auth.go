@@ -1,0 +1,183 @@
+// Package auth decides who may call the broker and what they may ask for
+// (design sections 3 and 6: clients, tls). A broker holds live vendor
+// credentials, so whoever can call it can act as the company at every
+// vendor: every TokenService call is authenticated, authorized against the
+// caller's allow list, audited, and (for the calls that cost a vendor
+// request) rate limited per caller.
+//
+// Callers authenticate with an API key (RFC 6750 section 2.1: the gRPC
+// metadata or HTTP header "authorization: Bearer <key>"; only the key's
+// SHA-256 is configured) or with a TLS client certificate verified against
+// tls.client_ca_file (the principal is the certificate's subject as an RFC
+// 2253 string). Both may be configured together.
+//
+// References: RFC 6749 sections 2.3.1, 3.2, 10.3; RFC 6750 section 5.3;
+// RFC 9700.
+package auth
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/config"
+)
+
+// Defaults of the per-client rate limit on force_refresh and
+// InvalidateToken (config keys limits.refresh_per_minute and
+// limits.refresh_burst).
+const (
+	DefaultRefreshPerMinute = 60
+	DefaultRefreshBurst     = 30
+)
+
+// VendorPrefix marks an allow entry that permits inline credentials for a
+// vendor ("vendor:abbyy_vantage"); any other entry names a profile.
+const VendorPrefix = "vendor:"
+
+// Config is what a Policy is built from.
+type Config struct {
+	// Clients are the configured callers, by name (config clients).
+	Clients map[string]config.Client
+	// ClientCAs verifies client certificates; nil when tls.client_ca_file
+	// is not set (no mTLS).
+	ClientCAs *x509.CertPool
+	// Limits bound what one caller may cost.
+	Limits config.Limits
+	// Logger receives the audit lines.
+	Logger *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// client is one configured caller.
+type client struct {
+	name string
+	// keyDigest is the SHA-256 of its API key; hasKey false when it has
+	// none.
+	keyDigest [32]byte
+	hasKey    bool
+	subject   string
+	profiles  map[string]bool
+	vendors   map[string]bool
+}
+
+// Policy authenticates and authorizes calls. Build it with New; it is safe
+// for concurrent use.
+type Policy struct {
+	clients   []*client
+	bySubject map[string]*client
+	roots     *x509.CertPool
+	// anyCertificate: mTLS with no clients configured; every certificate
+	// the client CA verifies may use everything.
+	anyCertificate bool
+	limiter        *limiter
+	log            *slog.Logger
+	now            func() time.Time
+}
+
+var (
+	clientName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$`)
+	sha256Hex  = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+)
+
+// New checks the client configuration and returns the policy. Errors name
+// the config key at fault.
+func New(cfg Config) (*Policy, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Policy{
+		bySubject:      map[string]*client{},
+		roots:          cfg.ClientCAs,
+		anyCertificate: len(cfg.Clients) == 0 && cfg.ClientCAs != nil,
+		log:            cfg.Logger,
+		now:            cfg.Now,
+	}
+	names := make([]string, 0, len(cfg.Clients))
+	for name := range cfg.Clients {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	byDigest := map[[32]byte]string{}
+	for _, name := range names {
+		c, err := newClient(name, cfg.Clients[name], cfg.ClientCAs != nil)
+		if err != nil {
+			return nil, err
+		}
+		if c.hasKey {
+			if other, dup := byDigest[c.keyDigest]; dup {
+				return nil, fmt.Errorf("clients.%s.api_key_sha256: the same key as clients.%s; give every client its own key", name, other)
+			}
+			byDigest[c.keyDigest] = name
+		}
+		if c.subject != "" {
+			if other, dup := p.bySubject[c.subject]; dup {
+				return nil, fmt.Errorf("clients.%s.cert_subject: the same subject as clients.%s", name, other.name)
+			}
+			p.bySubject[c.subject] = c
+		}
+		p.clients = append(p.clients, c)
+	}
+	// config.Parse refuses negative limits; zero means the default.
+	perMinute, burst := cfg.Limits.RefreshPerMinute, cfg.Limits.RefreshBurst
+	if perMinute <= 0 {
+		perMinute = DefaultRefreshPerMinute
+	}
+	if burst <= 0 {
+		burst = DefaultRefreshBurst
+	}
+	p.limiter = newLimiter(float64(perMinute)/60, float64(burst), cfg.Now)
+	return p, nil
+}
+
+func newClient(name string, cc config.Client, mtls bool) (*client, error) {
+	field := "clients." + name
+	if !clientName.MatchString(name) {
+		return nil, fmt.Errorf("%s: a client name is 1 to 128 characters of [A-Za-z0-9_.@-]", field)
+	}
+	c := &client{name: name, profiles: map[string]bool{}, vendors: map[string]bool{}}
+	if cc.APIKeySHA256 != "" {
+		h := strings.TrimSpace(cc.APIKeySHA256)
+		if !sha256Hex.MatchString(h) {
+			return nil, fmt.Errorf("%s.api_key_sha256: must be the 64 hex digits of the key's SHA-256 (printf %%s \"$KEY\" | sha256sum), not the key", field)
+		}
+		b, _ := hex.DecodeString(h)
+		copy(c.keyDigest[:], b)
+		c.hasKey = true
+	}
+	if s := strings.TrimSpace(cc.CertSubject); s != "" {
+		if !mtls {
+			return nil, fmt.Errorf("%s.cert_subject: needs tls.client_ca_file (and tls.cert_file, tls.key_file) to verify client certificates", field)
+		}
+		c.subject = s
+	}
+	if !c.hasKey && c.subject == "" {
+		return nil, fmt.Errorf("%s: set api_key_sha256 or cert_subject", field)
+	}
+	if len(cc.Allow) == 0 {
+		return nil, fmt.Errorf("%s.allow: empty; list the profiles (and vendor:<id> for inline credentials) this client may use", field)
+	}
+	for i, a := range cc.Allow {
+		if v, ok := strings.CutPrefix(a, VendorPrefix); ok {
+			if v == "" {
+				return nil, fmt.Errorf("%s.allow[%d]: %q names no vendor", field, i, a)
+			}
+			c.vendors[v] = true
+			continue
+		}
+		if a == "" {
+			return nil, fmt.Errorf("%s.allow[%d]: empty", field, i)
+		}
+		c.profiles[a] = true
+	}
+	return c, nil
+}

@@ -1,0 +1,384 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+)
+
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// syncBuffer is a log sink safe for concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestParseBearer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value, want string
+		wantErr           bool
+	}{
+		{"bearer", "Bearer abc123", "abc123", false},
+		{"scheme is case-insensitive", "bEARER abc", "abc", false},
+		{"base64 with padding", "Bearer ab+/c==", "ab+/c==", false},
+		{"extra spaces", "Bearer   abc", "abc", false},
+		{"basic", "Basic dXNlcjpwYXNz", "", true},
+		{"no credential", "Bearer ", "", true},
+		{"no space", "Bearerabc", "", true},
+		{"padding in the middle", "Bearer ab=c", "", true},
+		{"inner space", "Bearer ab c", "", true},
+		{"control character", "Bearer ab\x00", "", true},
+		{"too long", "Bearer " + strings.Repeat("a", maxAPIKeyLen+1), "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseBearer(tc.value)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("ParseBearer(%q) = %q, %v", tc.value, got, err)
+			}
+			if err != nil && strings.Contains(err.Error(), "abc") {
+				t.Errorf("error repeats the credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadClients(t *testing.T) {
+	t.Parallel()
+	pool := x509.NewCertPool()
+	good := keyHash("k1")
+	tests := []struct {
+		name    string
+		clients map[string]config.Client
+		cas     *x509.CertPool
+		wantErr string
+	}{
+		{"the key instead of its hash", map[string]config.Client{"a": {APIKeySHA256: "my-secret-key", Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
+		{"no credential", map[string]config.Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256 or cert_subject"},
+		{"subject without client CA", map[string]config.Client{"a": {CertSubject: "CN=a", Allow: []string{"p"}}}, nil, "clients.a.cert_subject: needs tls.client_ca_file"},
+		{"empty allow", map[string]config.Client{"a": {APIKeySHA256: good}}, nil, "clients.a.allow"},
+		{"vendor prefix alone", map[string]config.Client{"a": {APIKeySHA256: good, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
+		{"shared key", map[string]config.Client{"a": {APIKeySHA256: good, Allow: []string{"p"}}, "b": {APIKeySHA256: strings.ToUpper(good), Allow: []string{"p"}}}, nil, "clients.b.api_key_sha256"},
+		{"shared subject", map[string]config.Client{"a": {CertSubject: "CN=x", Allow: []string{"p"}}, "b": {CertSubject: "CN=x", Allow: []string{"p"}}}, pool, "clients.b.cert_subject"},
+		{"bad name", map[string]config.Client{"a b": {APIKeySHA256: good, Allow: []string{"p"}}}, nil, "clients.a b"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := New(Config{Clients: tc.clients, ClientCAs: tc.cas})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "my-secret-key") {
+				t.Errorf("error repeats the configured value: %v", err)
+			}
+		})
+	}
+}
+
+func TestClientForKeyMatchesOnlyTheRightDigest(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{Clients: map[string]config.Client{
+		"a":    {APIKeySHA256: keyHash("key-a"), Allow: []string{"p"}},
+		"b":    {APIKeySHA256: strings.ToUpper(keyHash("key-b")), Allow: []string{"p"}},
+		"cert": {CertSubject: "CN=c", Allow: []string{"p"}},
+	}, ClientCAs: x509.NewCertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"key-a": "a", "key-b": "b", "key-c": "", "": "", "key-a ": ""} {
+		got := ""
+		if c := p.clientForKey(key); c != nil {
+			got = c.name
+		}
+		if got != want {
+			t.Errorf("clientForKey(%q) = %q, want %q", key, got, want)
+		}
+	}
+	// A cert-only client's zero digest is never a match, whatever is sent.
+	for _, c := range p.clients {
+		if c.name == "cert" && c.hasKey {
+			t.Fatal("cert-only client has a key")
+		}
+	}
+}
+
+func TestLimiterRefillsAtTheConfiguredRate(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	l := newLimiter(1, 2, func() time.Time { return now })
+	for i := range 2 {
+		if ok, _ := l.allow("a"); !ok {
+			t.Fatalf("call %d within the burst was refused", i)
+		}
+	}
+	ok, wait := l.allow("a")
+	if ok || wait != time.Second {
+		t.Fatalf("third call: ok=%v wait=%v, want refused for 1s", ok, wait)
+	}
+	if ok, _ := l.allow("b"); !ok {
+		t.Fatal("another principal shares a's bucket")
+	}
+	now = now.Add(500 * time.Millisecond)
+	if ok, wait := l.allow("a"); ok || wait != 500*time.Millisecond {
+		t.Fatalf("after 0.5s: ok=%v wait=%v", ok, wait)
+	}
+	now = now.Add(500 * time.Millisecond)
+	if ok, _ := l.allow("a"); !ok {
+		t.Fatal("after 1s a token should have refilled")
+	}
+}
+
+func TestLimiterStaysBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	l := newLimiter(1, 1, func() time.Time { return now })
+	for i := range maxBuckets + 10 {
+		l.allow(string(rune(i)))
+	}
+	if len(l.buckets) > maxBuckets {
+		t.Fatalf("%d buckets, want at most %d", len(l.buckets), maxBuckets)
+	}
+}
+
+// pki is a throwaway CA for unit tests.
+type pki struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newPKI(t testing.TB, name string) *pki {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &pki{cert: cert, key: key}
+}
+
+func (p *pki) issue(t testing.TB, subject pkix.Name, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: subject,
+		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert
+}
+
+func (p *pki) pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.cert)
+	return pool
+}
+
+// bufAddr is the gateway's in-process address.
+type bufAddr struct{}
+
+func (bufAddr) Network() string { return "bufconn" }
+func (bufAddr) String() string  { return "bufconn" }
+
+// call runs the interceptor with the given peer and metadata.
+func call(p *Policy, method string, req any, pr *peer.Peer, md metadata.MD) error {
+	ctx := metadata.NewIncomingContext(context.Background(), md)
+	if pr != nil {
+		ctx = peer.NewContext(ctx, pr)
+	}
+	_, err := p.UnaryInterceptor()(ctx, req, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return "ok", nil })
+	return err
+}
+
+func TestInterceptorDecisions(t *testing.T) {
+	t.Parallel()
+	ca, rogue := newPKI(t, "client CA"), newPKI(t, "rogue CA")
+	subject := pkix.Name{CommonName: "billing", Organization: []string{"Acme, Inc."}}
+	good := ca.issue(t, subject, time.Now().Add(time.Hour))
+	expired := ca.issue(t, subject, time.Now().Add(-time.Minute))
+	forged := rogue.issue(t, subject, time.Now().Add(time.Hour))
+	var logs syncBuffer
+	p, err := New(Config{
+		Clients: map[string]config.Client{
+			"billing": {APIKeySHA256: keyHash("billing-key"), CertSubject: SubjectString(good), Allow: []string{"acme", "vendor:oauth2"}},
+			"other":   {APIKeySHA256: keyHash("other-key"), Allow: []string{"other"}},
+		},
+		ClientCAs: ca.pool(),
+		Limits:    config.Limits{RefreshPerMinute: 1, RefreshBurst: 1},
+		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := SubjectString(good), `CN=billing,O=Acme\, Inc.`; got != want {
+		t.Fatalf("subject = %q, want RFC 2253 %q", got, want)
+	}
+	tcp := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
+	tlsPeer := func(chain ...*x509.Certificate) *peer.Peer {
+		return &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: chain}}}
+	}
+	bearer := func(k string) metadata.MD { return metadata.Pairs("authorization", "Bearer "+k) }
+	getToken := tokenbrokerv1.TokenService_GetToken_FullMethodName
+	profile := func(p string) *tokenbrokerv1.GetTokenRequest { return &tokenbrokerv1.GetTokenRequest{Profile: p} }
+	tests := []struct {
+		name   string
+		method string
+		req    any
+		peer   *peer.Peer
+		md     metadata.MD
+		want   codes.Code
+	}{
+		{"no credentials", getToken, profile("acme"), &peer.Peer{Addr: tcp}, nil, codes.Unauthenticated},
+		{"wrong key", getToken, profile("acme"), &peer.Peer{Addr: tcp}, bearer("nope"), codes.Unauthenticated},
+		{"basic auth", getToken, profile("acme"), &peer.Peer{Addr: tcp}, metadata.Pairs("authorization", "Basic YTpi"), codes.Unauthenticated},
+		{"two authorization values", getToken, profile("acme"), &peer.Peer{Addr: tcp}, metadata.Pairs("authorization", "Bearer billing-key", "authorization", "Bearer other-key"), codes.Unauthenticated},
+		{"right key, wrong profile", getToken, profile("other"), &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.PermissionDenied},
+		{"right key, right profile", getToken, profile("acme"), &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.OK},
+		{"inline credentials allowed", getToken, &tokenbrokerv1.GetTokenRequest{Vendor: "oauth2"}, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.OK},
+		{"inline credentials not allowed", getToken, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor"}, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.PermissionDenied},
+		{"a profile allow entry does not allow its vendor inline", getToken, &tokenbrokerv1.GetTokenRequest{Vendor: "acme"}, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.PermissionDenied},
+		{"list vendors needs a caller", tokenbrokerv1.TokenService_ListVendors_FullMethodName, &tokenbrokerv1.ListVendorsRequest{}, &peer.Peer{Addr: tcp}, nil, codes.Unauthenticated},
+		{"list vendors with a key", tokenbrokerv1.TokenService_ListVendors_FullMethodName, &tokenbrokerv1.ListVendorsRequest{}, &peer.Peer{Addr: tcp}, bearer("other-key"), codes.OK},
+		{"health is open", "/grpc.health.v1.Health/Check", nil, &peer.Peer{Addr: tcp}, nil, codes.OK},
+		{"unknown method denied", "/tokenbroker.v1.TokenService/Future", nil, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.PermissionDenied},
+		{"right certificate", getToken, profile("acme"), tlsPeer(good), nil, codes.OK},
+		{"right certificate, wrong profile", getToken, profile("other"), tlsPeer(good), nil, codes.PermissionDenied},
+		{"expired certificate", getToken, profile("acme"), tlsPeer(expired), nil, codes.Unauthenticated},
+		{"certificate from another CA", getToken, profile("acme"), tlsPeer(forged), nil, codes.Unauthenticated},
+		{"certificate and key of different clients", getToken, profile("acme"), tlsPeer(good), bearer("other-key"), codes.Unauthenticated},
+		{"right certificate with a wrong key", getToken, profile("acme"), tlsPeer(good), bearer("nope"), codes.Unauthenticated},
+		{"forwarded certificate from the gateway", getToken, profile("acme"), &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{good})), codes.OK},
+		{"forwarded header from a network peer is ignored", getToken, profile("acme"), &peer.Peer{Addr: tcp}, metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{good})), codes.Unauthenticated},
+		{"forwarded garbage", getToken, profile("acme"), &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated},
+		{"first refresh within the limit", getToken, &tokenbrokerv1.GetTokenRequest{Profile: "other", ForceRefresh: true}, &peer.Peer{Addr: tcp}, bearer("other-key"), codes.OK},
+		{"second refresh over the limit", tokenbrokerv1.TokenService_InvalidateToken_FullMethodName, &tokenbrokerv1.InvalidateTokenRequest{Profile: "other"}, &peer.Peer{Addr: tcp}, bearer("other-key"), codes.ResourceExhausted},
+		{"another client's refresh", getToken, &tokenbrokerv1.GetTokenRequest{Profile: "acme", ForceRefresh: true}, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.OK},
+	}
+	for _, tc := range tests { // sequential: the rate-limit cases depend on order
+		err := call(p, tc.method, tc.req, tc.peer, tc.md)
+		if got := status.Code(err); got != tc.want {
+			t.Errorf("%s: code = %v (%v), want %v", tc.name, got, err, tc.want)
+		}
+		if tc.want == codes.ResourceExhausted {
+			var retry *errdetails.RetryInfo
+			for _, d := range status.Convert(err).Details() {
+				retry, _ = d.(*errdetails.RetryInfo)
+			}
+			if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+				t.Errorf("%s: no RetryInfo in %v", tc.name, err)
+			}
+		}
+	}
+	out := logs.String()
+	for _, secret := range []string{"billing-key", "other-key"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the audit log contains the API key %q", secret)
+		}
+	}
+	if !strings.Contains(out, `"principal":"billing"`) || !strings.Contains(out, `"decision":"deny"`) || !strings.Contains(out, `"target":"vendor:smartdocumentor"`) {
+		t.Errorf("audit log lacks expected lines:\n%s", out)
+	}
+	if !strings.Contains(out, `"claimed_subject":"CN=billing,O=Acme\\, Inc."`) {
+		t.Errorf("audit log does not name the rejected certificate's subject:\n%s", out)
+	}
+}
+
+func TestAnyVerifiedCertificateWithoutClients(t *testing.T) {
+	t.Parallel()
+	ca := newPKI(t, "client CA")
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := ca.issue(t, pkix.Name{CommonName: "anyone"}, time.Now().Add(time.Hour))
+	pr := &peer.Peer{Addr: &net.TCPAddr{}, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
+	if err := call(p, tokenbrokerv1.TokenService_GetToken_FullMethodName, &tokenbrokerv1.GetTokenRequest{Profile: "x"}, pr, nil); err != nil {
+		t.Fatalf("verified certificate refused: %v", err)
+	}
+	if err := call(p, tokenbrokerv1.TokenService_GetToken_FullMethodName, &tokenbrokerv1.GetTokenRequest{Profile: "x"}, &peer.Peer{Addr: &net.TCPAddr{}}, nil); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no certificate: %v", err)
+	}
+}
+
+func TestHTTPMiddlewareReplacesForgedHeader(t *testing.T) {
+	t.Parallel()
+	ca := newPKI(t, "client CA")
+	cert := ca.issue(t, pkix.Name{CommonName: "real"}, time.Now().Add(time.Hour))
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	h := p.HTTPMiddleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Values(ForwardedCertHeader)
+	}))
+	forged := httptest.NewRequest("POST", "/v1/token", nil)
+	forged.Header.Add("x-tokenbroker-client-cert", "forged")
+	h.ServeHTTP(httptest.NewRecorder(), forged)
+	if len(seen) != 0 {
+		t.Fatalf("plain-HTTP caller's header reached the handler: %q", seen)
+	}
+	withTLS := httptest.NewRequest("POST", "/v1/token", nil)
+	withTLS.Header.Set(ForwardedCertHeader, "forged")
+	withTLS.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}
+	h.ServeHTTP(httptest.NewRecorder(), withTLS)
+	if len(seen) != 1 || seen[0] != EncodeChain([]*x509.Certificate{cert}) {
+		t.Fatalf("handler saw %q, want the TLS chain", seen)
+	}
+}

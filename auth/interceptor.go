@@ -1,0 +1,313 @@
+package auth
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
+	"github.com/tokenbroker/tokenbroker/server"
+)
+
+// openMethodPrefixes need no caller credentials. Health is for load
+// balancers and orchestrator probes, which carry none, and tells only
+// whether the server is serving. Reflection describes the public API
+// schema, the same as /openapi.json; it serves no data.
+var openMethodPrefixes = []string{
+	"/grpc.health.v1.Health/",
+	"/grpc.reflection.v1.ServerReflection/",
+	"/grpc.reflection.v1alpha.ServerReflection/",
+}
+
+func openMethod(method string) bool {
+	for _, p := range openMethodPrefixes {
+		if strings.HasPrefix(method, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Authentication methods, as the audit log names them.
+const (
+	viaAPIKey      = "api_key"
+	viaCertificate = "mtls"
+)
+
+// identity is an authenticated caller.
+type identity struct {
+	// principal is the client's name, or the certificate subject when
+	// any verified certificate is accepted.
+	principal string
+	// client is nil when any verified certificate is accepted.
+	client *client
+	via    string
+}
+
+// decision is one authorization decision, as audited.
+type decision struct {
+	principal string
+	via       string
+	method    string
+	target    string
+	allowed   bool
+	reason    string
+	// claimedSubject is the subject of a certificate that failed
+	// verification (attacker-controlled text, logged as a value).
+	claimedSubject string
+}
+
+// UnaryInterceptor authenticates, authorizes, rate limits and audits
+// every unary call except the open ones (health). Deny by default: a method
+// this package does not know is PERMISSION_DENIED for every caller.
+func (p *Policy) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if openMethod(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		if err := p.check(ctx, info.FullMethod, req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamInterceptor lets the open streams (health Watch, reflection)
+// through and denies every other stream: TokenService has none.
+func (p *Policy) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if openMethod(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		if err := p.check(ss.Context(), info.FullMethod, nil); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+// check decides one call and writes its audit line.
+func (p *Policy) check(ctx context.Context, method string, req any) error {
+	d := decision{method: method, target: target(req)}
+	id, claimed, err := p.authenticate(ctx)
+	if err != nil {
+		d.reason, d.claimedSubject = err.Error(), claimed
+		p.audit(ctx, d)
+		return status.Error(codes.Unauthenticated, "tokenbroker: "+err.Error())
+	}
+	d.principal, d.via = id.principal, id.via
+	reqinfo.SetPrincipal(ctx, id.principal)
+	if err := p.authorize(id, method, req); err != nil {
+		d.reason = err.Error()
+		p.audit(ctx, d)
+		return status.Error(codes.PermissionDenied, "tokenbroker: "+err.Error())
+	}
+	if costsVendorRequest(req) {
+		if ok, wait := p.limiter.allow(id.principal); !ok {
+			d.reason = "rate limited: force_refresh and InvalidateToken calls exceed limits.refresh_per_minute"
+			p.audit(ctx, d)
+			st := status.New(codes.ResourceExhausted, fmt.Sprintf("tokenbroker: client %s sends force_refresh and InvalidateToken calls faster than the configured limit; retry in %s", id.principal, (wait+time.Second-1).Truncate(time.Second)))
+			if withRetry, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
+				st = withRetry
+			}
+			return st.Err()
+		}
+	}
+	d.allowed = true
+	p.audit(ctx, d)
+	return nil
+}
+
+// authenticate finds the caller from its API key and/or verified client
+// certificate. Every credential presented must be valid, and when both are,
+// they must name the same client. claimed is the subject of a certificate
+// that failed verification, for the audit line.
+func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string, err error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var keyClient *client
+	switch vals := md.Get("authorization"); len(vals) {
+	case 0:
+	case 1:
+		key, err := ParseBearer(vals[0])
+		if err != nil {
+			return id, "", err
+		}
+		if keyClient = p.clientForKey(key); keyClient == nil {
+			return id, "", errUnknownKey
+		}
+	default:
+		return id, "", fmt.Errorf("%d authorization values; send one", len(vals))
+	}
+
+	chain, err := p.presentedChain(ctx, md)
+	if err != nil {
+		return id, "", err
+	}
+	var subject string
+	if len(chain) > 0 {
+		if subject, err = p.verifyChain(chain); err != nil {
+			return id, SubjectString(chain[0]), fmt.Errorf("the client certificate is not accepted: %v", err)
+		}
+	}
+
+	switch {
+	case subject != "" && p.anyCertificate:
+		return identity{principal: subject, via: viaCertificate}, "", nil
+	case subject != "":
+		c := p.bySubject[subject]
+		if c == nil {
+			return id, "", fmt.Errorf("the client certificate subject %q is not a configured client's cert_subject", subject)
+		}
+		if keyClient != nil && keyClient != c {
+			return id, "", fmt.Errorf("the API key and the client certificate belong to different clients")
+		}
+		return identity{principal: c.name, client: c, via: viaCertificate}, "", nil
+	case keyClient != nil:
+		return identity{principal: keyClient.name, client: keyClient, via: viaAPIKey}, "", nil
+	}
+	if p.roots != nil && len(p.clients) == 0 {
+		return id, "", fmt.Errorf("no credentials: connect with a client certificate")
+	}
+	if p.roots != nil {
+		return id, "", fmt.Errorf(`no credentials: send "authorization: Bearer <api key>" or connect with a client certificate`)
+	}
+	return id, "", fmt.Errorf(`no credentials: send "authorization: Bearer <api key>"`)
+}
+
+// presentedChain returns the caller's certificate chain: from the TLS
+// connection for gRPC callers, from ForwardedCertHeader for REST callers
+// (only on the gateway's in-process connection, where the HTTP middleware
+// set it). Without client CAs, certificates are ignored.
+func (p *Policy) presentedChain(ctx context.Context, md metadata.MD) ([]*x509.Certificate, error) {
+	if p.roots == nil {
+		return nil, nil
+	}
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, nil
+	}
+	if server.InternalTransport(pr.Addr) {
+		vals := md.Get(forwardedCertKey)
+		switch len(vals) {
+		case 0:
+			return nil, nil
+		case 1:
+			chain, err := DecodeChain(vals[0])
+			if err != nil {
+				return nil, fmt.Errorf("the client certificate cannot be read: %v", err)
+			}
+			return chain, nil
+		}
+		return nil, fmt.Errorf("more than one client certificate chain")
+	}
+	if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
+		return ti.State.PeerCertificates, nil
+	}
+	return nil, nil
+}
+
+// authorize applies the client's allow list: profiles by name, inline
+// credentials by "vendor:<id>". A request naming neither is let through
+// for the service to reject as INVALID_ARGUMENT: it can reach no vendor.
+func (p *Policy) authorize(id identity, method string, req any) error {
+	switch method {
+	case tokenbrokerv1.TokenService_ListVendors_FullMethodName:
+		return nil
+	case tokenbrokerv1.TokenService_GetToken_FullMethodName, tokenbrokerv1.TokenService_InvalidateToken_FullMethodName:
+	default:
+		return fmt.Errorf("method %s is not covered by the authorization policy", method)
+	}
+	sel, ok := req.(selector)
+	if !ok {
+		return fmt.Errorf("method %s: unexpected request type", method)
+	}
+	if id.client == nil {
+		return nil
+	}
+	if profile := sel.GetProfile(); profile != "" {
+		if !id.client.profiles[profile] {
+			return fmt.Errorf("client %s may not use profile %q (clients.%s.allow)", id.principal, profile, id.principal)
+		}
+		return nil
+	}
+	if vendor := sel.GetVendor(); vendor != "" && !id.client.vendors[vendor] {
+		return fmt.Errorf("client %s may not use inline credentials for vendor %q (clients.%s.allow needs %q)", id.principal, vendor, id.principal, VendorPrefix+vendor)
+	}
+	return nil
+}
+
+// selector is what GetTokenRequest and InvalidateTokenRequest share.
+type selector interface {
+	GetProfile() string
+	GetVendor() string
+}
+
+// target is what a request asks for, as audited: a profile name or
+// "vendor:<id>".
+func target(req any) string {
+	sel, ok := req.(selector)
+	if !ok {
+		return ""
+	}
+	if p := sel.GetProfile(); p != "" {
+		return p
+	}
+	if v := sel.GetVendor(); v != "" {
+		return VendorPrefix + v
+	}
+	return ""
+}
+
+// costsVendorRequest: force_refresh bypasses the cache and InvalidateToken
+// empties it, so each can cost an upstream token request.
+func costsVendorRequest(req any) bool {
+	switch r := req.(type) {
+	case *tokenbrokerv1.GetTokenRequest:
+		return r.GetForceRefresh()
+	case *tokenbrokerv1.InvalidateTokenRequest:
+		return true
+	}
+	return false
+}
+
+// audit writes one line per decision. It names the principal, how it
+// authenticated, the method, the target and the decision; never a
+// credential.
+func (p *Policy) audit(ctx context.Context, d decision) {
+	level, verdict := slog.LevelInfo, "allow"
+	if !d.allowed {
+		level, verdict = slog.LevelWarn, "deny"
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("audit", "authorization"))
+	if ri := reqinfo.From(ctx); ri != nil {
+		attrs = append(attrs, slog.String("request_id", ri.Snapshot().RequestID))
+	}
+	attrs = append(attrs,
+		slog.String("principal", d.principal),
+		slog.String("auth", d.via),
+		slog.String("method", d.method),
+		slog.String("target", d.target),
+		slog.String("decision", verdict),
+	)
+	if d.reason != "" {
+		attrs = append(attrs, slog.String("reason", d.reason))
+	}
+	if d.claimedSubject != "" {
+		attrs = append(attrs, slog.String("claimed_subject", d.claimedSubject))
+	}
+	p.log.LogAttrs(ctx, level, "authorization", attrs...)
+}

@@ -1,0 +1,151 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
+	"github.com/tokenbroker/tokenbroker/store/tiered"
+)
+
+// startupPing bounds the check, at startup, that Redis answers. A Redis
+// that does not is logged, not fatal: the broker serves without it and
+// the breaker lets it in when it comes.
+const startupPing = time.Second
+
+// CacheStats are the shared cache's counters, for metrics and /readyz.
+type CacheStats struct {
+	// L1 is the in-process level (zero when cache.l1_disabled).
+	L1 tiered.Stats
+	// Sealing counts values that failed to open (each was a miss).
+	Sealing sealed.Stats
+	// Redis counts errors and tells the breaker state (Redis.BreakerOpen:
+	// the broker is degraded).
+	Redis redisstore.Stats
+}
+
+// sharedCache is the Redis-backed store.Store and store.Locker: L1
+// (optional) over sealing over Redis.
+type sharedCache struct {
+	store.Store
+	locker  store.Locker
+	l1      *tiered.Store
+	sealer  *sealed.Store
+	backend *redisstore.Backend
+}
+
+// CacheStats returns the counters; metrics reach it with a type assertion
+// on the configured store: st.(interface{ CacheStats() CacheStats }).
+func (c *sharedCache) CacheStats() CacheStats {
+	out := CacheStats{Sealing: c.sealer.Stats(), Redis: c.backend.Stats()}
+	if c.l1 != nil {
+		out.L1 = c.l1.Stats()
+	}
+	return out
+}
+
+// Ping checks Redis through the breaker (for /readyz).
+func (c *sharedCache) Ping(ctx context.Context) error { return c.backend.Ping(ctx) }
+
+func (c *sharedCache) close() {
+	if c.l1 != nil {
+		c.l1.Close()
+	}
+	_ = c.backend.Close()
+}
+
+// buildSharedCache builds the store of cfg.Cache.Redis (design section 7).
+func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sharedCache, error) {
+	rc := cfg.Cache.Redis
+	ring, err := encryptionKeys(cfg.Cache)
+	if err != nil {
+		return nil, err
+	}
+	if len(rc.Addrs) > 1 && rc.MasterName == "" && rc.DB != 0 {
+		return nil, errors.New("cache.redis.db: a Redis Cluster (several addrs) has only database 0")
+	}
+	client, err := redisstore.NewClient(redisstore.ClientConfig{
+		Addrs:      rc.Addrs,
+		MasterName: rc.MasterName,
+		Username:   rc.Username,
+		Password:   rc.Password.Reveal(),
+		TLS:        rc.TLS,
+		DB:         rc.DB,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache.redis: %w", err)
+	}
+	c := &sharedCache{backend: redisstore.New(client, redisstore.Options{Logger: logger})}
+	if ring != nil {
+		c.sealer = sealed.New(c.backend, ring)
+	} else {
+		logger.Warn("cache.allow_plaintext: Redis holds clear access and refresh tokens; set cache.encryption_keys")
+		c.sealer = sealed.NewPlaintext(c.backend)
+	}
+	c.Store, c.locker = c.sealer, c.backend
+	if !cfg.Cache.L1Disabled {
+		c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, Publish: c.backend.Publish})
+		c.backend.Watch(c.l1)
+		c.Store, c.locker = c.l1, c.l1.Locker(c.backend)
+	}
+
+	pctx, cancel := context.WithTimeout(ctx, startupPing)
+	defer cancel()
+	if err := c.backend.Warm(pctx); err != nil {
+		logger.Warn("redis does not answer at startup; serving without the shared cache until it does", "addrs", strings.Join(rc.Addrs, ","), "err", err)
+	}
+	return c, nil
+}
+
+// encryptionKeys parses cache.encryption_keys. Without keys it returns a
+// nil keyring when cache.allow_plaintext is set, and an error otherwise.
+func encryptionKeys(cc config.Cache) (*sealed.Keyring, error) {
+	if len(cc.EncryptionKeys) == 0 {
+		if cc.AllowPlaintext {
+			return nil, nil
+		}
+		return nil, errors.New("cache.encryption_keys: required with cache.redis, so that Redis never holds a clear token; " +
+			"add a key (base64 of 32 random bytes, e.g. `openssl rand -base64 32`), " +
+			"or set cache.allow_plaintext: true to store tokens unencrypted")
+	}
+	keys := make([][]byte, len(cc.EncryptionKeys))
+	for i, s := range cc.EncryptionKeys {
+		k, err := decodeKey(strings.TrimSpace(s.Reveal()))
+		if err != nil || len(k) != sealed.KeySize {
+			got := "is not base64"
+			if err == nil {
+				got = fmt.Sprintf("decodes to %d bytes", len(k))
+			}
+			return nil, fmt.Errorf("cache.encryption_keys[%d]: %s; want base64 of %d random bytes (`openssl rand -base64 %d`)", i, got, sealed.KeySize, sealed.KeySize)
+		}
+		keys[i] = k
+	}
+	ring, err := sealed.NewKeyring(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("cache.encryption_keys: %w", err)
+	}
+	return ring, nil
+}
+
+// decodeKey accepts standard and URL-safe base64, padded or not.
+func decodeKey(s string) ([]byte, error) {
+	var firstErr error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		k, err := enc.DecodeString(s)
+		if err == nil {
+			return k, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
+}

@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+func cacheConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func randomKey(n int) string {
+	k := make([]byte, n)
+	_, _ = rand.Read(k)
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestRedisCacheConfigErrors(t *testing.T) {
+	t.Parallel()
+	// Nothing listens here: configuration errors come before any dial.
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	tests := []struct {
+		name, cache, wantErr string
+	}{
+		{"no key", "cache:\n  redis: {addrs: [" + addr + "]}\n", "cache.encryption_keys: required with cache.redis"},
+		{"short key", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + ", " + randomKey(16) + "]\n", "cache.encryption_keys[1]: decodes to 16 bytes"},
+		{"not base64", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: ['not base64!']\n", "cache.encryption_keys[0]: is not base64"},
+		{"same key twice", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + strings.Repeat(randomKey(32)+", ", 2) + "]\n", "same key"},
+		{"cluster with a db", "cache:\n  redis: {addrs: [" + addr + ", " + addr + "], db: 2}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.db"},
+		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n", ""},
+		{"sealed", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + "]\n", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, _, closeStore, err := buildStore(context.Background(), cacheConfig(t, tc.cache), quiet)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				closeStore()
+				if st == nil {
+					t.Fatal("no store")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRedisCacheStack(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	for _, l1 := range []bool{true, false} {
+		t.Run("l1="+strconv.FormatBool(l1), func(t *testing.T) {
+			cfg := cacheConfig(t, "cache:\n  redis: {addrs: ["+srv.Addr+"]}\n  encryption_keys: ["+randomKey(32)+"]\n  l1_disabled: "+strconv.FormatBool(!l1)+"\n")
+			st, locker, closeStore, err := buildStore(context.Background(), cfg, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeStore()
+			ctx := context.Background()
+			key := "tokenbroker:v1:{" + rand.Text() + "}:token"
+			now := time.Now()
+			e := store.Entry{AccessToken: rand.Text(), IssuedAt: now, ExpiresAt: now.Add(time.Minute), FetchedAt: now}
+			if err := st.Put(ctx, key, e); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := st.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+				t.Fatalf("Get = %+v, %v", got, err)
+			}
+			release, ok, err := locker.TryLock(ctx, key, time.Second)
+			if err != nil || !ok {
+				t.Fatalf("TryLock = %v, %v", ok, err)
+			}
+			release()
+			stats := st.(interface{ CacheStats() CacheStats }).CacheStats()
+			if l1 && stats.L1.Hits != 1 {
+				t.Fatalf("stats = %+v", stats)
+			}
+			if stats.Redis.BreakerOpen {
+				t.Fatalf("stats = %+v", stats)
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// readyRedisTimeout bounds the Redis round trip of one /readyz, which
+// must answer within 1 s (design section 8).
+const readyRedisTimeout = 800 * time.Millisecond
+
+// cacheStatser is the shared cache's counters (cache.go).
+type cacheStatser interface {
+	CacheStats() CacheStats
+}
+
+// pinger is a shared store's round trip.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// errBreakerOpen: the shared cache's breaker has given up on Redis for now.
+var errBreakerOpen = errors.New("redis circuit breaker open")
+
+// watchSharedCache exposes the shared cache's counters as metrics and
+// builds readiness's Redis check: degraded while the breaker is open, or
+// when Redis does not answer a ping (if the store can ping).
+func (o *ops) watchSharedCache(st store.Store, l store.Locker, withL1 bool) error {
+	stats, _ := st.(cacheStatser)
+	ping := findPinger(st, l)
+	if stats == nil && ping == nil {
+		o.log.Warn("the Redis store offers neither counters nor a ping: no Redis metrics, and readiness cannot report a Redis outage")
+		return nil
+	}
+	if stats != nil {
+		if err := o.metrics.WatchStore(func() metrics.StoreStats { return storeStats(stats.CacheStats(), withL1) }); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	o.redisDown = func(ctx context.Context) error {
+		if stats != nil && stats.CacheStats().Redis.BreakerOpen {
+			return errBreakerOpen
+		}
+		if ping != nil {
+			return ping.Ping(ctx)
+		}
+		return nil
+	}
+	return nil
+}
+
+func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
+	return metrics.StoreStats{
+		L1Enabled:        withL1,
+		L1Hits:           c.L1.Hits,
+		L1Misses:         c.L1.Misses,
+		L1Fallbacks:      c.L1.Fallbacks,
+		L1Entries:        c.L1.Entries,
+		RedisErrors:      c.Redis.Errors,
+		RedisSkipped:     c.Redis.Skipped,
+		BreakerOpen:      c.Redis.BreakerOpen,
+		BreakerOpens:     c.Redis.BreakerOpens,
+		Resyncs:          c.Redis.Resyncs,
+		SealOpenFailures: c.Sealing.OpenFailures,
+	}
+}
+
+// findPinger returns the first of candidates that can ping its backend.
+func findPinger(candidates ...any) pinger {
+	for _, c := range candidates {
+		if p, ok := c.(pinger); ok && p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// healthz says the process is alive: it answers whatever Redis or the
+// vendors do, so a liveness probe never restarts a replica for an outage
+// elsewhere.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// readyz says whether to send this replica traffic. It follows gRPC health
+// (503 while starting or draining) and, when serving, reports a Redis outage
+// as 200 "degraded": the broker still answers from its in-process cache and
+// the vendors, so taking every replica out of rotation would turn a cache
+// outage into a full one.
+func (o *ops) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	resp, err := o.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: starting or shutting down\n")
+		return
+	}
+	if o.redisDown != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyRedisTimeout)
+		defer cancel()
+		if err := o.redisDown(ctx); err != nil {
+			_, _ = io.WriteString(w, "degraded: redis unreachable; serving from the in-process cache and the vendors\n")
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}

@@ -1,0 +1,132 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
+	"github.com/tokenbroker/tokenbroker/server"
+)
+
+// requestIDHeader carries the request id: gRPC metadata key and HTTP
+// header (the gateway forwards it as metadata).
+const requestIDHeader = "x-request-id"
+
+// maxRequestIDLen bounds a caller's request id; a longer one is replaced.
+const maxRequestIDLen = 128
+
+// requestID returns the caller's id if it is usable, else a new one. A
+// usable id is short and made of characters that need no escaping in logs
+// or headers, so a caller cannot forge log lines or bloat them.
+func requestID(fromCaller string) string {
+	if validRequestID(fromCaller) {
+		return fromCaller
+	}
+	return rand.Text()
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.:/+=@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// requestIDs gives every HTTP request an id (the caller's X-Request-Id when
+// usable), returns it in the response's X-Request-Id, and hands it to the
+// gateway, which forwards it to the gRPC access log as metadata.
+func requestIDs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := requestID(r.Header.Get(requestIDHeader))
+		if vals := r.Header.Values(requestIDHeader); len(vals) != 1 || vals[0] != id {
+			r = r.Clone(r.Context())
+			r.Header.Set(requestIDHeader, id)
+		}
+		w.Header().Set(requestIDHeader, id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// accessLog is the outermost interceptor: it starts the request's reqinfo
+// with its id, returns the id in the response header, and logs one line per
+// call when it ends. The line carries who called (principal), what for
+// (vendor, profile), the cache outcome, the code and the duration; never a
+// token or secret (status messages are written to be shown to callers, so
+// they carry none either).
+func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		var fromCaller string
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if vals := md.Get(requestIDHeader); len(vals) > 0 {
+				fromCaller = vals[0]
+			}
+		}
+		id := requestID(fromCaller)
+		ctx, ri := reqinfo.With(ctx, id)
+		_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
+
+		resp, err := handler(ctx, req)
+
+		st := status.Convert(err)
+		rec := ri.Snapshot()
+		transport := "grpc"
+		if p, ok := peer.FromContext(ctx); ok && server.InternalTransport(p.Addr) {
+			transport = "rest"
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", rec.RequestID),
+			slog.String("method", info.FullMethod),
+			slog.String("transport", transport),
+			slog.String("principal", rec.Principal),
+			slog.String("vendor", rec.Vendor),
+			slog.String("profile", rec.Profile),
+			slog.String("cache", rec.Cache),
+			slog.String("code", st.Code().String()),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", st.Message()))
+		}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
+		log.LogAttrs(ctx, accessLevel(info.FullMethod, st.Code()), "request", attrs...)
+		return resp, err
+	}
+}
+
+// accessLevel keeps probes out of the default log and makes failures that
+// need an operator stand out.
+func accessLevel(method string, code codes.Code) slog.Level {
+	if strings.HasPrefix(method, "/grpc.health.v1.Health/") && code == codes.OK {
+		return slog.LevelDebug
+	}
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return slog.LevelError
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,92 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// StoreStats are the shared cache's counters (cumulative since start),
+// read at each scrape.
+type StoreStats struct {
+	// L1 is the in-process level in front of Redis; without it (L1Enabled
+	// false) its metrics are left out.
+	L1Enabled bool
+	// L1Hits and L1Misses count reads answered from L1 or not;
+	// L1Fallbacks counts reads answered from L1 because Redis failed.
+	L1Hits, L1Misses, L1Fallbacks uint64
+	L1Entries                     int
+	// RedisErrors counts failed commands; RedisSkipped counts commands the
+	// open breaker refused without trying.
+	RedisErrors, RedisSkipped uint64
+	// BreakerOpen is true while Redis is considered down (the broker is
+	// degraded); BreakerOpens counts closed-to-open transitions.
+	BreakerOpen  bool
+	BreakerOpens uint64
+	// Resyncs counts (re)subscriptions to the invalidation channel.
+	Resyncs uint64
+	// SealOpenFailures counts sealed values that failed to open.
+	SealOpenFailures uint64
+}
+
+// WatchStore makes every scrape read stats (which must be cheap and safe
+// for concurrent use) and report them.
+func (m *Metrics) WatchStore(stats func() StoreStats) error {
+	return m.registry.Register(&storeCollector{stats: stats})
+}
+
+var (
+	descCacheLookups = prometheus.NewDesc(namespace+"_cache_level_lookups_total",
+		"Reads of a cache level (l1: in-process, in front of Redis) by result (hit or miss).",
+		[]string{"level", "result"}, nil)
+	descL1Fallbacks = prometheus.NewDesc(namespace+"_cache_l1_fallbacks_total",
+		"Reads answered from the in-process level because Redis failed.", nil, nil)
+	descL1Entries = prometheus.NewDesc(namespace+"_cache_l1_entries",
+		"Tokens held in the in-process level.", nil, nil)
+	descRedisErrors = prometheus.NewDesc(namespace+"_redis_errors_total",
+		"Redis commands that failed (timeouts, connection errors, error replies).", nil, nil)
+	descRedisSkipped = prometheus.NewDesc(namespace+"_redis_skipped_total",
+		"Redis commands refused at once because the circuit breaker was open.", nil, nil)
+	descBreakerOpen = prometheus.NewDesc(namespace+"_redis_breaker_open",
+		"1 while the Redis circuit breaker is open (Redis considered down, the broker degraded), else 0.", nil, nil)
+	descBreakerOpens = prometheus.NewDesc(namespace+"_redis_breaker_opens_total",
+		"Times the Redis circuit breaker opened.", nil, nil)
+	descResyncs = prometheus.NewDesc(namespace+"_redis_invalidation_resyncs_total",
+		"(Re)subscriptions to the cross-replica invalidation channel; each revalidates the in-process level.", nil, nil)
+	descSealOpenFailures = prometheus.NewDesc(namespace+"_seal_open_failures_total",
+		"Sealed cache values that failed to open (unknown key id, wrong key, tampering); each is treated as a miss.", nil, nil)
+)
+
+// storeCollector turns StoreStats into metrics at scrape time, so the
+// store keeps plain atomic counters and knows nothing of Prometheus.
+type storeCollector struct {
+	stats func() StoreStats
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisErrors,
+		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descSealOpenFailures} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if s.L1Enabled {
+		counter(descCacheLookups, s.L1Hits, "l1", "hit")
+		counter(descCacheLookups, s.L1Misses, "l1", "miss")
+		counter(descL1Fallbacks, s.L1Fallbacks)
+		ch <- prometheus.MustNewConstMetric(descL1Entries, prometheus.GaugeValue, float64(s.L1Entries))
+	}
+	counter(descRedisErrors, s.RedisErrors)
+	counter(descRedisSkipped, s.RedisSkipped)
+	open := 0.0
+	if s.BreakerOpen {
+		open = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, open)
+	counter(descBreakerOpens, s.BreakerOpens)
+	counter(descResyncs, s.Resyncs)
+	counter(descSealOpenFailures, s.SealOpenFailures)
+}

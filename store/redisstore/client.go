@@ -1,0 +1,121 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Timeouts of the shared cache. Redis answers in well under a millisecond
+// on a LAN; anything slower is an outage, and the broker would rather ask
+// the vendor than wait (design section 4: Redis outages add no latency).
+const (
+	DefaultOpTimeout = 50 * time.Millisecond
+	// DefaultLockTimeout bounds taking the fetch lock. It is longer
+	// because the lock is taken only just before a vendor request (which
+	// takes far longer), and failing to take it means a second upstream
+	// request: a process stalled for a moment under CPU pressure should
+	// wait rather than duplicate the fetch. Right after a failed command
+	// the ordinary timeout applies, and a Redis that is really down opens
+	// the breaker, after which the lock fails at once.
+	DefaultLockTimeout = 250 * time.Millisecond
+	// dialTimeout bounds background dials; a request's dial is bounded by
+	// its operation timeout.
+	dialTimeout = 200 * time.Millisecond
+)
+
+// ClientConfig says where Redis is (config section cache.redis).
+type ClientConfig struct {
+	// Addrs: one address is a standalone server, several a Cluster; with
+	// MasterName they are Sentinels.
+	Addrs      []string
+	MasterName string
+	Username   string
+	Password   string
+	TLS        bool
+	DB         int
+	// OpTimeout bounds every command, dial included (0: DefaultOpTimeout).
+	OpTimeout time.Duration
+}
+
+// NewClient returns a go-redis UniversalClient (standalone, Sentinel or
+// Cluster, as go-redis chooses from the addresses and master name) tuned
+// for a cache that must fail fast: short timeouts, one retry, one dial
+// attempt per command, and a bounded wait for a pooled connection.
+func NewClient(cfg ClientConfig) (redis.UniversalClient, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("redisstore: no address")
+	}
+	op := cfg.OpTimeout
+	if op <= 0 {
+		op = DefaultOpTimeout
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:            cfg.Addrs,
+		MasterName:       cfg.MasterName,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		SentinelUsername: cfg.Username,
+		SentinelPassword: cfg.Password,
+		DB:               cfg.DB,
+		ClientName:       "tokenbroker",
+
+		DialTimeout:           dialTimeout,
+		DialerRetries:         1,
+		ReadTimeout:           op,
+		WriteTimeout:          op,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           op,
+		// One retry covers a pooled connection that died with a restarted
+		// server; a second would only double an outage's cost.
+		MaxRetries:      1,
+		MinRetryBackoff: time.Millisecond,
+		MaxRetryBackoff: 5 * time.Millisecond,
+
+		// Skip handshake extras that older servers refuse: each would be a
+		// wasted round trip per new connection.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if cfg.TLS {
+		opts.Dialer = tlsDialer()
+	}
+	routeClientLogs.Do(func() { redis.SetLogger(debugLogger{}) })
+	return redis.NewUniversalClient(opts), nil
+}
+
+// routeClientLogs sends go-redis's own log lines (one per failed dial
+// during an outage) to slog at debug level instead of stderr: the breaker
+// logs what an operator needs, once per outage.
+var routeClientLogs sync.Once
+
+type debugLogger struct{}
+
+func (debugLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}
+
+// tlsDialer verifies each server's certificate against the host it dials,
+// which go-redis's single TLSConfig cannot do for a Cluster's several
+// hosts.
+func tlsDialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		d := &tls.Dialer{
+			NetDialer: &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+			Config:    &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12},
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}

@@ -1,0 +1,368 @@
+// Package redisstore is the Redis side of tokenbroker's shared cache
+// (design sections 4 and 7): a byte store for sealed values
+// (sealed.Backend), the cross-replica fetch lock (store.Locker), and the
+// invalidation channel that keeps each replica's in-process level (package
+// tiered) honest. It works with a standalone server, Sentinel or Cluster
+// through go-redis's UniversalClient.
+//
+// Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and the
+// lock beside it, tokenbroker:v1:{<fingerprint>}:lock; the hash tag puts
+// both on one Cluster slot. A value's TTL (PX, milliseconds, rounded down)
+// is its token's remaining lifetime when stored: nothing outlives its
+// token.
+//
+// Outages: every command has a short timeout (DefaultOpTimeout, dial
+// included; DefaultLockTimeout for the lock while Redis looks healthy) and
+// at most one retry, and goes through a circuit breaker. The breaker opens
+// after DefaultFailureThreshold consecutive failures: at once when
+// connections are refused or reset, and after DefaultMinOutage when they
+// time out (one stall that times out a burst of commands together does not
+// open it). While it is open, commands fail at once with ErrUnavailable
+// (Load is a miss-with-error, Save is skipped, TryLock errs so the service
+// fetches without the lock: availability over economy), and a background
+// probe closes it as soon as Redis answers PING. So until the breaker
+// opens a command waits at most its timeout, once it is open nothing waits
+// on Redis, and recovery needs nobody.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
+)
+
+// ErrUnavailable is returned, at once, while the breaker is open.
+var ErrUnavailable = errors.New("redisstore: Redis unavailable (circuit breaker open)")
+
+// DefaultChannel carries invalidations between replicas.
+const DefaultChannel = "tokenbroker:v1:invalidations"
+
+// Options tune a Backend; zero values are the defaults.
+type Options struct {
+	// OpTimeout bounds each command (DefaultOpTimeout); LockTimeout the
+	// lock's acquisition (DefaultLockTimeout).
+	OpTimeout   time.Duration
+	LockTimeout time.Duration
+	// FailureThreshold consecutive failures over at least MinOutage open
+	// the breaker (DefaultFailureThreshold, DefaultMinOutage).
+	FailureThreshold int
+	MinOutage        time.Duration
+	// ProbeInterval is how often an open breaker probes (DefaultProbeInterval).
+	ProbeInterval time.Duration
+	// Channel is the invalidation channel (DefaultChannel).
+	Channel string
+	Logger  *slog.Logger
+}
+
+// Stats are a Backend's counters.
+type Stats struct {
+	// Errors counts commands that failed (timeouts, network, error replies).
+	Errors uint64
+	// Skipped counts commands refused because the breaker was open.
+	Skipped uint64
+	// BreakerOpen is true while Redis is considered down.
+	BreakerOpen bool
+	// BreakerOpens counts times the breaker opened.
+	BreakerOpens uint64
+	// Resyncs counts (re)subscriptions to the invalidation channel, after
+	// which every in-process entry is revalidated.
+	Resyncs uint64
+}
+
+// Backend is the Redis byte store, locker and invalidation channel.
+type Backend struct {
+	client  redis.UniversalClient
+	opts    Options
+	log     *slog.Logger
+	breaker breaker
+	// id tells this process's invalidation messages from other replicas'.
+	id string
+
+	errors  atomic.Uint64
+	skipped atomic.Uint64
+	resyncs atomic.Uint64
+
+	// ctx ends at Close; wg owns the prober and subscriber goroutines.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	probing atomic.Bool
+
+	mu     sync.Mutex
+	pubsub *redis.PubSub // current subscription, closed by Close
+	closed bool
+}
+
+var (
+	_ sealed.Backend = (*Backend)(nil)
+	_ store.Locker   = (*Backend)(nil)
+)
+
+// New returns a Backend using client, which it owns: Close closes it.
+func New(client redis.UniversalClient, opts Options) *Backend {
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = DefaultOpTimeout
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.FailureThreshold <= 0 {
+		opts.FailureThreshold = DefaultFailureThreshold
+	}
+	if opts.MinOutage <= 0 {
+		opts.MinOutage = DefaultMinOutage
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = DefaultProbeInterval
+	}
+	if opts.Channel == "" {
+		opts.Channel = DefaultChannel
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	b := &Backend{
+		client:  client,
+		opts:    opts,
+		log:     opts.Logger,
+		breaker: breaker{threshold: opts.FailureThreshold, minOutage: opts.MinOutage, now: time.Now},
+		id:      randomHex(8),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// Close stops the background goroutines and closes the client.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	ps := b.pubsub
+	b.mu.Unlock()
+	b.cancel()
+	if ps != nil {
+		_ = ps.Close()
+	}
+	b.wg.Wait()
+	return b.client.Close()
+}
+
+// Stats returns the counters.
+func (b *Backend) Stats() Stats {
+	return Stats{
+		Errors:       b.errors.Load(),
+		Skipped:      b.skipped.Load(),
+		BreakerOpen:  !b.breaker.allow(),
+		BreakerOpens: b.breaker.opens.Load(),
+		Resyncs:      b.resyncs.Load(),
+	}
+}
+
+// Ping checks Redis once, through the breaker (fails at once while it is
+// open).
+func (b *Backend) Ping(ctx context.Context) error {
+	return b.do(ctx, func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
+}
+
+// Warm connects to Redis ahead of the first request, within ctx and
+// outside the breaker: it PINGs the server or, in a Cluster, every master
+// (which also loads the slot map), so the first requests do not spend
+// their short timeouts on dialing.
+func (b *Backend) Warm(ctx context.Context) error {
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return node.Ping(ctx).Err()
+		})
+	}
+	return b.client.Ping(ctx).Err()
+}
+
+// Load implements sealed.Backend.
+func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
+	var value []byte
+	err := b.do(ctx, func(ctx context.Context) error {
+		var err error
+		value, err = b.client.Get(ctx, key).Bytes()
+		return err
+	})
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, store.ErrNotFound
+	case err != nil:
+		return nil, fmt.Errorf("redisstore: GET: %w", err)
+	}
+	return value, nil
+}
+
+// Save implements sealed.Backend: SET with PX = the time left until
+// expiresAt, rounded down to the millisecond. A value with less than a
+// millisecond left is not stored.
+func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time) error {
+	err := b.doRetry(ctx, func(ctx context.Context) error {
+		// Measured here, as late as possible, so queueing does not stretch
+		// the TTL past the token's life.
+		ttl := time.Until(expiresAt).Truncate(time.Millisecond)
+		if ttl <= 0 {
+			return nil
+		}
+		return b.client.SetArgs(ctx, key, value, redis.SetArgs{TTL: ttl}).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: SET: %w", err)
+	}
+	return nil
+}
+
+// deleteIfPrefix deletes KEYS[1] if its value starts with ARGV[1]: the
+// digest of the access token the caller names (package sealed).
+var deleteIfPrefix = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// DeleteIfPrefix implements sealed.Backend with a Lua script, atomic in
+// Redis.
+func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error) {
+	if len(prefix) == 0 {
+		return false, errors.New("redisstore: empty prefix")
+	}
+	var n int64
+	err := b.doRetry(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = deleteIfPrefix.Run(ctx, b.client, []string{key}, prefix).Int64()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("redisstore: compare-and-delete: %w", err)
+	}
+	return n == 1, nil
+}
+
+// doRetry is do with one more attempt when the first timed out. It is for
+// the fetch path's idempotent commands (store, delete, unlock), where a
+// spurious failure costs a second upstream request: one stall of the
+// process or the network should not. Redis down costs at most two
+// timeouts until the breaker opens, then nothing.
+func (b *Backend) doRetry(ctx context.Context, op func(context.Context) error) error {
+	err := b.do(ctx, op)
+	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breaker.allow() {
+		err = b.do(ctx, op)
+	}
+	return err
+}
+
+// do runs one command under the breaker and the operation timeout.
+func (b *Backend) do(ctx context.Context, op func(context.Context) error) error {
+	return b.doWithin(ctx, b.opts.OpTimeout, op)
+}
+
+// doWithin runs one command under the breaker and timeout.
+func (b *Backend) doWithin(ctx context.Context, timeout time.Duration, op func(context.Context) error) error {
+	if !b.breaker.allow() {
+		b.skipped.Add(1)
+		return ErrUnavailable
+	}
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := op(octx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b.log.Debug("redis command failed", "err", err)
+	}
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		b.breaker.success()
+	case ctx.Err() != nil:
+		// The caller gave up; that says nothing about Redis.
+	case answered(err):
+		b.errors.Add(1)
+		b.breaker.success()
+	case errors.Is(err, redis.ErrPoolTimeout):
+		// Every pooled connection was busy: this process is saturated,
+		// which says nothing about Redis (a stalled Redis shows as the
+		// busy connections' own timeouts).
+		b.errors.Add(1)
+	default:
+		b.errors.Add(1)
+		if b.breaker.failure(refused(err)) {
+			b.log.Warn("redis unreachable: circuit breaker open; serving from the in-process cache and the vendor", "err", err)
+			b.startProbe()
+		}
+	}
+	return err
+}
+
+// answered reports whether err is a reply from a working server (a script
+// or type error), as opposed to one that cannot serve.
+func answered(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	for _, down := range []string{"LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "READONLY", "BUSY"} {
+		if strings.HasPrefix(rerr.Error(), down) {
+			return false
+		}
+	}
+	return true
+}
+
+// refused reports whether err says for certain that nothing serves Redis
+// there: the connection was refused, reset or closed.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// startProbe starts the goroutine that closes the breaker once Redis
+// answers PING again.
+func (b *Backend) startProbe() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || !b.probing.CompareAndSwap(false, true) {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer b.probing.Store(false)
+		ticker := time.NewTicker(b.opts.ProbeInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
+			err := b.client.Ping(ctx).Err()
+			cancel()
+			if err == nil {
+				b.breaker.reset()
+				b.log.Info("redis reachable again: circuit breaker closed")
+				return
+			}
+		}
+	}()
+}
+
+func randomHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(buf)
+}

@@ -1,0 +1,456 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenbroker/tokenbroker/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
+)
+
+const key = "tokenbroker:v1:{0123abcd}:token"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newBackend(t *testing.T, addrs ...string) *redisstore.Backend {
+	t.Helper()
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet})
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rawClient reads and writes Redis behind the store's back.
+func rawClient(t *testing.T, addrs ...string) redis.UniversalClient {
+	t.Helper()
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func newKeyring(t *testing.T) ([]byte, *sealed.Keyring) {
+	t.Helper()
+	k := make([]byte, sealed.KeySize)
+	_, _ = rand.Read(k)
+	r, err := sealed.NewKeyring(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, r
+}
+
+func entry(life time.Duration) store.Entry {
+	now := time.Now()
+	return store.Entry{
+		AccessToken:  "at-" + rand.Text(),
+		TokenType:    "Bearer",
+		RefreshToken: "rt-" + rand.Text(),
+		IssuedAt:     now,
+		ExpiresAt:    now.Add(life),
+		FetchedAt:    now,
+	}
+}
+
+func TestSealedInRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	b := newBackend(t, srv.Addr)
+	raw := rawClient(t, srv.Addr)
+	encKey, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	ctx := context.Background()
+	e := entry(90 * time.Second)
+	if err := s.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("raw value holds no token or secret", func(t *testing.T) {
+		v, err := raw.Get(ctx, key).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, secret := range map[string][]byte{"access token": []byte(e.AccessToken), "refresh token": []byte(e.RefreshToken), "encryption key": encKey} {
+			if bytes.Contains(v, secret) {
+				t.Errorf("Redis holds the %s in the clear", name)
+			}
+		}
+	})
+	t.Run("TTL is the token's remaining life", func(t *testing.T) {
+		left := time.Until(e.ExpiresAt)
+		pttl, err := raw.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The TTL is measured when the command is sent, so Redis may
+		// count it from a few milliseconds later; served entries are
+		// checked against their sealed expiry anyway.
+		if pttl > left+redisstore.DefaultOpTimeout || pttl < left-time.Second {
+			t.Fatalf("PTTL = %v, token has %v left", pttl, left)
+		}
+	})
+	t.Run("copied to another key is a miss", func(t *testing.T) {
+		other := "tokenbroker:v1:{0123abcd}:copy"
+		v, _ := raw.Get(ctx, key).Bytes()
+		raw.Set(ctx, other, v, time.Minute)
+		before := s.Stats().OpenFailures
+		if got, err := s.Get(ctx, other); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a value moved to another key was served: %+v, %v", got, err)
+		}
+		if s.Stats().OpenFailures != before+1 {
+			t.Fatal("the failure to open was not counted")
+		}
+	})
+	t.Run("flipped byte is a miss", func(t *testing.T) {
+		k2 := "tokenbroker:v1:{flip}:token"
+		if err := s.Put(ctx, k2, entry(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := raw.Get(ctx, k2).Bytes()
+		flipped := []byte{v[len(v)-1] ^ 0x01}
+		raw.SetRange(ctx, k2, int64(len(v)-1), string(flipped))
+		before := s.Stats().OpenFailures
+		if got, err := s.Get(ctx, k2); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a tampered value was served: %+v, %v", got, err)
+		}
+		if s.Stats().OpenFailures != before+1 {
+			t.Fatal("the failure to open was not counted")
+		}
+	})
+	t.Run("rotation", func(t *testing.T) {
+		newKey := make([]byte, sealed.KeySize)
+		_, _ = rand.Read(newKey)
+		both, err := sealed.NewKeyring(newKey, encKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotated := sealed.New(b, both)
+		if got, err := rotated.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+			t.Fatalf("the old key no longer opens: %+v, %v", got, err)
+		}
+		k3 := "tokenbroker:v1:{rotated}:token"
+		if err := rotated.Put(ctx, k3, entry(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, k3); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a new value opened with the old key alone: it was not sealed with the new key (%v)", err)
+		}
+		newOnly, _ := sealed.NewKeyring(newKey)
+		if _, err := sealed.New(b, newOnly).Get(ctx, k3); err != nil {
+			t.Fatalf("the new key does not open a new value: %v", err)
+		}
+	})
+	t.Run("compare and delete", func(t *testing.T) {
+		if ok, err := s.CompareAndDelete(ctx, key, "not-the-token"); ok || err != nil {
+			t.Fatalf("deleted with the wrong token: %v %v", ok, err)
+		}
+		if ok, err := s.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+			t.Fatalf("not deleted with the right token: %v %v", ok, err)
+		}
+		if n, _ := raw.Exists(ctx, key).Result(); n != 0 {
+			t.Fatal("the key is still in Redis")
+		}
+	})
+}
+
+func TestShortLivedTokenExpiresInRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	b := newBackend(t, srv.Addr)
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	ctx := context.Background()
+	if err := s.Put(ctx, key, entry(150*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n, _ := rawClient(t, srv.Addr).Exists(ctx, key).Result(); n != 0 {
+		t.Fatal("the value outlived its token")
+	}
+}
+
+func TestLock(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	testLock(t, srv.Addr)
+}
+
+func testLock(t *testing.T, addrs ...string) {
+	ctx := context.Background()
+	a, b := newBackend(t, addrs...), newBackend(t, addrs...)
+	raw := rawClient(t, addrs...)
+	releaseA, ok, err := a.TryLock(ctx, key, 10*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("first TryLock: %v, %v", ok, err)
+	}
+	if _, ok, err := b.TryLock(ctx, key, 10*time.Second); ok || err != nil {
+		t.Fatalf("second TryLock while held: %v, %v", ok, err)
+	}
+	pttl, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+	if pttl <= 9*time.Second || pttl > 10*time.Second {
+		t.Fatalf("lock PTTL = %v, want about 10s", pttl)
+	}
+	// A holder whose lock expired and was taken over must not free the
+	// new holder's lock.
+	raw.Del(ctx, redisstore.LockKey(key))
+	releaseB, ok, err := b.TryLock(ctx, key, 10*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("TryLock after expiry: %v, %v", ok, err)
+	}
+	releaseA()
+	if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 1 {
+		t.Fatal("a stale holder released another holder's lock")
+	}
+	releaseB()
+	if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 0 {
+		t.Fatal("release did not free the lock")
+	}
+	// The lock expires by itself when its holder dies.
+	if _, ok, _ := a.TryLock(ctx, key, 100*time.Millisecond); !ok {
+		t.Fatal("TryLock on a free lock failed")
+	}
+	time.Sleep(150 * time.Millisecond)
+	if _, ok, _ := b.TryLock(ctx, key, time.Second); !ok {
+		t.Fatal("the lock of a dead holder did not expire")
+	}
+}
+
+func TestLockKeySharesTheSlot(t *testing.T) {
+	t.Parallel()
+	if got := redisstore.LockKey(key); got != "tokenbroker:v1:{0123abcd}:lock" {
+		t.Fatalf("LockKey = %q", got)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	ctx := context.Background()
+	raw := rawClient(t, c.Addrs...)
+	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, redisstore.LockKey(key)).Val(); a != b {
+		t.Fatalf("token and lock keys are on slots %d and %d", a, b)
+	}
+	b := newBackend(t, c.Addrs...)
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	// Keys spread over the three masters.
+	for i := range 30 {
+		k := "tokenbroker:v1:{" + rand.Text()[:8] + "}:token"
+		e := entry(time.Minute)
+		if err := s.Put(ctx, k, e); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		if got, err := s.Get(ctx, k); err != nil || got.AccessToken != e.AccessToken {
+			t.Fatalf("get %d: %+v, %v", i, got, err)
+		}
+		if ok, err := s.CompareAndDelete(ctx, k, e.AccessToken); !ok || err != nil {
+			t.Fatalf("compare-and-delete %d: %v, %v", i, ok, err)
+		}
+	}
+	testLock(t, c.Addrs...)
+}
+
+// watcher records what a Backend's subscriber reports.
+type watcher struct {
+	mu      sync.Mutex
+	forgot  []string
+	resyncs atomic.Int64
+}
+
+func (w *watcher) Forget(key string) {
+	w.mu.Lock()
+	w.forgot = append(w.forgot, key)
+	w.mu.Unlock()
+}
+func (w *watcher) Resync() { w.resyncs.Add(1) }
+
+func (w *watcher) forgotten() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.forgot...)
+}
+
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestInvalidationsReachOtherReplicas(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a, b := newBackend(t, srv.Addr), newBackend(t, srv.Addr)
+	wa, wb := &watcher{}, &watcher{}
+	a.Watch(wa)
+	b.Watch(wb)
+	waitFor(t, "subscribed", 5*time.Second, func() bool { return wa.resyncs.Load() > 0 && wb.resyncs.Load() > 0 })
+	if err := a.Publish(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "the other replica heard", time.Second, func() bool { return len(wb.forgotten()) == 1 })
+	t.Logf("invalidation delivered in %v", took)
+	time.Sleep(20 * time.Millisecond)
+	if got := wa.forgotten(); len(got) != 0 {
+		t.Fatalf("the publisher forgot its own key: %v", got)
+	}
+	if got := wb.forgotten(); got[0] != key {
+		t.Fatalf("forgot %v", got)
+	}
+
+	// After a restart the subscription comes back and asks for a resync,
+	// because messages may have been missed.
+	lost, subscribed := wb.resyncs.Load(), b.Stats().Resyncs
+	srv.Restart()
+	waitFor(t, "resync on the lost subscription", 10*time.Second, func() bool { return wb.resyncs.Load() > lost })
+	waitFor(t, "resubscribed after a restart", 10*time.Second, func() bool { return b.Stats().Resyncs > subscribed })
+	// The first command after a restart may find the breaker open.
+	waitFor(t, "publish after restart", 5*time.Second, func() bool { return a.Publish(ctx, "k2") == nil })
+	waitFor(t, "message after resubscription", 5*time.Second, func() bool { return len(wb.forgotten()) == 2 })
+}
+
+// timed returns how long op took.
+func timed(op func()) time.Duration {
+	start := time.Now()
+	op()
+	return time.Since(start)
+}
+
+func TestBreakerKillAndRestart(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	testBreaker(t, srv.Addr, srv.Kill, srv.Restart)
+}
+
+func TestBreakerFreezeAndThaw(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	testBreaker(t, srv.Addr, srv.Freeze, srv.Thaw)
+}
+
+func testBreaker(t *testing.T, addr string, down, up func()) {
+	ctx := context.Background()
+	b := newBackend(t, addr)
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	e := entry(time.Minute)
+	if err := s.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	down()
+	// Until the breaker opens each command costs about its timeout: the
+	// median, because a loaded machine running the race detector can
+	// stall any one call.
+	var before []time.Duration
+	for start := time.Now(); !b.Stats().BreakerOpen; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the breaker did not open")
+		}
+		before = append(before, timed(func() { _, _ = s.Get(ctx, key) }))
+	}
+	slices.Sort(before)
+	if median := before[len(before)/2]; median > 2*redisstore.DefaultOpTimeout {
+		t.Fatalf("before the breaker opened, Get took %v (median of %d)", median, len(before))
+	}
+	t.Logf("before the breaker opened: %d Gets, median %v, max %v", len(before), before[len(before)/2], before[len(before)-1])
+	// Open: nothing waits on Redis.
+	var worst, total time.Duration
+	const rounds = 100
+	for range rounds {
+		d := timed(func() {
+			if _, err := s.Get(ctx, key); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("Get with the breaker open: %v, want ErrUnavailable", err)
+			}
+			if err := s.Put(ctx, key, e); !errors.Is(err, redisstore.ErrUnavailable) {
+				t.Errorf("Put with the breaker open: %v", err)
+			}
+			if _, ok, err := b.TryLock(ctx, key, time.Second); ok || err == nil {
+				t.Errorf("TryLock with the breaker open: %v, %v", ok, err)
+			}
+		})
+		worst = max(worst, d)
+		total += d
+	}
+	// The mean, not the maximum: a parallel test run under the race
+	// detector can stall any goroutine for a few milliseconds.
+	if mean := total / rounds; mean > time.Millisecond {
+		t.Fatalf("with the breaker open, Get+Put+TryLock took %v on average (at most %v)", mean, worst)
+	}
+	t.Logf("breaker open: Get+Put+TryLock took %v on average, at most %v", total/rounds, worst)
+	up()
+	took := waitFor(t, "recovery", 5*time.Second, func() bool { return !b.Stats().BreakerOpen })
+	t.Logf("breaker closed %v after Redis came back", took)
+	waitFor(t, "commands succeed", 2*time.Second, func() bool { return s.Put(ctx, key, e) == nil })
+	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+		t.Fatalf("after recovery: %+v, %v", got, err)
+	}
+	st := b.Stats()
+	if st.BreakerOpens != 1 || st.Errors == 0 || st.Skipped == 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master)
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet})
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := context.Background()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.Warm(wctx); err != nil {
+		t.Fatal(err)
+	}
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	e := entry(time.Minute)
+	if err := s.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	// It went to the master the Sentinel named.
+	if n, _ := redistest.Do(master.Addr, "EXISTS", key); n != "1" {
+		t.Fatal("the value is not on the master")
+	}
+	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	release, ok, err := b.TryLock(ctx, key, time.Second)
+	if err != nil || !ok {
+		t.Fatalf("TryLock = %v, %v", ok, err)
+	}
+	release()
+}

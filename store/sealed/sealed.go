@@ -1,0 +1,328 @@
+// Package sealed keeps tokens in a shared byte store (Redis) that must
+// never hold a clear token, refresh token or secret (design section 7).
+//
+// A Store is a store.Store over a Backend of opaque values. Each value is
+// the whole Entry (refresh token included) sealed with AES-256-GCM under a
+// fresh random nonce, with the backend key as associated data, so a value
+// copied to another key fails to open. Values name the id of the key that
+// sealed them: a Keyring's first key seals and every key opens, which is
+// how keys rotate (add the new key first, keep the old one until the old
+// values have expired, at most one token lifetime). A value that fails to
+// open is a miss, counted in Stats, and never served.
+//
+// Compare-and-delete runs in the backend (a Lua script in Redis) without
+// decrypting: every value starts with the SHA-256 digest of its access
+// token, in the clear. Access tokens are high-entropy bearer strings, so
+// the digest reveals nothing about the token, and it is also covered by
+// the seal's associated data so a value whose digest was altered does not
+// open.
+//
+// Value layout:
+//
+//	digest[32] | version[1] | key id[4] | nonce[12] | AES-256-GCM(entry JSON)  version 1, sealed
+//	digest[32] | version[1] | entry JSON                                      version 0, plaintext
+//
+// Version 0 is written only by NewPlaintext (cache.allow_plaintext); a
+// sealing Store refuses it, so nobody who can write to Redis can plant a
+// token for a sealing broker to serve.
+package sealed
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// KeySize is the length of an encryption key: AES-256.
+const KeySize = 32
+
+const (
+	digestLen    = sha256.Size
+	versionPlain = 0
+	versionGCM   = 1
+	keyIDLen     = 4
+	headerLen    = digestLen + 1 + keyIDLen
+)
+
+// Backend holds opaque values by key until they expire; Redis in
+// production. Implementations are safe for concurrent use.
+type Backend interface {
+	// Load returns key's value, or store.ErrNotFound.
+	Load(ctx context.Context, key string) ([]byte, error)
+	// Save stores value under key until expiresAt.
+	Save(ctx context.Context, key string, value []byte, expiresAt time.Time) error
+	// DeleteIfPrefix deletes key, atomically, only if its value starts
+	// with prefix, and reports whether it did.
+	DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error)
+}
+
+// Keyring holds the encryption keys: the first seals, all open.
+type Keyring struct {
+	keys []ringKey
+}
+
+type ringKey struct {
+	id   [keyIDLen]byte
+	aead cipher.AEAD
+}
+
+// NewKeyring returns a keyring of keys, each KeySize bytes; keys[0] seals.
+func NewKeyring(keys ...[]byte) (*Keyring, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("sealed: no encryption key")
+	}
+	r := &Keyring{}
+	seen := map[[keyIDLen]byte]int{}
+	for i, k := range keys {
+		if len(k) != KeySize {
+			return nil, &KeyError{Index: i, Len: len(k)}
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, fmt.Errorf("sealed: key %d: %w", i, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("sealed: key %d: %w", i, err)
+		}
+		id := KeyID(k)
+		if j, dup := seen[id]; dup {
+			return nil, fmt.Errorf("sealed: keys %d and %d are the same key (or share a key id)", j, i)
+		}
+		seen[id] = i
+		r.keys = append(r.keys, ringKey{id: id, aead: aead})
+	}
+	return r, nil
+}
+
+// KeyError is a key of the wrong length.
+type KeyError struct {
+	Index int // position in the list given to NewKeyring
+	Len   int
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("sealed: key %d is %d bytes, want %d", e.Index, e.Len, KeySize)
+}
+
+// KeyID is the id a value sealed with key carries: a keyed hash, so it
+// tells nothing about the key.
+func KeyID(key []byte) [keyIDLen]byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("tokenbroker sealed key id v1"))
+	var id [keyIDLen]byte
+	copy(id[:], mac.Sum(nil))
+	return id
+}
+
+func (r *Keyring) lookup(id []byte) (cipher.AEAD, bool) {
+	for _, k := range r.keys {
+		if string(k.id[:]) == string(id) {
+			return k.aead, true
+		}
+	}
+	return nil, false
+}
+
+// Stats are a Store's counters.
+type Stats struct {
+	// OpenFailures counts values that were present but could not be
+	// opened (unknown key id, tampered, moved to another key, plaintext
+	// under a sealing store, garbage): each was answered as a miss.
+	OpenFailures uint64
+}
+
+// Store is a store.Store over a Backend, sealing every value.
+type Store struct {
+	backend Backend
+	ring    *Keyring // nil: plaintext
+	now     func() time.Time
+
+	openFailures atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store sealing with ring's first key.
+func New(b Backend, ring *Keyring) *Store {
+	if ring == nil {
+		panic("sealed: New with a nil Keyring; use NewPlaintext for cache.allow_plaintext")
+	}
+	return &Store{backend: b, ring: ring, now: time.Now}
+}
+
+// NewPlaintext returns a Store that writes entries unencrypted, for
+// cache.allow_plaintext: the backend then holds clear tokens. It refuses
+// sealed values (it has no key to open them).
+func NewPlaintext(b Backend) *Store {
+	return &Store{backend: b, now: time.Now}
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats { return Stats{OpenFailures: s.openFailures.Load()} }
+
+// Digest is the compare-and-delete tag of an access token: its SHA-256.
+func Digest(accessToken string) []byte {
+	sum := sha256.Sum256([]byte(accessToken))
+	return sum[:]
+}
+
+// Get implements store.Store. A value that does not open is a miss.
+func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
+	value, err := s.backend.Load(ctx, key)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	e, err := s.open(key, value)
+	if err != nil {
+		s.openFailures.Add(1)
+		return store.Entry{}, store.ErrNotFound
+	}
+	if !e.ExpiresAt.After(s.now()) {
+		return store.Entry{}, store.ErrNotFound
+	}
+	return e, nil
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
+	if !e.ExpiresAt.After(s.now()) {
+		return nil
+	}
+	value, err := s.seal(key, e)
+	if err != nil {
+		return err
+	}
+	return s.backend.Save(ctx, key, value, e.ExpiresAt)
+}
+
+// CompareAndDelete implements store.Store by comparing digests in the
+// backend.
+func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
+	return s.backend.DeleteIfPrefix(ctx, key, Digest(accessToken))
+}
+
+// wireEntry is the sealed JSON of an Entry; times are Unix nanoseconds.
+type wireEntry struct {
+	AccessToken  string `json:"a"`
+	TokenType    string `json:"t,omitempty"`
+	Scope        string `json:"s,omitempty"`
+	RefreshToken string `json:"r,omitempty"`
+	IssuedAt     int64  `json:"i"`
+	ExpiresAt    int64  `json:"e"`
+	FetchedAt    int64  `json:"f"`
+}
+
+func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
+	plain, err := json.Marshal(wireEntry{
+		AccessToken:  e.AccessToken,
+		TokenType:    e.TokenType,
+		Scope:        e.Scope,
+		RefreshToken: e.RefreshToken,
+		IssuedAt:     unixNano(e.IssuedAt),
+		ExpiresAt:    unixNano(e.ExpiresAt),
+		FetchedAt:    unixNano(e.FetchedAt),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sealed: %w", err)
+	}
+	digest := Digest(e.AccessToken)
+	if s.ring == nil {
+		out := make([]byte, 0, digestLen+1+len(plain))
+		out = append(out, digest...)
+		out = append(out, versionPlain)
+		return append(out, plain...), nil
+	}
+	k := s.ring.keys[0]
+	out := make([]byte, headerLen, headerLen+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
+	copy(out, digest)
+	out[digestLen] = versionGCM
+	copy(out[digestLen+1:], k.id[:])
+	nonce := make([]byte, k.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("sealed: nonce: %w", err)
+	}
+	ad := associatedData(out[:headerLen], key)
+	out = append(out, nonce...)
+	return k.aead.Seal(out, nonce, plain, ad), nil
+}
+
+var errUnopenable = errors.New("sealed: value does not open")
+
+func (s *Store) open(key string, value []byte) (store.Entry, error) {
+	if len(value) < digestLen+1 {
+		return store.Entry{}, errUnopenable
+	}
+	digest := value[:digestLen]
+	var plain []byte
+	switch version := value[digestLen]; {
+	case version == versionPlain && s.ring == nil:
+		plain = value[digestLen+1:]
+	case version == versionGCM && s.ring != nil && len(value) >= headerLen:
+		aead, ok := s.ring.lookup(value[digestLen+1 : headerLen])
+		if !ok || len(value) < headerLen+aead.NonceSize()+aead.Overhead() {
+			return store.Entry{}, errUnopenable
+		}
+		nonce := value[headerLen : headerLen+aead.NonceSize()]
+		var err error
+		plain, err = aead.Open(nil, nonce, value[headerLen+aead.NonceSize():], associatedData(value[:headerLen], key))
+		if err != nil {
+			return store.Entry{}, errUnopenable
+		}
+	default:
+		return store.Entry{}, errUnopenable
+	}
+	var w wireEntry
+	if err := json.Unmarshal(plain, &w); err != nil || w.AccessToken == "" {
+		return store.Entry{}, errUnopenable
+	}
+	// The digest is authenticated for sealed values; for plaintext ones
+	// this is the only check that the tag matches the token.
+	if !hmac.Equal(digest, Digest(w.AccessToken)) {
+		return store.Entry{}, errUnopenable
+	}
+	return store.Entry{
+		AccessToken:  w.AccessToken,
+		TokenType:    w.TokenType,
+		Scope:        w.Scope,
+		RefreshToken: w.RefreshToken,
+		IssuedAt:     fromUnixNano(w.IssuedAt),
+		ExpiresAt:    fromUnixNano(w.ExpiresAt),
+		FetchedAt:    fromUnixNano(w.FetchedAt),
+	}, nil
+}
+
+// unixNano encodes t, the zero time as 0 (its UnixNano is undefined).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// associatedData binds a sealed value to its header (digest, version, key
+// id) and to the backend key it is stored under.
+func associatedData(header []byte, key string) []byte {
+	ad := make([]byte, 0, len(header)+8+len(key))
+	ad = append(ad, header...)
+	ad = binary.BigEndian.AppendUint64(ad, uint64(len(key)))
+	return append(ad, key...)
+}

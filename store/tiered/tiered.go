@@ -1,0 +1,482 @@
+// Package tiered puts a bounded in-process level (L1) in front of a shared
+// store (Redis, sealed), with the same store.Store interface, so the hot
+// path of a replica answers from memory and never waits on the network.
+// Entries never outlive their token.
+//
+// Other replicas change the shared level: they refresh a token, or delete
+// one that a caller reported as rejected (InvalidateToken). L1 learns of it
+// by two means, each covering the other's blind spot:
+//
+//   - Push: every Put and successful CompareAndDelete publishes the key on
+//     a Redis pub/sub channel (Options.Publish), and each replica's
+//     subscriber calls Forget, dropping the key within milliseconds.
+//     Pub/sub was chosen over keyspace notifications (a server setting
+//     that managed Redis often forbids, and node-local in a Cluster) and
+//     over RESP3 client tracking (experimental in go-redis, standalone
+//     only, and it invalidates raw values where L1 holds opened entries).
+//     When the subscription is lost, messages may have been missed, so
+//     Resync marks every entry for revalidation.
+//   - Bound: an entry not revalidated against the shared level for
+//     MaxStale (default 2s) is revalidated in the background on its next
+//     hit (the hit itself is served from memory). That bounds staleness
+//     even if a message is lost in a way nobody noticed.
+//
+// And one rule makes the cross-replica fetch lock exact rather than
+// timing-dependent: after TryLock on a key (through Locker), the next Get
+// of that key reads through to the shared level, so a replica that waited
+// for another's fetch sees its token, not its own stale L1 copy.
+//
+// When the shared level fails, L1 keeps serving what it holds (tokens
+// still inside their lifetime): a Redis outage costs no latency for warm
+// keys. An entry written while the shared level was unreachable is kept,
+// and written back, when the shared level answers that it has nothing for
+// the key; otherwise the newer token (by IssuedAt) wins.
+package tiered
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// DefaultMaxStale bounds how long an L1 entry is served without being
+// revalidated against the shared level.
+const DefaultMaxStale = 2 * time.Second
+
+// evictSample is how many entries a full L1 looks at to pick a victim.
+const evictSample = 64
+
+// genStripes spreads invalidation counters over keys, so that lock traffic
+// on one key does not stop L1 fills of others.
+const genStripes = 256
+
+// Options tune a Store; zero values are the defaults.
+type Options struct {
+	// MaxEntries bounds L1 (store.DefaultMaxEntries).
+	MaxEntries int
+	// MaxStale (DefaultMaxStale): see the package comment.
+	MaxStale time.Duration
+	// Publish tells other replicas that key changed; nil when there are
+	// none to tell.
+	Publish func(ctx context.Context, key string) error
+}
+
+// Stats are a Store's counters.
+type Stats struct {
+	// Hits and Misses count Gets answered from L1 or not.
+	Hits, Misses uint64
+	// Fallbacks counts Gets answered from L1 because the shared level
+	// failed.
+	Fallbacks uint64
+	// RemoteErrors counts failed calls to the shared level.
+	RemoteErrors uint64
+	// Forgotten counts entries dropped on another replica's message.
+	Forgotten uint64
+	// Entries is the current size of L1.
+	Entries int
+}
+
+// slot is an L1 entry.
+type slot struct {
+	e store.Entry
+	// seq identifies this write, to detect concurrent changes.
+	seq uint64
+	// checked is when it was last known to match the shared level, in
+	// epoch.
+	checked time.Time
+	epoch   uint64
+	// synced is false when the shared level could not be written.
+	synced bool
+}
+
+// Store is an L1 cache in front of a shared store.Store.
+type Store struct {
+	remote store.Store
+	opts   Options
+	now    func() time.Time
+
+	mu      sync.RWMutex
+	entries map[string]slot
+
+	seq atomic.Uint64
+	// gens change on every local invalidation of a key in their stripe; a
+	// read of the shared level that started before one must not fill L1
+	// with what it read.
+	gens    [genStripes]atomic.Uint64
+	genSeed maphash.Seed
+	// epoch changes on Resync; entries of an older epoch are revalidated.
+	epoch atomic.Uint64
+
+	flight singleflight.Group
+
+	// deleting holds the compare-and-deletes in flight, by key and token.
+	deletingMu sync.Mutex
+	deleting   map[string]chan struct{}
+
+	hits, misses, fallbacks, remoteErrors, forgotten atomic.Uint64
+
+	// Background revalidations: one per key at a time, owned by the Store.
+	bgMu         sync.Mutex
+	closed       bool
+	bg           sync.WaitGroup
+	bgCtx        context.Context
+	bgCancel     context.CancelFunc
+	revalidating map[string]bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an L1 in front of remote. Call Close to stop background
+// revalidations.
+func New(remote store.Store, opts Options) *Store {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = store.DefaultMaxEntries
+	}
+	if opts.MaxStale <= 0 {
+		opts.MaxStale = DefaultMaxStale
+	}
+	s := &Store{
+		remote:       remote,
+		opts:         opts,
+		now:          time.Now,
+		entries:      make(map[string]slot),
+		revalidating: make(map[string]bool),
+		deleting:     make(map[string]chan struct{}),
+		genSeed:      maphash.MakeSeed(),
+	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Close stops background revalidations and waits for them.
+func (s *Store) Close() {
+	s.bgMu.Lock()
+	s.closed = true
+	s.bgMu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	n := len(s.entries)
+	s.mu.RUnlock()
+	return Stats{
+		Hits:         s.hits.Load(),
+		Misses:       s.misses.Load(),
+		Fallbacks:    s.fallbacks.Load(),
+		RemoteErrors: s.remoteErrors.Load(),
+		Forgotten:    s.forgotten.Load(),
+		Entries:      n,
+	}
+}
+
+// Get implements store.Store: from L1 when it holds a live entry (which is
+// revalidated in the background when stale), else from the shared level.
+func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
+	now := s.now()
+	s.mu.RLock()
+	sl, ok := s.entries[key]
+	s.mu.RUnlock()
+	if ok && sl.e.ExpiresAt.After(now) {
+		s.hits.Add(1)
+		if sl.epoch != s.epoch.Load() || now.Sub(sl.checked) >= s.opts.MaxStale {
+			s.revalidate(key)
+		}
+		return sl.e, nil
+	}
+	s.misses.Add(1)
+	// Concurrent misses of one key share one read of the shared level,
+	// but not across an invalidation: a Get after one (after TryLock, say)
+	// must not take the result of a read that started before it.
+	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
+	ch := s.flight.DoChan(flightKey, func() (any, error) {
+		return s.load(context.WithoutCancel(ctx), key)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return store.Entry{}, res.Err
+		}
+		return res.Val.(store.Entry), nil
+	case <-ctx.Done():
+		return store.Entry{}, ctx.Err()
+	}
+}
+
+// load reads key from the shared level and reconciles L1 with it.
+func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
+	s.mu.RLock()
+	before := s.entries[key].seq
+	s.mu.RUnlock()
+	gen := s.gen(key)
+	genBefore, epoch := gen.Load(), s.epoch.Load()
+
+	e, err := s.remote.Get(ctx, key)
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.remoteErrors.Add(1)
+	}
+
+	now := s.now()
+	s.mu.Lock()
+	cur, have := s.entries[key]
+	live := have && cur.e.ExpiresAt.After(now)
+	if cur.seq != before || gen.Load() != genBefore {
+		// L1 changed for this key (a Put, an invalidation) while we read:
+		// what we read may be older than what happened since.
+		s.mu.Unlock()
+		switch {
+		case live:
+			return cur.e, nil
+		case found:
+			return e, nil
+		}
+		return store.Entry{}, err
+	}
+	switch {
+	case found && live && cur.e.IssuedAt.After(e.IssuedAt):
+		// Ours is newer: fetched while the shared level was away.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		return cur.e, nil
+	case found:
+		s.setLocked(key, slot{e: e, checked: now, epoch: epoch, synced: true}, now)
+		s.mu.Unlock()
+		return e, nil
+	case errors.Is(err, store.ErrNotFound) && live && !cur.synced:
+		// Never reached the shared level, so nobody can have deleted it
+		// there: keep it, and share it now.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		if perr := s.remote.Put(ctx, key, cur.e); perr == nil {
+			s.markSynced(key, cur.seq)
+		}
+		return cur.e, nil
+	case errors.Is(err, store.ErrNotFound):
+		// Deleted, expired or lost in the shared level.
+		if have {
+			delete(s.entries, key)
+		}
+		s.mu.Unlock()
+		return store.Entry{}, store.ErrNotFound
+	case live:
+		// The shared level failed: serve what we hold, and try again
+		// after MaxStale rather than on every hit.
+		s.fallbacks.Add(1)
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		return cur.e, nil
+	}
+	s.mu.Unlock()
+	return store.Entry{}, err
+}
+
+func (s *Store) markSynced(key string, seq uint64) {
+	s.mu.Lock()
+	if cur, ok := s.entries[key]; ok && cur.seq == seq {
+		cur.synced = true
+		s.entries[key] = cur
+	}
+	s.mu.Unlock()
+}
+
+// revalidate starts a background load of key unless one is running.
+func (s *Store) revalidate(key string) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed || s.revalidating[key] {
+		return
+	}
+	s.revalidating[key] = true
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		_, _ = s.load(s.bgCtx, key)
+		s.bgMu.Lock()
+		delete(s.revalidating, key)
+		s.bgMu.Unlock()
+	}()
+}
+
+// Put implements store.Store: the shared level, then L1, then a message to
+// the other replicas. When the shared level fails the entry is still
+// cached in L1 (and nil is returned: the token is cached, in this
+// process).
+func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
+	now := s.now()
+	if !e.ExpiresAt.After(now) {
+		return nil
+	}
+	err := s.remote.Put(ctx, key, e)
+	if err != nil {
+		s.remoteErrors.Add(1)
+	}
+	s.mu.Lock()
+	s.setLocked(key, slot{e: e, checked: now, epoch: s.epoch.Load(), synced: err == nil}, now)
+	s.mu.Unlock()
+	if err == nil {
+		s.publish(ctx, key)
+	}
+	return nil
+}
+
+// CompareAndDelete implements store.Store: atomically in the shared level,
+// then in L1 here and, by message, in the other replicas. When the shared
+// level fails, L1 alone is checked: this replica at least stops serving
+// the rejected token.
+//
+// Concurrent calls naming the same key and token (a storm of callers that
+// all saw one token rejected) are coalesced: one goes to the shared level,
+// and the others answer false, as they would have one after the other,
+// since the first deleted the token.
+func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
+	ch, leader := s.joinDelete(key + "\x00" + accessToken)
+	if !leader {
+		select {
+		case <-ch:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	defer s.leaveDelete(key+"\x00"+accessToken, ch)
+	return s.compareAndDelete(ctx, key, accessToken)
+}
+
+// joinDelete returns the channel closed when the deletion of id ends, and
+// whether the caller is to perform it.
+func (s *Store) joinDelete(id string) (chan struct{}, bool) {
+	s.deletingMu.Lock()
+	defer s.deletingMu.Unlock()
+	if ch, ok := s.deleting[id]; ok {
+		return ch, false
+	}
+	ch := make(chan struct{})
+	s.deleting[id] = ch
+	return ch, true
+}
+
+func (s *Store) leaveDelete(id string, ch chan struct{}) {
+	s.deletingMu.Lock()
+	delete(s.deleting, id)
+	s.deletingMu.Unlock()
+	close(ch)
+}
+
+func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
+	deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken)
+	if err != nil {
+		s.remoteErrors.Add(1)
+	}
+	s.mu.Lock()
+	cur, have := s.entries[key]
+	localMatch := have && cur.e.AccessToken == accessToken
+	if localMatch {
+		delete(s.entries, key)
+	}
+	s.gen(key).Add(1)
+	s.mu.Unlock()
+	if err != nil {
+		return localMatch, nil
+	}
+	if deleted {
+		s.publish(ctx, key)
+	}
+	return deleted, nil
+}
+
+func (s *Store) publish(ctx context.Context, key string) {
+	if s.opts.Publish == nil {
+		return
+	}
+	if err := s.opts.Publish(ctx, key); err != nil {
+		s.remoteErrors.Add(1)
+	}
+}
+
+// Forget drops key from L1: another replica changed it.
+func (s *Store) Forget(key string) {
+	s.drop(key)
+	s.forgotten.Add(1)
+}
+
+// Resync marks every entry for revalidation on its next hit.
+func (s *Store) Resync() { s.epoch.Add(1) }
+
+func (s *Store) drop(key string) {
+	s.mu.Lock()
+	delete(s.entries, key)
+	s.gen(key).Add(1)
+	s.mu.Unlock()
+}
+
+// gen is key's invalidation counter.
+func (s *Store) gen(key string) *atomic.Uint64 {
+	return &s.gens[maphash.String(s.genSeed, key)%genStripes]
+}
+
+// setLocked stores sl under key, making room if L1 is full. Called with
+// mu held.
+func (s *Store) setLocked(key string, sl slot, now time.Time) {
+	sl.seq = s.seq.Add(1)
+	if _, exists := s.entries[key]; !exists && len(s.entries) >= s.opts.MaxEntries {
+		s.evictLocked(now)
+	}
+	s.entries[key] = sl
+}
+
+// evictLocked drops the expired entries of a sample of L1 or, if none
+// is, the sampled entry closest to expiry.
+func (s *Store) evictLocked(now time.Time) {
+	var victim string
+	var soonest time.Time
+	expired, seen := 0, 0
+	for k, sl := range s.entries {
+		if !sl.e.ExpiresAt.After(now) {
+			delete(s.entries, k)
+			expired++
+		} else if victim == "" || sl.e.ExpiresAt.Before(soonest) {
+			victim, soonest = k, sl.e.ExpiresAt
+		}
+		if seen++; seen >= evictSample {
+			break
+		}
+	}
+	if expired == 0 && victim != "" {
+		delete(s.entries, victim)
+	}
+}
+
+// Locker wraps the shared level's locker so that taking (or failing to
+// take, because another replica holds it) a key's fetch lock makes the
+// next Get of that key read through to the shared level.
+func (s *Store) Locker(inner store.Locker) store.Locker {
+	return &locker{s: s, inner: inner}
+}
+
+type locker struct {
+	s     *Store
+	inner store.Locker
+}
+
+// TryLock implements store.Locker.
+func (l *locker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
+	if err == nil {
+		l.s.drop(key)
+	}
+	return release, acquired, err
+}

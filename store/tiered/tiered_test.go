@@ -1,0 +1,413 @@
+package tiered_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
+	"github.com/tokenbroker/tokenbroker/store/tiered"
+)
+
+const key = "tokenbroker:v1:{0123abcd}:token"
+
+// shared is a real in-memory store standing for Redis; it counts calls and
+// can be made to fail.
+type shared struct {
+	*store.Memory
+	gets atomic.Int64
+	down atomic.Bool
+}
+
+var errDown = errors.New("shared level down")
+
+func newShared() *shared { return &shared{Memory: store.NewMemory(0)} }
+
+func (s *shared) Get(ctx context.Context, key string) (store.Entry, error) {
+	s.gets.Add(1)
+	if s.down.Load() {
+		return store.Entry{}, errDown
+	}
+	return s.Memory.Get(ctx, key)
+}
+
+func (s *shared) Put(ctx context.Context, key string, e store.Entry) error {
+	if s.down.Load() {
+		return errDown
+	}
+	return s.Memory.Put(ctx, key, e)
+}
+
+func (s *shared) CompareAndDelete(ctx context.Context, key, token string) (bool, error) {
+	if s.down.Load() {
+		return false, errDown
+	}
+	return s.Memory.CompareAndDelete(ctx, key, token)
+}
+
+func entry(life time.Duration) store.Entry {
+	now := time.Now()
+	return store.Entry{AccessToken: "at-" + rand.Text(), TokenType: "Bearer", IssuedAt: now, ExpiresAt: now.Add(life), FetchedAt: now}
+}
+
+func newL1(t *testing.T, remote store.Store, opts tiered.Options) *tiered.Store {
+	t.Helper()
+	s := tiered.New(remote, opts)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestHotPathStaysInProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	e := entry(time.Minute)
+	if err := l1.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		if got, err := l1.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+			t.Fatalf("Get = %+v, %v", got, err)
+		}
+	}
+	if n := remote.gets.Load(); n != 0 {
+		t.Fatalf("1000 hits read the shared level %d times", n)
+	}
+	if st := l1.Stats(); st.Hits != 1000 || st.Misses != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestMissFillsFromShared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	e := entry(time.Minute)
+	_ = remote.Memory.Put(ctx, key, e)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got, err := l1.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+				t.Errorf("Get = %+v, %v", got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := l1.Get(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if n := remote.gets.Load(); n > 50 || n < 1 {
+		t.Fatalf("shared reads = %d", n)
+	}
+	before := remote.gets.Load()
+	_, _ = l1.Get(ctx, key)
+	if remote.gets.Load() != before {
+		t.Fatal("a filled entry was read from the shared level again")
+	}
+}
+
+func TestEntryNeverOutlivesToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	remote.down.Store(true) // L1 alone
+	l1 := newL1(t, remote, tiered.Options{})
+	_ = l1.Put(ctx, key, entry(30*time.Millisecond))
+	if _, err := l1.Get(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if e, err := l1.Get(ctx, key); err == nil {
+		t.Fatalf("served an expired token: %+v", e)
+	}
+}
+
+func TestForgetAndResync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	old := entry(time.Minute)
+	_ = l1.Put(ctx, key, old)
+	// Another replica replaces the token and says so.
+	fresh := entry(time.Minute)
+	_ = remote.Memory.Put(ctx, key, fresh)
+	if got, _ := l1.Get(ctx, key); got.AccessToken != old.AccessToken {
+		t.Fatal("L1 should still hold its entry before the message")
+	}
+	l1.Forget(key)
+	if got, _ := l1.Get(ctx, key); got.AccessToken != fresh.AccessToken {
+		t.Fatal("Forget did not make L1 read the shared level")
+	}
+	// A lost subscription: Resync revalidates in the background.
+	newer := entry(time.Minute)
+	_ = remote.Memory.Put(ctx, key, newer)
+	l1.Resync()
+	_, _ = l1.Get(ctx, key) // served from L1, starts the revalidation
+	deadline := time.Now().Add(time.Second)
+	for {
+		if got, _ := l1.Get(ctx, key); got.AccessToken == newer.AccessToken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Resync did not revalidate")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestStaleEntriesRevalidateWithinMaxStale(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: 50 * time.Millisecond})
+	_ = l1.Put(ctx, key, entry(time.Minute))
+	// Deleted elsewhere, and the message was lost.
+	remote.Memory.Delete(key)
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, err := l1.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted entry was served beyond MaxStale")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSharedLevelDownServesL1(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Millisecond})
+	e := entry(time.Minute)
+	_ = l1.Put(ctx, key, e)
+	remote.down.Store(true)
+	for range 20 {
+		if got, err := l1.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+			t.Fatalf("with the shared level down: %+v, %v", got, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// A token fetched during the outage is cached here and shared when
+	// the shared level comes back empty.
+	const key2 = "tokenbroker:v1:{2}:token"
+	during := entry(time.Minute)
+	if err := l1.Put(ctx, key2, during); err != nil {
+		t.Fatal(err)
+	}
+	remote.down.Store(false)
+	l1.Resync()
+	if got, err := l1.Get(ctx, key2); err != nil || got.AccessToken != during.AccessToken {
+		t.Fatalf("after the outage: %+v, %v", got, err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		if got, err := remote.Memory.Get(ctx, key2); err == nil && got.AccessToken == during.AccessToken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the token fetched during the outage was not written back")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestCompareAndDelete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	var published []string
+	var mu sync.Mutex
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour, Publish: func(_ context.Context, k string) error {
+		mu.Lock()
+		published = append(published, k)
+		mu.Unlock()
+		return nil
+	}})
+	e := entry(time.Minute)
+	_ = l1.Put(ctx, key, e)
+	if ok, err := l1.CompareAndDelete(ctx, key, "other"); ok || err != nil {
+		t.Fatalf("wrong token: %v, %v", ok, err)
+	}
+	if ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+		t.Fatalf("right token: %v, %v", ok, err)
+	}
+	if _, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(published) != 2 || published[1] != key { // the Put, then the delete
+		t.Fatalf("published %v", published)
+	}
+}
+
+// locker is a store.Locker that always grants.
+type locker struct{}
+
+func (locker) TryLock(context.Context, string, time.Duration) (func(), bool, error) {
+	return func() {}, true, nil
+}
+
+func TestTryLockMakesNextGetReadThrough(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	_ = l1.Put(ctx, key, entry(time.Minute))
+	// Another replica stored a newer token; its message is not here yet.
+	fresh := entry(time.Minute)
+	_ = remote.Memory.Put(ctx, key, fresh)
+	release, ok, err := l1.Locker(locker{}).TryLock(ctx, key, time.Second)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	defer release()
+	if got, _ := l1.Get(ctx, key); got.AccessToken != fresh.AccessToken {
+		t.Fatal("after TryLock, Get answered from L1 instead of the shared level")
+	}
+}
+
+func TestBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	remote.down.Store(true)
+	l1 := newL1(t, remote, tiered.Options{MaxEntries: 100})
+	for i := range 1000 {
+		_ = l1.Put(ctx, "k"+string(rune('a'+i%26))+rand.Text(), entry(time.Minute))
+	}
+	if n := l1.Stats().Entries; n > 100 {
+		t.Fatalf("L1 holds %d entries, bound 100", n)
+	}
+}
+
+// TestReplicasOverRedis runs two full stacks (L1, sealing, Redis) as two
+// replicas and measures how fast one's invalidation reaches the other's L1.
+func TestReplicasOverRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	k := make([]byte, sealed.KeySize)
+	_, _ = rand.Read(k)
+	ring, err := sealed.NewKeyring(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := func() (*tiered.Store, *redisstore.Backend) {
+		client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{srv.Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := redisstore.New(client, redisstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Warm(wctx); err != nil {
+			t.Fatal(err)
+		}
+		l1 := tiered.New(sealed.New(b, ring), tiered.Options{MaxStale: time.Hour, Publish: b.Publish})
+		b.Watch(l1)
+		t.Cleanup(func() { l1.Close(); _ = b.Close() })
+		return l1, b
+	}
+	a, ba := replica()
+	b, bb := replica()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for ba.Stats().Resyncs == 0 || bb.Stats().Resyncs == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("not subscribed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	first := entry(time.Minute)
+	if err := a.Put(ctx, key, first); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(ctx, key); err != nil || got.AccessToken != first.AccessToken {
+		t.Fatalf("replica b: %+v, %v", got, err)
+	}
+	wait := func(what string, cond func() bool) time.Duration {
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s: not within 1s", what)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		return time.Since(start)
+	}
+	// Replaced on a: b's L1 follows.
+	second := entry(time.Minute)
+	_ = a.Put(ctx, key, second)
+	took := wait("refresh seen by b", func() bool { got, _ := b.Get(ctx, key); return got.AccessToken == second.AccessToken })
+	t.Logf("a refresh on one replica reached the other's L1 in %v", took)
+	// Invalidated on a: b's L1 drops it.
+	if ok, err := a.CompareAndDelete(ctx, key, second.AccessToken); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	took = wait("invalidation seen by b", func() bool { _, err := b.Get(ctx, key); return errors.Is(err, store.ErrNotFound) })
+	t.Logf("an invalidation on one replica reached the other's L1 in %v", took)
+}
+
+// slowDeletes delays and counts compare-and-deletes.
+type slowDeletes struct {
+	*shared
+	calls atomic.Int64
+}
+
+func (s *slowDeletes) CompareAndDelete(ctx context.Context, key, token string) (bool, error) {
+	s.calls.Add(1)
+	time.Sleep(20 * time.Millisecond)
+	return s.shared.CompareAndDelete(ctx, key, token)
+}
+
+func TestInvalidationStormIsCoalesced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := &slowDeletes{shared: newShared()}
+	l1 := newL1(t, remote, tiered.Options{})
+	e := entry(time.Minute)
+	_ = l1.Put(ctx, key, e)
+	const callers = 100
+	var deleted atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				deleted.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if deleted.Load() != 1 {
+		t.Fatalf("%d callers were told they deleted the token, want 1", deleted.Load())
+	}
+	if n := remote.calls.Load(); n >= callers/2 {
+		t.Fatalf("%d concurrent invalidations made %d calls to the shared level", callers, n)
+	}
+	t.Logf("%d concurrent invalidations, %d call(s) to the shared level", callers, remote.calls.Load())
+}
