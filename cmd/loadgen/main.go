@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -52,6 +53,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	soak := fs.Duration("soak", 60*time.Second, "length of each fleet soak")
 	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	only := fs.String("only", "hot,rest,redis,fleet,down,memory", "comma-separated scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,6 +61,17 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	run := map[string]bool{}
 	for _, name := range strings.Split(*only, ",") {
 		run[strings.TrimSpace(name)] = true
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	began := time.Now()
 	rep := Report{When: began.UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}

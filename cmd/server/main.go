@@ -15,10 +15,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 )
+
+// logFlushInterval bounds how long a log line waits in the buffer.
+const logFlushInterval = 100 * time.Millisecond
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -74,11 +79,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	hopts := &slog.HandlerOptions{Level: f.logLevel}
+	// The access log writes a line per request: batch the writes.
+	logOut := logbuf.New(stderr, logFlushInterval)
+	defer logOut.Close()
 	var logger *slog.Logger
 	if f.logFormat == "text" {
-		logger = slog.New(slog.NewTextHandler(stderr, hopts))
+		logger = slog.New(slog.NewTextHandler(logOut, hopts))
 	} else {
-		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
+		logger = slog.New(slog.NewJSONHandler(logOut, hopts))
 	}
 	slog.SetDefault(logger)
 

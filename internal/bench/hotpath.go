@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -84,8 +85,10 @@ func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 		env.Close()
 		return nil, err
 	}
-	env.stop = append(env.stop, func() { devnull.Close() })
-	env.log = slog.New(slog.NewJSONHandler(devnull, nil))
+	// The same batched writer as cmd/server.
+	logOut := logbuf.New(devnull, 100*time.Millisecond)
+	env.stop = append(env.stop, func() { logOut.Close(); devnull.Close() })
+	env.log = slog.New(slog.NewJSONHandler(logOut, nil))
 	cfg, err := brokerConfig(sim, extraConfig)
 	if err != nil {
 		env.Close()
