@@ -1,0 +1,35 @@
+package tiered
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// BenchmarkL1Hit is a Get answered by the in-process level: the hot path of
+// every cached GetToken with Redis configured.
+func BenchmarkL1Hit(b *testing.B) {
+	remote := store.NewMemory(0)
+	s := New(remote, Options{})
+	b.Cleanup(s.Close)
+	ctx := context.Background()
+	const key = "tokenbroker:v1:{0123456789abcdef}:token"
+	if err := s.Put(ctx, key, store.Entry{AccessToken: "tok", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Get(ctx, key); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Get(ctx, key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
