@@ -39,7 +39,15 @@ func TestFleet(t *testing.T) {
 		if testing.Short() {
 			t.Skip("30 s soak skipped in -short mode")
 		}
-		testSoak(t, bin)
+		srv := redistest.Start(t)
+		testSoak(t, bin, srv.Addr)
+	})
+	t.Run("cluster/soak", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("30 s soak skipped in -short mode")
+		}
+		c := redistest.StartCluster(t)
+		testSoak(t, bin, c.Addrs...)
 	})
 	t.Run("standalone/redis killed and restarted", func(t *testing.T) {
 		srv := redistest.Start(t)
@@ -121,21 +129,20 @@ func checkToken(sim *vendorsim.Sim, resp *tokenbrokerv1.GetTokenResponse, sent t
 }
 
 // testSoak: 30 s of load with 3 s tokens over three replicas.
-func testSoak(t *testing.T, bin string) {
+func testSoak(t *testing.T, bin string, redisAddrs ...string) {
 	const (
 		duration = 30 * time.Second
 		lifetime = 3 * time.Second
 		workers  = 24
 		maxCalls = 1_000_000
 	)
-	srv := redistest.Start(t)
 	sim := startSim(t)
 	sim.SetTokenTTL("smartdocumentor", lifetime)
 	// Refresh ahead is off (service.refresh_ahead: 1) so the bound is one
 	// upstream request per lifetime, +1 for the first; with it on (0.8 and
 	// up to 5% jitter) the honest bound would be
 	// duration/(0.75*lifetime)+1.
-	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), "service:\n  refresh_ahead: 1\n"))
+	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), redisAddrs...), "service:\n  refresh_ahead: 1\n"))
 	var calls, failures, inTransit atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(duration)
