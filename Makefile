@@ -16,7 +16,7 @@ test:
 	./scripts/deps.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## test-short: unit tests only, no Redis or multi-process tests
+## test-short: every test but the long soaks (-short)
 test-short:
 	$(GO) test -race -short -count=1 ./...
 

@@ -31,7 +31,7 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		// A store failure is a miss: the vendor still answers.
-		s.log.Warn("cache read failed; fetching from the vendor", "vendor", r.vendor, "err", err)
+		s.cacheWarn("cache read failed; fetching from the vendor", r.vendor, err)
 	}
 	s.obs.CacheResult(r.vendor, false)
 	ch := s.flight.DoChan(r.key, func() (any, error) {
@@ -115,7 +115,7 @@ func (s *Service) lock(ctx context.Context, r *resolved, minTTL time.Duration, f
 	for {
 		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.cfg.LockTTL)
 		if err != nil {
-			s.log.Warn("cache lock failed; fetching without it", "vendor", r.vendor, "err", err)
+			s.cacheWarn("cache lock failed; fetching without it", r.vendor, err)
 			return nil, store.Entry{}, false, nil
 		}
 		if acquired {
@@ -177,7 +177,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		e.RefreshToken = refreshToken
 	}
 	if err := s.store.Put(ctx, r.key, e); err != nil {
-		s.log.Warn("cache write failed; token served uncached", "vendor", r.vendor, "err", err)
+		s.cacheWarn("cache write failed; token served uncached", r.vendor, err)
 	}
 	s.negative.delete(r.key)
 	return e, nil

@@ -82,6 +82,8 @@ type Service struct {
 	now      func() time.Time
 	flight   singleflight.Group
 	negative *negativeCache
+	// cacheWarnings throttles cache failure warnings.
+	cacheWarnings logThrottle
 	// resolutions memoises validated selectors.
 	resolutions *resolutionCache
 	// ahead maps keys with a refresh-ahead running (or recently failed)
@@ -131,6 +133,7 @@ func New(cfg Config) *Service {
 		resolutions: newResolutionCache(100_000),
 		vendors:     describeVendors(cfg.Registry),
 	}
+	s.cacheWarnings.interval = time.Second
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	return s
 }

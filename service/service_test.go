@@ -215,3 +215,26 @@ func TestProfilesAreSeparateCacheEntries(t *testing.T) {
 		t.Fatalf("two credential sets shared a token (calls %d)", v.calls.Load())
 	}
 }
+
+func TestLogThrottle(t *testing.T) {
+	t.Parallel()
+	th := logThrottle{interval: time.Second}
+	base := time.Unix(1000, 0)
+	steps := []struct {
+		at       time.Duration
+		wantOK   bool
+		wantHeld int64
+	}{
+		{0, true, 0},
+		{10 * time.Millisecond, false, 0},
+		{500 * time.Millisecond, false, 0},
+		{time.Second, true, 2},
+		{time.Second + 1, false, 0},
+	}
+	for i, st := range steps {
+		ok, held := th.allow(base.Add(st.at))
+		if ok != st.wantOK || held != st.wantHeld {
+			t.Fatalf("step %d: allow = %v, %d; want %v, %d", i, ok, held, st.wantOK, st.wantHeld)
+		}
+	}
+}
