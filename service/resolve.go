@@ -99,6 +99,13 @@ func selectorKey(sel selector) string {
 	return b.String()
 }
 
+// maxResolutions bounds the memoised resolutions. A resolution holds a
+// prepared vendor call (about a kilobyte); the hot path is a few profiles
+// and credential sets, so a bound well below the token store's keeps the
+// hot ones memoised without doubling the memory of 100k cached tokens. A
+// selector beyond it is resolved again (microseconds).
+const maxResolutions = 10_000
+
 // resolutionCache is a bounded map of successful resolutions. It holds
 // inline credentials in process memory as long as their tokens are cached
 // anyway; it is never written anywhere.

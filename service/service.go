@@ -123,14 +123,13 @@ func New(cfg Config) *Service {
 		cfg.Observer = nopObserver{}
 	}
 	s := &Service{
-		cfg:      cfg,
-		store:    cfg.Store,
-		log:      cfg.Logger,
-		obs:      cfg.Observer,
-		now:      time.Now,
-		negative: newNegativeCache(10_000),
-		// Sized like the memory store: one resolution per cached token.
-		resolutions: newResolutionCache(100_000),
+		cfg:         cfg,
+		store:       cfg.Store,
+		log:         cfg.Logger,
+		obs:         cfg.Observer,
+		now:         time.Now,
+		negative:    newNegativeCache(10_000),
+		resolutions: newResolutionCache(maxResolutions),
 		vendors:     describeVendors(cfg.Registry),
 	}
 	s.cacheWarnings.interval = time.Second

@@ -63,8 +63,14 @@ vendors:
 // startBroker starts a broker from cfg and connects a gRPC client.
 func startBroker(t *testing.T, sim *vendorsim.Sim, cfg *config.Config) *broker {
 	t.Helper()
+	return startBrokerWithLogger(t, sim, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startBrokerWithLogger is startBroker logging to logger; it stops the
+// broker when the test ends.
+func startBrokerWithLogger(t *testing.T, sim *vendorsim.Sim, cfg *config.Config, logger *slog.Logger) *broker {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger})
 	if err != nil {
 		cancel()

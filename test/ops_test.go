@@ -3,7 +3,6 @@ package test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
 )
 
 // scrape reads the broker's /metrics.
@@ -165,24 +163,7 @@ func startLoggingBroker(t *testing.T, cfgYAML string) (*broker, *logBuffer) {
 	t.Helper()
 	sim := startSim(t)
 	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: simConfig(t, sim, cfgYAML), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	conn, err := grpc.NewClient(a.Server.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		<-done
-	})
-	return &broker{app: a, client: tokenbrokerv1.NewTokenServiceClient(conn), http: "http://" + a.Server.HTTPAddr().String(), sim: sim}, logs
+	return startBrokerWithLogger(t, sim, simConfig(t, sim, cfgYAML), slog.New(slog.NewJSONHandler(logs, nil))), logs
 }
 
 func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {

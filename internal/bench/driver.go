@@ -65,6 +65,9 @@ func Load(ctx context.Context, concurrency int, duration time.Duration, maxReque
 	}
 	wg.Wait()
 	s := summarize(samples, errs.Load(), time.Since(start))
+	// Calls beyond the sample cap count too.
+	s.Requests = min(issued.Load(), maxRequests)
+	s.QPS = float64(s.Requests) / s.Elapsed.Seconds()
 	if firstErr != nil {
 		s.FirstError = firstErr.Error()
 	}

@@ -186,35 +186,8 @@ func (e *Env) GRPCHotPath(ctx context.Context, concurrency, rounds int, roundTim
 		return Comparison{}, err
 	}
 	defer conn.Close()
-	broker := tokenbrokerv1.NewTokenServiceClient(conn)
-	resp, err := warmResponse(ctx, broker)
-	if err != nil {
-		return Comparison{}, err
-	}
-	echoAddr, stopEcho, err := startBareEcho(resp)
-	if err != nil {
-		return Comparison{}, err
-	}
-	defer stopEcho()
-	econn, err := dial(echoAddr)
-	if err != nil {
-		return Comparison{}, err
-	}
-	defer econn.Close()
-	echo := tokenbrokerv1.NewTokenServiceClient(econn)
-	req := HotPathRequest()
-	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
-		return func(ctx context.Context) error {
-			r, err := c.GetToken(ctx, req)
-			if err == nil && r.AccessToken == "" {
-				return fmt.Errorf("empty token")
-			}
-			return err
-		}
-	}
-	c := Compare(ctx, "gRPC GetToken (cached) vs bare grpc-go echo", concurrency, rounds, roundTime, call(broker), call(echo))
-	c.Goal = "QPS >= 0.9x, p99 <= 1.2x"
-	return c, nil
+	return compareWithEcho(ctx, "gRPC GetToken (cached) vs bare grpc-go echo", "QPS >= 0.9x, p99 <= 1.2x",
+		tokenbrokerv1.NewTokenServiceClient(conn), concurrency, rounds, roundTime)
 }
 
 // RESTHotPath compares POST /v1/token of a cached token with an echo

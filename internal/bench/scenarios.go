@@ -57,7 +57,13 @@ func compareWithEcho(ctx context.Context, name, goal string, client tokenbrokerv
 	echo := tokenbrokerv1.NewTokenServiceClient(econn)
 	req := HotPathRequest()
 	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := c.GetToken(ctx, req); return err }
+		return func(ctx context.Context) error {
+			r, err := c.GetToken(ctx, req)
+			if err == nil && r.AccessToken == "" {
+				return fmt.Errorf("empty token")
+			}
+			return err
+		}
 	}
 	c := Compare(ctx, name, concurrency, rounds, roundTime, call(client), call(echo))
 	c.Goal = goal
