@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
@@ -19,6 +20,7 @@ const lockPoll = 20 * time.Millisecond
 func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, force bool) (store.Entry, bool, error) {
 	if err := s.negative.get(r.key, s.now()); err != nil {
 		s.obs.NegativeHit(r.vendor)
+		reqinfo.SetCache(ctx, "negative")
 		return store.Entry{}, false, err
 	}
 	e, err := s.store.Get(ctx, r.key)

@@ -159,11 +159,10 @@ func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenReque
 		return nil, toStatus(err)
 	}
 	reqinfo.SetTarget(ctx, r.vendor, r.profile)
+	reqinfo.SetCache(ctx, "miss") // token says "negative" when it is one
 	e, hit, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
 	if hit {
 		reqinfo.SetCache(ctx, "hit")
-	} else {
-		reqinfo.SetCache(ctx, "miss")
 	}
 	if err != nil {
 		return nil, toStatus(err)

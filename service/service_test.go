@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
@@ -236,5 +237,29 @@ func TestLogThrottle(t *testing.T) {
 		if ok != st.wantOK || held != st.wantHeld {
 			t.Fatalf("step %d: allow = %v, %d; want %v, %d", i, ok, held, st.wantOK, st.wantHeld)
 		}
+	}
+}
+
+func TestAccessLogCacheOutcome(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, 3600, nil)
+	outcome := func(req *tokenbrokerv1.GetTokenRequest) string {
+		ctx, info := reqinfo.With(context.Background(), "id")
+		_, _ = s.GetToken(ctx, req)
+		return info.Snapshot().Cache
+	}
+	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p"}); got != "miss" {
+		t.Errorf("first call: %q, want miss", got)
+	}
+	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p"}); got != "hit" {
+		t.Errorf("second call: %q, want hit", got)
+	}
+	r, err := s.resolve(selector{profile: "p2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.negative.put(r.key, &vendors.Error{Vendor: "smartdocumentor", Kind: vendors.KindRejected}, time.Now().Add(time.Hour))
+	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p2"}); got != "negative" {
+		t.Errorf("negative-cache answer: %q, want negative", got)
 	}
 }
