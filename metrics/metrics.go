@@ -14,6 +14,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,10 @@ type Metrics struct {
 
 	grpcRequests *prometheus.CounterVec
 	grpcDuration *prometheus.HistogramVec
+	// grpcBound caches each method's OK counter and duration observer
+	// (*boundMethod by full method name): resolving label values hashes
+	// them on every call, a cost the hot path does not need to pay.
+	grpcBound    sync.Map
 	httpRequests *prometheus.CounterVec
 
 	cacheRequests    *prometheus.CounterVec

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -18,11 +20,38 @@ func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		method := strings.TrimPrefix(info.FullMethod, "/")
-		m.grpcRequests.WithLabelValues(method, status.Code(err).String()).Inc()
-		m.grpcDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+		b := m.bound(info.FullMethod)
+		if code := status.Code(err); code == codes.OK {
+			b.ok.Inc()
+		} else {
+			m.grpcRequests.WithLabelValues(b.method, code.String()).Inc()
+		}
+		b.duration.Observe(time.Since(start).Seconds())
 		return resp, err
 	}
+}
+
+// boundMethod is one method's pre-resolved series.
+type boundMethod struct {
+	method   string
+	ok       prometheus.Counter
+	duration prometheus.Observer
+}
+
+// bound returns fullMethod's series, resolving them once. Only registered
+// methods reach an interceptor, so the map is bounded.
+func (m *Metrics) bound(fullMethod string) *boundMethod {
+	if b, ok := m.grpcBound.Load(fullMethod); ok {
+		return b.(*boundMethod)
+	}
+	method := strings.TrimPrefix(fullMethod, "/")
+	b := &boundMethod{
+		method:   method,
+		ok:       m.grpcRequests.WithLabelValues(method, codes.OK.String()),
+		duration: m.grpcDuration.WithLabelValues(method),
+	}
+	actual, _ := m.grpcBound.LoadOrStore(fullMethod, b)
+	return actual.(*boundMethod)
 }
 
 // HTTPMiddleware counts HTTP requests by the route pattern that matched

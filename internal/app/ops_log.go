@@ -84,16 +84,23 @@ func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		id := requestID(fromCaller)
 		ctx, ri := reqinfo.With(ctx, id)
-		_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
 
 		resp, err := handler(ctx, req)
-
-		st := status.Convert(err)
-		rec := ri.Snapshot()
+		// Echo the id to callers who sent one, and with every error (the
+		// id finds the log line). A header on every successful call costs
+		// the hot path a few percent of its throughput (docs/performance.md);
+		// a unary call's headers go out after the interceptors return.
+		// REST callers get it from the HTTP middleware (requestIDs).
 		transport := "grpc"
 		if p, ok := peer.FromContext(ctx); ok && server.InternalTransport(p.Addr) {
 			transport = "rest"
 		}
+		if transport == "grpc" && (fromCaller != "" || err != nil) {
+			_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
+		}
+
+		st := status.Convert(err)
+		rec := ri.Snapshot()
 		attrs := []slog.Attr{
 			slog.String("request_id", rec.RequestID),
 			slog.String("method", info.FullMethod),

@@ -23,6 +23,7 @@ type Writer struct {
 	mu       sync.Mutex
 	buf      []byte
 	outMu    sync.Mutex // serialises writes to out, keeping line order
+	spare    []byte     // the other half of the double buffer; guarded by outMu
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once
@@ -30,7 +31,15 @@ type Writer struct {
 
 // New starts a Writer flushing to out every interval.
 func New(out io.Writer, interval time.Duration) *Writer {
-	w := &Writer{out: out, buf: make([]byte, 0, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	// Two buffers that swap at each flush: appends never grow a slice
+	// in the common case, and no flush allocates.
+	w := &Writer{
+		out:   out,
+		buf:   make([]byte, 0, 2*maxBuffered),
+		spare: make([]byte, 0, 2*maxBuffered),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
 	go w.loop(interval)
 	return w
 }
@@ -53,12 +62,13 @@ func (w *Writer) Flush() error {
 	defer w.outMu.Unlock()
 	w.mu.Lock()
 	pending := w.buf
-	w.buf = make([]byte, 0, max(64<<10, cap(pending)/2))
+	w.buf = w.spare[:0]
 	w.mu.Unlock()
-	if len(pending) == 0 {
-		return nil
+	var err error
+	if len(pending) > 0 {
+		_, err = w.out.Write(pending)
 	}
-	_, err := w.out.Write(pending)
+	w.spare = pending
 	return err
 }
 
