@@ -76,11 +76,11 @@ func requestIDs(next http.Handler) http.Handler {
 func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		// ValueFromIncomingContext reads one key without copying the
+		// whole metadata map, as FromIncomingContext does.
 		var fromCaller string
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if vals := md.Get(requestIDHeader); len(vals) > 0 {
-				fromCaller = vals[0]
-			}
+		if vals := metadata.ValueFromIncomingContext(ctx, requestIDHeader); len(vals) > 0 {
+			fromCaller = vals[0]
 		}
 		id := requestID(fromCaller)
 		ctx, ri := reqinfo.With(ctx, id)
@@ -118,7 +118,15 @@ func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
-		log.LogAttrs(ctx, accessLevel(info.FullMethod, st.Code()), "request", attrs...)
+		// The record is built by hand with no caller PC: Logger.LogAttrs
+		// would walk the stack (runtime.Callers) for every request, for a
+		// source location that is always this line.
+		level := accessLevel(info.FullMethod, st.Code())
+		if h := log.Handler(); h.Enabled(ctx, level) {
+			r := slog.NewRecord(time.Now(), level, "request", 0)
+			r.AddAttrs(attrs...)
+			_ = h.Handle(ctx, r)
+		}
 		return resp, err
 	}
 }
