@@ -208,7 +208,7 @@ func TestDocumentedRequests(t *testing.T) {
 			creds:    map[string]string{"client_id": "clientid", "client_secret": "qkDwDJlDfig2IpeuUZYKH1Wb8q1V0ju6sILxQQqhJ"},
 			answer:   cannedAnswer{status: 200, ctype: "application/json", body: brightPatternAnswer},
 			wantPath: "/configapi/v2/oauth/token", wantType: "application/x-www-form-urlencoded", wantAccept: "application/json",
-			wantBody:  "grant_type=client_credentials&client_id=clientid&client_secret=qkDwDJlDfig2IpeuUZYKH1Wb8q1V0ju6sILxQQqhJ&scope=example.com",
+			wantBody:  docBrightPatternRequest,
 			wantToken: "eyJhbGciOiJSUzI1NiI5q9Jgt...6HznsvPWy7UP3MINA", wantLife: 3599 * time.Second, wantSource: "expires_in",
 		},
 		{
@@ -217,7 +217,7 @@ func TestDocumentedRequests(t *testing.T) {
 			creds:    map[string]string{"username": "test@host.com", "password": "StrongPassword"},
 			answer:   cannedAnswer{status: 200, ctype: "application/json; charset=utf-8", body: saasuJSONAnswer},
 			wantPath: "/authorisation/token", wantType: "application/json", wantAccept: "application/json",
-			wantBody:  "{\n  \"grant_type\": \"password\",\n  \"username\": \"test@host.com\",\n  \"password\": \"StrongPassword\",\n  \"scope\": \"full\"\n}",
+			wantBody:  docSaasuJSONRequest,
 			wantToken: saasuAccessToken, wantScope: saasuScope, wantRefresh: saasuRefreshToken, wantLife: 10800 * time.Second, wantSource: "expires_in",
 		},
 		{
@@ -226,12 +226,7 @@ func TestDocumentedRequests(t *testing.T) {
 			creds:    map[string]string{"username": "test@host.com", "password": "StrongPassword"},
 			answer:   cannedAnswer{status: 200, ctype: "application/xml; charset=utf-8", body: saasuXMLAnswer},
 			wantPath: "/authorisation/token", wantType: "application/xml", wantAccept: "application/xml",
-			wantBody: `<OAuthPasswordCredentialsGrantRequest xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <grant_type>password</grant_type>
-  <username>test@host.com</username>
-  <password>StrongPassword</password>
-  <scope>full</scope>
-</OAuthPasswordCredentialsGrantRequest>`,
+			wantBody:  docSaasuXMLRequest,
 			wantToken: saasuAccessToken, wantScope: saasuScope, wantRefresh: saasuRefreshToken, wantLife: 10800 * time.Second, wantSource: "expires_in",
 		},
 		{
