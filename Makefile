@@ -2,7 +2,7 @@
 # plugins) and tools/go.mod (buf, staticcheck); nothing is installed by hand.
 GO        ?= go
 TOOL      := $(GO) tool -modfile=tools/go.mod
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 20000x
 BREAKING_AGAINST ?= .git\#branch=main
 
 .PHONY: run test test-short generate generate-check lint breaking fuzz fuzz-long bench compose-check ci
@@ -44,7 +44,7 @@ breaking:
 		$(TOOL) buf breaking --against '$(BREAKING_AGAINST)'; \
 	else echo "breaking: main has no proto yet"; fi
 
-## fuzz: run every fuzz target for FUZZTIME each
+## fuzz: run every fuzz target for FUZZTIME (executions or a duration) each
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
