@@ -14,6 +14,9 @@ type StoreStats struct {
 	// L1Fallbacks counts reads answered from L1 because Redis failed.
 	L1Hits, L1Misses, L1Fallbacks uint64
 	L1Entries                     int
+	// Without L1, RedisReads counts token reads of Redis and SharedReads
+	// the callers answered by another caller's concurrent read.
+	RedisReads, SharedReads uint64
 	// RedisErrors counts failed commands; RedisSkipped counts commands the
 	// open breaker refused without trying.
 	RedisErrors, RedisSkipped uint64
@@ -41,6 +44,10 @@ var (
 		"Reads answered from the in-process level because Redis failed.", nil, nil)
 	descL1Entries = prometheus.NewDesc(namespace+"_cache_l1_entries",
 		"Tokens held in the in-process level.", nil, nil)
+	descRedisReads = prometheus.NewDesc(namespace+"_cache_redis_reads_total",
+		"Without the in-process level: reads of a token in Redis (one per group of concurrent calls for it).", nil, nil)
+	descSharedReads = prometheus.NewDesc(namespace+"_cache_shared_reads_total",
+		"Without the in-process level: calls answered by another call's concurrent read of the same token in Redis.", nil, nil)
 	descRedisErrors = prometheus.NewDesc(namespace+"_redis_errors_total",
 		"Redis commands that failed (timeouts, connection errors, error replies).", nil, nil)
 	descRedisSkipped = prometheus.NewDesc(namespace+"_redis_skipped_total",
@@ -62,7 +69,7 @@ type storeCollector struct {
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisErrors,
+	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisReads, descSharedReads, descRedisErrors,
 		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descSealOpenFailures} {
 		ch <- d
 	}
@@ -78,6 +85,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCacheLookups, s.L1Misses, "l1", "miss")
 		counter(descL1Fallbacks, s.L1Fallbacks)
 		ch <- prometheus.MustNewConstMetric(descL1Entries, prometheus.GaugeValue, float64(s.L1Entries))
+	} else {
+		counter(descRedisReads, s.RedisReads)
+		counter(descSharedReads, s.SharedReads)
 	}
 	counter(descRedisErrors, s.RedisErrors)
 	counter(descRedisSkipped, s.RedisSkipped)

@@ -29,11 +29,16 @@ func TestFleet(t *testing.T) {
 
 	t.Run("standalone/600 cold callers", func(t *testing.T) {
 		srv := redistest.Start(t)
-		testColdCallers(t, bin, srv.Addr)
+		testColdCallers(t, bin, true, srv.Addr)
 	})
 	t.Run("cluster/600 cold callers", func(t *testing.T) {
 		c := redistest.StartCluster(t)
-		testColdCallers(t, bin, c.Addrs...)
+		testColdCallers(t, bin, true, c.Addrs...)
+	})
+	t.Run("standalone/600 cold callers without L1", func(t *testing.T) {
+		// Every read goes to Redis, coalesced per key: still one fetch.
+		srv := redistest.Start(t)
+		testColdCallers(t, bin, false, srv.Addr)
 	})
 	t.Run("standalone/soak", func(t *testing.T) {
 		if testing.Short() {
@@ -63,11 +68,16 @@ func TestFleet(t *testing.T) {
 }
 
 // testColdCallers: 600 concurrent callers of one cold key, spread over the
-// replicas, cause exactly one upstream request.
-func testColdCallers(t *testing.T, bin string, redisAddrs ...string) {
+// replicas (with or without their in-process level), cause exactly one
+// upstream request.
+func testColdCallers(t *testing.T, bin string, l1 bool, redisAddrs ...string) {
 	// Vendor latency keeps the fetch in flight while every caller arrives.
 	sim := startSim(t, vendorsim.WithLatency(50*time.Millisecond))
-	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), redisAddrs...), ""))
+	cache := redisCacheYAML(cacheKey(), redisAddrs...)
+	if !l1 {
+		cache += "  l1_disabled: true\n"
+	}
+	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, cache, ""))
 	ctx := ctxT(t)
 	const callers = 600
 	tokens := make([]string, callers)

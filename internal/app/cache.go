@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/coalesce"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 	"github.com/tokenbroker/tokenbroker/store/tiered"
@@ -25,6 +26,9 @@ const startupPing = time.Second
 type CacheStats struct {
 	// L1 is the in-process level (zero when cache.l1_disabled).
 	L1 tiered.Stats
+	// Coalesced counts reads of Redis and those shared by concurrent
+	// callers (zero unless cache.l1_disabled).
+	Coalesced coalesce.Stats
 	// Sealing counts values that failed to open (each was a miss).
 	Sealing sealed.Stats
 	// Redis counts errors and tells the breaker state (Redis.BreakerOpen:
@@ -32,12 +36,13 @@ type CacheStats struct {
 	Redis redisstore.Stats
 }
 
-// sharedCache is the Redis-backed store.Store and store.Locker: L1
-// (optional) over sealing over Redis.
+// sharedCache is the Redis-backed store.Store and store.Locker: L1 (or,
+// with cache.l1_disabled, read coalescing) over sealing over Redis.
 type sharedCache struct {
 	store.Store
 	locker  store.Locker
 	l1      *tiered.Store
+	reads   *coalesce.Store
 	sealer  *sealed.Store
 	backend *redisstore.Backend
 }
@@ -48,6 +53,9 @@ func (c *sharedCache) CacheStats() CacheStats {
 	out := CacheStats{Sealing: c.sealer.Stats(), Redis: c.backend.Stats()}
 	if c.l1 != nil {
 		out.L1 = c.l1.Stats()
+	}
+	if c.reads != nil {
+		out.Coalesced = c.reads.Stats()
 	}
 	return out
 }
@@ -90,8 +98,12 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 		logger.Warn("cache.allow_plaintext: Redis holds clear access and refresh tokens; set cache.encryption_keys")
 		c.sealer = sealed.NewPlaintext(c.backend)
 	}
-	c.Store, c.locker = c.sealer, c.backend
-	if !cfg.Cache.L1Disabled {
+	if cfg.Cache.L1Disabled {
+		// Nothing kept in process; concurrent callers of one token still
+		// share one GET and one decryption.
+		c.reads = coalesce.New(c.sealer)
+		c.Store, c.locker = c.reads, c.reads.Locker(c.backend)
+	} else {
 		c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, Publish: c.backend.Publish})
 		c.backend.Watch(c.l1)
 		c.Store, c.locker = c.l1, c.l1.Locker(c.backend)

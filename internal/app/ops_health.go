@@ -65,6 +65,8 @@ func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
 		L1Misses:         c.L1.Misses,
 		L1Fallbacks:      c.L1.Fallbacks,
 		L1Entries:        c.L1.Entries,
+		RedisReads:       c.Coalesced.Reads,
+		SharedReads:      c.Coalesced.Shared,
 		RedisErrors:      c.Redis.Errors,
 		RedisSkipped:     c.Redis.Skipped,
 		BreakerOpen:      c.Redis.BreakerOpen,

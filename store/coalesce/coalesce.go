@@ -1,0 +1,120 @@
+// Package coalesce lets concurrent reads of one key share a single read of
+// a slow store (Redis, sealed), with the same store.Store interface. It is
+// what a replica without an in-process level (cache.l1_disabled) puts in
+// front of Redis: under load, many callers ask for the same token at once,
+// and one GET (and one decryption) can answer all of them.
+//
+// It keeps nothing between reads, so every answer is what the shared
+// store held at some moment during the caller's call or just before it
+// (at most one read's duration earlier). It never joins a read across a
+// local change: a Get that starts after a Put, CompareAndDelete or TryLock
+// (through Locker) of its key returned reads afresh, so a replica that
+// waited on another's fetch lock sees the token stored under it.
+package coalesce
+
+import (
+	"context"
+	"hash/maphash"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// stripes spreads the change counters over keys.
+const stripes = 256
+
+// Store coalesces concurrent Gets of a key into one Get of the store it
+// wraps.
+type Store struct {
+	inner  store.Store
+	flight singleflight.Group
+	seed   maphash.Seed
+	// gens change on every local change of a key in their stripe.
+	gens [stripes]atomic.Uint64
+
+	gets, reads atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store in front of inner.
+func New(inner store.Store) *Store {
+	return &Store{inner: inner, seed: maphash.MakeSeed()}
+}
+
+// Stats are a Store's counters.
+type Stats struct {
+	// Reads counts Gets of the wrapped store; Shared counts Gets answered
+	// by another caller's read.
+	Reads, Shared uint64
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	reads := s.reads.Load() // first: every read is preceded by its Get
+	return Stats{Reads: reads, Shared: s.gets.Load() - reads}
+}
+
+// Get implements store.Store. The shared read is not tied to any one
+// caller: a caller that gives up returns its own context's error and
+// leaves the read to the others.
+func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
+	s.gets.Add(1)
+	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
+	ch := s.flight.DoChan(flightKey, func() (any, error) {
+		s.reads.Add(1)
+		return s.inner.Get(context.WithoutCancel(ctx), key)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return store.Entry{}, res.Err
+		}
+		return res.Val.(store.Entry), nil
+	case <-ctx.Done():
+		return store.Entry{}, ctx.Err()
+	}
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
+	defer s.changed(key)
+	return s.inner.Put(ctx, key, e)
+}
+
+// CompareAndDelete implements store.Store.
+func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
+	defer s.changed(key)
+	return s.inner.CompareAndDelete(ctx, key, accessToken)
+}
+
+// changed makes later Gets of key start a read of their own.
+func (s *Store) changed(key string) { s.gen(key).Add(1) }
+
+func (s *Store) gen(key string) *atomic.Uint64 {
+	return &s.gens[maphash.String(s.seed, key)%stripes]
+}
+
+// Locker wraps the shared store's locker so that after TryLock on a key
+// (taken or not) the next Get of that key reads afresh: the previous
+// holder's token must be seen, not a read that started before it was
+// stored.
+func (s *Store) Locker(inner store.Locker) store.Locker {
+	return &locker{s: s, inner: inner}
+}
+
+type locker struct {
+	s     *Store
+	inner store.Locker
+}
+
+// TryLock implements store.Locker.
+func (l *locker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
+	l.s.changed(key)
+	return release, acquired, err
+}

@@ -1,0 +1,196 @@
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// gated is a store whose Gets block until released, counting them.
+type gated struct {
+	*store.Memory
+	gets    atomic.Int32
+	started chan struct{}
+	release chan struct{}
+}
+
+func newGated() *gated {
+	return &gated{Memory: store.NewMemory(0), started: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (g *gated) Get(ctx context.Context, key string) (store.Entry, error) {
+	g.gets.Add(1)
+	g.started <- struct{}{}
+	<-g.release
+	return g.Memory.Get(ctx, key)
+}
+
+type nopLocker struct{}
+
+func (nopLocker) TryLock(context.Context, string, time.Duration) (func(), bool, error) {
+	return func() {}, true, nil
+}
+
+func entry(token string) store.Entry {
+	now := time.Now()
+	return store.Entry{AccessToken: token, IssuedAt: now, FetchedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+// getAsync starts a Get and returns where its answer will arrive.
+func getAsync(s *Store, ctx context.Context, key string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		e, err := s.Get(ctx, key)
+		ch <- result{e, err}
+	}()
+	return ch
+}
+
+type result struct {
+	e   store.Entry
+	err error
+}
+
+func TestConcurrentGetsShareOneRead(t *testing.T) {
+	g := newGated()
+	ctx := context.Background()
+	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
+		t.Fatal(err)
+	}
+	s := New(g)
+	first := getAsync(s, ctx, "k")
+	<-g.started
+	const n = 50
+	var wg sync.WaitGroup
+	answers := make([]result, n)
+	for i := range n {
+		wg.Go(func() {
+			e, err := s.Get(ctx, "k")
+			answers[i] = result{e, err}
+		})
+	}
+	// Give the callers time to join the read in flight (joining is not
+	// observable from outside; a late one starts a read of its own, which
+	// the count below would show).
+	time.Sleep(50 * time.Millisecond)
+	close(g.release)
+	wg.Wait()
+	if r := <-first; r.err != nil || r.e.AccessToken != "t1" {
+		t.Fatalf("first caller: %+v", r)
+	}
+	for i, r := range answers {
+		if r.err != nil || r.e.AccessToken != "t1" {
+			t.Fatalf("caller %d: %+v", i, r)
+		}
+	}
+	if got := g.gets.Load(); got != 1 {
+		t.Errorf("%d reads of the wrapped store for %d concurrent callers, want 1", got, n+1)
+	}
+	if st := s.Stats(); st.Reads != 1 || st.Shared != n {
+		t.Errorf("stats %+v, want 1 read and %d shared", st, n)
+	}
+}
+
+// After a local change of a key, a Get must not take the result of a read
+// that started before the change.
+func TestNoSharingAcrossAChange(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		change func(s *Store) error
+		want   string // token the later Get must see ("" for not found)
+	}{
+		{"Put", func(s *Store) error { return s.Put(ctx, "k", entry("new")) }, "new"},
+		{"CompareAndDelete", func(s *Store) error {
+			ok, err := s.CompareAndDelete(ctx, "k", "old")
+			if err == nil && !ok {
+				err = errors.New("not deleted")
+			}
+			return err
+		}, ""},
+		{"TryLock", func(s *Store) error {
+			// Another replica stored a token under its lock; this one
+			// then tries the lock and must read what is there now.
+			if err := s.inner.(*gated).Memory.Put(ctx, "k", entry("new")); err != nil {
+				return err
+			}
+			_, _, err := s.Locker(nopLocker{}).TryLock(ctx, "k", time.Second)
+			return err
+		}, "new"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGated()
+			if err := g.Memory.Put(ctx, "k", entry("old")); err != nil {
+				t.Fatal(err)
+			}
+			s := New(g)
+			before := getAsync(s, ctx, "k")
+			<-g.started // a read is in flight; it will see what is stored when released
+			if err := tt.change(s); err != nil {
+				t.Fatal(err)
+			}
+			after := getAsync(s, ctx, "k")
+			select {
+			case <-g.started:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the Get after the change joined the earlier read")
+			}
+			close(g.release)
+			<-before
+			r := <-after
+			switch {
+			case tt.want == "" && !errors.Is(r.err, store.ErrNotFound):
+				t.Fatalf("after %s: %+v, want not found", tt.name, r)
+			case tt.want != "" && (r.err != nil || r.e.AccessToken != tt.want):
+				t.Fatalf("after %s: %+v, want %q", tt.name, r, tt.want)
+			}
+		})
+	}
+}
+
+func TestCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
+	g := newGated()
+	ctx := context.Background()
+	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
+		t.Fatal(err)
+	}
+	s := New(g)
+	cctx, cancel := context.WithCancel(ctx)
+	first := getAsync(s, cctx, "k")
+	<-g.started
+	other := getAsync(s, ctx, "k")
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if r := <-first; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled caller: %+v, want context.Canceled", r)
+	}
+	close(g.release)
+	if r := <-other; r.err != nil || r.e.AccessToken != "t1" {
+		t.Fatalf("other caller: %+v", r)
+	}
+}
+
+func TestMissesAndDifferentKeys(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMemory(0)
+	s := New(mem)
+	if _, err := s.Get(ctx, "absent"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("absent key: %v, want ErrNotFound", err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if err := s.Put(ctx, k, entry("tok-"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"a", "b"} {
+		if e, err := s.Get(ctx, k); err != nil || e.AccessToken != "tok-"+k {
+			t.Fatalf("Get(%s) = %+v, %v", k, e, err)
+		}
+	}
+}
