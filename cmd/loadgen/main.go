@@ -110,11 +110,11 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		for _, conc := range []int{1, 64} {
 			if run["redis"] {
 				progress("Redis-only path, %d in flight", conc)
-				c, err := env.RedisOnlyPath(ctx, redis.Addr, conc, *rounds, *roundTime)
+				cs, err := env.RedisOnlyPath(ctx, redis.Addr, conc, *rounds, *roundTime)
 				if err != nil {
 					return err
 				}
-				rep.Comparisons = append(rep.Comparisons, c)
+				rep.Comparisons = append(rep.Comparisons, cs...)
 			}
 		}
 		if run["fleet"] {

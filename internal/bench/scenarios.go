@@ -13,9 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/store/redisstore"
 )
 
 // brokerClient starts a broker from extra YAML on the env's simulator and
@@ -71,14 +74,93 @@ func compareWithEcho(ctx context.Context, name, goal string, client tokenbrokerv
 }
 
 // RedisOnlyPath compares a broker whose L1 is disabled (every GetToken reads
-// and opens the sealed value in Redis) with the bare echo.
-func (e *Env) RedisOnlyPath(ctx context.Context, redisAddr string, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
+// and opens the sealed value in Redis) with the bare echo, and then with
+// the floor of any such path: the bare echo doing one GET of a value of
+// the same size from the same Redis, through a client with the broker's
+// settings.
+func (e *Env) RedisOnlyPath(ctx context.Context, redisAddr string, concurrency, rounds int, roundTime time.Duration) ([]Comparison, error) {
 	client, stop, err := e.brokerClient(ctx, redisCacheYAML(redisAddr, cacheKeyB64(), false))
 	if err != nil {
-		return Comparison{}, err
+		return nil, err
 	}
 	defer stop()
-	return compareWithEcho(ctx, "gRPC GetToken, Redis only (no L1) vs echo", "QPS >= 0.8x", client, concurrency, rounds, roundTime)
+	vsEcho, err := compareWithEcho(ctx, "gRPC GetToken, Redis only (no L1) vs echo", "QPS >= 0.8x", client, concurrency, rounds, roundTime)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := warmResponse(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	floorAddr, stopFloor, err := startEchoWithGet(ctx, redisAddr, resp)
+	if err != nil {
+		return nil, err
+	}
+	defer stopFloor()
+	fconn, err := dial(floorAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer fconn.Close()
+	floor := tokenbrokerv1.NewTokenServiceClient(fconn)
+	req := HotPathRequest()
+	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
+		return func(ctx context.Context) error { _, err := c.GetToken(ctx, req); return err }
+	}
+	vsFloor := Compare(ctx, "gRPC GetToken, Redis only (no L1) vs echo + 1 GET", concurrency, rounds, roundTime, call(client), call(floor))
+	vsFloor.Goal = "(the floor of any Redis-only path)"
+	return []Comparison{vsEcho, vsFloor}, nil
+}
+
+// startEchoWithGet serves echo on a bare grpc-go server whose every call
+// first GETs a copy of the broker's sealed value from Redis.
+func startEchoWithGet(ctx context.Context, redisAddr string, resp *tokenbrokerv1.GetTokenResponse) (addr string, stop func(), err error) {
+	rc, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{redisAddr}})
+	if err != nil {
+		return "", nil, err
+	}
+	keys, err := rc.Keys(ctx, "tokenbroker:v1:*:token").Result()
+	if err != nil || len(keys) == 0 {
+		rc.Close()
+		return "", nil, fmt.Errorf("floor: no token in Redis to copy (%v)", err)
+	}
+	value, err := rc.Get(ctx, keys[0]).Bytes()
+	if err != nil {
+		rc.Close()
+		return "", nil, err
+	}
+	const floorKey = "bench:floor"
+	if err := rc.Set(ctx, floorKey, value, 0).Err(); err != nil {
+		rc.Close()
+		return "", nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		rc.Close()
+		return "", nil, err
+	}
+	s := grpc.NewServer()
+	tokenbrokerv1.RegisterTokenServiceServer(s, &echoGetService{rc: rc, key: floorKey, resp: resp})
+	go func() { _ = s.Serve(lis) }()
+	return lis.Addr().String(), func() { s.Stop(); rc.Close() }, nil
+}
+
+// echoGetService is echoService plus one Redis GET per call, with the
+// broker's per-command timeout.
+type echoGetService struct {
+	tokenbrokerv1.UnimplementedTokenServiceServer
+	rc   redis.UniversalClient
+	key  string
+	resp *tokenbrokerv1.GetTokenResponse
+}
+
+func (e *echoGetService) GetToken(ctx context.Context, _ *tokenbrokerv1.GetTokenRequest) (*tokenbrokerv1.GetTokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, redisstore.DefaultOpTimeout)
+	defer cancel()
+	if _, err := e.rc.Get(ctx, e.key).Bytes(); err != nil {
+		return nil, err
+	}
+	return e.resp, nil
 }
 
 // Fleet is the economy of several replicas: upstream token requests.
