@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -64,8 +65,11 @@ type Options struct {
 	// once the listeners are up.
 	Health *health.Server
 	// ForwardHeaders are HTTP headers the gateway passes to gRPC as
-	// metadata, besides authorization and x-request-id.
+	// metadata, besides authorization.
 	ForwardHeaders []string
+	// GatewayMetadata, when set, adds metadata to the gRPC call of each
+	// REST request (from what HTTPMiddleware put in its context).
+	GatewayMetadata func(context.Context, *http.Request) metadata.MD
 }
 
 // Server is the pair of listeners.
@@ -184,11 +188,11 @@ func (c tlsExceptInternal) Clone() credentials.TransportCredentials {
 func (s *Server) httpHandler() (http.Handler, error) {
 	// The gateway always passes Authorization on as "authorization"
 	// metadata; the matcher must not forward it a second time.
-	forward := map[string]bool{"x-request-id": true}
+	forward := map[string]bool{}
 	for _, h := range s.opts.ForwardHeaders {
 		forward[strings.ToLower(h)] = true
 	}
-	gw := runtime.NewServeMux(
+	gwOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -204,7 +208,11 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
-	)
+	}
+	if s.opts.GatewayMetadata != nil {
+		gwOpts = append(gwOpts, runtime.WithMetadata(s.opts.GatewayMetadata))
+	}
+	gw := runtime.NewServeMux(gwOpts...)
 	if err := tokenbrokerv1.RegisterTokenServiceHandler(context.Background(), gw, s.gwConn); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -192,7 +192,7 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("unknown profile: %v", err)
 		}
-		if got := hdr.Get("x-request-id"); len(got) != 1 || got[0] == sent || len(got[0]) < 16 {
+		if got := hdr.Get("x-request-id"); len(got) != 1 || got[0] == sent || len(got[0]) < 15 {
 			t.Errorf("sent %q: response x-request-id = %q, want a generated id (errors included)", sent, got)
 		}
 	}
@@ -208,8 +208,21 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 		t.Errorf("REST X-Request-Id = %q, want the caller's", got)
 	}
 	_, hdrs, _ := postJSON(t, b.http+"/v1/token", `{"profile":"acme-sd"}`)
-	if got := hdrs.Get("X-Request-Id"); len(got) < 16 {
-		t.Errorf("REST X-Request-Id without one sent = %q, want a generated id", got)
+	generated := hdrs.Get("X-Request-Id")
+	if len(generated) < 15 { // 13 random characters, "-", a counter
+		t.Errorf("REST X-Request-Id without one sent = %q, want a generated id", generated)
+	}
+	// An unusable id is replaced, and the log line carries the replacement.
+	req, _ = http.NewRequest(http.MethodPost, b.http+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
+	req.Header.Set("X-Request-Id", "two words")
+	httpResp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpResp.Body.Close()
+	replaced := httpResp.Header.Get("X-Request-Id")
+	if replaced == "two words" || len(replaced) < 15 {
+		t.Errorf("REST X-Request-Id for an unusable one = %q, want a generated id", replaced)
 	}
 
 	byID := map[string]map[string]any{}
@@ -221,6 +234,8 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 	}{
 		{"req-grpc-1", "grpc", "miss", "OK"},
 		{"req-rest-1", "rest", "hit", "OK"},
+		{generated, "rest", "hit", "OK"},
+		{replaced, "rest", "hit", "OK"},
 	}
 	for _, tc := range tests {
 		rec, ok := byID[tc.id]
@@ -241,8 +256,8 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 			t.Errorf("%s: duration_ms = %v", tc.id, rec["duration_ms"])
 		}
 	}
-	if n := len(logs.lines(t, "request")); n != 6 {
-		t.Errorf("access log lines = %d, want one per request (6)", n)
+	if n := len(logs.lines(t, "request")); n != 7 {
+		t.Errorf("access log lines = %d, want one per request (7)", n)
 	}
 	for _, secret := range []string{resp.AccessToken, "demo-secret"} {
 		if strings.Contains(logs.String(), secret) {

@@ -267,8 +267,15 @@ func TestValidRequestID(t *testing.T) {
 			t.Errorf("validRequestID(%q) = %v, want %v", tc.id, got, tc.want)
 		}
 	}
-	if id := requestID(""); !validRequestID(id) || len(id) < 16 {
-		t.Errorf("generated id %q", id)
+	// Generated ids are valid, carry the process's 65-bit random prefix,
+	// and never repeat.
+	seen := map[string]bool{}
+	for range 1000 {
+		id := requestID("")
+		if !validRequestID(id) || !strings.HasPrefix(id, requestIDPrefix) || len(requestIDPrefix) != 14 || seen[id] {
+			t.Fatalf("generated id %q (prefix %q, seen before: %v)", id, requestIDPrefix, seen[id])
+		}
+		seen[id] = true
 	}
 }
 
