@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -327,20 +332,25 @@ type Memory struct {
 	HeapBeforeMB  float64 `json:"heap_before_mb"`
 	HeapAfterMB   float64 `json:"heap_after_mb"`
 	HeapPerToken  float64 `json:"heap_bytes_per_token"`
-	ProcessRSSMB  float64 `json:"process_rss_mb"`
+	RSSBeforeMB   float64 `json:"rss_before_mb"`
+	RSSAfterMB    float64 `json:"rss_after_mb"`
 	FillSeconds   float64 `json:"fill_seconds"`
 	Goal          string  `json:"goal"`
-	RSSIncludes   string  `json:"rss_includes"`
 	FillErrors    int64   `json:"fill_errors"`
 	FillFirstErr  string  `json:"fill_first_error,omitempty"`
 	GoMemLimitSet bool    `json:"go_mem_limit_set"`
 }
 
+// memoryChildEnv, set to a broker config, makes the load tool's binary run
+// that broker instead (see ServeMemoryChild).
+const memoryChildEnv = "TOKENBROKER_BENCH_MEMORY_BROKER"
+
 // MemoryFootprint caches n distinct tokens (n inline credential sets of the
 // generic vendor against a minimal token endpoint) in an in-memory broker
-// and measures the live heap it holds.
+// running in a process of its own (this binary, re-executed), and measures
+// that process's live heap and RSS before and after.
 func MemoryFootprint(ctx context.Context, n int) (Memory, error) {
-	m := Memory{Tokens: n, Goal: "<= 150 MB", RSSIncludes: "the load tool itself, in the same process", GoMemLimitSet: debugMemLimitSet()}
+	m := Memory{Tokens: n, Goal: "<= 150 MB"}
 	var issued atomic.Int64
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -363,17 +373,18 @@ vendors:
   oauth2:
     token_url: http://%s/token
 `, n+1000, lis.Addr())
-	cfg, err := parseConfig(cfgYAML)
+
+	child, err := startMemoryChild(ctx, cfgYAML)
 	if err != nil {
 		return m, err
 	}
-	m.HeapBeforeMB = liveHeapMB()
-	b, err := startApp(ctx, cfg, discardLogger())
+	defer child.stop()
+	before, err := child.measure()
 	if err != nil {
 		return m, err
 	}
-	defer b.stop()
-	conn, err := dial(b.app.Server.GRPCAddr().String())
+	m.HeapBeforeMB, m.RSSBeforeMB, m.GoMemLimitSet = before.HeapMB, before.RSSMB, before.MemLimitSet
+	conn, err := dial(child.grpcAddr)
 	if err != nil {
 		return m, err
 	}
@@ -391,10 +402,109 @@ vendors:
 	})
 	m.FillSeconds = time.Since(start).Seconds()
 	m.FillErrors, m.FillFirstErr = st.Errors, st.FirstError
-	m.HeapAfterMB = liveHeapMB()
+	after, err := child.measure()
+	if err != nil {
+		return m, err
+	}
+	m.HeapAfterMB, m.RSSAfterMB = after.HeapMB, after.RSSMB
 	m.HeapPerToken = (m.HeapAfterMB - m.HeapBeforeMB) * (1 << 20) / float64(n)
-	m.ProcessRSSMB = rssMB()
 	return m, nil
+}
+
+// footprint is one measurement of the broker process.
+type footprint struct {
+	HeapMB      float64 `json:"heap_mb"`
+	RSSMB       float64 `json:"rss_mb"`
+	MemLimitSet bool    `json:"mem_limit_set"`
+}
+
+// memoryChild is a broker process started by startMemoryChild. It answers
+// each line on its stdin with a footprint (JSON) on its stdout.
+type memoryChild struct {
+	cmd      *exec.Cmd
+	in       io.WriteCloser
+	out      *bufio.Scanner
+	grpcAddr string
+}
+
+func startMemoryChild(ctx context.Context, cfgYAML string) (*memoryChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), memoryChildEnv+"="+cfgYAML)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &memoryChild{cmd: cmd, in: in, out: bufio.NewScanner(outPipe)}
+	if !c.out.Scan() {
+		c.stop()
+		return nil, fmt.Errorf("memory broker did not start: %v", c.out.Err())
+	}
+	c.grpcAddr = strings.TrimPrefix(c.out.Text(), "grpc ")
+	return c, nil
+}
+
+func (c *memoryChild) measure() (footprint, error) {
+	var f footprint
+	if _, err := io.WriteString(c.in, "measure\n"); err != nil {
+		return f, err
+	}
+	if !c.out.Scan() {
+		return f, fmt.Errorf("memory broker: no measurement: %v", c.out.Err())
+	}
+	err := json.Unmarshal(c.out.Bytes(), &f)
+	return f, err
+}
+
+func (c *memoryChild) stop() {
+	c.in.Close() // the child exits at the end of its stdin
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// ServeMemoryChild runs the memory scenario's broker when this process was
+// started as one (it returns false at once otherwise): it prints the gRPC
+// address, then a footprint for each line read from stdin, until stdin
+// ends. The load tool's main calls it first.
+func ServeMemoryChild(ctx context.Context) (bool, error) {
+	cfgYAML, ok := os.LookupEnv(memoryChildEnv)
+	if !ok {
+		return false, nil
+	}
+	cfg, err := parseConfig(cfgYAML)
+	if err != nil {
+		return true, err
+	}
+	b, err := startApp(ctx, cfg, discardLogger())
+	if err != nil {
+		return true, err
+	}
+	defer b.stop()
+	fmt.Printf("grpc %s\n", b.app.Server.GRPCAddr())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := footprint{HeapMB: liveHeapMB(), RSSMB: rssMB(), MemLimitSet: debugMemLimitSet()}
+		line, _ := json.Marshal(f)
+		fmt.Printf("%s\n", line)
+	}
+	return true, in.Err()
 }
 
 func liveHeapMB() float64 {
