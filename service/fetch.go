@@ -36,11 +36,19 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 		s.cacheWarn("cache read failed; fetching from the vendor", r.vendor, err)
 	}
 	s.obs.CacheResult(r.vendor, false)
+	return s.miss(ctx, r, minTTL, force, e)
+}
+
+// miss waits for the key's one flight to the vendor (joining it, or
+// starting it). stale is what the cache held, if anything. It is apart
+// from token so that only a miss moves the entry to the heap (the
+// flight's closure captures it), not every hit.
+func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
 	ch := s.flight.DoChan(r.key, func() (any, error) {
 		// The fetch outlives any one caller: a caller that gives up must
 		// not fail the others waiting on the same flight.
 		fctx := context.WithoutCancel(ctx)
-		return s.fetch(fctx, r, minTTL, force, e)
+		return s.fetch(fctx, r, minTTL, force, stale)
 	})
 	select {
 	case res := <-ch:
@@ -220,6 +228,13 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 		}
 		s.ahead.Store(r.key, now.Add(s.cfg.LockTTL))
 	}
+	s.startRefreshAhead(r, e)
+}
+
+// startRefreshAhead runs refreshAhead in the background. It is apart from
+// maybeRefreshAhead so that only a refresh moves the entry to the heap
+// (the goroutine captures it), not every cache hit.
+func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()

@@ -21,6 +21,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/logbuf"
+	"github.com/tokenbroker/tokenbroker/internal/logjson"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -69,8 +70,8 @@ profiles:
 }
 
 // NewEnv starts the simulator and an in-memory broker. The broker logs to
-// /dev/null through the real JSON handler, so log formatting and the write
-// are part of what is measured.
+// /dev/null through the JSON handler and batched writer cmd/server uses,
+// so log formatting and the write are part of what is measured.
 func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 	sim, err := vendorsim.Start("127.0.0.1:0")
 	if err != nil {
@@ -88,7 +89,7 @@ func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 	// The same batched writer as cmd/server.
 	logOut := logbuf.New(devnull, 100*time.Millisecond)
 	env.stop = append(env.stop, func() { logOut.Close(); devnull.Close() })
-	env.log = slog.New(slog.NewJSONHandler(logOut, nil))
+	env.log = slog.New(logjson.NewHandler(logOut, nil))
 	cfg, err := brokerConfig(sim, extraConfig)
 	if err != nil {
 		env.Close()
