@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"testing"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
@@ -56,6 +59,56 @@ func BenchmarkRoundTrip(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkRESTRoundTrip is BenchmarkRoundTrip over REST: POST /v1/token
+// to the broker and to an echo behind the same server package, one call
+// in flight.
+//
+//	go test -run '^$' -bench RESTRoundTrip -benchmem ./internal/bench/
+func BenchmarkRESTRoundTrip(b *testing.B) {
+	ctx := context.Background()
+	env, err := NewEnv(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Close()
+	conn, err := dial(env.Broker.Server.GRPCAddr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+	if err != nil {
+		b.Fatal(err)
+	}
+	echoBase, stopEcho, err := startGatewayEcho(ctx, resp, env.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopEcho()
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	body := []byte(`{"profile":"bench","min_ttl":"0s"}`)
+	for _, c := range []struct{ name, base string }{
+		{"broker", "http://" + env.Broker.Server.HTTPAddr().String()},
+		{"echo", echoBase},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := client.Post(c.base+"/v1/token", "application/json", bytes.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+				if r.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", r.StatusCode)
+				}
+			}
 		})
 	}
 }
