@@ -57,7 +57,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := fs.String("only", "hot,rest,redis,fleet,down,memory", "comma-separated scenarios to run")
+	only := fs.String("only", "hot,rest,redis,fleet,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +84,16 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer env.Close()
 	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...) }
+	for _, conc := range []int{1, 64} {
+		if run["aa"] {
+			progress("A/A: echo vs echo, %d in flight", conc)
+			c, err := env.EchoVsEcho(ctx, conc, *rounds, *roundTime)
+			if err != nil {
+				return err
+			}
+			rep.Comparisons = append(rep.Comparisons, c)
+		}
+	}
 	for _, conc := range []int{1, 64} {
 		if run["hot"] {
 			progress("gRPC hot path, %d in flight", conc)

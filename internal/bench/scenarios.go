@@ -78,6 +78,41 @@ func compareWithEcho(ctx context.Context, name, goal string, client tokenbrokerv
 	return c, nil
 }
 
+// EchoVsEcho compares two identical bare echo servers: the comparison
+// method's own bias and noise on this machine (ideally 1.00x).
+func (e *Env) EchoVsEcho(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
+	conn, err := dial(e.Broker.Server.GRPCAddr().String())
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer conn.Close()
+	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+	if err != nil {
+		return Comparison{}, err
+	}
+	var clients [2]tokenbrokerv1.TokenServiceClient
+	for i := range clients {
+		addr, stop, err := startBareEcho(resp)
+		if err != nil {
+			return Comparison{}, err
+		}
+		defer stop()
+		c, err := dial(addr)
+		if err != nil {
+			return Comparison{}, err
+		}
+		defer c.Close()
+		clients[i] = tokenbrokerv1.NewTokenServiceClient(c)
+	}
+	req := HotPathRequest()
+	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
+		return func(ctx context.Context) error { _, err := c.GetToken(ctx, req); return err }
+	}
+	c := Compare(ctx, "A/A: bare echo vs bare echo", concurrency, rounds, roundTime, call(clients[0]), call(clients[1]))
+	c.Goal = "(the method's bias: 1.00x)"
+	return c, nil
+}
+
 // RedisOnlyPath compares a broker whose L1 is disabled (every GetToken reads
 // and opens the sealed value in Redis) with the bare echo, and then with
 // the floor of any such path: the bare echo doing one GET of a value of
