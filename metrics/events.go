@@ -1,12 +1,29 @@
 package metrics
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // The service's events (service.Observer).
 
 // CacheResult counts a GetToken answered from the cache (hit) or not.
+// It runs on every call: each vendor's two series are resolved once
+// (vendor ids are configuration, so the map is bounded).
 func (m *Metrics) CacheResult(vendor string, hit bool) {
-	m.cacheRequests.WithLabelValues(vendor, hitLabel(hit)).Inc()
+	c, ok := m.cacheBound.Load(vendor)
+	if !ok {
+		c, _ = m.cacheBound.LoadOrStore(vendor, &[2]prometheus.Counter{
+			m.cacheRequests.WithLabelValues(vendor, hitLabel(false)),
+			m.cacheRequests.WithLabelValues(vendor, hitLabel(true)),
+		})
+	}
+	i := 0
+	if hit {
+		i = 1
+	}
+	c.(*[2]prometheus.Counter)[i].Inc()
 }
 
 // Upstream counts one vendor token request and observes its latency.

@@ -47,6 +47,7 @@ type Metrics struct {
 	// (*boundMethod by full method name): resolving label values hashes
 	// them on every call, a cost the hot path does not need to pay.
 	grpcBound    sync.Map
+	cacheBound   sync.Map // vendor -> *[2]prometheus.Counter (miss, hit)
 	httpRequests *prometheus.CounterVec
 
 	cacheRequests    *prometheus.CounterVec
