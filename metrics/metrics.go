@@ -48,6 +48,7 @@ type Metrics struct {
 	// them on every call, a cost the hot path does not need to pay.
 	grpcBound    sync.Map
 	cacheBound   sync.Map // vendor -> *[2]prometheus.Counter (miss, hit)
+	httpBound    sync.Map // httpSeries -> prometheus.Counter
 	httpRequests *prometheus.CounterVec
 
 	cacheRequests    *prometheus.CounterVec

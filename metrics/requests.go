@@ -66,8 +66,25 @@ func (m *Metrics) HTTPMiddleware(next http.Handler) http.Handler {
 		if route == "" {
 			route = "none"
 		}
-		m.httpRequests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		m.httpCounter(route, sw.status).Inc()
 	})
+}
+
+// httpSeries identifies one HTTP counter: mux patterns and status codes
+// are both few, so the map of resolved counters is bounded.
+type httpSeries struct {
+	route  string
+	status int
+}
+
+// httpCounter returns the counter of route and status, resolving it once.
+func (m *Metrics) httpCounter(route string, status int) prometheus.Counter {
+	k := httpSeries{route, status}
+	if c, ok := m.httpBound.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.httpBound.LoadOrStore(k, m.httpRequests.WithLabelValues(route, strconv.Itoa(status)))
+	return c.(prometheus.Counter)
 }
 
 // statusWriter remembers the status code written.

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -67,9 +66,6 @@ type Options struct {
 	// ForwardHeaders are HTTP headers the gateway passes to gRPC as
 	// metadata, besides authorization.
 	ForwardHeaders []string
-	// GatewayMetadata, when set, adds metadata to the gRPC call of each
-	// REST request (from what HTTPMiddleware put in its context).
-	GatewayMetadata func(context.Context, *http.Request) metadata.MD
 }
 
 // Server is the pair of listeners.
@@ -208,9 +204,6 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
-	}
-	if s.opts.GatewayMetadata != nil {
-		gwOpts = append(gwOpts, runtime.WithMetadata(s.opts.GatewayMetadata))
 	}
 	gw := runtime.NewServeMux(gwOpts...)
 	if err := tokenbrokerv1.RegisterTokenServiceHandler(context.Background(), gw, s.gwConn); err != nil {

@@ -84,7 +84,7 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	// requestIDs first so every response carries the id; the metrics
 	// middleware must wrap the mux directly to see the route pattern.
 	sopts.HTTPMiddleware = append(sopts.HTTPMiddleware, requestIDs, o.metrics.HTTPMiddleware)
-	sopts.GatewayMetadata = gatewayMetadata
+	sopts.ForwardHeaders = append(sopts.ForwardHeaders, requestIDHeader)
 	if sopts.Routes == nil {
 		sopts.Routes = map[string]http.Handler{}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,25 +70,37 @@ func validRequestID(s string) bool {
 
 // requestIDs gives every HTTP request an id (the caller's X-Request-Id when
 // usable), returns it in the response's X-Request-Id, and hands it to the
-// gateway in the request's context (gatewayMetadata), which forwards it to
-// the gRPC access log as metadata.
+// gateway in the request's X-Request-Id, which the gateway forwards to the
+// gRPC access log as metadata (ForwardHeaders). When the caller's header
+// is missing or unusable, the handlers below see a copy of the request
+// with a copy of its header map holding the new id: the caller's request
+// is not modified, and the rest (values, URL, body) is shared rather than
+// deep-copied as Request.Clone would.
 func requestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := requestID(r.Header.Get(requestIDHeader))
-		w.Header().Set(requestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		sent := r.Header[canonicalRequestIDHeader]
+		id := requestID(firstOrEmpty(sent))
+		if len(sent) != 1 || sent[0] != id {
+			r2 := *r
+			r2.Header = maps.Clone(r.Header)
+			r2.Header[canonicalRequestIDHeader] = []string{id}
+			r = &r2
+		}
+		// Direct map writes with the canonical key: Header.Set would
+		// canonicalise (and allocate) the key on every request.
+		w.Header()[canonicalRequestIDHeader] = []string{id}
+		next.ServeHTTP(w, r)
 	})
 }
 
-type requestIDKey struct{}
+// canonicalRequestIDHeader is requestIDHeader as net/http keys it.
+var canonicalRequestIDHeader = http.CanonicalHeaderKey(requestIDHeader)
 
-// gatewayMetadata is the metadata the gateway adds to the gRPC call of an
-// HTTP request: the id requestIDs chose.
-func gatewayMetadata(ctx context.Context, _ *http.Request) metadata.MD {
-	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
-		return metadata.MD{requestIDHeader: []string{id}}
+func firstOrEmpty(vals []string) string {
+	if len(vals) == 0 {
+		return ""
 	}
-	return nil
+	return vals[0]
 }
 
 // accessLog is the outermost interceptor: it starts the request's reqinfo
