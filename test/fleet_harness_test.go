@@ -77,6 +77,17 @@ http_addr: 127.0.0.1:{http}
 // answers, and stops them in t.Cleanup.
 func startFleet(t *testing.T, bin string, sim *vendorsim.Sim, n int, yaml string) *fleet {
 	t.Helper()
+	yamls := make([]string, n)
+	for i := range yamls {
+		yamls[i] = yaml
+	}
+	return startMixedFleet(t, bin, sim, yamls)
+}
+
+// startMixedFleet starts one replica per configuration.
+func startMixedFleet(t *testing.T, bin string, sim *vendorsim.Sim, yamls []string) *fleet {
+	t.Helper()
+	n := len(yamls)
 	f := &fleet{sim: sim}
 	var wg sync.WaitGroup
 	f.replicas = make([]*replica, n)
@@ -88,7 +99,7 @@ func startFleet(t *testing.T, bin string, sim *vendorsim.Sim, n int, yaml string
 			// A port found free may be taken before the server binds it.
 			for range 3 {
 				var r *replica
-				if r, errs[i] = startReplica(t, bin, i, yaml); errs[i] == nil {
+				if r, errs[i] = startReplica(t, bin, i, yamls[i]); errs[i] == nil {
 					f.replicas[i] = r
 					return
 				}

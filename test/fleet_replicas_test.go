@@ -65,6 +65,9 @@ func TestFleet(t *testing.T) {
 	t.Run("standalone/invalidation burst", func(t *testing.T) {
 		testInvalidationBurst(t, bin)
 	})
+	t.Run("standalone/invalidation by a replica without L1", func(t *testing.T) {
+		testMixedInvalidation(t, bin)
+	})
 }
 
 // testColdCallers: 600 concurrent callers of one cold key, spread over the
@@ -407,5 +410,47 @@ func testInvalidationBurst(t *testing.T, bin string) {
 	t.Logf("%d invalidations of one token over %d replicas: %d deleted; then %d GetToken calls: %d upstream request(s)", callers, fleetReplicas, deleted.Load(), callers, after)
 	if after != 1 {
 		t.Fatalf("upstream requests after the burst = %d, want 1", after)
+	}
+}
+
+// testMixedInvalidation: in a fleet where one replica runs without L1
+// (cache.l1_disabled) and the others with it, a token that replica
+// invalidates stops being served by the others at once, not after their
+// L1 revalidates.
+func testMixedInvalidation(t *testing.T, bin string) {
+	srv := redistest.Start(t)
+	sim := startSim(t)
+	cache := redisCacheYAML(cacheKey(), srv.Addr)
+	withL1 := fleetYAML(sim, cache, "")
+	withoutL1 := fleetYAML(sim, cache+"  l1_disabled: true\n", "")
+	f := startMixedFleet(t, bin, sim, []string{withoutL1, withL1, withL1})
+	ctx := ctxT(t)
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}
+	var stale string
+	for i := range f.replicas { // the L1 replicas now hold the token
+		resp, err := f.client(i).GetToken(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stale != "" && resp.AccessToken != stale {
+			t.Fatal("replicas answered different tokens")
+		}
+		stale = resp.AccessToken
+	}
+	resp, err := f.client(0).InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: stale})
+	if err != nil || !resp.Invalidated {
+		t.Fatalf("InvalidateToken on the replica without L1: %v, %v", resp, err)
+	}
+	// Well under the L1 replicas' 2 s revalidation bound: only the
+	// message can have told them.
+	time.Sleep(100 * time.Millisecond)
+	for i := 1; i < len(f.replicas); i++ {
+		resp, err := f.client(i).GetToken(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.AccessToken == stale {
+			t.Fatalf("replica %d (with L1) still serves the token replica 0 invalidated", i)
+		}
 	}
 }

@@ -100,8 +100,9 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	}
 	if cfg.Cache.L1Disabled {
 		// Nothing kept in process; concurrent callers of one token still
-		// share one GET and one decryption.
-		c.reads = coalesce.New(c.sealer)
+		// share one GET and one decryption, and replicas that do keep
+		// tokens in process hear of this one's changes.
+		c.reads = coalesce.New(c.sealer, coalesce.Options{Publish: c.backend.Publish})
 		c.Store, c.locker = c.reads, c.reads.Locker(c.backend)
 	} else {
 		c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, Publish: c.backend.Publish})

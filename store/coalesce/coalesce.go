@@ -10,6 +10,10 @@
 // local change: a Get that starts after a Put, CompareAndDelete or TryLock
 // (through Locker) of its key returned reads afresh, so a replica that
 // waited on another's fetch lock sees the token stored under it.
+//
+// Replicas with an in-process level learn of changes by message (package
+// tiered); a Store given Options.Publish sends those messages for its own
+// changes, so a fleet can mix replicas with and without that level.
 package coalesce
 
 import (
@@ -30,20 +34,28 @@ const stripes = 256
 // Store coalesces concurrent Gets of a key into one Get of the store it
 // wraps.
 type Store struct {
-	inner  store.Store
-	flight singleflight.Group
-	seed   maphash.Seed
+	inner   store.Store
+	publish func(ctx context.Context, key string) error
+	flight  singleflight.Group
+	seed    maphash.Seed
 	// gens change on every local change of a key in their stripe.
 	gens [stripes]atomic.Uint64
 
-	gets, reads atomic.Uint64
+	gets, reads, publishErrors atomic.Uint64
+}
+
+// Options tune a Store; zero values are the defaults.
+type Options struct {
+	// Publish tells other replicas that key changed (after a Put, and a
+	// CompareAndDelete that deleted); nil when there are none to tell.
+	Publish func(ctx context.Context, key string) error
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store in front of inner.
-func New(inner store.Store) *Store {
-	return &Store{inner: inner, seed: maphash.MakeSeed()}
+func New(inner store.Store, opts Options) *Store {
+	return &Store{inner: inner, publish: opts.Publish, seed: maphash.MakeSeed()}
 }
 
 // Stats are a Store's counters.
@@ -51,12 +63,14 @@ type Stats struct {
 	// Reads counts Gets of the wrapped store; Shared counts Gets answered
 	// by another caller's read.
 	Reads, Shared uint64
+	// PublishErrors counts change messages that could not be sent.
+	PublishErrors uint64
 }
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
 	reads := s.reads.Load() // first: every read is preceded by its Get
-	return Stats{Reads: reads, Shared: s.gets.Load() - reads}
+	return Stats{Reads: reads, Shared: s.gets.Load() - reads, PublishErrors: s.publishErrors.Load()}
 }
 
 // Get implements store.Store. The shared read is not tied to any one
@@ -83,13 +97,32 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	defer s.changed(key)
-	return s.inner.Put(ctx, key, e)
+	err := s.inner.Put(ctx, key, e)
+	if err == nil {
+		s.tell(ctx, key)
+	}
+	return err
 }
 
 // CompareAndDelete implements store.Store.
 func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
 	defer s.changed(key)
-	return s.inner.CompareAndDelete(ctx, key, accessToken)
+	deleted, err := s.inner.CompareAndDelete(ctx, key, accessToken)
+	if deleted {
+		s.tell(ctx, key)
+	}
+	return deleted, err
+}
+
+// tell publishes a change of key. A lost message is not the caller's
+// failure: the other replicas' levels revalidate within their MaxStale.
+func (s *Store) tell(ctx context.Context, key string) {
+	if s.publish == nil {
+		return
+	}
+	if err := s.publish(ctx, key); err != nil {
+		s.publishErrors.Add(1)
+	}
 }
 
 // changed makes later Gets of key start a read of their own.

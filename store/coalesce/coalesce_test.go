@@ -3,6 +3,7 @@ package coalesce
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,7 +63,7 @@ func TestConcurrentGetsShareOneRead(t *testing.T) {
 	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
 		t.Fatal(err)
 	}
-	s := New(g)
+	s := New(g, Options{})
 	first := getAsync(s, ctx, "k")
 	<-g.started
 	const n = 50
@@ -129,7 +130,7 @@ func TestNoSharingAcrossAChange(t *testing.T) {
 			if err := g.Memory.Put(ctx, "k", entry("old")); err != nil {
 				t.Fatal(err)
 			}
-			s := New(g)
+			s := New(g, Options{})
 			before := getAsync(s, ctx, "k")
 			<-g.started // a read is in flight; it will see what is stored when released
 			if err := tt.change(s); err != nil {
@@ -160,7 +161,7 @@ func TestCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
 	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
 		t.Fatal(err)
 	}
-	s := New(g)
+	s := New(g, Options{})
 	cctx, cancel := context.WithCancel(ctx)
 	first := getAsync(s, cctx, "k")
 	<-g.started
@@ -179,7 +180,7 @@ func TestCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
 func TestMissesAndDifferentKeys(t *testing.T) {
 	ctx := context.Background()
 	mem := store.NewMemory(0)
-	s := New(mem)
+	s := New(mem, Options{})
 	if _, err := s.Get(ctx, "absent"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("absent key: %v, want ErrNotFound", err)
 	}
@@ -192,5 +193,38 @@ func TestMissesAndDifferentKeys(t *testing.T) {
 		if e, err := s.Get(ctx, k); err != nil || e.AccessToken != "tok-"+k {
 			t.Fatalf("Get(%s) = %+v, %v", k, e, err)
 		}
+	}
+}
+
+// A Store with Publish tells other replicas of its Puts and of the
+// CompareAndDeletes that deleted, and nothing else.
+func TestPublishesChanges(t *testing.T) {
+	ctx := context.Background()
+	var told []string
+	s := New(store.NewMemory(0), Options{Publish: func(_ context.Context, key string) error {
+		told = append(told, key)
+		return nil
+	}})
+	if err := s.Put(ctx, "a", entry("t1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.CompareAndDelete(ctx, "a", "other"); ok {
+		t.Fatal("deleted another token")
+	}
+	if ok, _ := s.CompareAndDelete(ctx, "a", "t1"); !ok {
+		t.Fatal("did not delete")
+	}
+	if got := strings.Join(told, ","); got != "a,a" {
+		t.Fatalf("published %q, want the Put and the delete (a,a)", got)
+	}
+	failing := New(store.NewMemory(0), Options{Publish: func(context.Context, string) error { return errors.New("down") }})
+	if err := failing.Put(ctx, "b", entry("t2")); err != nil {
+		t.Fatalf("a lost message failed the Put: %v", err)
+	}
+	if st := failing.Stats(); st.PublishErrors != 1 {
+		t.Fatalf("stats %+v, want 1 publish error", st)
 	}
 }
