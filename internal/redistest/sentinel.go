@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -13,13 +14,22 @@ const SentinelMaster = "tokenbroker"
 
 // StartSentinel starts a Sentinel (redis-server --sentinel) monitoring
 // master under the name SentinelMaster, and waits until it knows the
-// master's address.
+// master's address. It declares the master down after 5 s.
 func StartSentinel(t testing.TB, master *Server) *Server {
+	t.Helper()
+	return StartSentinelWithin(t, master, 5*time.Second)
+}
+
+// StartSentinelWithin is StartSentinel declaring the master down, and
+// failing over to a replica, after downAfter without an answer.
+func StartSentinelWithin(t testing.TB, master *Server, downAfter time.Duration) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
+	ms := strconv.FormatInt(downAfter.Milliseconds(), 10)
 	body := "sentinel monitor " + SentinelMaster + " 127.0.0.1 " + strconv.Itoa(master.Port) + " 1\n" +
-		"sentinel down-after-milliseconds " + SentinelMaster + " 5000\n"
+		"sentinel down-after-milliseconds " + SentinelMaster + " " + ms + "\n" +
+		"sentinel failover-timeout " + SentinelMaster + " " + strconv.FormatInt(max(3*downAfter.Milliseconds(), 3000), 10) + "\n"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +43,23 @@ func StartSentinel(t testing.TB, master *Server) *Server {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("redistest: sentinel does not know master %s", SentinelMaster)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// StartReplica starts a redis-server replicating master and waits until
+// its link to the master is up.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if info, err := Do(r.Addr, "INFO", "replication"); err == nil && strings.Contains(info, "master_link_status:up") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: replica %s never linked to master %s", r.Addr, master.Addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -453,4 +454,41 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}
 	release()
+}
+
+// TestSentinelFailover: when the master dies, Sentinel promotes its
+// replica and the store follows: writes resume on the new master.
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	sentinel := redistest.StartSentinelWithin(t, master, 500*time.Millisecond)
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet})
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := context.Background()
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	before := entry(time.Minute)
+	waitFor(t, "the first write", 5*time.Second, func() bool { return s.Put(ctx, key, before) == nil })
+	if n, _ := redistest.Do(master.Addr, "EXISTS", key); n != "1" {
+		t.Fatal("the value is not on the master")
+	}
+
+	master.Kill()
+	after := entry(time.Minute)
+	took := waitFor(t, "a write after failover", 30*time.Second, func() bool { return s.Put(ctx, key, after) == nil })
+	t.Logf("writes resumed %v after the master died", took)
+	if info, _ := redistest.Do(replica.Addr, "INFO", "replication"); !strings.Contains(info, "role:master") {
+		t.Fatalf("the replica was not promoted:\n%s", info)
+	}
+	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != after.AccessToken {
+		t.Fatalf("after failover: Get = %+v, %v; want the token written after it", got, err)
+	}
+	if n, _ := redistest.Do(replica.Addr, "EXISTS", key); n != "1" {
+		t.Fatal("the value written after failover is not on the promoted replica")
+	}
 }
