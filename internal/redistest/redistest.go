@@ -53,6 +53,8 @@ type Server struct {
 	// Port and Addr ("127.0.0.1:<port>") stay the same across restarts.
 	Port int
 	Addr string
+	// Password is the --requirepass the server was started with, if any.
+	Password string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -83,6 +85,11 @@ func startWith(t testing.TB, lead []string, extra ...string) *Server {
 			t.Fatal(err)
 		}
 		s := &Server{t: t, bin: bin, dir: dir, Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		for i, a := range extra {
+			if a == "--requirepass" && i+1 < len(extra) {
+				s.Password = extra[i+1]
+			}
+		}
 		s.args = append(append(lead[:len(lead):len(lead)],
 			"--port", strconv.Itoa(port),
 			"--bind", "127.0.0.1",
@@ -261,6 +268,9 @@ func readReply(rd *bufio.Reader, arrays bool) (string, error) {
 
 func ping(addr string) error {
 	reply, err := Do(addr, "PING")
+	if err != nil && strings.HasPrefix(err.Error(), "NOAUTH") {
+		return nil // up, and wants a password
+	}
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,8 @@ func StartSentinel(t testing.TB, master *Server) *Server {
 }
 
 // StartSentinelWithin is StartSentinel declaring the master down, and
-// failing over to a replica, after downAfter without an answer.
+// failing over to a replica, after downAfter without an answer. A master
+// with a Password is monitored with it; the Sentinel itself has none.
 func StartSentinelWithin(t testing.TB, master *Server, downAfter time.Duration) *Server {
 	t.Helper()
 	dir := t.TempDir()
@@ -30,6 +31,9 @@ func StartSentinelWithin(t testing.TB, master *Server, downAfter time.Duration) 
 	body := "sentinel monitor " + SentinelMaster + " 127.0.0.1 " + strconv.Itoa(master.Port) + " 1\n" +
 		"sentinel down-after-milliseconds " + SentinelMaster + " " + ms + "\n" +
 		"sentinel failover-timeout " + SentinelMaster + " " + strconv.FormatInt(max(3*downAfter.Milliseconds(), 3000), 10) + "\n"
+	if master.Password != "" {
+		body += "sentinel auth-pass " + SentinelMaster + " " + master.Password + "\n"
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -492,3 +492,29 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal("the value written after failover is not on the promoted replica")
 	}
 }
+
+// TestSentinelWithPasswordOnlyOnRedis: the usual deployment protects the
+// data nodes with a password and leaves the Sentinels without one. The
+// configured password must then go to the master only: a Sentinel refuses
+// AUTH when it has no password.
+func TestSentinelWithPasswordOnlyOnRedis(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, "--requirepass", "data-secret")
+	sentinel := redistest.StartSentinel(t, master)
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster, Password: "data-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet})
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := context.Background()
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	e := entry(time.Minute)
+	if err := s.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+}
