@@ -62,7 +62,10 @@ type Redis struct {
 	Username   string        `yaml:"username"`
 	Password   secret.Secret `yaml:"password"`
 	TLS        bool          `yaml:"tls"`
-	DB         int           `yaml:"db"`
+	// TLSCAFile is a PEM file of the CAs that sign the Redis servers'
+	// certificates, when they are not in the system's trust store.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	DB        int    `yaml:"db"`
 }
 
 // Settings are a vendor's or profile's settings (design section 5); map
@@ -173,6 +176,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
 		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
+	}
+	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
+		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("tls: cert_file and key_file go together")

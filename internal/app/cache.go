@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -80,12 +82,24 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if len(rc.Addrs) > 1 && rc.MasterName == "" && rc.DB != 0 {
 		return nil, errors.New("cache.redis.db: a Redis Cluster (several addrs) has only database 0")
 	}
+	var roots *x509.CertPool
+	if rc.TLSCAFile != "" {
+		pem, err := os.ReadFile(rc.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cache.redis.tls_ca_file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cache.redis.tls_ca_file %s: no PEM certificate in it", rc.TLSCAFile)
+		}
+	}
 	client, err := redisstore.NewClient(redisstore.ClientConfig{
 		Addrs:      rc.Addrs,
 		MasterName: rc.MasterName,
 		Username:   rc.Username,
 		Password:   rc.Password.Reveal(),
 		TLS:        rc.TLS,
+		RootCAs:    roots,
 		DB:         rc.DB,
 	})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,6 +51,8 @@ func TestRedisCacheConfigErrors(t *testing.T) {
 		{"not base64", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: ['not base64!']\n", "cache.encryption_keys[0]: is not base64"},
 		{"same key twice", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + strings.Repeat(randomKey(32)+", ", 2) + "]\n", "same key"},
 		{"cluster with a db", "cache:\n  redis: {addrs: [" + addr + ", " + addr + "], db: 2}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.db"},
+		{"CA file missing", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: /nonexistent/ca.pem}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.tls_ca_file: open /nonexistent/ca.pem"},
+		{"CA file without a certificate", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: " + notPEM(t) + "}\n  encryption_keys: [" + randomKey(32) + "]\n", "no PEM certificate"},
 		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n", ""},
 		{"sealed", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + "]\n", ""},
 	}
@@ -70,6 +74,39 @@ func TestRedisCacheConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// notPEM is a file that holds no certificate.
+func notPEM(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestRedisOverTLS: cache.redis.tls with tls_ca_file reaches a TLS-only
+// Redis whose certificate a private CA signed.
+func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
+	srv, caFile := redistest.StartTLS(t)
+	// Without L1, every Put and Get goes to Redis and reports its errors.
+	cfg := cacheConfig(t, "cache:\n  redis: {addrs: ["+srv.Addr+"], tls: true, tls_ca_file: "+caFile+"}\n  encryption_keys: ["+randomKey(32)+"]\n  l1_disabled: true\n")
+	st, _, closeStore, err := buildStore(context.Background(), cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	ctx := context.Background()
+	key := "tokenbroker:v1:{" + rand.Text() + "}:token"
+	now := time.Now()
+	e := store.Entry{AccessToken: rand.Text(), IssuedAt: now, ExpiresAt: now.Add(time.Minute), FetchedAt: now}
+	if err := st.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+		t.Fatalf("Get over TLS = %+v, %v", got, err)
 	}
 }
 

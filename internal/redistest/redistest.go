@@ -11,6 +11,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,8 @@ type Server struct {
 	Addr string
 	// Password is the --requirepass the server was started with, if any.
 	Password string
+	// TLS, for a server from StartTLS, trusts its certificate.
+	TLS *tls.Config
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -74,6 +77,20 @@ func Start(t testing.TB, extra ...string) *Server {
 // the standard options and extra.
 func startWith(t testing.TB, lead []string, extra ...string) *Server {
 	t.Helper()
+	return startServer(t, lead, nil, extra...)
+}
+
+// tlsFiles are a TLS server's certificate and key files, and the client
+// configuration that trusts the certificate.
+type tlsFiles struct {
+	cert, key string
+	client    *tls.Config
+}
+
+// startServer starts redis-server on a free port: plain, or TLS only
+// (the plain port off) when tf is set.
+func startServer(t testing.TB, lead []string, tf *tlsFiles, extra ...string) *Server {
+	t.Helper()
 	bin := Binary(t, "redis-server")
 	dir := t.TempDir()
 	var lastErr error
@@ -90,8 +107,13 @@ func startWith(t testing.TB, lead []string, extra ...string) *Server {
 				s.Password = extra[i+1]
 			}
 		}
-		s.args = append(append(lead[:len(lead):len(lead)],
-			"--port", strconv.Itoa(port),
+		portArgs := []string{"--port", strconv.Itoa(port)}
+		if tf != nil {
+			s.TLS = tf.client
+			portArgs = []string{"--port", "0", "--tls-port", strconv.Itoa(port),
+				"--tls-cert-file", tf.cert, "--tls-key-file", tf.key, "--tls-auth-clients", "no"}
+		}
+		s.args = append(append(append(lead[:len(lead):len(lead)], portArgs...),
 			"--bind", "127.0.0.1",
 			"--save", "",
 			"--appendonly", "no",
@@ -135,7 +157,7 @@ func (s *Server) start() error {
 	s.mu.Unlock()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if err := ping(s.Addr); err == nil {
+		if err := s.ping(); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
 			s.Kill()
@@ -266,8 +288,11 @@ func readReply(rd *bufio.Reader, arrays bool) (string, error) {
 	return "", fmt.Errorf("unsupported reply %q", line)
 }
 
-func ping(addr string) error {
-	reply, err := Do(addr, "PING")
+func (s *Server) ping() error {
+	if s.TLS != nil {
+		return pingTLS(s.Addr, s.TLS)
+	}
+	reply, err := Do(s.Addr, "PING")
 	if err != nil && strings.HasPrefix(err.Error(), "NOAUTH") {
 		return nil // up, and wants a password
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,10 @@ type ClientConfig struct {
 	Username   string
 	Password   string
 	TLS        bool
-	DB         int
+	// RootCAs verify the servers' certificates with TLS (nil: the
+	// system's trust store).
+	RootCAs *x509.CertPool
+	DB      int
 	// OpTimeout bounds every command, dial included (0: DefaultOpTimeout).
 	OpTimeout time.Duration
 }
@@ -86,7 +90,7 @@ func NewClient(cfg ClientConfig) (redis.UniversalClient, error) {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	if cfg.TLS {
-		opts.Dialer = tlsDialer()
+		opts.Dialer = tlsDialer(cfg.RootCAs)
 	}
 	routeClientLogs.Do(func() { redis.SetLogger(debugLogger{}) })
 	return redis.NewUniversalClient(opts), nil
@@ -106,7 +110,7 @@ func (debugLogger) Printf(ctx context.Context, format string, v ...any) {
 // tlsDialer verifies each server's certificate against the host it dials,
 // which go-redis's single TLSConfig cannot do for a Cluster's several
 // hosts.
-func tlsDialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+func tlsDialer(roots *x509.CertPool) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -114,7 +118,7 @@ func tlsDialer() func(ctx context.Context, network, addr string) (net.Conn, erro
 		}
 		d := &tls.Dialer{
 			NetDialer: &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
-			Config:    &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12},
+			Config:    &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12},
 		}
 		return d.DialContext(ctx, network, addr)
 	}

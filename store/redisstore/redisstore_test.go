@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -516,5 +518,62 @@ func TestSentinelWithPasswordOnlyOnRedis(t *testing.T) {
 	}
 	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 		t.Fatalf("Get = %+v, %v", got, err)
+	}
+}
+
+// TestTLS: with TLS the client verifies the server's certificate against
+// the configured CAs, and refuses a server it cannot verify.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	srv, caFile := redistest.StartTLS(t)
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemBytes)
+	ctx := context.Background()
+	_, ring := newKeyring(t)
+	tests := []struct {
+		name    string
+		roots   *x509.CertPool
+		wantErr bool
+	}{
+		{"trusted CA", roots, false},
+		{"system roots only", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{srv.Addr}, TLS: true, RootCAs: tt.roots})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := redisstore.New(client, redisstore.Options{Logger: quiet})
+			t.Cleanup(func() { _ = b.Close() })
+			// Warm dials (and handshakes) with time to spare, as the
+			// broker does at startup; a command's 50 ms would include it.
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			err = b.Warm(wctx)
+			s := sealed.New(b, ring)
+			e := entry(time.Minute)
+			if err == nil {
+				err = s.Put(ctx, key, e)
+			}
+			switch {
+			case tt.wantErr && err == nil:
+				t.Fatal("wrote to a server whose certificate nobody vouches for")
+			case tt.wantErr:
+				if !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("error %v, want a certificate error", err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+					t.Fatalf("Get = %+v, %v", got, err)
+				}
+			}
+		})
 	}
 }
