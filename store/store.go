@@ -54,3 +54,22 @@ type Locker interface {
 	// holder still owns it; it is never nil when acquired is true.
 	TryLock(ctx context.Context, key string, ttl time.Duration) (release func(), acquired bool, err error)
 }
+
+// AfterTryLock wraps a Locker: after each TryLock returns, then(key, err)
+// runs. Caching levels use it to read afresh after a lock attempt, so that
+// a replica that waited on another's fetch sees the token stored under the
+// lock rather than what it read before.
+func AfterTryLock(inner Locker, then func(key string, err error)) Locker {
+	return &hookedLocker{inner: inner, then: then}
+}
+
+type hookedLocker struct {
+	inner Locker
+	then  func(key string, err error)
+}
+
+func (l *hookedLocker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
+	l.then(key, err)
+	return release, acquired, err
+}

@@ -98,6 +98,13 @@ func TestRedisOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeStore()
+	putGet(t, st)
+}
+
+// putGet stores a fresh token under a fresh key and reads it back; it
+// returns the key.
+func putGet(t *testing.T, st store.Store) string {
+	t.Helper()
 	ctx := context.Background()
 	key := "tokenbroker:v1:{" + rand.Text() + "}:token"
 	now := time.Now()
@@ -106,8 +113,9 @@ func TestRedisOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, err := st.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
-		t.Fatalf("Get over TLS = %+v, %v", got, err)
+		t.Fatalf("Get = %+v, %v", got, err)
 	}
+	return key
 }
 
 func TestRedisCacheStack(t *testing.T) {
@@ -122,15 +130,7 @@ func TestRedisCacheStack(t *testing.T) {
 			}
 			defer closeStore()
 			ctx := context.Background()
-			key := "tokenbroker:v1:{" + rand.Text() + "}:token"
-			now := time.Now()
-			e := store.Entry{AccessToken: rand.Text(), IssuedAt: now, ExpiresAt: now.Add(time.Minute), FetchedAt: now}
-			if err := st.Put(ctx, key, e); err != nil {
-				t.Fatal(err)
-			}
-			if got, err := st.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
-				t.Fatalf("Get = %+v, %v", got, err)
-			}
+			key := putGet(t, st)
 			release, ok, err := locker.TryLock(ctx, key, time.Second)
 			if err != nil || !ok {
 				t.Fatalf("TryLock = %v, %v", ok, err)

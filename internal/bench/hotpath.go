@@ -191,15 +191,21 @@ func (e *Env) GRPCHotPath(ctx context.Context, concurrency, rounds int, roundTim
 		tokenbrokerv1.NewTokenServiceClient(conn), concurrency, rounds, roundTime)
 }
 
+// cachedResponse caches the hot-path token in the env's broker and returns
+// its answer, what the echo servers send back.
+func (e *Env) cachedResponse(ctx context.Context) (*tokenbrokerv1.GetTokenResponse, error) {
+	conn, err := dial(e.Broker.Server.GRPCAddr().String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+}
+
 // RESTHotPath compares POST /v1/token of a cached token with an echo
 // method behind the same gateway setup.
 func (e *Env) RESTHotPath(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
-	conn, err := dial(e.Broker.Server.GRPCAddr().String())
-	if err != nil {
-		return Comparison{}, err
-	}
-	defer conn.Close()
-	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+	resp, err := e.cachedResponse(ctx)
 	if err != nil {
 		return Comparison{}, err
 	}

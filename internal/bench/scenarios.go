@@ -63,30 +63,28 @@ func compareWithEcho(ctx context.Context, name, goal string, client tokenbrokerv
 	}
 	defer econn.Close()
 	echo := tokenbrokerv1.NewTokenServiceClient(econn)
-	req := HotPathRequest()
-	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
-		return func(ctx context.Context) error {
-			r, err := c.GetToken(ctx, req)
-			if err == nil && r.AccessToken == "" {
-				return fmt.Errorf("empty token")
-			}
-			return err
-		}
-	}
-	c := Compare(ctx, name, concurrency, rounds, roundTime, call(client), call(echo))
+	c := Compare(ctx, name, concurrency, rounds, roundTime, getToken(client), getToken(echo))
 	c.Goal = goal
 	return c, nil
+}
+
+// getToken is the load operation of the gRPC comparisons: the hot-path
+// request, and an answer that must carry a token.
+func getToken(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
+	req := HotPathRequest()
+	return func(ctx context.Context) error {
+		r, err := c.GetToken(ctx, req)
+		if err == nil && r.AccessToken == "" {
+			return fmt.Errorf("empty token")
+		}
+		return err
+	}
 }
 
 // EchoVsEcho compares two identical bare echo servers: the comparison
 // method's own bias and noise on this machine (ideally 1.00x).
 func (e *Env) EchoVsEcho(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
-	conn, err := dial(e.Broker.Server.GRPCAddr().String())
-	if err != nil {
-		return Comparison{}, err
-	}
-	defer conn.Close()
-	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(conn))
+	resp, err := e.cachedResponse(ctx)
 	if err != nil {
 		return Comparison{}, err
 	}
@@ -104,11 +102,7 @@ func (e *Env) EchoVsEcho(ctx context.Context, concurrency, rounds int, roundTime
 		defer c.Close()
 		clients[i] = tokenbrokerv1.NewTokenServiceClient(c)
 	}
-	req := HotPathRequest()
-	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := c.GetToken(ctx, req); return err }
-	}
-	c := Compare(ctx, "A/A: bare echo vs bare echo", concurrency, rounds, roundTime, call(clients[0]), call(clients[1]))
+	c := Compare(ctx, "A/A: bare echo vs bare echo", concurrency, rounds, roundTime, getToken(clients[0]), getToken(clients[1]))
 	c.Goal = "(the method's bias: 1.00x)"
 	return c, nil
 }
@@ -143,11 +137,7 @@ func (e *Env) RedisOnlyPath(ctx context.Context, redisAddr string, concurrency, 
 	}
 	defer fconn.Close()
 	floor := tokenbrokerv1.NewTokenServiceClient(fconn)
-	req := HotPathRequest()
-	call := func(c tokenbrokerv1.TokenServiceClient) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := c.GetToken(ctx, req); return err }
-	}
-	vsFloor := Compare(ctx, "gRPC GetToken, Redis only (no L1) vs echo + 1 GET", concurrency, rounds, roundTime, call(client), call(floor))
+	vsFloor := Compare(ctx, "gRPC GetToken, Redis only (no L1) vs echo + 1 GET", concurrency, rounds, roundTime, getToken(client), getToken(floor))
 	vsFloor.Goal = "(the floor of any Redis-only path)"
 	return []Comparison{vsEcho, vsFloor}, nil
 }

@@ -21,7 +21,6 @@ import (
 	"hash/maphash"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -137,17 +136,5 @@ func (s *Store) gen(key string) *atomic.Uint64 {
 // holder's token must be seen, not a read that started before it was
 // stored.
 func (s *Store) Locker(inner store.Locker) store.Locker {
-	return &locker{s: s, inner: inner}
-}
-
-type locker struct {
-	s     *Store
-	inner store.Locker
-}
-
-// TryLock implements store.Locker.
-func (l *locker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
-	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
-	l.s.changed(key)
-	return release, acquired, err
+	return store.AfterTryLock(inner, func(key string, _ error) { s.changed(key) })
 }

@@ -458,6 +458,20 @@ func TestSentinel(t *testing.T) {
 	release()
 }
 
+// sealedStore is a sealed store on a backend of a client for cfg, closed
+// with the test.
+func sealedStore(t *testing.T, cfg redisstore.ClientConfig) *sealed.Store {
+	t.Helper()
+	client, err := redisstore.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet})
+	t.Cleanup(func() { _ = b.Close() })
+	_, ring := newKeyring(t)
+	return sealed.New(b, ring)
+}
+
 // TestSentinelFailover: when the master dies, Sentinel promotes its
 // replica and the store follows: writes resume on the new master.
 func TestSentinelFailover(t *testing.T) {
@@ -465,15 +479,8 @@ func TestSentinelFailover(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	sentinel := redistest.StartSentinelWithin(t, master, 500*time.Millisecond)
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := redisstore.New(client, redisstore.Options{Logger: quiet})
-	t.Cleanup(func() { _ = b.Close() })
+	s := sealedStore(t, redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
 	ctx := context.Background()
-	_, ring := newKeyring(t)
-	s := sealed.New(b, ring)
 	before := entry(time.Minute)
 	waitFor(t, "the first write", 5*time.Second, func() bool { return s.Put(ctx, key, before) == nil })
 	if n, _ := redistest.Do(master.Addr, "EXISTS", key); n != "1" {
@@ -497,21 +504,14 @@ func TestSentinelFailover(t *testing.T) {
 
 // TestSentinelWithPasswordOnlyOnRedis: the usual deployment protects the
 // data nodes with a password and leaves the Sentinels without one. The
-// configured password must then go to the master only: a Sentinel refuses
-// AUTH when it has no password.
+// client sends the configured password to both (go-redis's
+// SentinelPassword); this pins that a Sentinel without one still serves it.
 func TestSentinelWithPasswordOnlyOnRedis(t *testing.T) {
 	t.Parallel()
 	master := redistest.Start(t, "--requirepass", "data-secret")
 	sentinel := redistest.StartSentinel(t, master)
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster, Password: "data-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := redisstore.New(client, redisstore.Options{Logger: quiet})
-	t.Cleanup(func() { _ = b.Close() })
+	s := sealedStore(t, redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster, Password: "data-secret"})
 	ctx := context.Background()
-	_, ring := newKeyring(t)
-	s := sealed.New(b, ring)
 	e := entry(time.Minute)
 	if err := s.Put(ctx, key, e); err != nil {
 		t.Fatal(err)

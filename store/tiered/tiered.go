@@ -464,19 +464,9 @@ func (s *Store) evictLocked(now time.Time) {
 // take, because another replica holds it) a key's fetch lock makes the
 // next Get of that key read through to the shared level.
 func (s *Store) Locker(inner store.Locker) store.Locker {
-	return &locker{s: s, inner: inner}
-}
-
-type locker struct {
-	s     *Store
-	inner store.Locker
-}
-
-// TryLock implements store.Locker.
-func (l *locker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
-	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
-	if err == nil {
-		l.s.drop(key)
-	}
-	return release, acquired, err
+	return store.AfterTryLock(inner, func(key string, err error) {
+		if err == nil {
+			s.drop(key)
+		}
+	})
 }
