@@ -75,10 +75,17 @@ func TestConcurrentGetsShareOneRead(t *testing.T) {
 			answers[i] = result{e, err}
 		})
 	}
-	// Give the callers time to join the read in flight (joining is not
-	// observable from outside; a late one starts a read of its own, which
-	// the count below would show).
-	time.Sleep(50 * time.Millisecond)
+	// Wait until every caller is in Get (then a moment more, for the step
+	// from the count to joining the flight): a caller that reached it only
+	// after the release would rightly start a read of its own.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.gets.Load() < n+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d callers reached Get", s.gets.Load(), n+1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
 	close(g.release)
 	wg.Wait()
 	if r := <-first; r.err != nil || r.e.AccessToken != "t1" {
