@@ -61,7 +61,12 @@ type Redis struct {
 	MasterName string        `yaml:"master_name"`
 	Username   string        `yaml:"username"`
 	Password   secret.Secret `yaml:"password"`
-	TLS        bool          `yaml:"tls"`
+	// SentinelUsername and SentinelPassword authenticate to the Sentinels
+	// (with master_name) when theirs differ from the data nodes'; empty
+	// means username and password serve both.
+	SentinelUsername string        `yaml:"sentinel_username"`
+	SentinelPassword secret.Secret `yaml:"sentinel_password"`
+	TLS              bool          `yaml:"tls"`
 	// TLSCAFile is a PEM file of the CAs that sign the Redis servers'
 	// certificates, when they are not in the system's trust store.
 	TLSCAFile string `yaml:"tls_ca_file"`
@@ -179,6 +184,9 @@ func (c *Config) validate() error {
 	}
 	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
 		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")
+	}
+	if r := c.Cache.Redis; r != nil && r.MasterName == "" && (r.SentinelUsername != "" || !r.SentinelPassword.IsZero()) {
+		return errors.New("cache.redis.sentinel_username and sentinel_password need cache.redis.master_name (Sentinel)")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("tls: cert_file and key_file go together")

@@ -51,6 +51,8 @@ profiles:
 		{name: "missing file", yaml: "cache:\n  encryption_keys: [\"file:/nonexistent/k\"]\n", wantErr: "does not exist"},
 		{name: "profile without vendor", yaml: "profiles:\n  p: {}\n", wantErr: "profiles.p.vendor"},
 		{name: "client without credential", yaml: "clients:\n  c: {allow: [p]}\n", wantErr: "clients.c"},
+		{name: "sentinel password without sentinel", yaml: "cache:\n  redis: {addrs: [127.0.0.1:6379], sentinel_password: x}\n", wantErr: "need cache.redis.master_name"},
+		{name: "sentinel password from a missing env", yaml: "cache:\n  redis: {addrs: [127.0.0.1:26379], master_name: m, sentinel_password: \"${NOPE}\"}\n", wantErr: "cache.redis.sentinel_password: environment variable NOPE is not set"},
 		{name: "redis CA file without TLS", yaml: "cache:\n  redis: {addrs: [127.0.0.1:6379], tls_ca_file: /ca.pem}\n", wantErr: "cache.redis.tls_ca_file needs cache.redis.tls: true"},
 	}
 	for _, tc := range tests {

@@ -77,6 +77,7 @@ func (r *resolver) one(field string, s *secret.Secret) {
 func (r *resolver) config(c *Config) {
 	if c.Cache.Redis != nil {
 		r.one("cache.redis.password", &c.Cache.Redis.Password)
+		r.one("cache.redis.sentinel_password", &c.Cache.Redis.SentinelPassword)
 	}
 	for i := range c.Cache.EncryptionKeys {
 		r.one(fmt.Sprintf("cache.encryption_keys[%d]", i), &c.Cache.EncryptionKeys[i])

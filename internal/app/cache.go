@@ -98,9 +98,12 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 		MasterName: rc.MasterName,
 		Username:   rc.Username,
 		Password:   rc.Password.Reveal(),
-		TLS:        rc.TLS,
-		RootCAs:    roots,
-		DB:         rc.DB,
+		// Sentinel credentials default to the data nodes' (redisstore).
+		SentinelUsername: rc.SentinelUsername,
+		SentinelPassword: rc.SentinelPassword.Reveal(),
+		TLS:              rc.TLS,
+		RootCAs:          roots,
+		DB:               rc.DB,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)

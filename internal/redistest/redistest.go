@@ -229,21 +229,41 @@ func (s *Server) cleanup() {
 // by spaces. It is for helpers and assertions that must not depend on a
 // client library.
 func Do(addr string, args ...string) (string, error) {
+	return DoAuth(addr, "", args...)
+}
+
+// DoAuth is Do on a connection that first authenticates with password
+// (none when empty).
+func DoAuth(addr, password string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	rd := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := conn.Write(command("AUTH", password)); err != nil {
+			return "", err
+		}
+		if _, err := readReply(rd, false); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	if _, err := conn.Write(command(args...)); err != nil {
+		return "", err
+	}
+	return readReply(rd, true)
+}
+
+// command encodes args as a RESP array of bulk strings.
+func command(args ...string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	return readReply(bufio.NewReader(conn), true)
+	return []byte(b.String())
 }
 
 func readReply(rd *bufio.Reader, arrays bool) (string, error) {

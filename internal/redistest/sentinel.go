@@ -14,17 +14,30 @@ const SentinelMaster = "tokenbroker"
 
 // StartSentinel starts a Sentinel (redis-server --sentinel) monitoring
 // master under the name SentinelMaster, and waits until it knows the
-// master's address. It declares the master down after 5 s.
+// master's address. It declares the master down after 5 s and has no
+// password.
 func StartSentinel(t testing.TB, master *Server) *Server {
 	t.Helper()
-	return StartSentinelWithin(t, master, 5*time.Second)
+	return StartSentinelWith(t, master, SentinelOptions{})
 }
 
-// StartSentinelWithin is StartSentinel declaring the master down, and
-// failing over to a replica, after downAfter without an answer. A master
-// with a Password is monitored with it; the Sentinel itself has none.
-func StartSentinelWithin(t testing.TB, master *Server, downAfter time.Duration) *Server {
+// SentinelOptions tune StartSentinelWith; zero values are the defaults.
+type SentinelOptions struct {
+	// DownAfter is how long the master may not answer before the
+	// Sentinel declares it down and fails over to a replica (5 s).
+	DownAfter time.Duration
+	// Password protects the Sentinel itself (requirepass); a master with
+	// a Password is monitored with the master's.
+	Password string
+}
+
+// StartSentinelWith is StartSentinel with options.
+func StartSentinelWith(t testing.TB, master *Server, o SentinelOptions) *Server {
 	t.Helper()
+	downAfter := o.DownAfter
+	if downAfter <= 0 {
+		downAfter = 5 * time.Second
+	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
 	ms := strconv.FormatInt(downAfter.Milliseconds(), 10)
@@ -34,15 +47,19 @@ func StartSentinelWithin(t testing.TB, master *Server, downAfter time.Duration) 
 	if master.Password != "" {
 		body += "sentinel auth-pass " + SentinelMaster + " " + master.Password + "\n"
 	}
+	if o.Password != "" {
+		body += "requirepass " + o.Password + "\n"
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The config file must come first: redis-server reads it, then the
 	// options; Sentinel rewrites it as it learns.
 	s := startWith(t, []string{conf, "--sentinel"})
+	s.Password = o.Password
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if addr, err := Do(s.Addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster); err == nil && addr != "" {
+		if addr, err := DoAuth(s.Addr, o.Password, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster); err == nil && addr != "" {
 			return s
 		}
 		if time.Now().After(deadline) {

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -41,7 +42,11 @@ type ClientConfig struct {
 	MasterName string
 	Username   string
 	Password   string
-	TLS        bool
+	// SentinelUsername and SentinelPassword authenticate to Sentinels;
+	// empty means Username and Password.
+	SentinelUsername string
+	SentinelPassword string
+	TLS              bool
 	// RootCAs verify the servers' certificates with TLS (nil: the
 	// system's trust store).
 	RootCAs *x509.CertPool
@@ -67,8 +72,8 @@ func NewClient(cfg ClientConfig) (redis.UniversalClient, error) {
 		MasterName:       cfg.MasterName,
 		Username:         cfg.Username,
 		Password:         cfg.Password,
-		SentinelUsername: cfg.Username,
-		SentinelPassword: cfg.Password,
+		SentinelUsername: cmp.Or(cfg.SentinelUsername, cfg.Username),
+		SentinelPassword: cmp.Or(cfg.SentinelPassword, cfg.Password),
 		DB:               cfg.DB,
 		ClientName:       "tokenbroker",
 

@@ -479,7 +479,7 @@ func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
-	sentinel := redistest.StartSentinelWithin(t, master, 500*time.Millisecond)
+	sentinel := redistest.StartSentinelWith(t, master, redistest.SentinelOptions{DownAfter: 500 * time.Millisecond})
 	s := sealedStore(t, redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
 	ctx := context.Background()
 	before := entry(time.Minute)
@@ -584,6 +584,33 @@ func TestTLS(t *testing.T) {
 				if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 					t.Fatalf("Get = %+v, %v", got, err)
 				}
+			}
+		})
+	}
+}
+
+// TestSentinelWithItsOwnPassword: Sentinels protected by a password other
+// than the data nodes' need SentinelPassword; with the data password alone
+// the client cannot ask them where the master is.
+func TestSentinelWithItsOwnPassword(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, "--requirepass", "data-secret")
+	sentinel := redistest.StartSentinelWith(t, master, redistest.SentinelOptions{Password: "sentinel-secret"})
+	tests := []struct {
+		name             string
+		sentinelPassword string
+		wantErr          bool
+	}{
+		{"sentinel password set", "sentinel-secret", false},
+		{"data password only", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sealedStore(t, redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster,
+				Password: "data-secret", SentinelPassword: tt.sentinelPassword})
+			err := s.Put(context.Background(), key, entry(time.Minute))
+			if tt.wantErr != (err != nil) {
+				t.Fatalf("Put: %v, want an error: %v", err, tt.wantErr)
 			}
 		})
 	}
