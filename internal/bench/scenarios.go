@@ -432,7 +432,9 @@ vendors:
 		return m, err
 	}
 	m.HeapAfterMB, m.RSSAfterMB = after.HeapMB, after.RSSMB
-	m.HeapPerToken = (m.HeapAfterMB - m.HeapBeforeMB) * (1 << 20) / float64(n)
+	if cached := st.Requests - st.Errors; cached > 0 {
+		m.HeapPerToken = (m.HeapAfterMB - m.HeapBeforeMB) * (1 << 20) / float64(cached)
+	}
 	return m, nil
 }
 
@@ -450,7 +452,12 @@ type memoryChild struct {
 	in       io.WriteCloser
 	out      *bufio.Scanner
 	grpcAddr string
+	stopped  bool
 }
+
+// childAnswerTimeout bounds each wait for a line from the child: its
+// start, and each measurement (two forced GCs).
+const childAnswerTimeout = 30 * time.Second
 
 func startMemoryChild(ctx context.Context, cfgYAML string) (*memoryChild, error) {
 	exe, err := os.Executable()
@@ -472,12 +479,40 @@ func startMemoryChild(ctx context.Context, cfgYAML string) (*memoryChild, error)
 		return nil, err
 	}
 	c := &memoryChild{cmd: cmd, in: in, out: bufio.NewScanner(outPipe)}
-	if !c.out.Scan() {
-		c.stop()
-		return nil, fmt.Errorf("memory broker did not start: %v", c.out.Err())
+	line, err := c.line()
+	if err != nil {
+		return nil, fmt.Errorf("memory broker did not start: %w", err)
 	}
-	c.grpcAddr = strings.TrimPrefix(c.out.Text(), "grpc ")
+	addr, ok := strings.CutPrefix(line, "grpc ")
+	if !ok {
+		c.stop()
+		return nil, fmt.Errorf("memory broker: first line %q, want its gRPC address", line)
+	}
+	c.grpcAddr = addr
 	return c, nil
+}
+
+// line reads the child's next line within childAnswerTimeout. On failure
+// the child is stopped and the error says how it ended.
+func (c *memoryChild) line() (string, error) {
+	got := make(chan bool, 1)
+	go func() { got <- c.out.Scan() }()
+	select {
+	case ok := <-got:
+		if ok {
+			return c.out.Text(), nil
+		}
+		err := c.out.Err()
+		c.stop()
+		if err == nil {
+			err = fmt.Errorf("it exited (%v)", c.cmd.ProcessState)
+		}
+		return "", err
+	case <-time.After(childAnswerTimeout):
+		c.stop() // closes its stdout, which ends the Scan above
+		<-got
+		return "", fmt.Errorf("no answer within %v", childAnswerTimeout)
+	}
 }
 
 func (c *memoryChild) measure() (footprint, error) {
@@ -485,14 +520,19 @@ func (c *memoryChild) measure() (footprint, error) {
 	if _, err := io.WriteString(c.in, "measure\n"); err != nil {
 		return f, err
 	}
-	if !c.out.Scan() {
-		return f, fmt.Errorf("memory broker: no measurement: %v", c.out.Err())
+	line, err := c.line()
+	if err != nil {
+		return f, fmt.Errorf("memory broker: no measurement: %w", err)
 	}
-	err := json.Unmarshal(c.out.Bytes(), &f)
+	err = json.Unmarshal([]byte(line), &f)
 	return f, err
 }
 
 func (c *memoryChild) stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
 	c.in.Close() // the child exits at the end of its stdin
 	done := make(chan struct{})
 	go func() { _ = c.cmd.Wait(); close(done) }()

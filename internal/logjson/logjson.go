@@ -89,7 +89,9 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 }
 
 // WithGroup implements slog.Handler. Groups are rare: from here on the
-// standard handler does all the work.
+// standard handler does all the work. An empty name returns h, as the
+// slog.Handler contract asks (slog.Logger never passes one; called
+// directly, slog.JSONHandler would open a group named "").
 func (h *Handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
@@ -154,9 +156,22 @@ func plain(a slog.Attr) bool {
 	case slog.KindAny:
 		err, isErr := v.Any().(error)
 		_, marshals := v.Any().(json.Marshaler)
-		return isErr && err != nil && !marshals
+		return isErr && err != nil && !marshals && errorTextSafe(err)
 	}
 	return false
+}
+
+// errorTextSafe reports whether err.Error() returns normally. A typed nil
+// pointer or a broken Error method panics; slog recovers and writes
+// "<nil>" or "!PANIC: ...", so such values take slog's path.
+func errorTextSafe(err error) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	_ = err.Error()
+	return true
 }
 
 // timeOK: slog reports an error for years RFC 3339 cannot write.

@@ -19,6 +19,16 @@ type marshalingError struct{}
 func (marshalingError) Error() string                { return "plain" }
 func (marshalingError) MarshalJSON() ([]byte, error) { return []byte(`{"custom":true}`), nil }
 
+// nilPointerError's Error dereferences its receiver: a typed nil panics.
+type nilPointerError struct{ msg string }
+
+func (e *nilPointerError) Error() string { return e.msg }
+
+// panickingError's Error always panics.
+type panickingError struct{}
+
+func (panickingError) Error() string { panic("broken Error method") }
+
 type valuer struct{}
 
 func (valuer) LogValue() slog.Value { return slog.StringValue("resolved") }
@@ -82,6 +92,9 @@ func TestMatchesSlog(t *testing.T) {
 		{name: "LogValuer", attrs: []slog.Attr{slog.Any("v", valuer{})}},
 		{name: "any value", attrs: []slog.Attr{slog.Any("m", map[string]int{"a": 1}), slog.Any("nil", nil)}},
 		{name: "marshaling error", attrs: []slog.Attr{slog.Any("err", marshalingError{})}},
+		{name: "typed nil error", attrs: []slog.Attr{slog.Any("err", error((*nilPointerError)(nil)))}},
+		{name: "panicking error", attrs: []slog.Attr{slog.Any("err", panickingError{})}},
+		{name: "WithAttrs typed nil error", with: []slog.Attr{slog.Any("err", error((*nilPointerError)(nil)))}, attrs: []slog.Attr{slog.String("k", "v")}},
 		{name: "NaN and infinity", attrs: []slog.Attr{slog.Float64("nan", math.NaN()), slog.Float64("inf", math.Inf(1))}},
 		{name: "year out of range", attrs: []slog.Attr{slog.Time("t", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}},
 		{name: "record year out of range", t: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},

@@ -40,7 +40,7 @@ type Store struct {
 	// gens change on every local change of a key in their stripe.
 	gens [stripes]atomic.Uint64
 
-	gets, reads, publishErrors atomic.Uint64
+	reads, shared, publishErrors atomic.Uint64
 }
 
 // Options tune a Store; zero values are the defaults.
@@ -60,7 +60,7 @@ func New(inner store.Store, opts Options) *Store {
 // Stats are a Store's counters.
 type Stats struct {
 	// Reads counts Gets of the wrapped store; Shared counts Gets answered
-	// by another caller's read.
+	// by another caller's read (callers that gave up first do not count).
 	Reads, Shared uint64
 	// PublishErrors counts change messages that could not be sent.
 	PublishErrors uint64
@@ -68,22 +68,28 @@ type Stats struct {
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	reads := s.reads.Load() // first: every read is preceded by its Get
-	return Stats{Reads: reads, Shared: s.gets.Load() - reads, PublishErrors: s.publishErrors.Load()}
+	return Stats{Reads: s.reads.Load(), Shared: s.shared.Load(), PublishErrors: s.publishErrors.Load()}
 }
 
 // Get implements store.Store. The shared read is not tied to any one
 // caller: a caller that gives up returns its own context's error and
 // leaves the read to the others.
 func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
-	s.gets.Add(1)
 	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
+	// Only the caller whose function runs reads; the function's end
+	// happens before the result reaches this caller, so leader needs no
+	// lock.
+	leader := false
 	ch := s.flight.DoChan(flightKey, func() (any, error) {
+		leader = true
 		s.reads.Add(1)
 		return s.inner.Get(context.WithoutCancel(ctx), key)
 	})
 	select {
 	case res := <-ch:
+		if !leader {
+			s.shared.Add(1)
+		}
 		if res.Err != nil {
 			return store.Entry{}, res.Err
 		}
@@ -95,8 +101,8 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
-	defer s.changed(key)
 	err := s.inner.Put(ctx, key, e)
+	s.changed(key)
 	if err == nil {
 		s.tell(ctx, key)
 	}
@@ -105,21 +111,22 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 
 // CompareAndDelete implements store.Store.
 func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
-	defer s.changed(key)
 	deleted, err := s.inner.CompareAndDelete(ctx, key, accessToken)
+	s.changed(key)
 	if deleted {
 		s.tell(ctx, key)
 	}
 	return deleted, err
 }
 
-// tell publishes a change of key. A lost message is not the caller's
-// failure: the other replicas' levels revalidate within their MaxStale.
+// tell publishes a change of key, even if the caller has given up since
+// (the change is made). A lost message is not the caller's failure: the
+// other replicas' levels revalidate within their MaxStale.
 func (s *Store) tell(ctx context.Context, key string) {
 	if s.publish == nil {
 		return
 	}
-	if err := s.publish(ctx, key); err != nil {
+	if err := s.publish(context.WithoutCancel(ctx), key); err != nil {
 		s.publishErrors.Add(1)
 	}
 }

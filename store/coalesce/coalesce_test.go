@@ -68,24 +68,27 @@ func TestConcurrentGetsShareOneRead(t *testing.T) {
 	<-g.started
 	const n = 50
 	var wg sync.WaitGroup
+	var entered atomic.Int32
+	entered.Add(1) // the first caller, whose read is in flight
 	answers := make([]result, n)
 	for i := range n {
 		wg.Go(func() {
+			entered.Add(1)
 			e, err := s.Get(ctx, "k")
 			answers[i] = result{e, err}
 		})
 	}
-	// Wait until every caller is in Get (then a moment more, for the step
-	// from the count to joining the flight): a caller that reached it only
-	// after the release would rightly start a read of its own.
+	// Wait until every caller is about to call Get (then a moment more,
+	// for the step from there to joining the flight): a caller that joined
+	// only after the release would rightly start a read of its own.
 	deadline := time.Now().Add(10 * time.Second)
-	for s.gets.Load() < n+1 {
+	for entered.Load() < n+1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d callers reached Get", s.gets.Load(), n+1)
+			t.Fatalf("only %d of %d callers reached Get", entered.Load(), n+1)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	close(g.release)
 	wg.Wait()
 	if r := <-first; r.err != nil || r.e.AccessToken != "t1" {

@@ -398,11 +398,13 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 	return deleted, nil
 }
 
+// publish tells the other replicas that key changed, even if the caller
+// has given up since (the change is made).
 func (s *Store) publish(ctx context.Context, key string) {
 	if s.opts.Publish == nil {
 		return
 	}
-	if err := s.opts.Publish(ctx, key); err != nil {
+	if err := s.opts.Publish(context.WithoutCancel(ctx), key); err != nil {
 		s.remoteErrors.Add(1)
 	}
 }
