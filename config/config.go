@@ -207,7 +207,12 @@ func (s Settings) Flatten(field string) (map[string]string, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		switch v := s[k].(type) {
+		v := s[k]
+		if nested, ok := v.(Settings); ok {
+			// YAML decodes a nested map into the named type.
+			v = map[string]any(nested)
+		}
+		switch v := v.(type) {
 		case map[string]any:
 			for mk, mv := range v {
 				str, ok := scalar(mv)

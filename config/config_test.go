@@ -90,3 +90,26 @@ func TestSettingsFlatten(t *testing.T) {
 		t.Errorf("list setting err = %v", err)
 	}
 }
+
+// TestExtraParamsFromYAML: a nested settings map written in YAML (which
+// decodes it as Settings, not map[string]any) flattens like one built in
+// Go, in both YAML styles.
+func TestExtraParamsFromYAML(t *testing.T) {
+	t.Parallel()
+	for _, y := range []string{
+		"vendors:\n  oauth2:\n    extra_params: {resource: x, n: 1}\n",
+		"vendors:\n  oauth2:\n    extra_params:\n      resource: x\n      n: 1\n",
+	} {
+		cfg, err := Parse([]byte(y), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatalf("%q: %v", y, err)
+		}
+		got, err := cfg.Vendors["oauth2"].Flatten("vendors.oauth2")
+		if err != nil {
+			t.Fatalf("%q: %v", y, err)
+		}
+		if got["extra_params.resource"] != "x" || got["extra_params.n"] != "1" {
+			t.Fatalf("%q: flattened to %v", y, got)
+		}
+	}
+}
