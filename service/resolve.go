@@ -241,10 +241,15 @@ func truncateKey(k string) string {
 	return k
 }
 
-// minTTL reads the request's min_ttl: unset means DefaultMinTTL.
-func minTTL(req *tokenbrokerv1.GetTokenRequest) (time.Duration, error) {
-	return durationField("min_ttl", req.GetMinTtl(), DefaultMinTTL)
+// minTTL reads the request's min_ttl: unset means the configured default
+// (service.default_min_ttl, else DefaultMinTTL).
+func (s *Service) minTTL(req *tokenbrokerv1.GetTokenRequest) (time.Duration, error) {
+	return durationField("min_ttl", req.GetMinTtl(), s.cfg.DefaultMinTTL)
 }
+
+// MaxMinTTL is the largest min_ttl a request (or service.default_min_ttl)
+// may ask for.
+const MaxMinTTL = maxMinTTL
 
 func durationField(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
 	if d == nil {

@@ -56,8 +56,12 @@ type Config struct {
 	// replicas sharing a store must share it.
 	FingerprintKey []byte
 	// ForceRefreshInterval: a force_refresh within this long of the last
-	// fetch gets that fresh token.
+	// fetch gets that fresh token. 0 means DefaultForceRefreshInterval;
+	// negative means none (every force_refresh asks the vendor).
 	ForceRefreshInterval time.Duration
+	// DefaultMinTTL is the min_ttl of requests that leave it unset. 0
+	// means DefaultMinTTL; negative means 0s.
+	DefaultMinTTL time.Duration
 	// RefreshAhead is the fraction of a token's life after which a request
 	// triggers one background refresh; 0 means DefaultRefreshAhead, >= 1
 	// disables refresh ahead.
@@ -107,8 +111,17 @@ func New(cfg Config) *Service {
 	if cfg.Store == nil {
 		cfg.Store = store.NewMemory(0)
 	}
-	if cfg.ForceRefreshInterval == 0 {
+	switch {
+	case cfg.ForceRefreshInterval == 0:
 		cfg.ForceRefreshInterval = DefaultForceRefreshInterval
+	case cfg.ForceRefreshInterval < 0:
+		cfg.ForceRefreshInterval = 0
+	}
+	switch {
+	case cfg.DefaultMinTTL == 0:
+		cfg.DefaultMinTTL = DefaultMinTTL
+	case cfg.DefaultMinTTL < 0:
+		cfg.DefaultMinTTL = 0
 	}
 	if cfg.RefreshAhead == 0 {
 		cfg.RefreshAhead = DefaultRefreshAhead
@@ -145,7 +158,7 @@ func (s *Service) Close() {
 
 // GetToken implements TokenService.GetToken.
 func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) (*tokenbrokerv1.GetTokenResponse, error) {
-	minTTL, err := minTTL(req)
+	minTTL, err := s.minTTL(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}

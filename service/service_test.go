@@ -111,6 +111,8 @@ func TestForceRefresh(t *testing.T) {
 	}{
 		{"within the interval the fresh token is returned", time.Hour, 1},
 		{"after the interval a new token is fetched", time.Nanosecond, 2},
+		{"default interval (5s)", 0, 1},
+		{"no interval (configured 0s): always a new token", -1, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,6 +124,38 @@ func TestForceRefresh(t *testing.T) {
 			}
 			if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p", ForceRefresh: true}); err != nil {
 				t.Fatal(err)
+			}
+			if got := v.calls.Load(); got != tc.wantFetch {
+				t.Fatalf("vendor calls = %d, want %d", got, tc.wantFetch)
+			}
+		})
+	}
+}
+
+// TestDefaultMinTTL: a request without min_ttl uses the configured default;
+// a cached token with less life than that is replaced.
+func TestDefaultMinTTL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		def       time.Duration
+		life      int // seconds
+		wantFetch int64
+	}{
+		{"built-in 30s default, 60s token: cached", 0, 60, 1},
+		{"built-in 30s default, 20s token: refetched", 0, 20, 2},
+		{"configured 0s (negative), 20s token: cached", -1, 20, 1},
+		{"configured 5m, 60s token: refetched", 5 * time.Minute, 60, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, v := newTestService(t, tc.life, func(c *Config) { c.DefaultMinTTL = tc.def })
+			ctx := context.Background()
+			for range 2 {
+				if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if got := v.calls.Load(); got != tc.wantFetch {
 				t.Fatalf("vendor calls = %d, want %d", got, tc.wantFetch)

@@ -160,8 +160,19 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		}
 	}
 	var err error
+	// An explicit 0s means none, which service.Config spells negative (its
+	// zero value means the default).
 	if out.ForceRefreshInterval, err = parseDuration("service.force_refresh_interval", cfg.Service.ForceRefreshInterval); err != nil {
 		return out, err
+	} else if out.ForceRefreshInterval == 0 && cfg.Service.ForceRefreshInterval != "" {
+		out.ForceRefreshInterval = -1
+	}
+	if out.DefaultMinTTL, err = parseDuration("service.default_min_ttl", cfg.Service.DefaultMinTTL); err != nil {
+		return out, err
+	} else if out.DefaultMinTTL > service.MaxMinTTL {
+		return out, fmt.Errorf("service.default_min_ttl: %s is more than %s", out.DefaultMinTTL, service.MaxMinTTL)
+	} else if out.DefaultMinTTL == 0 && cfg.Service.DefaultMinTTL != "" {
+		out.DefaultMinTTL = -1
 	}
 	out.FingerprintKey, err = fingerprintKey(cfg)
 	return out, err

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
 func cacheConfig(t *testing.T, yaml string) *config.Config {
@@ -144,5 +145,37 @@ func TestRedisCacheStack(t *testing.T) {
 				t.Fatalf("stats = %+v", stats)
 			}
 		})
+	}
+}
+
+// TestServiceTuning: service.* durations reach the service; an explicit
+// 0s is kept apart from "unset" (the default).
+func TestServiceTuning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		yaml              string
+		wantMinTTL, wantF time.Duration
+		wantErr           string
+	}{
+		{yaml: "", wantMinTTL: 0, wantF: 0},
+		{yaml: "service: {default_min_ttl: 2m, force_refresh_interval: 1s}\n", wantMinTTL: 2 * time.Minute, wantF: time.Second},
+		{yaml: "service: {default_min_ttl: 0s, force_refresh_interval: 0s}\n", wantMinTTL: -1, wantF: -1},
+		{yaml: "service: {default_min_ttl: 25h}\n", wantErr: "service.default_min_ttl: 25h0m0s is more than 24h0m0s"},
+		{yaml: "service: {default_min_ttl: soon}\n", wantErr: "service.default_min_ttl"},
+	}
+	for _, tc := range tests {
+		sc, err := ServiceConfig(cacheConfig(t, tc.yaml), vendors.Default())
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF {
+			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v; want %v, %v", tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, tc.wantMinTTL, tc.wantF)
+		}
 	}
 }
