@@ -123,7 +123,7 @@ func (s *Service) lock(ctx context.Context, r *resolved, minTTL time.Duration, f
 	waitStart := s.now()
 	waited := false
 	for {
-		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.cfg.LockTTL)
+		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.lockTTL(r))
 		if err != nil {
 			s.cacheWarn("cache lock failed; fetching without it", r.vendor, err)
 			return nil, store.Entry{}, false, nil
@@ -152,6 +152,16 @@ func (s *Service) lock(ctx context.Context, r *resolved, minTTL time.Duration, f
 		}
 	}
 }
+
+// lockTTL is how long a fetch lock on r's key may be held: LockTTL, or
+// longer when the vendor's timeout allows a longer fetch (a lock that
+// expired mid-fetch would let another replica fetch too).
+func (s *Service) lockTTL(r *resolved) time.Duration {
+	return max(s.cfg.LockTTL, r.settings.Timeout()+lockMargin)
+}
+
+// lockMargin covers storing the token after the vendor answered.
+const lockMargin = 5 * time.Second
 
 // fetchFromVendor calls the vendor, stores the token, and remembers
 // rejected credentials for negative_ttl.
@@ -253,7 +263,7 @@ func (s *Service) refreshAhead(r *resolved, seen store.Entry) error {
 		return nil
 	}
 	if s.cfg.Locker != nil {
-		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.cfg.LockTTL)
+		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.lockTTL(r))
 		if err == nil && !acquired {
 			return nil // another replica is refreshing
 		}

@@ -64,6 +64,16 @@ const (
 	DefaultNegativeTTL = 10 * time.Second
 )
 
+// Timeout is the setting timeout: how long one fetch (its retries
+// included) may take.
+func (s Settings) Timeout() time.Duration {
+	d, err := s.Duration("timeout", DefaultTimeout)
+	if err != nil {
+		return DefaultTimeout
+	}
+	return d
+}
+
 // NegativeTTL is how long rejected credentials are remembered.
 func (s Settings) NegativeTTL() time.Duration {
 	d, err := s.Duration("negative_ttl", DefaultNegativeTTL)
