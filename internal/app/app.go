@@ -222,11 +222,15 @@ func parseDuration(field, v string) (time.Duration, error) {
 }
 
 // fingerprintKey derives the cache-key HMAC key. Replicas sharing Redis
-// derive it from the first encryption key (so they agree without another
-// secret); a process-local store uses a random key.
+// derive it from the last (oldest) encryption key, so they agree without
+// another secret, and so that rotating in a new key at the front keeps
+// every cache key: during a rolling rotation replicas with [new, old] and
+// with [old] share entries and locks, and the values sealed with old still
+// open. Only dropping the oldest key moves the cache to new keys (one miss
+// per token). A process-local store uses a random key.
 func fingerprintKey(cfg *config.Config) ([]byte, error) {
-	if len(cfg.Cache.EncryptionKeys) > 0 {
-		mac := hmac.New(sha256.New, []byte(cfg.Cache.EncryptionKeys[0].Reveal()))
+	if keys := cfg.Cache.EncryptionKeys; len(keys) > 0 {
+		mac := hmac.New(sha256.New, []byte(keys[len(keys)-1].Reveal()))
 		mac.Write([]byte("tokenbroker cache fingerprint v1"))
 		return mac.Sum(nil), nil
 	}

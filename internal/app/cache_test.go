@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -177,5 +178,28 @@ func TestServiceTuning(t *testing.T) {
 		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF {
 			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v; want %v, %v", tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, tc.wantMinTTL, tc.wantF)
 		}
+	}
+}
+
+// TestFingerprintKeySurvivesRotation: replicas with [old] and with
+// [new, old] derive the same cache keys (they share entries and locks
+// during a rolling rotation); dropping old moves to new keys.
+func TestFingerprintKeySurvivesRotation(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := randomKey(32), randomKey(32)
+	key := func(keys ...string) []byte {
+		cfg := cacheConfig(t, "cache:\n  redis: {addrs: [127.0.0.1:1]}\n  encryption_keys: ["+strings.Join(keys, ", ")+"]\n")
+		k, err := fingerprintKey(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	before, during, after := key(oldKey), key(newKey, oldKey), key(newKey)
+	if !bytes.Equal(before, during) {
+		t.Error("adding a new first key changed the cache keys")
+	}
+	if bytes.Equal(during, after) {
+		t.Error("dropping the old key kept cache keys derived from it")
 	}
 }
