@@ -46,8 +46,13 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
 	ch := s.flight.DoChan(r.key, func() (any, error) {
 		// The fetch outlives any one caller: a caller that gives up must
-		// not fail the others waiting on the same flight.
+		// not fail the others waiting on the same flight. Its retries
+		// still fit in the starting caller's deadline (design section 4),
+		// so a throttled vendor's Retry-After reaches the caller in time.
 		fctx := context.WithoutCancel(ctx)
+		if deadline, ok := ctx.Deadline(); ok {
+			fctx = vendors.WithRetryDeadline(fctx, deadline)
+		}
 		return s.fetch(fctx, r, minTTL, force, stale)
 	})
 	select {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -346,5 +347,46 @@ func TestLockOutlivesTheVendorTimeout(t *testing.T) {
 				t.Fatalf("lock TTLs %v, want [%v]", l.ttls, tc.want)
 			}
 		})
+	}
+}
+
+// TestThrottledWithinTheCallersDeadline: a vendor answering 429 with a
+// Retry-After longer than the caller's remaining deadline is not retried;
+// the caller gets RESOURCE_EXHAUSTED with the Retry-After in time (design
+// section 4: retries fit in min(caller's deadline, vendor timeout)).
+func TestThrottledWithinTheCallersDeadline(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "3")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"error":"slow_down"}`)
+	}))
+	t.Cleanup(srv.Close)
+	s, _ := newTestService(t, 60, func(c *Config) {
+		c.VendorSettings["smartdocumentor"] = vendors.Settings{"token_url": srv.URL + "/connect/token"}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"})
+	took := time.Since(start)
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("code %v (%v) after %v, want RESOURCE_EXHAUSTED", st.Code(), err, took)
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() != 3*time.Second {
+		t.Fatalf("details %v, want RetryInfo of 3s", st.Details())
+	}
+	if took >= time.Second || calls.Load() != 1 {
+		t.Fatalf("answered after %v with %d vendor requests, want one request and an answer before the 1s deadline", took, calls.Load())
 	}
 }

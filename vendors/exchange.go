@@ -42,6 +42,28 @@ type exchange struct {
 	now func() time.Time
 }
 
+// WithRetryDeadline marks ctx with the caller's deadline for retries: a
+// fetch started under it makes no retry whose wait would end after d (it
+// returns the last error, a throttled one with its Retry-After, in time
+// for the caller to see it), while an attempt already sent is bounded by
+// the vendor timeout only. The service uses it because a fetch outlives
+// the caller who started it (others may be waiting on it), so ctx itself
+// carries no deadline.
+func WithRetryDeadline(ctx context.Context, d time.Time) context.Context {
+	return context.WithValue(ctx, retryDeadlineKey{}, d)
+}
+
+type retryDeadlineKey struct{}
+
+// retryLimit is the earliest of ctx's deadline and its retry deadline.
+func retryLimit(ctx context.Context) (time.Time, bool) {
+	limit, ok := ctx.Deadline()
+	if d, has := ctx.Value(retryDeadlineKey{}).(time.Time); has && (!ok || d.Before(limit)) {
+		limit, ok = d, true
+	}
+	return limit, ok
+}
+
 // do sends the request, retrying network errors, 5xx and 429 with
 // exponential backoff and jitter (429 honours Retry-After) while the
 // deadline (the caller's, capped by the vendor timeout) leaves room.
@@ -65,7 +87,7 @@ func (x *exchange) do(ctx context.Context) (*Token, error) {
 		if ve.Kind == KindThrottled && ve.RetryAfter > 0 {
 			wait = ve.RetryAfter
 		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		if limit, ok := retryLimit(ctx); ok && time.Until(limit) < wait {
 			return nil, err
 		}
 		select {
