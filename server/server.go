@@ -18,12 +18,15 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -204,6 +207,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithErrorHandler(gatewayError),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
 	if err := tokenbrokerv1.RegisterTokenServiceHandler(context.Background(), gw, s.gwConn); err != nil {
@@ -223,6 +227,23 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		h = s.opts.HTTPMiddleware[i](h)
 	}
 	return h, nil
+}
+
+// gatewayError is the gateway's default error answer, except that a body
+// the gateway itself could not decode (INVALID_ARGUMENT without details:
+// the service always adds them) gets the BadRequest field violation the
+// API promises for malformed requests (design section 3).
+func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
+		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field:       "body",
+			Description: st.Message(),
+		}}}
+		if withDetails, derr := st.WithDetails(br); derr == nil {
+			err = withDetails.Err()
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // noStore marks every /v1 answer, errors included, as not cacheable: they

@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,9 +236,13 @@ func TestErrorsMapToCodes(t *testing.T) {
 			}
 		})
 	}
-	code, _, body := postJSON(t, b.http+"/v1/token", `{"profile": "acme-sd",`)
-	if code != 400 {
-		t.Errorf("malformed JSON: status %d, want 400: %s", code, body)
+	// Bodies the gateway itself cannot decode are INVALID_ARGUMENT with a
+	// BadRequest field violation too (design section 3).
+	for _, bad := range []string{`{"profile": "acme-sd",`, `{"profile":"acme-sd","bogus":1}`, `{"min_ttl":"soon"}`} {
+		code, _, body := postJSON(t, b.http+"/v1/token", bad)
+		if code != 400 || !strings.Contains(body, `"@type":"type.googleapis.com/google.rpc.BadRequest"`) || !strings.Contains(body, `"field":"body"`) {
+			t.Errorf("malformed body %s: status %d, want 400 with a BadRequest field violation: %s", bad, code, body)
+		}
 	}
 }
 
