@@ -39,7 +39,8 @@ type answer struct {
 // errUnreadable marks an answer body that is none of the known formats.
 var errUnreadable = errors.New("answer is not JSON, XML or form-encoded")
 
-// parseAnswer reads body according to its Content-Type.
+// parseAnswer reads body according to its Content-Type, or its first
+// character when the type says nothing reliable.
 func parseAnswer(contentType string, body []byte) (*answer, error) {
 	media, _, _ := mime.ParseMediaType(contentType)
 	trimmed := bytes.TrimSpace(body)
@@ -48,9 +49,12 @@ func parseAnswer(contentType string, body []byte) (*answer, error) {
 		return parseJSONAnswer(trimmed)
 	case media == "application/xml" || media == "text/xml" || strings.HasSuffix(media, "+xml"):
 		return parseXMLAnswer(trimmed)
-	case media == "application/x-www-form-urlencoded" || media == "text/plain":
+	case media == "application/x-www-form-urlencoded":
 		return parseFormAnswer(trimmed)
 	}
+	// text/plain (what Go's and many other servers send when a handler
+	// sets no type), another type or none: the body says which it is. A
+	// form body never starts with { or <.
 	switch {
 	case len(trimmed) > 0 && trimmed[0] == '{':
 		return parseJSONAnswer(trimmed)

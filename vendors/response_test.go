@@ -17,6 +17,9 @@ func TestParseDocumentedAnswers(t *testing.T) {
 		{"smartdocumentor", "application/json", smartDocumentorAnswer, "your access token", "Bearer", "WebAPI", "", "3600"},
 		{"brightpattern trailing comma", "application/json", brightPatternAnswer, "eyJhbGciOiJSUzI1NiI5q9Jgt...6HznsvPWy7UP3MINA", "Bearer", "", "", `"3599"`},
 		{"brightpattern without Content-Type", "", brightPatternAnswer, "eyJhbGciOiJSUzI1NiI5q9Jgt...6HznsvPWy7UP3MINA", "Bearer", "", "", `"3599"`},
+		// What net/http (and many servers) label a body sent with no type.
+		{"brightpattern as text/plain", "text/plain; charset=utf-8", brightPatternAnswer, "eyJhbGciOiJSUzI1NiI5q9Jgt...6HznsvPWy7UP3MINA", "Bearer", "", "", `"3599"`},
+		{"form as text/plain", "text/plain", "access_token=abc&token_type=bearer&expires_in=60", "abc", "bearer", "", "", `"60"`},
 		{"saasu JSON", "application/json; charset=utf-8", saasuJSONAnswer, saasuAccessToken, "Bearer", saasuScope, saasuRefreshToken, "10800"},
 		{"saasu text/json", "text/json", saasuJSONAnswer, saasuAccessToken, "Bearer", saasuScope, saasuRefreshToken, "10800"},
 		{"saasu XML", "application/xml", saasuXMLAnswer, saasuAccessToken, "Bearer", saasuScope, saasuRefreshToken, `"10800"`},
