@@ -50,7 +50,7 @@ type Report struct {
 
 func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	roundTime := fs.Duration("round", 2*time.Second, "length of one measured round")
+	roundTime := fs.Duration("round", 1500*time.Millisecond, "length of one measured round")
 	rounds := fs.Int("rounds", 3, "alternating rounds per comparison")
 	out := fs.String("out", "bench-results/latest.json", "where to write the JSON report")
 	soak := fs.Duration("soak", 60*time.Second, "length of each fleet soak")
