@@ -47,6 +47,13 @@ func TestFleet(t *testing.T) {
 		srv := redistest.Start(t)
 		testSoak(t, bin, srv.Addr)
 	})
+	t.Run("standalone/soak without L1", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("15 s soak skipped in -short mode")
+		}
+		srv := redistest.Start(t)
+		soak(t, bin, 15*time.Second, false, srv.Addr)
+	})
 	t.Run("cluster/soak", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("30 s soak skipped in -short mode")
@@ -143,19 +150,29 @@ func checkToken(sim *vendorsim.Sim, resp *tokenbrokerv1.GetTokenResponse, sent t
 
 // testSoak: 30 s of load with 3 s tokens over three replicas.
 func testSoak(t *testing.T, bin string, redisAddrs ...string) {
+	soak(t, bin, 30*time.Second, true, redisAddrs...)
+}
+
+// soak loads the fleet for duration with 3 s tokens: no failed call, no
+// token served after it expired, one upstream request per lifetime (+1).
+// Without l1 every replica reads Redis on every call (coalesced).
+func soak(t *testing.T, bin string, duration time.Duration, l1 bool, redisAddrs ...string) {
 	const (
-		duration = 30 * time.Second
 		lifetime = 3 * time.Second
 		workers  = 24
 		maxCalls = 1_000_000
 	)
+	cache := redisCacheYAML(cacheKey(), redisAddrs...)
+	if !l1 {
+		cache += "  l1_disabled: true\n"
+	}
 	sim := startSim(t)
 	sim.SetTokenTTL("smartdocumentor", lifetime)
 	// Refresh ahead is off (service.refresh_ahead: 1) so the bound is one
 	// upstream request per lifetime, +1 for the first; with it on (0.8 and
 	// up to 5% jitter) the honest bound would be
 	// duration/(0.75*lifetime)+1.
-	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), redisAddrs...), "service:\n  refresh_ahead: 1\n"))
+	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, cache, "service:\n  refresh_ahead: 1\n"))
 	var calls, failures, inTransit atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(duration)
