@@ -162,16 +162,10 @@ func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := s.resolve(selector{
-		vendor:      req.GetVendor(),
-		profile:     req.GetProfile(),
-		credentials: req.GetCredentials(),
-		params:      req.GetParams(),
-	})
+	r, err := s.resolveFor(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	reqinfo.SetTarget(ctx, r.vendor, r.profile)
 	reqinfo.SetCache(ctx, "miss") // token says "negative" when it is one
 	e, hit, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
 	if hit {
@@ -183,6 +177,31 @@ func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenReque
 	return s.response(e, hit, r), nil
 }
 
+// tokenSelector is what GetToken and InvalidateToken requests share: the
+// vendor or profile, credentials and params that name a token.
+type tokenSelector interface {
+	GetVendor() string
+	GetProfile() string
+	GetCredentials() map[string]string
+	GetParams() map[string]string
+}
+
+// resolveFor resolves a request's selector and records its target for the
+// access log.
+func (s *Service) resolveFor(ctx context.Context, req tokenSelector) (*resolved, error) {
+	r, err := s.resolve(selector{
+		vendor:      req.GetVendor(),
+		profile:     req.GetProfile(),
+		credentials: req.GetCredentials(),
+		params:      req.GetParams(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	reqinfo.SetTarget(ctx, r.vendor, r.profile)
+	return r, nil
+}
+
 // InvalidateToken implements TokenService.InvalidateToken.
 func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.InvalidateTokenRequest) (*tokenbrokerv1.InvalidateTokenResponse, error) {
 	if req.GetAccessToken() == "" {
@@ -191,16 +210,10 @@ func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.Invali
 	if len(req.GetAccessToken()) > maxValueLen {
 		return nil, toStatus(&vendors.ArgumentError{Field: "access_token", Reason: "is too long"})
 	}
-	r, err := s.resolve(selector{
-		vendor:      req.GetVendor(),
-		profile:     req.GetProfile(),
-		credentials: req.GetCredentials(),
-		params:      req.GetParams(),
-	})
+	r, err := s.resolveFor(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	reqinfo.SetTarget(ctx, r.vendor, r.profile)
 	ok, err := s.store.CompareAndDelete(ctx, r.key, req.GetAccessToken())
 	if err != nil {
 		return nil, toStatus(&storeError{err: err})

@@ -84,30 +84,22 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer env.Close()
 	progress := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", args...) }
-	for _, conc := range []int{1, 64} {
-		if run["aa"] {
-			progress("A/A: echo vs echo, %d in flight", conc)
-			c, err := env.EchoVsEcho(ctx, conc, *rounds, *roundTime)
-			if err != nil {
-				return err
-			}
-			rep.Comparisons = append(rep.Comparisons, c)
-		}
+	// The side-by-side comparisons, each at 1 and 64 in flight.
+	comparisons := []struct {
+		name, what string
+		compare    func(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (bench.Comparison, error)
+	}{
+		{"aa", "A/A: echo vs echo", env.EchoVsEcho},
+		{"hot", "gRPC hot path", env.GRPCHotPath},
+		{"rest", "REST hot path", env.RESTHotPath},
 	}
-	for _, conc := range []int{1, 64} {
-		if run["hot"] {
-			progress("gRPC hot path, %d in flight", conc)
-			c, err := env.GRPCHotPath(ctx, conc, *rounds, *roundTime)
-			if err != nil {
-				return err
-			}
-			rep.Comparisons = append(rep.Comparisons, c)
+	for _, cmp := range comparisons {
+		if !run[cmp.name] {
+			continue
 		}
-	}
-	for _, conc := range []int{1, 64} {
-		if run["rest"] {
-			progress("REST hot path, %d in flight", conc)
-			c, err := env.RESTHotPath(ctx, conc, *rounds, *roundTime)
+		for _, conc := range []int{1, 64} {
+			progress("%s, %d in flight", cmp.what, conc)
+			c, err := cmp.compare(ctx, conc, *rounds, *roundTime)
 			if err != nil {
 				return err
 			}

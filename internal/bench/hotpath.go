@@ -155,16 +155,22 @@ func dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// startBareEcho serves echo on a bare grpc-go server.
-func startBareEcho(resp *tokenbrokerv1.GetTokenResponse) (addr string, stop func(), err error) {
+// startBareEcho serves echo on a bare grpc-go server and returns a client
+// of it (dialled like the broker's); stop closes both.
+func startBareEcho(resp *tokenbrokerv1.GetTokenResponse) (client tokenbrokerv1.TokenServiceClient, stop func(), err error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	s := grpc.NewServer()
 	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
 	go func() { _ = s.Serve(lis) }()
-	return lis.Addr().String(), s.Stop, nil
+	conn, err := dial(lis.Addr().String())
+	if err != nil {
+		s.Stop()
+		return nil, nil, err
+	}
+	return tokenbrokerv1.NewTokenServiceClient(conn), func() { conn.Close(); s.Stop() }, nil
 }
 
 // startGatewayEcho serves echo through the broker's own server package:

@@ -52,17 +52,11 @@ func compareWithEcho(ctx context.Context, name, goal string, client tokenbrokerv
 	if err != nil {
 		return Comparison{}, err
 	}
-	echoAddr, stopEcho, err := startBareEcho(resp)
+	echo, stopEcho, err := startBareEcho(resp)
 	if err != nil {
 		return Comparison{}, err
 	}
 	defer stopEcho()
-	econn, err := dial(echoAddr)
-	if err != nil {
-		return Comparison{}, err
-	}
-	defer econn.Close()
-	echo := tokenbrokerv1.NewTokenServiceClient(econn)
 	c := Compare(ctx, name, concurrency, rounds, roundTime, getToken(client), getToken(echo))
 	c.Goal = goal
 	return c, nil
@@ -90,17 +84,12 @@ func (e *Env) EchoVsEcho(ctx context.Context, concurrency, rounds int, roundTime
 	}
 	var clients [2]tokenbrokerv1.TokenServiceClient
 	for i := range clients {
-		addr, stop, err := startBareEcho(resp)
+		c, stop, err := startBareEcho(resp)
 		if err != nil {
 			return Comparison{}, err
 		}
 		defer stop()
-		c, err := dial(addr)
-		if err != nil {
-			return Comparison{}, err
-		}
-		defer c.Close()
-		clients[i] = tokenbrokerv1.NewTokenServiceClient(c)
+		clients[i] = c
 	}
 	c := Compare(ctx, "A/A: bare echo vs bare echo", concurrency, rounds, roundTime, getToken(clients[0]), getToken(clients[1]))
 	c.Goal = "(the method's bias: 1.00x)"
