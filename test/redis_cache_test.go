@@ -34,6 +34,17 @@ func redisCacheYAML(encKey string, addrs ...string) string {
 	return y
 }
 
+// onlyTokenKey is the one token key in a standalone Redis; anything else
+// fails the test.
+func onlyTokenKey(t *testing.T, c redis.UniversalClient) string {
+	t.Helper()
+	keys := tokenKeys(t, c)
+	if len(keys) != 1 {
+		t.Fatalf("token keys in Redis: %v", keys)
+	}
+	return keys[0]
+}
+
 // tokenKeys lists the token keys in a standalone Redis.
 func tokenKeys(t *testing.T, c redis.UniversalClient) []string {
 	t.Helper()
@@ -83,11 +94,7 @@ func TestRedisValueIsSealed(t *testing.T) {
 				t.Fatal(err)
 			}
 			raw := rawRedis(t, srv.Addr)
-			keys := tokenKeys(t, raw)
-			if len(keys) != 1 {
-				t.Fatalf("token keys in Redis: %v", keys)
-			}
-			value, err := raw.Get(context.Background(), keys[0]).Bytes()
+			value, err := raw.Get(context.Background(), onlyTokenKey(t, raw)).Bytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,11 +145,7 @@ func TestRedisTTLIsTokenLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := rawRedis(t, srv.Addr)
-	keys := tokenKeys(t, raw)
-	if len(keys) != 1 {
-		t.Fatalf("token keys in Redis: %v", keys)
-	}
-	pttl, err := raw.PTTL(context.Background(), keys[0]).Result()
+	pttl, err := raw.PTTL(context.Background(), onlyTokenKey(t, raw)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
