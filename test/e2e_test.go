@@ -90,34 +90,8 @@ func TestConcurrentColdCallersCauseOneFetch(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, vendorsim.WithLatency(50*time.Millisecond))
 	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
-	ctx := ctxT(t)
 	const callers = 200
-	var wg sync.WaitGroup
-	tokens := make([]string, callers)
-	errs := make([]error, callers)
-	start := make(chan struct{})
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
-			errs[i] = err
-			if err == nil {
-				tokens[i] = resp.AccessToken
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("caller %d: %v", i, err)
-		}
-		if tokens[i] != tokens[0] {
-			t.Fatalf("caller %d got a different token", i)
-		}
-	}
+	sameTokenAtOnce(t, callers, func(int) tokenbrokerv1.TokenServiceClient { return b.client }, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if n := sim.Requests("smartdocumentor"); n != 1 {
 		t.Fatalf("%d concurrent cold callers caused %d upstream requests, want 1", callers, n)
 	}

@@ -88,35 +88,9 @@ func testColdCallers(t *testing.T, bin string, l1 bool, redisAddrs ...string) {
 		cache += "  l1_disabled: true\n"
 	}
 	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, cache, ""))
-	ctx := ctxT(t)
 	const callers = 600
-	tokens := make([]string, callers)
-	errs := make([]error, callers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := f.client(i).GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
-			errs[i] = err
-			if err == nil {
-				tokens[i] = resp.AccessToken
-			}
-		}()
-	}
 	began := time.Now()
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("caller %d: %v", i, err)
-		}
-		if tokens[i] != tokens[0] {
-			t.Fatalf("caller %d (replica %d) got another token than caller 0", i, i%fleetReplicas)
-		}
-	}
+	sameTokenAtOnce(t, callers, f.client, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	n := sim.Requests("smartdocumentor")
 	t.Logf("%d concurrent cold callers over %d replicas: %d upstream request(s), all answered in %v", callers, fleetReplicas, n, time.Since(began))
 	if n != 1 {
@@ -401,27 +375,8 @@ func testInvalidationBurst(t *testing.T, bin string) {
 	// delay by design (pub/sub, about a millisecond here).
 	time.Sleep(100 * time.Millisecond)
 
-	tokens := make([]string, callers)
-	start = make(chan struct{})
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := f.client(i).GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
-			if err != nil {
-				t.Errorf("GetToken: %v", err)
-				return
-			}
-			tokens[i] = resp.AccessToken
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, tok := range tokens {
-		if tok == stale || tok != tokens[0] {
-			t.Fatalf("caller %d (replica %d) got %s token", i, i%fleetReplicas, map[bool]string{true: "the invalidated", false: "another"}[tok == stale])
-		}
+	if tok := sameTokenAtOnce(t, callers, f.client, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); tok == stale {
+		t.Fatal("callers got the invalidated token")
 	}
 	after := sim.Requests("smartdocumentor") - before
 	t.Logf("%d invalidations of one token over %d replicas: %d deleted; then %d GetToken calls: %d upstream request(s)", callers, fleetReplicas, deleted.Load(), callers, after)
