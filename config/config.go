@@ -53,6 +53,10 @@ type Cache struct {
 	// L1Disabled turns the in-process level off (benchmarks of the Redis
 	// path).
 	L1Disabled bool `yaml:"l1_disabled"`
+	// LeaseTTL is how long a fetch lease outlives its holder's last
+	// renewal (a Go duration; default 2s): the longest a crashed holder
+	// delays the other replicas.
+	LeaseTTL string `yaml:"lease_ttl"`
 }
 
 // Redis configures the shared store.

@@ -56,3 +56,9 @@ func (m *Metrics) Invalidated(vendor string, deleted bool) {
 	}
 	m.invalidations.WithLabelValues(vendor, result).Inc()
 }
+
+// StaleWrite counts a fetched token the shared cache refused to store
+// because a later lease holder had stored one.
+func (m *Metrics) StaleWrite(vendor string) {
+	m.staleWrites.WithLabelValues(vendor).Inc()
+}

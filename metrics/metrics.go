@@ -58,6 +58,7 @@ type Metrics struct {
 	refreshAhead     *prometheus.CounterVec
 	negativeHits     *prometheus.CounterVec
 	invalidations    *prometheus.CounterVec
+	staleWrites      *prometheus.CounterVec
 }
 
 // New returns Metrics registered in a registry of their own.
@@ -107,13 +108,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "invalidations_total",
 			Help: "InvalidateToken calls by vendor and result (deleted: the cached token was the one named; kept: it was not).",
 		}, []string{"vendor", "result"}),
+		staleWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "stale_writes_total",
+			Help: "Fetched tokens not stored because a later fetch lease holder had stored a newer one (this replica had lost its lease), by vendor.",
+		}, []string{"vendor"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpcRequests, m.grpcDuration, m.httpRequests,
 		m.cacheRequests, m.upstreamRequests, m.upstreamDuration,
-		m.lockWait, m.refreshAhead, m.negativeHits, m.invalidations,
+		m.lockWait, m.refreshAhead, m.negativeHits, m.invalidations, m.staleWrites,
 	)
 	return m
 }

@@ -3,7 +3,7 @@ package service
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
+	"hash/maphash"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
@@ -11,18 +11,18 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
-// lockPoll is how often a replica waiting on another's fetch re-reads the
-// store.
-const lockPoll = 20 * time.Millisecond
+// The fetch path (docs/design.md, "Lease and generations"): a miss joins
+// the key's one flight in this process; the flight takes the key's fetch
+// lease across the fleet or waits, woken when the holder stores a token
+// or lets go. Under the lease it reads the newest state past L1 (a token
+// another holder just stored, a remembered rejection, the newest refresh
+// token) before it asks the vendor, and it writes with the lease's
+// generation, so a holder that lost its lease never overwrites a newer
+// token.
 
 // token returns an entry for r valid for at least minTTL (a fresh one may
 // be shorter), and whether it came from the cache.
 func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, force bool) (store.Entry, bool, error) {
-	if err := s.negative.get(r.key, s.now()); err != nil {
-		s.obs.NegativeHit(r.vendor)
-		reqinfo.SetCache(ctx, "negative")
-		return store.Entry{}, false, err
-	}
 	e, err := s.store.Get(ctx, r.key)
 	switch {
 	case err == nil:
@@ -47,22 +47,32 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 	ch := s.flight.DoChan(r.key, func() (any, error) {
 		// The fetch outlives any one caller: a caller that gives up must
 		// not fail the others waiting on the same flight. Its retries
-		// still fit in the starting caller's deadline (design section 4),
-		// so a throttled vendor's Retry-After reaches the caller in time.
+		// still fit in the starting caller's deadline, so a throttled
+		// vendor's Retry-After reaches the caller in time.
 		fctx := context.WithoutCancel(ctx)
 		if deadline, ok := ctx.Deadline(); ok {
 			fctx = vendors.WithRetryDeadline(fctx, deadline)
 		}
+		// Bounded all the same: a wait on other replicas' leases ends
+		// within the vendor's timeout plus a lease's worth of slack.
+		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
+		defer cancel()
 		return s.fetch(fctx, r, minTTL, force, stale)
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
+			var remembered *rememberedRejection
+			if errors.As(res.Err, &remembered) {
+				s.obs.NegativeHit(r.vendor)
+				reqinfo.SetCache(ctx, "negative")
+			}
 			return store.Entry{}, false, res.Err
 		}
 		f := res.Val.(fetched)
 		return f.entry, f.cached, nil
 	case <-ctx.Done():
+		// The flight goes on for the others (and fills the cache).
 		return store.Entry{}, false, ctx.Err()
 	}
 }
@@ -75,6 +85,9 @@ type fetched struct {
 
 // usable reports whether a cached entry may be served.
 func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
+	if e.Rejected != nil || e.AccessToken == "" {
+		return false
+	}
 	now := s.now()
 	left := e.ExpiresAt.Sub(now)
 	if force {
@@ -83,94 +96,165 @@ func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
 	return left > 0 && left >= minTTL
 }
 
-// fetch obtains a token from the vendor unless another replica just did,
-// holding the store's lock (when there is one) while it does. stale is the
-// entry the caller saw (its refresh token is reused).
+// servable reports whether e, read after waiting since waitStart, answers
+// the request: usable, or (for force_refresh) fetched by another holder
+// while this one waited.
+func (s *Service) servable(e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
+	return s.usable(e, minTTL, force) ||
+		(force && e.Rejected == nil && e.AccessToken != "" && e.FetchedAt.After(waitStart) && e.ExpiresAt.After(s.now()))
+}
+
+// fetch obtains a token from the vendor unless another flight or replica
+// just did, under the key's fetch lease when there is a Leaser. stale is
+// the entry the caller saw.
 func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (fetched, error) {
-	// A flight that just ended may have found the credentials rejected
-	// after this caller looked: do not ask the vendor again.
-	if err := s.negative.get(r.key, s.now()); err != nil {
-		s.obs.NegativeHit(r.vendor)
+	// A flight that just ended may have stored a token or found the
+	// credentials rejected since the caller looked.
+	if err := s.rejected(ctx, r, false); err != nil {
 		return fetched{}, err
 	}
-	// Re-check: a flight that just ended or another replica may have
-	// stored a token since the caller looked.
 	if e, err := s.store.Get(ctx, r.key); err == nil {
 		if s.usable(e, minTTL, force) {
 			return fetched{entry: e, cached: true}, nil
 		}
 		stale = e
 	}
-	if s.cfg.Locker != nil {
-		release, e, done, err := s.lock(ctx, r, minTTL, force)
-		if err != nil {
-			return fetched{}, err
-		}
-		if done {
-			return fetched{entry: e, cached: true}, nil
-		}
-		if release != nil {
-			defer release()
-		}
+	if s.leases == nil {
+		// One process: the flight is the only fetch of the key.
+		e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Gen)
+		return fetched{entry: e}, err
 	}
-	e, err := s.fetchFromVendor(ctx, r, stale.RefreshToken)
-	if err != nil {
-		return fetched{}, err
-	}
-	return fetched{entry: e}, nil
-}
-
-// lock takes the cross-replica fetch lock, or waits for its holder to store
-// a token. done with an entry means the holder's token can be served;
-// release is nil when the store is unreachable (fetch anyway: availability
-// over economy).
-func (s *Service) lock(ctx context.Context, r *resolved, minTTL time.Duration, force bool) (release func(), e store.Entry, done bool, err error) {
 	waitStart := s.now()
 	waited := false
 	for {
-		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.lockTTL(r))
+		woken, stop := s.leases.Notify(r.key)
+		lease, err := s.leases.TryLease(ctx, r.key)
 		if err != nil {
-			s.cacheWarn("cache lock failed; fetching without it", r.vendor, err)
-			return nil, store.Entry{}, false, nil
+			stop()
+			// Redis is failing: fetch without the lease (availability
+			// over economy), with the refresh token this process holds.
+			s.cacheWarn("cache lease failed; fetching without it", r.vendor, err)
+			e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Gen)
+			return fetched{entry: e}, err
 		}
-		if acquired {
+		if lease != nil {
+			stop()
 			if waited {
 				s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
 			}
-			// The previous holder may have stored a token just before
-			// releasing.
-			if e, err := s.store.Get(ctx, r.key); err == nil && (s.usable(e, minTTL, force) || (force && e.FetchedAt.After(waitStart))) {
-				release()
-				return nil, e, true, nil
-			}
-			return release, store.Entry{}, false, nil
+			return s.fetchUnderLease(ctx, r, lease, func(e store.Entry) bool {
+				return s.servable(e, minTTL, force, waitStart)
+			})
 		}
 		waited = true
-		select {
-		case <-ctx.Done():
-			return nil, store.Entry{}, false, ctx.Err()
-		case <-time.After(lockPoll):
+		err = s.waitFor(ctx, woken)
+		stop()
+		if err != nil {
+			return fetched{}, err
 		}
-		if e, err := s.store.Get(ctx, r.key); err == nil && (s.usable(e, minTTL, force) || (force && e.FetchedAt.After(waitStart))) {
+		// The holder stored a token, remembered a rejection, or let go
+		// (then the next round takes the lease).
+		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && s.servable(e, minTTL, force, waitStart) {
 			s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
-			return nil, e, true, nil
+			return fetched{entry: e, cached: true}, nil
+		}
+		if err := s.rejected(ctx, r, true); err != nil {
+			return fetched{}, err
 		}
 	}
 }
 
-// lockTTL is how long a fetch lock on r's key may be held: LockTTL, or
-// longer when the vendor's timeout allows a longer fetch (a lock that
-// expired mid-fetch would let another replica fetch too).
-func (s *Service) lockTTL(r *resolved) time.Duration {
-	return max(s.cfg.LockTTL, r.settings.Timeout()+lockMargin)
+// waitFor blocks until woken closes, the poll interval passes (a lost
+// message, a dead holder) or ctx ends.
+func (s *Service) waitFor(ctx context.Context, woken <-chan struct{}) error {
+	poll := time.NewTimer(s.leases.PollInterval())
+	defer poll.Stop()
+	select {
+	case <-woken:
+	case <-poll.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
-// lockMargin covers storing the token after the vendor answered.
-const lockMargin = 5 * time.Second
+// fetchUnderLease asks the vendor for r's token while holding lease,
+// unless what the store holds now (read past L1) already answers (done).
+func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.Lease, done func(store.Entry) bool) (fetched, error) {
+	defer lease.Release()
+	// The previous holder may have stored a token, or a rejection, just
+	// before letting go; and only the refresh token read now is current
+	// (a refresh token read before waiting may have been redeemed since,
+	// and presenting it again revokes the grant where servers detect
+	// reuse).
+	refreshToken := ""
+	cur, err := store.GetFresh(ctx, s.store, r.key)
+	if err == nil {
+		if done(cur) {
+			return fetched{entry: cur, cached: true}, nil
+		}
+		refreshToken = cur.RefreshToken
+	}
+	if err := s.rejected(ctx, r, true); err != nil {
+		return fetched{}, err
+	}
+	if refreshToken != "" {
+		// The lease must still be ours when a refresh token is spent: a
+		// holder that stalled past its lease may find it redeemed by the
+		// next one.
+		if held, err := lease.Extend(ctx); err == nil && !held {
+			refreshToken = ""
+		}
+	}
+	e, superseded, err := s.fetchFromVendor(ctx, r, refreshToken, lease.Gen())
+	if superseded {
+		// A later holder stored a newer token while this one fetched:
+		// serve that one, as the rest of the fleet does.
+		if cur, gerr := store.GetFresh(ctx, s.store, r.key); gerr == nil && done(cur) {
+			return fetched{entry: cur, cached: true}, nil
+		}
+	}
+	return fetched{entry: e}, err
+}
 
-// fetchFromVendor calls the vendor, stores the token, and remembers
-// rejected credentials for negative_ttl.
-func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string) (store.Entry, error) {
+// rejectedKey is the negative cache entry's key beside r's token.
+func rejectedKey(r *resolved) string { return store.Sibling(r.key, ":neg") }
+
+// rejected returns the remembered rejection of r's credentials, if the
+// negative cache holds one; fresh reads past L1.
+func (s *Service) rejected(ctx context.Context, r *resolved, fresh bool) error {
+	var e store.Entry
+	var err error
+	if fresh {
+		e, err = store.GetFresh(ctx, s.store, rejectedKey(r))
+	} else {
+		e, err = s.store.Get(ctx, rejectedKey(r))
+	}
+	if err != nil || e.Rejected == nil || !e.ExpiresAt.After(s.now()) {
+		return nil
+	}
+	return &rememberedRejection{err: &vendors.Error{
+		Vendor:      r.vendor,
+		Kind:        vendors.KindRejected,
+		Status:      e.Rejected.Status,
+		OAuthError:  e.Rejected.OAuthError,
+		Description: e.Rejected.Description,
+	}}
+}
+
+// rememberedRejection is a rejection answered from the negative cache.
+type rememberedRejection struct{ err *vendors.Error }
+
+func (e *rememberedRejection) Error() string { return e.err.Error() }
+func (e *rememberedRejection) Unwrap() error { return e.err }
+
+// fetchFromVendor calls the vendor and stores the token with generation
+// gen before anything else is done with it (a rotated refresh token must
+// not be lost), or remembers rejected credentials for negative_ttl.
+// superseded reports that the store refused the write because a later
+// lease holder had stored a token meanwhile (the fetched token is still
+// valid).
+func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
 	start := s.now()
 	fetchCtx, span := startUpstreamSpan(ctx, r)
 	tok, err := r.call.Fetch(fetchCtx, refreshToken)
@@ -179,17 +263,15 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	if err != nil {
 		var ve *vendors.Error
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
-			if ttl := r.settings.NegativeTTL(); ttl > 0 {
-				s.negative.put(r.key, err, s.now().Add(ttl))
-			}
+			s.rememberRejection(ctx, r, ve, gen)
 		}
 		s.log.Warn("vendor token request failed", "vendor", r.vendor, "profile", r.profile, "err", err)
-		return store.Entry{}, err
+		return store.Entry{}, false, err
 	}
 	for _, w := range tok.Warnings {
 		s.log.Warn("vendor answer", "vendor", r.vendor, "profile", r.profile, "warning", w)
 	}
-	e := store.Entry{
+	e = store.Entry{
 		AccessToken:  tok.AccessToken,
 		TokenType:    tok.TokenType,
 		Scope:        tok.Scope,
@@ -197,15 +279,39 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		IssuedAt:     tok.IssuedAt,
 		ExpiresAt:    tok.ExpiresAt,
 		FetchedAt:    s.now(),
+		Gen:          gen,
 	}
 	if e.RefreshToken == "" {
 		e.RefreshToken = refreshToken
 	}
-	if err := s.store.Put(ctx, r.key, e); err != nil {
+	switch err := s.store.Put(ctx, r.key, e); {
+	case errors.Is(err, store.ErrStale):
+		s.obs.StaleWrite(r.vendor)
+		return e, true, nil
+	case err != nil:
 		s.cacheWarn("cache write failed; token served uncached", r.vendor, err)
 	}
-	s.negative.delete(r.key)
-	return e, nil
+	return e, false, nil
+}
+
+// rememberRejection stores ve for the vendor's negative_ttl, for the
+// whole fleet (in this process alone while Redis is away).
+func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendors.Error, gen uint64) {
+	ttl := r.settings.NegativeTTL()
+	if ttl <= 0 {
+		return
+	}
+	now := s.now()
+	err := s.store.Put(ctx, rejectedKey(r), store.Entry{
+		Rejected:  &store.Rejection{Status: ve.Status, OAuthError: ve.OAuthError, Description: ve.Description},
+		IssuedAt:  now,
+		ExpiresAt: now.Add(ttl),
+		FetchedAt: now,
+		Gen:       gen,
+	})
+	if err != nil && !errors.Is(err, store.ErrStale) {
+		s.cacheWarn("negative cache write failed", r.vendor, err)
+	}
 }
 
 func outcome(err error) string {
@@ -219,31 +325,52 @@ func outcome(err error) string {
 	return "error"
 }
 
-// maybeRefreshAhead starts one background refresh once e has used the
-// RefreshAhead fraction of its life (with up to 5% jitter so replicas do
-// not align); the caller keeps the cached token.
+// refreshAheadJitter spreads refresh-ahead over ±5% of a token's life
+// around RefreshAhead, so tokens fetched together (a fleet's cold start)
+// are not refreshed in one wave.
+const refreshAheadJitter = 0.05
+
+// refreshAheadAt is when a background refresh of e may start: the same
+// moment for every hit of one token (its jitter derives from the key and
+// the token's issue time), so that hits do not re-roll the dice.
+func (s *Service) refreshAheadAt(key string, e store.Entry) time.Time {
+	var h maphash.Hash
+	h.SetSeed(s.jitterSeed)
+	h.WriteString(key)
+	h.WriteString(e.IssuedAt.String())
+	u := float64(h.Sum64()>>11) / (1 << 53) // uniform in [0, 1)
+	frac := s.cfg.RefreshAhead + (2*u-1)*refreshAheadJitter
+	life := e.ExpiresAt.Sub(e.IssuedAt)
+	return e.IssuedAt.Add(time.Duration(float64(life) * frac))
+}
+
+// maybeRefreshAhead starts one background refresh once e has used its
+// share of its life; the caller keeps the cached token.
 func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 	if s.cfg.RefreshAhead >= 1 {
 		return
 	}
-	life := e.ExpiresAt.Sub(e.IssuedAt)
-	frac := s.cfg.RefreshAhead - rand.Float64()*0.05
-	if s.now().Before(e.IssuedAt.Add(time.Duration(float64(life) * frac))) {
+	now := s.now()
+	if now.Before(s.refreshAheadAt(r.key, e)) {
 		return
 	}
-	now := s.now()
 	if until, busy := s.ahead.Load(r.key); busy && now.Before(until.(time.Time)) {
 		return
 	}
-	// One refresh per key at a time; a failed one is not retried for a
-	// second, so a vendor outage is not hammered by every cache hit.
-	if _, loaded := s.ahead.LoadOrStore(r.key, now.Add(s.cfg.LockTTL)); loaded {
-		if until, _ := s.ahead.Load(r.key); until != nil && now.Before(until.(time.Time)) {
+	// One refresh per key at a time in this process.
+	busyUntil := now.Add(s.refreshBudget(r))
+	if prev, loaded := s.ahead.LoadOrStore(r.key, busyUntil); loaded {
+		if now.Before(prev.(time.Time)) || !s.ahead.CompareAndSwap(r.key, prev, busyUntil) {
 			return
 		}
-		s.ahead.Store(r.key, now.Add(s.cfg.LockTTL))
 	}
 	s.startRefreshAhead(r, e)
+}
+
+// refreshBudget bounds one background refresh: the vendor's timeout and
+// the wait for another replica's lease.
+func (s *Service) refreshBudget(r *resolved) time.Duration {
+	return r.settings.Timeout() + s.cfg.FlightSlack
 }
 
 // startRefreshAhead runs refreshAhead in the background. It is apart from
@@ -253,33 +380,61 @@ func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		if err := s.refreshAhead(r, e); err != nil {
-			s.ahead.Store(r.key, s.now().Add(time.Second))
+		ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
+		defer cancel()
+		err := s.refreshAhead(ctx, r, e)
+		if err == nil {
+			s.ahead.Delete(r.key)
 			return
 		}
-		s.ahead.Delete(r.key)
+		// Not again for a while: a vendor outage is not hammered by every
+		// cache hit, and rejected credentials not before the negative
+		// cache would let them through.
+		backoff := time.Second
+		var ve *vendors.Error
+		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
+			backoff = max(backoff, r.settings.NegativeTTL())
+		}
+		s.ahead.Store(r.key, s.now().Add(backoff))
 	}()
 }
 
-// refreshAhead replaces e unless another replica already did.
-func (s *Service) refreshAhead(r *resolved, seen store.Entry) error {
-	ctx := s.bgCtx
-	if cur, err := s.store.Get(ctx, r.key); err == nil && cur.IssuedAt.After(seen.IssuedAt) {
+// refreshAhead replaces seen unless another replica already did. When
+// another replica holds the lease it waits for it to end, then looks
+// again; it never drops the key from L1 (hits go on being served from
+// memory meanwhile).
+func (s *Service) refreshAhead(ctx context.Context, r *resolved, seen store.Entry) error {
+	newer := func(e store.Entry) bool { return e.AccessToken != "" && e.IssuedAt.After(seen.IssuedAt) }
+	// A hit that read the entry just before another refresh stored its
+	// successor asks for nothing.
+	if cur, err := s.store.Get(ctx, r.key); err == nil && newer(cur) {
 		return nil
 	}
-	if s.cfg.Locker != nil {
-		release, acquired, err := s.cfg.Locker.TryLock(ctx, r.key, s.lockTTL(r))
-		if err == nil && !acquired {
-			return nil // another replica is refreshing
+	if s.leases == nil {
+		s.obs.RefreshAhead(r.vendor)
+		_, _, err := s.fetchFromVendor(ctx, r, seen.RefreshToken, seen.Gen)
+		return err
+	}
+	for {
+		woken, stop := s.leases.Notify(r.key)
+		lease, err := s.leases.TryLease(ctx, r.key)
+		if err != nil {
+			stop()
+			return err // Redis is failing: the cached token serves on
 		}
-		if acquired {
-			defer release()
-			if cur, err := s.store.Get(ctx, r.key); err == nil && cur.IssuedAt.After(seen.IssuedAt) {
-				return nil
-			}
+		if lease != nil {
+			stop()
+			s.obs.RefreshAhead(r.vendor)
+			_, err := s.fetchUnderLease(ctx, r, lease, newer)
+			return err
+		}
+		err = s.waitFor(ctx, woken)
+		stop()
+		if err != nil {
+			return err
+		}
+		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && newer(e) {
+			return nil
 		}
 	}
-	s.obs.RefreshAhead(r.vendor)
-	_, err := s.fetchFromVendor(ctx, r, seen.RefreshToken)
-	return err
 }

@@ -19,6 +19,9 @@ type Observer interface {
 	NegativeHit(vendor string)
 	// Invalidated: an InvalidateToken call and whether it deleted.
 	Invalidated(vendor string, deleted bool)
+	// StaleWrite: a fetched token was not stored because a later lease
+	// holder had stored one (this holder had lost its lease).
+	StaleWrite(vendor string)
 }
 
 type nopObserver struct{}
@@ -29,3 +32,4 @@ func (nopObserver) LockWait(string, time.Duration)         {}
 func (nopObserver) RefreshAhead(string)                    {}
 func (nopObserver) NegativeHit(string)                     {}
 func (nopObserver) Invalidated(string, bool)               {}
+func (nopObserver) StaleWrite(string)                      {}

@@ -1,13 +1,14 @@
-// Package service implements tokenbroker.v1.TokenService (design sections 3
-// and 4): it validates requests, resolves profiles and inline credentials
-// into a vendor call, fingerprints them into a cache key, and serves tokens
-// from the store, fetching each key at most once at a time (per-process
-// singleflight, then the store's cross-replica lock). Errors become gRPC
-// codes in errors.go only.
+// Package service implements tokenbroker.v1.TokenService (docs/design.md,
+// "API" and "Token semantics"): it validates requests, resolves profiles
+// and inline credentials into a vendor call, fingerprints them into a
+// cache key, and serves tokens from the store, fetching each key at most
+// once at a time (per-process singleflight, then the store's cross-replica
+// fetch lease; fetch.go). Errors become gRPC codes in errors.go only.
 package service
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -24,12 +25,14 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
-// Defaults of design section 4.
+// Defaults (docs/design.md, "Token semantics").
 const (
 	DefaultMinTTL               = 30 * time.Second
 	DefaultForceRefreshInterval = 5 * time.Second
 	DefaultRefreshAhead         = 0.8
-	DefaultLockTTL              = 15 * time.Second
+	// DefaultFlightSlack is how long, beyond the vendor's timeout, one
+	// fetch may wait on other replicas' leases.
+	DefaultFlightSlack = 5 * time.Second
 )
 
 // Profile is a credential set configured server-side.
@@ -49,9 +52,9 @@ type Config struct {
 	Profiles       map[string]Profile
 	// Store caches tokens; nil means an in-process memory store.
 	Store store.Store
-	// Locker serialises fetches across replicas; nil when Store is
+	// Leases serialise fetches across replicas; nil when Store is
 	// process-local.
-	Locker store.Locker
+	Leases store.Leaser
 	// FingerprintKey keys the HMAC that turns inputs into cache keys; all
 	// replicas sharing a store must share it.
 	FingerprintKey []byte
@@ -66,8 +69,9 @@ type Config struct {
 	// triggers one background refresh; 0 means DefaultRefreshAhead, >= 1
 	// disables refresh ahead.
 	RefreshAhead float64
-	// LockTTL bounds how long a dead lock holder delays other replicas.
-	LockTTL time.Duration
+	// FlightSlack (DefaultFlightSlack) bounds, beyond the vendor's
+	// timeout, how long a fetch waits on other replicas' leases.
+	FlightSlack time.Duration
 	// HTTPClient sends vendor requests; nil means the vendors default.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -79,13 +83,15 @@ type Config struct {
 type Service struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 
-	cfg      Config
-	store    store.Store
-	log      *slog.Logger
-	obs      Observer
-	now      func() time.Time
-	flight   singleflight.Group
-	negative *negativeCache
+	cfg    Config
+	store  store.Store
+	leases store.Leaser
+	log    *slog.Logger
+	obs    Observer
+	now    func() time.Time
+	flight singleflight.Group
+	// jitterSeed spreads refresh-ahead over tokens.
+	jitterSeed maphash.Seed
 	// cacheWarnings throttles cache failure warnings.
 	cacheWarnings logThrottle
 	// resolutions memoises validated selectors.
@@ -126,8 +132,8 @@ func New(cfg Config) *Service {
 	if cfg.RefreshAhead == 0 {
 		cfg.RefreshAhead = DefaultRefreshAhead
 	}
-	if cfg.LockTTL == 0 {
-		cfg.LockTTL = DefaultLockTTL
+	if cfg.FlightSlack <= 0 {
+		cfg.FlightSlack = DefaultFlightSlack
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -138,10 +144,11 @@ func New(cfg Config) *Service {
 	s := &Service{
 		cfg:         cfg,
 		store:       cfg.Store,
+		leases:      cfg.Leases,
 		log:         cfg.Logger,
 		obs:         cfg.Observer,
 		now:         time.Now,
-		negative:    newNegativeCache(10_000),
+		jitterSeed:  maphash.MakeSeed(),
 		resolutions: newResolutionCache(maxResolutions),
 		vendors:     describeVendors(cfg.Registry),
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,59 +293,9 @@ func TestAccessLogCacheOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.negative.put(r.key, &vendors.Error{Vendor: "smartdocumentor", Kind: vendors.KindRejected}, time.Now().Add(time.Hour))
+	s.rememberRejection(context.Background(), r, &vendors.Error{Vendor: "smartdocumentor", Kind: vendors.KindRejected}, 0)
 	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p2"}); got != "negative" {
 		t.Errorf("negative-cache answer: %q, want negative", got)
-	}
-}
-
-// ttlLocker records the TTLs it is asked for and always grants the lock.
-type ttlLocker struct {
-	mu   sync.Mutex
-	ttls []time.Duration
-}
-
-func (l *ttlLocker) TryLock(_ context.Context, _ string, ttl time.Duration) (func(), bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.ttls = append(l.ttls, ttl)
-	return func() {}, true, nil
-}
-
-// TestLockOutlivesTheVendorTimeout: a fetch may take the vendor's whole
-// timeout, so the cross-replica lock is held at least that long (plus a
-// margin), never the default alone.
-func TestLockOutlivesTheVendorTimeout(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		timeout string
-		want    time.Duration
-	}{
-		{"default timeout: the default lock TTL", "", DefaultLockTTL},
-		{"timeout 40s", "40s", 40*time.Second + lockMargin},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			l := &ttlLocker{}
-			s, _ := newTestService(t, 3600, func(c *Config) {
-				c.Locker = l
-				if tc.timeout != "" {
-					p := c.Profiles["p"]
-					p.Settings = vendors.Settings{"timeout": tc.timeout}
-					c.Profiles["p"] = p
-				}
-			})
-			if _, err := s.GetToken(context.Background(), &tokenbrokerv1.GetTokenRequest{Profile: "p"}); err != nil {
-				t.Fatal(err)
-			}
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if len(l.ttls) != 1 || l.ttls[0] != tc.want {
-				t.Fatalf("lock TTLs %v, want [%v]", l.ttls, tc.want)
-			}
-		})
 	}
 }
 

@@ -3,13 +3,16 @@
 // in-process Memory store (the default) and the Redis store. Caching levels
 // and encryption are wrappers with the same interface as what they wrap.
 //
-// Keys are opaque strings chosen by the service (design section 7: an HMAC
-// fingerprint in a Redis hash tag); a store never sees a credential.
+// Keys are opaque strings chosen by the service (an HMAC fingerprint in a
+// Redis hash tag, ending in ":token"); a store never sees a credential.
+// The keys beside a token's (its fetch lease, generation and negative
+// cache entry) share everything but the suffix: see Sibling.
 package store
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -30,10 +33,28 @@ type Entry struct {
 	// FetchedAt is when the broker stored the token (force_refresh
 	// compares it with force_refresh_interval).
 	FetchedAt time.Time
+	// Gen is the generation of the fetch lease the entry was written
+	// under (0: none). A shared store refuses a write whose Gen is older
+	// than the key's current generation (ErrStale), so a holder that lost
+	// its lease never overwrites a newer token or refresh token.
+	Gen uint64
+	// Rejected, when set, makes the entry a remembered vendor rejection
+	// (the fleet-wide negative cache) instead of a token: AccessToken and
+	// RefreshToken are empty.
+	Rejected *Rejection
 }
 
-// TTL is how long the entry may stay in a store at now.
-func (e *Entry) TTL(now time.Time) time.Duration { return e.ExpiresAt.Sub(now) }
+// Rejection is what the negative cache keeps of a vendor's rejection:
+// enough to answer callers as the vendor did, never a secret.
+type Rejection struct {
+	Status      int    `json:"status,omitempty"`
+	OAuthError  string `json:"error,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// ErrStale is returned by Put when the store holds a newer generation for
+// the key than the entry's Gen: the write was refused.
+var ErrStale = errors.New("store: write refused: a newer generation is stored")
 
 // Store is a token cache. Implementations are safe for concurrent use.
 type Store interface {
@@ -47,29 +68,62 @@ type Store interface {
 	CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error)
 }
 
-// Locker serialises token fetches for one key across processes.
-type Locker interface {
-	// TryLock takes key's fetch lock for at most ttl. acquired is false
-	// when another holder has it. release frees the lock only if this
-	// holder still owns it; it is never nil when acquired is true.
-	TryLock(ctx context.Context, key string, ttl time.Duration) (release func(), acquired bool, err error)
+// Sibling returns the key beside token key key with another suffix
+// (":lock", ":gen", ":neg"): everything but the ":token" (or ":neg")
+// suffix is shared, so in a Redis Cluster all of them hash to the token's
+// slot.
+func Sibling(key, suffix string) string {
+	for _, own := range []string{":token", ":neg"} {
+		if base, ok := strings.CutSuffix(key, own); ok {
+			return base + suffix
+		}
+	}
+	return key + suffix
 }
 
-// AfterTryLock wraps a Locker: after each TryLock returns, then(key, err)
-// runs. Caching levels use it to read afresh after a lock attempt, so that
-// a replica that waited on another's fetch sees the token stored under the
-// lock rather than what it read before.
-func AfterTryLock(inner Locker, then func(key string, err error)) Locker {
-	return &hookedLocker{inner: inner, then: then}
+// Leaser hands out the cross-process fetch lease of a key: one holder at
+// a time asks the vendor, the others wait to be told it is done.
+type Leaser interface {
+	// TryLease takes key's lease. It returns nil, nil when another process
+	// holds it. The lease stays held, renewed in the background, until
+	// Release; a holder that dies loses it within the lease TTL.
+	TryLease(ctx context.Context, key string) (Lease, error)
+	// Notify returns a channel that is closed when key's lease is
+	// released or a token is stored under key, and a function that stops
+	// the notification. Subscribe before TryLease, so that a release
+	// between the two is not missed. Delivery is best effort: a waiter
+	// must also re-check after PollInterval.
+	Notify(key string) (changed <-chan struct{}, stop func())
+	// PollInterval is how long a waiter waits for a notification before
+	// it looks again anyway (a lost message, a dead holder).
+	PollInterval() time.Duration
 }
 
-type hookedLocker struct {
-	inner Locker
-	then  func(key string, err error)
+// Lease is a held fetch lease.
+type Lease interface {
+	// Gen is the lease's generation: entries written under the lease carry
+	// it (Entry.Gen), and the store refuses older ones.
+	Gen() uint64
+	// Extend renews the lease now and reports whether this holder still
+	// owns it (a holder that stalled past its TTL may not).
+	Extend(ctx context.Context) (held bool, err error)
+	// Release ends the lease if this holder still owns it, and wakes the
+	// waiters. It is safe to call more than once.
+	Release()
 }
 
-func (l *hookedLocker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
-	release, acquired, err := l.inner.TryLock(ctx, key, ttl)
-	l.then(key, err)
-	return release, acquired, err
+// FreshReader is implemented by caching levels that can read past
+// themselves: GetFresh answers what the shared level holds now, never a
+// copy read before the call.
+type FreshReader interface {
+	GetFresh(ctx context.Context, key string) (Entry, error)
+}
+
+// GetFresh reads key from s past any caching level (FreshReader), else
+// with s.Get.
+func GetFresh(ctx context.Context, s Store, key string) (Entry, error) {
+	if f, ok := s.(FreshReader); ok {
+		return f.GetFresh(ctx, key)
+	}
+	return s.Get(ctx, key)
 }

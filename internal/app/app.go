@@ -58,12 +58,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	svcCfg.Logger = opts.Logger
-	st, locker, closeStore, err := buildStore(ctx, cfg, opts.Logger)
+	st, leases, closeStore, err := buildStore(ctx, cfg, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, closeStore)
-	svcCfg.Store, svcCfg.Locker = st, locker
+	svcCfg.Store, svcCfg.Leases = st, leases
 	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err
@@ -246,10 +246,10 @@ func fingerprintKey(cfg *config.Config) ([]byte, error) {
 	return key, nil
 }
 
-// buildStore returns the configured store and locker: the in-process
+// buildStore returns the configured store and leaser: the in-process
 // memory store, or with cache.redis the shared cache (cache.go): L1 unless
 // cache.l1_disabled, over sealed values in Redis.
-func buildStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (store.Store, store.Locker, func(), error) {
+func buildStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (store.Store, store.Leaser, func(), error) {
 	if cfg.Cache.Redis == nil {
 		return store.NewMemory(cfg.Cache.L1MaxEntries), nil, func() {}, nil
 	}
@@ -257,5 +257,5 @@ func buildStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return c, c.locker, c.close, nil
+	return c, c.leases, c.close, nil
 }

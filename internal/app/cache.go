@@ -24,6 +24,14 @@ import (
 // the breaker lets it in when it comes.
 const startupPing = time.Second
 
+// The range of cache.lease_ttl: a lease is renewed every third of it, so
+// much shorter would spend Redis round trips on renewals, and much longer
+// would let a crashed holder stall the fleet.
+const (
+	minLeaseTTL = 300 * time.Millisecond
+	maxLeaseTTL = time.Minute
+)
+
 // CacheStats are the shared cache's counters, for metrics and /readyz.
 type CacheStats struct {
 	// L1 is the in-process level (zero when cache.l1_disabled).
@@ -38,11 +46,11 @@ type CacheStats struct {
 	Redis redisstore.Stats
 }
 
-// sharedCache is the Redis-backed store.Store and store.Locker: L1 (or,
+// sharedCache is the Redis-backed store.Store and store.Leaser: L1 (or,
 // with cache.l1_disabled, read coalescing) over sealing over Redis.
 type sharedCache struct {
 	store.Store
-	locker  store.Locker
+	leases  store.Leaser
 	l1      *tiered.Store
 	reads   *coalesce.Store
 	sealer  *sealed.Store
@@ -108,7 +116,15 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)
 	}
-	c := &sharedCache{backend: redisstore.New(client, redisstore.Options{Logger: logger})}
+	leaseTTL, err := parseDuration("cache.lease_ttl", cfg.Cache.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	if leaseTTL != 0 && (leaseTTL < minLeaseTTL || leaseTTL > maxLeaseTTL) {
+		return nil, fmt.Errorf("cache.lease_ttl: %s is outside %s..%s", leaseTTL, minLeaseTTL, maxLeaseTTL)
+	}
+	c := &sharedCache{backend: redisstore.New(client, redisstore.Options{Logger: logger, LeaseTTL: leaseTTL})}
+	c.leases = c.backend
 	if ring != nil {
 		c.sealer = sealed.New(c.backend, ring)
 	} else {
@@ -120,11 +136,12 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 		// share one GET and one decryption, and replicas that do keep
 		// tokens in process hear of this one's changes.
 		c.reads = coalesce.New(c.sealer, coalesce.Options{Publish: c.backend.Publish})
-		c.Store, c.locker = c.reads, c.reads.Locker(c.backend)
+		c.Store = c.reads
+		c.backend.Watch(nil) // for the lease wake-ups
 	} else {
 		c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, Publish: c.backend.Publish})
 		c.backend.Watch(c.l1)
-		c.Store, c.locker = c.l1, c.l1.Locker(c.backend)
+		c.Store = c.l1
 	}
 
 	pctx, cancel := context.WithTimeout(ctx, startupPing)

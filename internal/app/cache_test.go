@@ -126,18 +126,18 @@ func TestRedisCacheStack(t *testing.T) {
 	for _, l1 := range []bool{true, false} {
 		t.Run("l1="+strconv.FormatBool(l1), func(t *testing.T) {
 			cfg := cacheConfig(t, "cache:\n  redis: {addrs: ["+srv.Addr+"]}\n  encryption_keys: ["+randomKey(32)+"]\n  l1_disabled: "+strconv.FormatBool(!l1)+"\n")
-			st, locker, closeStore, err := buildStore(context.Background(), cfg, quiet)
+			st, leases, closeStore, err := buildStore(context.Background(), cfg, quiet)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer closeStore()
 			ctx := context.Background()
 			key := putGet(t, st)
-			release, ok, err := locker.TryLock(ctx, key, time.Second)
-			if err != nil || !ok {
-				t.Fatalf("TryLock = %v, %v", ok, err)
+			lease, err := leases.TryLease(ctx, key)
+			if err != nil || lease == nil {
+				t.Fatalf("TryLease = %v, %v", lease, err)
 			}
-			release()
+			lease.Release()
 			stats := st.(interface{ CacheStats() CacheStats }).CacheStats()
 			if l1 && stats.L1.Hits != 1 {
 				t.Fatalf("stats = %+v", stats)

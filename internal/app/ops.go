@@ -48,7 +48,7 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 	}
 	svcCfg.Observer = o.metrics
 	if cfg.Cache.Redis != nil {
-		if err := o.watchSharedCache(svcCfg.Store, svcCfg.Locker, !cfg.Cache.L1Disabled); err != nil {
+		if err := o.watchSharedCache(svcCfg.Store, svcCfg.Leases, !cfg.Cache.L1Disabled); err != nil {
 			return err
 		}
 	}
@@ -59,7 +59,7 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 	if tr != nil {
 		o.tracing = tr
 		if cfg.Cache.Redis != nil {
-			svcCfg.Store, svcCfg.Locker = tr.wrapStore(svcCfg.Store, svcCfg.Locker)
+			svcCfg.Store, svcCfg.Leases = tr.wrapStore(svcCfg.Store, svcCfg.Leases)
 		}
 	}
 	a.ops = o

@@ -34,7 +34,7 @@ var errBreakerOpen = errors.New("redis circuit breaker open")
 // watchSharedCache exposes the shared cache's counters as metrics and
 // builds readiness's Redis check: degraded while the breaker is open, or
 // when Redis does not answer a ping (if the store can ping).
-func (o *ops) watchSharedCache(st store.Store, l store.Locker, withL1 bool) error {
+func (o *ops) watchSharedCache(st store.Store, l store.Leaser, withL1 bool) error {
 	stats, _ := st.(cacheStatser)
 	ping := findPinger(st, l)
 	if stats == nil && ping == nil {

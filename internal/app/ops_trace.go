@@ -89,12 +89,12 @@ func (t *tracing) shutdown(log *slog.Logger) {
 // wrapStore puts a span around every call to the shared store, so a trace
 // shows where Redis time went. Keys are HMAC fingerprints, never recorded
 // anyway; neither are values.
-func (t *tracing) wrapStore(st store.Store, l store.Locker) (store.Store, store.Locker) {
+func (t *tracing) wrapStore(st store.Store, l store.Leaser) (store.Store, store.Leaser) {
 	if st != nil {
 		st = &tracedStore{next: st, tracer: t.tracer}
 	}
 	if l != nil {
-		l = &tracedLocker{next: l, tracer: t.tracer}
+		l = &tracedLeaser{Leaser: l, tracer: t.tracer}
 	}
 	return st, l
 }
@@ -129,19 +129,27 @@ func (s *tracedStore) CompareAndDelete(ctx context.Context, key, accessToken str
 	return ok, err
 }
 
-type tracedLocker struct {
-	next   store.Locker
+// tracedLeaser puts a span around TryLease (Notify and PollInterval are
+// local).
+type tracedLeaser struct {
+	store.Leaser
 	tracer trace.Tracer
 }
 
-var _ store.Locker = (*tracedLocker)(nil)
-
-func (l *tracedLocker) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
-	ctx, span := l.tracer.Start(ctx, "store.TryLock", trace.WithSpanKind(trace.SpanKindClient))
-	release, acquired, err := l.next.TryLock(ctx, key, ttl)
-	span.SetAttributes(attribute.Bool("tokenbroker.acquired", acquired))
+func (l *tracedLeaser) TryLease(ctx context.Context, key string) (store.Lease, error) {
+	ctx, span := l.tracer.Start(ctx, "store.TryLease", trace.WithSpanKind(trace.SpanKindClient))
+	lease, err := l.Leaser.TryLease(ctx, key)
+	span.SetAttributes(attribute.Bool("tokenbroker.acquired", lease != nil))
 	endSpan(span, err, nil)
-	return release, acquired, err
+	return lease, err
+}
+
+// GetFresh keeps reading past the caching levels through the span.
+func (s *tracedStore) GetFresh(ctx context.Context, key string) (store.Entry, error) {
+	ctx, span := s.tracer.Start(ctx, "store.GetFresh", trace.WithSpanKind(trace.SpanKindClient))
+	e, err := store.GetFresh(ctx, s.next, key)
+	endSpan(span, err, store.ErrNotFound)
+	return e, err
 }
 
 // endSpan records err (unless it is the expected one) and ends span.

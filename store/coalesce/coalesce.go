@@ -7,9 +7,9 @@
 // It keeps nothing between reads, so every answer is what the shared
 // store held at some moment during the caller's call or just before it
 // (at most one read's duration earlier). It never joins a read across a
-// local change: a Get that starts after a Put, CompareAndDelete or TryLock
-// (through Locker) of its key returned reads afresh, so a replica that
-// waited on another's fetch lock sees the token stored under it.
+// local change: a Get that starts after a Put, CompareAndDelete or
+// GetFresh of its key returned reads afresh, so a replica that waited on
+// another's fetch lease sees the token stored under it.
 //
 // Replicas with an in-process level learn of changes by message (package
 // tiered); a Store given Options.Publish sends those messages for its own
@@ -138,10 +138,10 @@ func (s *Store) gen(key string) *atomic.Uint64 {
 	return &s.gens[maphash.String(s.seed, key)%stripes]
 }
 
-// Locker wraps the shared store's locker so that after TryLock on a key
-// (taken or not) the next Get of that key reads afresh: the previous
-// holder's token must be seen, not a read that started before it was
-// stored.
-func (s *Store) Locker(inner store.Locker) store.Locker {
-	return store.AfterTryLock(inner, func(key string, _ error) { s.changed(key) })
+// GetFresh implements store.FreshReader: a read of its own, never
+// joined to one that started earlier.
+func (s *Store) GetFresh(ctx context.Context, key string) (store.Entry, error) {
+	s.changed(key)
+	s.reads.Add(1)
+	return s.inner.Get(ctx, key)
 }

@@ -31,12 +31,6 @@ func (g *gated) Get(ctx context.Context, key string) (store.Entry, error) {
 	return g.Memory.Get(ctx, key)
 }
 
-type nopLocker struct{}
-
-func (nopLocker) TryLock(context.Context, string, time.Duration) (func(), bool, error) {
-	return func() {}, true, nil
-}
-
 func entry(token string) store.Entry {
 	now := time.Now()
 	return store.Entry{AccessToken: token, IssuedAt: now, FetchedAt: now, ExpiresAt: now.Add(time.Hour)}
@@ -124,14 +118,16 @@ func TestNoSharingAcrossAChange(t *testing.T) {
 			}
 			return err
 		}, ""},
-		{"TryLock", func(s *Store) error {
-			// Another replica stored a token under its lock; this one
-			// then tries the lock and must read what is there now.
+		{"GetFresh", func(s *Store) error {
+			// Another replica stored a token under its lease; this one
+			// woke and read it afresh, and later reads must not go back
+			// to what was read before.
 			if err := s.inner.(*gated).Memory.Put(ctx, "k", entry("new")); err != nil {
 				return err
 			}
-			_, _, err := s.Locker(nopLocker{}).TryLock(ctx, "k", time.Second)
-			return err
+			go func() { _, _ = s.GetFresh(ctx, "k") }()
+			<-s.inner.(*gated).started // its own read, released with the others
+			return nil
 		}, "new"},
 	}
 	for _, tt := range tests {

@@ -42,10 +42,15 @@ func (b *Backend) Publish(ctx context.Context, key string) error {
 	return nil
 }
 
-// Watch subscribes to the invalidation channel in a goroutine that Close
-// stops, and passes other replicas' messages to w. Each (re)subscription,
-// and each loss of the subscription, calls w.Resync.
+// Watch subscribes to the invalidation and lease channels in a goroutine
+// that Close stops, passes other replicas' invalidations to w (nil: a
+// replica with no in-process level), and wakes Notify's waiters on every
+// message. Each (re)subscription, and each loss of the subscription, calls
+// w.Resync.
 func (b *Backend) Watch(w Watcher) {
+	if w == nil {
+		w = nopWatcher{}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -73,7 +78,7 @@ func (b *Backend) watchOnce(w Watcher) {
 		b.mu.Unlock()
 		return
 	}
-	ps := b.client.Subscribe(ctx, b.opts.Channel)
+	ps := b.client.Subscribe(ctx, b.opts.Channel, b.opts.LeaseChannel)
 	b.pubsub = ps
 	b.mu.Unlock()
 	defer func() {
@@ -99,18 +104,32 @@ func (b *Backend) watchOnce(w Watcher) {
 		lastHeard = time.Now()
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind == "subscribe" && m.Channel == b.opts.Channel {
 				b.resyncs.Add(1)
 				w.Resync()
 			}
 		case *redis.Message:
+			if m.Channel == b.opts.LeaseChannel {
+				b.wake(m.Payload)
+				continue
+			}
 			sender, key, ok := strings.Cut(m.Payload, " ")
-			if ok && sender != b.id {
+			if !ok {
+				continue
+			}
+			if sender != b.id {
 				w.Forget(key)
 			}
+			// After Forget, so a woken waiter reads past the old copy.
+			b.wake(key)
 		}
 	}
 }
+
+type nopWatcher struct{}
+
+func (nopWatcher) Forget(string) {}
+func (nopWatcher) Resync()       {}
 
 func isTimeout(err error) bool {
 	var ne net.Error

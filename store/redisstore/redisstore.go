@@ -1,15 +1,16 @@
 // Package redisstore is the Redis side of tokenbroker's shared cache
-// (design sections 4 and 7): a byte store for sealed values
-// (sealed.Backend), the cross-replica fetch lock (store.Locker), and the
-// invalidation channel that keeps each replica's in-process level (package
-// tiered) honest. It works with a standalone server, Sentinel or Cluster
-// through go-redis's UniversalClient.
+// (docs/design.md, "Storage"): a byte store for sealed values
+// (sealed.Backend) whose writes are fenced by generation, the
+// cross-replica fetch lease (store.Leaser, lease.go), and the channels
+// that keep each replica's in-process level (package tiered) honest and
+// wake the replicas waiting on a lease. It works with a standalone server,
+// Sentinel or Cluster through go-redis's UniversalClient.
 //
-// Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and the
-// lock beside it, tokenbroker:v1:{<fingerprint>}:lock; the hash tag puts
-// both on one Cluster slot. A value's TTL (PX, milliseconds, rounded down)
-// is its token's remaining lifetime when stored: nothing outlives its
-// token.
+// Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and beside
+// it :lock (the lease), :gen (the write generation) and :neg (the
+// negative cache entry); the hash tag puts them on one Cluster slot. A
+// value's TTL (PX, milliseconds, rounded down) is its token's remaining
+// lifetime when stored: nothing outlives its token.
 //
 // Outages: every command has a short timeout (DefaultOpTimeout, dial
 // included; DefaultLockTimeout for the lock while Redis looks healthy) and
@@ -48,8 +49,15 @@ import (
 // ErrUnavailable is returned, at once, while the breaker is open.
 var ErrUnavailable = errors.New("redisstore: Redis unavailable (circuit breaker open)")
 
-// DefaultChannel carries invalidations between replicas.
+// ErrClosed is returned by a Backend after Close.
+var ErrClosed = errors.New("redisstore: closed")
+
+// DefaultChannel carries invalidations between replicas: a token stored or
+// deleted.
 const DefaultChannel = "tokenbroker:v1:invalidations"
+
+// DefaultLeaseChannel carries lease releases, to wake waiters.
+const DefaultLeaseChannel = "tokenbroker:v1:leases"
 
 // Options tune a Backend; zero values are the defaults.
 type Options struct {
@@ -63,9 +71,14 @@ type Options struct {
 	MinOutage        time.Duration
 	// ProbeInterval is how often an open breaker probes (DefaultProbeInterval).
 	ProbeInterval time.Duration
-	// Channel is the invalidation channel (DefaultChannel).
-	Channel string
-	Logger  *slog.Logger
+	// Channel is the invalidation channel (DefaultChannel), LeaseChannel
+	// the lease release channel (DefaultLeaseChannel).
+	Channel      string
+	LeaseChannel string
+	// LeaseTTL is how long a fetch lease outlives its last renewal
+	// (DefaultLeaseTTL).
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
 }
 
 // Stats are a Backend's counters.
@@ -81,6 +94,9 @@ type Stats struct {
 	// Resyncs counts (re)subscriptions to the invalidation channel, after
 	// which every in-process entry is revalidated.
 	Resyncs uint64
+	// StaleWrites counts writes refused because a newer generation was
+	// stored; LeasesLost leases that expired before their holder ended.
+	StaleWrites, LeasesLost uint64
 }
 
 // Backend is the Redis byte store, locker and invalidation channel.
@@ -92,9 +108,15 @@ type Backend struct {
 	// id tells this process's invalidation messages from other replicas'.
 	id string
 
-	errors  atomic.Uint64
-	skipped atomic.Uint64
-	resyncs atomic.Uint64
+	errors      atomic.Uint64
+	skipped     atomic.Uint64
+	resyncs     atomic.Uint64
+	staleWrites atomic.Uint64
+	leasesLost  atomic.Uint64
+
+	// waiters are the channels Notify handed out, by key.
+	waitMu  sync.Mutex
+	waiters map[string]map[chan struct{}]struct{}
 
 	// ctx ends at Close; wg owns the prober and subscriber goroutines.
 	ctx     context.Context
@@ -109,7 +131,7 @@ type Backend struct {
 
 var (
 	_ sealed.Backend = (*Backend)(nil)
-	_ store.Locker   = (*Backend)(nil)
+	_ store.Leaser   = (*Backend)(nil)
 )
 
 // New returns a Backend using client, which it owns: Close closes it.
@@ -132,6 +154,12 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 	if opts.Channel == "" {
 		opts.Channel = DefaultChannel
 	}
+	if opts.LeaseChannel == "" {
+		opts.LeaseChannel = DefaultLeaseChannel
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -141,6 +169,7 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		log:     opts.Logger,
 		breaker: breaker{threshold: opts.FailureThreshold, minOutage: opts.MinOutage, now: time.Now},
 		id:      randomHex(8),
+		waiters: make(map[string]map[chan struct{}]struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
@@ -168,6 +197,8 @@ func (b *Backend) Stats() Stats {
 		BreakerOpen:  !b.breaker.allow(),
 		BreakerOpens: b.breaker.opens.Load(),
 		Resyncs:      b.resyncs.Load(),
+		StaleWrites:  b.staleWrites.Load(),
+		LeasesLost:   b.leasesLost.Load(),
 	}
 }
 
@@ -208,20 +239,34 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Save implements sealed.Backend: SET with PX = the time left until
-// expiresAt, rounded down to the millisecond. A value with less than a
-// millisecond left is not stored.
-func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time) error {
+// expiresAt, rounded down to the millisecond, unless the key's generation
+// is newer than gen (store.ErrStale). A value with less than a millisecond
+// left is not stored.
+func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
+	var n int64
 	err := b.doRetry(ctx, func(ctx context.Context) error {
 		// Measured here, as late as possible, so queueing does not stretch
 		// the TTL past the token's life.
 		ttl := time.Until(expiresAt).Truncate(time.Millisecond)
 		if ttl <= 0 {
+			n = 1
 			return nil
 		}
-		return b.client.SetArgs(ctx, key, value, redis.SetArgs{TTL: ttl}).Err()
+		neg := key
+		if strings.HasSuffix(key, ":token") {
+			neg = store.Sibling(key, ":neg")
+		}
+		var err error
+		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg},
+			value, ttl.Milliseconds(), gen, genFloor.Milliseconds()).Int64()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("redisstore: SET: %w", err)
+	}
+	if n == 0 {
+		b.staleWrites.Add(1)
+		return store.ErrStale
 	}
 	return nil
 }

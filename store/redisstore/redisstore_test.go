@@ -196,49 +196,156 @@ func TestShortLivedTokenExpiresInRedis(t *testing.T) {
 	}
 }
 
-func TestLock(t *testing.T) {
+func TestLease(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	testLock(t, srv.Addr)
+	testLease(t, srv.Addr)
 }
 
-func testLock(t *testing.T, addrs ...string) {
+// newLeaseBackend is newBackend with a short lease and its subscriber
+// running (Notify needs it).
+func newLeaseBackend(t *testing.T, leaseTTL time.Duration, addrs ...string) *redisstore.Backend {
+	t.Helper()
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: leaseTTL})
+	t.Cleanup(func() { _ = b.Close() })
+	b.Watch(nil)
+	waitFor(t, "subscribed", 10*time.Second, func() bool { return b.Stats().Resyncs > 0 })
+	return b
+}
+
+func testLease(t *testing.T, addrs ...string) {
 	ctx := context.Background()
-	a, b := newBackend(t, addrs...), newBackend(t, addrs...)
+	const ttl = 400 * time.Millisecond
+	a, b := newLeaseBackend(t, ttl, addrs...), newLeaseBackend(t, ttl, addrs...)
 	raw := rawClient(t, addrs...)
-	releaseA, ok, err := a.TryLock(ctx, key, 10*time.Second)
-	if err != nil || !ok {
-		t.Fatalf("first TryLock: %v, %v", ok, err)
+	raw.Del(ctx, redisstore.LockKey(key), redisstore.GenKey(key))
+
+	la, err := a.TryLease(ctx, key)
+	if err != nil || la == nil {
+		t.Fatalf("first TryLease: %v, %v", la, err)
 	}
-	if _, ok, err := b.TryLock(ctx, key, 10*time.Second); ok || err != nil {
-		t.Fatalf("second TryLock while held: %v, %v", ok, err)
+	if la.Gen() != 1 {
+		t.Fatalf("first generation = %d, want 1", la.Gen())
 	}
-	pttl, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
-	if pttl <= 9*time.Second || pttl > 10*time.Second {
-		t.Fatalf("lock PTTL = %v, want about 10s", pttl)
+	if lb, err := b.TryLease(ctx, key); lb != nil || err != nil {
+		t.Fatalf("second TryLease while held: %v, %v", lb, err)
 	}
-	// A holder whose lock expired and was taken over must not free the
-	// new holder's lock.
-	raw.Del(ctx, redisstore.LockKey(key))
-	releaseB, ok, err := b.TryLock(ctx, key, 10*time.Second)
-	if err != nil || !ok {
-		t.Fatalf("TryLock after expiry: %v, %v", ok, err)
+	t.Run("renewed while held", func(t *testing.T) {
+		// Renewals push the expiry back: the PTTL goes up again.
+		first, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+		if first <= 0 || first > ttl {
+			t.Fatalf("lease PTTL = %v, want at most %v", first, ttl)
+		}
+		waitFor(t, "a renewal", 5*ttl, func() bool {
+			now, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+			return now > first
+		})
+	})
+	t.Run("release wakes a waiter on another replica", func(t *testing.T) {
+		woken, stop := b.Notify(key)
+		defer stop()
+		la.Release()
+		select {
+		case <-woken:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the waiter was not woken by the release")
+		}
+		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 0 {
+			t.Fatal("release did not free the lease")
+		}
+	})
+	t.Run("a stale holder cannot free the next one's lease", func(t *testing.T) {
+		l1, err := a.TryLease(ctx, key)
+		if err != nil || l1 == nil {
+			t.Fatalf("TryLease: %v, %v", l1, err)
+		}
+		raw.Del(ctx, redisstore.LockKey(key)) // as if it had expired
+		l2, err := b.TryLease(ctx, key)
+		if err != nil || l2 == nil {
+			t.Fatalf("TryLease after expiry: %v, %v", l2, err)
+		}
+		if l2.Gen() <= l1.Gen() {
+			t.Fatalf("generations %d then %d: not increasing", l1.Gen(), l2.Gen())
+		}
+		l1.Release()
+		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 1 {
+			t.Fatal("a stale holder released another holder's lease")
+		}
+		l2.Release()
+	})
+	t.Run("a dead holder's lease expires", func(t *testing.T) {
+		// A holder in a backend that stops renewing (its process died).
+		dead := newLeaseBackend(t, ttl, addrs...)
+		if l, err := dead.TryLease(ctx, key); err != nil || l == nil {
+			t.Fatalf("TryLease: %v, %v", l, err)
+		}
+		_ = dead.Close()
+		took := waitFor(t, "the lease taken after its holder died", 10*ttl, func() bool {
+			l, err := b.TryLease(ctx, key)
+			if l != nil {
+				l.Release()
+			}
+			return err == nil && l != nil
+		})
+		t.Logf("taken %v after the holder stopped (lease TTL %v)", took, ttl)
+	})
+}
+
+func TestFencedSave(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	b := newBackend(t, srv.Addr)
+	raw := rawClient(t, srv.Addr)
+	neg := store.Sibling(key, ":neg")
+	exp := time.Now().Add(time.Minute)
+	if err := b.Save(ctx, key, []byte("v5"), exp, 5); err != nil {
+		t.Fatal(err)
 	}
-	releaseA()
-	if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 1 {
-		t.Fatal("a stale holder released another holder's lock")
+	tests := []struct {
+		name    string
+		key     string
+		gen     uint64
+		wantErr error
+		wantGen string
+	}{
+		{"older generation refused", key, 4, store.ErrStale, "5"},
+		{"no generation refused once one is stored", key, 0, store.ErrStale, "5"},
+		{"same generation accepted", key, 5, nil, "5"},
+		{"newer generation accepted and kept", key, 7, nil, "7"},
+		{"negative entry of an older generation refused", neg, 6, store.ErrStale, "7"},
+		{"negative entry of the current generation accepted", neg, 7, nil, "7"},
 	}
-	releaseB()
-	if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 0 {
-		t.Fatal("release did not free the lock")
+	for _, tt := range tests {
+		value := []byte(tt.name)
+		err := b.Save(ctx, tt.key, value, exp, tt.gen)
+		if !errors.Is(err, tt.wantErr) {
+			t.Fatalf("%s: Save = %v, want %v", tt.name, err, tt.wantErr)
+		}
+		got, _ := raw.Get(ctx, tt.key).Result()
+		if (tt.wantErr == nil) != (got == tt.name) {
+			t.Fatalf("%s: Redis holds %q", tt.name, got)
+		}
+		if g, _ := raw.Get(ctx, redisstore.GenKey(key)).Result(); g != tt.wantGen {
+			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantGen)
+		}
 	}
-	// The lock expires by itself when its holder dies.
-	if _, ok, _ := a.TryLock(ctx, key, 100*time.Millisecond); !ok {
-		t.Fatal("TryLock on a free lock failed")
+	if pttl, _ := raw.PTTL(ctx, redisstore.GenKey(key)).Result(); pttl < time.Minute {
+		t.Fatalf("generation PTTL = %v: it must outlive the token", pttl)
 	}
-	time.Sleep(150 * time.Millisecond)
-	if _, ok, _ := b.TryLock(ctx, key, time.Second); !ok {
-		t.Fatal("the lock of a dead holder did not expire")
+	// A token write clears the negative entry: the credentials work.
+	if err := b.Save(ctx, key, []byte("v7"), exp, 7); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := raw.Exists(ctx, neg).Result(); n != 0 {
+		t.Fatal("a token write left the negative cache entry")
+	}
+	if got := b.Stats().StaleWrites; got != 3 {
+		t.Fatalf("StaleWrites = %d, want 3", got)
 	}
 }
 
@@ -274,7 +381,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("compare-and-delete %d: %v, %v", i, ok, err)
 		}
 	}
-	testLock(t, c.Addrs...)
+	testLease(t, c.Addrs...)
 }
 
 // watcher records what a Backend's subscriber reports.
@@ -397,8 +504,8 @@ func testBreaker(t *testing.T, addr string, down, up func()) {
 			if err := s.Put(ctx, key, e); !errors.Is(err, redisstore.ErrUnavailable) {
 				t.Errorf("Put with the breaker open: %v", err)
 			}
-			if _, ok, err := b.TryLock(ctx, key, time.Second); ok || err == nil {
-				t.Errorf("TryLock with the breaker open: %v, %v", ok, err)
+			if l, err := b.TryLease(ctx, key); l != nil || err == nil {
+				t.Errorf("TryLease with the breaker open: %v, %v", l, err)
 			}
 		})
 		worst = max(worst, d)
@@ -407,9 +514,9 @@ func testBreaker(t *testing.T, addr string, down, up func()) {
 	// The mean, not the maximum: a parallel test run under the race
 	// detector can stall any goroutine for a few milliseconds.
 	if mean := total / rounds; mean > time.Millisecond {
-		t.Fatalf("with the breaker open, Get+Put+TryLock took %v on average (at most %v)", mean, worst)
+		t.Fatalf("with the breaker open, Get+Put+TryLease took %v on average (at most %v)", mean, worst)
 	}
-	t.Logf("breaker open: Get+Put+TryLock took %v on average, at most %v", total/rounds, worst)
+	t.Logf("breaker open: Get+Put+TryLease took %v on average, at most %v", total/rounds, worst)
 	up()
 	took := waitFor(t, "recovery", 5*time.Second, func() bool { return !b.Stats().BreakerOpen })
 	t.Logf("breaker closed %v after Redis came back", took)
@@ -452,11 +559,11 @@ func TestSentinel(t *testing.T) {
 	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	release, ok, err := b.TryLock(ctx, key, time.Second)
-	if err != nil || !ok {
-		t.Fatalf("TryLock = %v, %v", ok, err)
+	l, err := b.TryLease(ctx, key)
+	if err != nil || l == nil {
+		t.Fatalf("TryLease = %v, %v", l, err)
 	}
-	release()
+	l.Release()
 }
 
 // sealedStore is a sealed store on a backend of a client for cfg, closed

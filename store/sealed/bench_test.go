@@ -25,7 +25,7 @@ func (b *mapBackend) Load(_ context.Context, key string) ([]byte, error) {
 	return v, nil
 }
 
-func (b *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Time) error {
+func (b *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Time, _ uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.m[key] = value

@@ -1,5 +1,5 @@
 // Package sealed keeps tokens in a shared byte store (Redis) that must
-// never hold a clear token, refresh token or secret (design section 7).
+// never hold a clear token, refresh token or secret.
 //
 // A Store is a store.Store over a Backend of opaque values. Each value is
 // the whole Entry (refresh token included) sealed with AES-256-GCM under a
@@ -60,8 +60,9 @@ const (
 type Backend interface {
 	// Load returns key's value, or store.ErrNotFound.
 	Load(ctx context.Context, key string) ([]byte, error)
-	// Save stores value under key until expiresAt.
-	Save(ctx context.Context, key string, value []byte, expiresAt time.Time) error
+	// Save stores value under key until expiresAt, unless the key's
+	// generation is newer than gen: then it returns store.ErrStale.
+	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
 	// DeleteIfPrefix deletes key, atomically, only if its value starts
 	// with prefix, and reports whether it did.
 	DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error)
@@ -204,7 +205,7 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	if err != nil {
 		return err
 	}
-	return s.backend.Save(ctx, key, value, e.ExpiresAt)
+	return s.backend.Save(ctx, key, value, e.ExpiresAt, e.Gen)
 }
 
 // CompareAndDelete implements store.Store by comparing digests in the
@@ -222,6 +223,9 @@ type wireEntry struct {
 	IssuedAt     int64  `json:"i"`
 	ExpiresAt    int64  `json:"e"`
 	FetchedAt    int64  `json:"f"`
+	Gen          uint64 `json:"g,omitempty"`
+	// Rejected: a negative cache entry (no token).
+	Rejected *store.Rejection `json:"x,omitempty"`
 }
 
 func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
@@ -233,6 +237,8 @@ func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
 		IssuedAt:     unixNano(e.IssuedAt),
 		ExpiresAt:    unixNano(e.ExpiresAt),
 		FetchedAt:    unixNano(e.FetchedAt),
+		Gen:          e.Gen,
+		Rejected:     e.Rejected,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sealed: %w", err)
@@ -284,7 +290,7 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 		return store.Entry{}, errUnopenable
 	}
 	var w wireEntry
-	if err := json.Unmarshal(plain, &w); err != nil || w.AccessToken == "" {
+	if err := json.Unmarshal(plain, &w); err != nil || (w.AccessToken == "") == (w.Rejected == nil) {
 		return store.Entry{}, errUnopenable
 	}
 	// The digest is authenticated for sealed values; for plaintext ones
@@ -300,6 +306,8 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 		IssuedAt:     fromUnixNano(w.IssuedAt),
 		ExpiresAt:    fromUnixNano(w.ExpiresAt),
 		FetchedAt:    fromUnixNano(w.FetchedAt),
+		Gen:          w.Gen,
+		Rejected:     w.Rejected,
 	}, nil
 }
 

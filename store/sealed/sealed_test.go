@@ -32,7 +32,7 @@ func (m *mapBackend) Load(_ context.Context, key string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
-func (m *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Time) error {
+func (m *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Time, _ uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.values[key] = bytes.Clone(value)

@@ -21,16 +21,20 @@
 //     hit (the hit itself is served from memory). That bounds staleness
 //     even if a message is lost in a way nobody noticed.
 //
-// And one rule makes the cross-replica fetch lock exact rather than
-// timing-dependent: after TryLock on a key (through Locker), the next Get
-// of that key reads through to the shared level, so a replica that waited
-// for another's fetch sees its token, not its own stale L1 copy.
+// GetFresh reads past L1 (and reconciles L1 with what it read): the
+// service uses it under the fetch lease and after waking from a wait, so a
+// replica that waited for another's fetch sees its token, not its own
+// stale L1 copy, while the hot path keeps reading L1.
 //
 // When the shared level fails, L1 keeps serving what it holds (tokens
 // still inside their lifetime): a Redis outage costs no latency for warm
 // keys. An entry written while the shared level was unreachable is kept,
 // and written back, when the shared level answers that it has nothing for
-// the key; otherwise the newer token (by IssuedAt) wins.
+// the key and the write's generation is still current (store.ErrStale
+// otherwise: the entry is dropped); otherwise the newer token (by
+// IssuedAt) wins. A CompareAndDelete that could not reach the shared
+// level is remembered (up to MaxPendingDeletes) and done when the shared
+// level answers again: on the next read of the key, and on Resync.
 package tiered
 
 import (
@@ -53,6 +57,10 @@ const DefaultMaxStale = 2 * time.Second
 
 // evictSample is how many entries a full L1 looks at to pick a victim.
 const evictSample = 64
+
+// MaxPendingDeletes bounds the invalidations remembered while the shared
+// level is unreachable.
+const MaxPendingDeletes = 10_000
 
 // genStripes spreads invalidation counters over keys, so that lock traffic
 // on one key does not stop L1 fills of others.
@@ -121,6 +129,11 @@ type Store struct {
 	deletingMu sync.Mutex
 	deleting   map[string]chan struct{}
 
+	// pending holds the compare-and-deletes the shared level missed, by
+	// key: the access token to delete, until the token expires.
+	pendingMu sync.Mutex
+	pending   map[string]pendingDelete
+
 	hits, misses, fallbacks, remoteErrors, forgotten atomic.Uint64
 
 	// Background revalidations: one per key at a time, owned by the Store.
@@ -150,6 +163,7 @@ func New(remote store.Store, opts Options) *Store {
 		entries:      make(map[string]slot),
 		revalidating: make(map[string]bool),
 		deleting:     make(map[string]chan struct{}),
+		pending:      make(map[string]pendingDelete),
 		genSeed:      maphash.MakeSeed(),
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
@@ -213,6 +227,13 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	}
 }
 
+// GetFresh implements store.FreshReader: a read of the shared level of
+// its own (reconciling L1 with it), never one that started earlier.
+func (s *Store) GetFresh(ctx context.Context, key string) (store.Entry, error) {
+	s.misses.Add(1)
+	return s.load(ctx, key)
+}
+
 // load reads key from the shared level and reconciles L1 with it.
 func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	s.mu.RLock()
@@ -222,6 +243,9 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	genBefore, epoch := gen.Load(), s.epoch.Load()
 
 	e, err := s.remote.Get(ctx, key)
+	if err == nil && s.finishPendingDelete(ctx, key, e.AccessToken) {
+		e, err = store.Entry{}, store.ErrNotFound
+	}
 	found := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.remoteErrors.Add(1)
@@ -260,8 +284,14 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		cur.checked, cur.epoch = now, epoch
 		s.entries[key] = cur
 		s.mu.Unlock()
-		if perr := s.remote.Put(ctx, key, cur.e); perr == nil {
+		switch perr := s.remote.Put(ctx, key, cur.e); {
+		case perr == nil:
 			s.markSynced(key, cur.seq)
+		case errors.Is(perr, store.ErrStale):
+			// A replica leased the key since this entry's fetch: it is
+			// not ours to share, nor to serve.
+			s.dropIf(key, cur.seq)
+			return store.Entry{}, store.ErrNotFound
 		}
 		return cur.e, nil
 	case errors.Is(err, store.ErrNotFound):
@@ -321,6 +351,10 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 		return nil
 	}
 	err := s.remote.Put(ctx, key, e)
+	if errors.Is(err, store.ErrStale) {
+		s.drop(key)
+		return err
+	}
 	if err != nil {
 		s.remoteErrors.Add(1)
 	}
@@ -390,12 +424,106 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 	s.gen(key).Add(1)
 	s.mu.Unlock()
 	if err != nil {
+		// Done here; the shared level (and so the other replicas) still
+		// hold the token until it answers again.
+		s.rememberDelete(key, accessToken, cur.e.ExpiresAt)
 		return localMatch, nil
 	}
 	if deleted {
 		s.publish(ctx, key)
 	}
 	return deleted, nil
+}
+
+// pendingDelete is a compare-and-delete the shared level missed.
+type pendingDelete struct {
+	accessToken string
+	until       time.Time
+}
+
+// rememberDelete keeps key's missed deletion of accessToken until
+// expires (or an hour, when L1 did not know the token's life).
+func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
+	now := s.now()
+	if !expires.After(now) {
+		expires = now.Add(time.Hour)
+	}
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if _, ok := s.pending[key]; !ok && len(s.pending) >= MaxPendingDeletes {
+		for k, p := range s.pending {
+			if !p.until.After(now) || len(s.pending) >= MaxPendingDeletes {
+				delete(s.pending, k)
+			}
+		}
+	}
+	s.pending[key] = pendingDelete{accessToken: accessToken, until: expires}
+}
+
+// finishPendingDelete is called with what the shared level holds for key:
+// if it is a token this replica invalidated while the shared level was
+// away, the deletion is done now, and it reports true (the token must not
+// be served).
+func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string) bool {
+	s.pendingMu.Lock()
+	p, ok := s.pending[key]
+	if ok && (p.accessToken != accessToken || !p.until.After(s.now())) {
+		delete(s.pending, key)
+		ok = false
+	}
+	s.pendingMu.Unlock()
+	if !ok {
+		return false
+	}
+	deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken)
+	if err == nil {
+		s.pendingMu.Lock()
+		if cur, still := s.pending[key]; still && cur == p {
+			delete(s.pending, key)
+		}
+		s.pendingMu.Unlock()
+		if deleted {
+			s.publish(ctx, key)
+		}
+	}
+	return true
+}
+
+// retryPendingDeletes tries every missed deletion once, in the
+// background (after the shared level came back).
+func (s *Store) retryPendingDeletes() {
+	s.pendingMu.Lock()
+	batch := make(map[string]pendingDelete, len(s.pending))
+	for k, p := range s.pending {
+		batch[k] = p
+	}
+	s.pendingMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		for key, p := range batch {
+			if s.bgCtx.Err() != nil {
+				return
+			}
+			s.finishPendingDelete(s.bgCtx, key, p.accessToken)
+		}
+	}()
+}
+
+// PendingDeletes is the number of invalidations waiting for the shared
+// level.
+func (s *Store) PendingDeletes() int {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	return len(s.pending)
 }
 
 // publish tells the other replicas that key changed, even if the caller
@@ -415,8 +543,23 @@ func (s *Store) Forget(key string) {
 	s.forgotten.Add(1)
 }
 
-// Resync marks every entry for revalidation on its next hit.
-func (s *Store) Resync() { s.epoch.Add(1) }
+// Resync marks every entry for revalidation on its next hit, and retries
+// the invalidations the shared level missed (it is called when the
+// subscription to the shared level is back).
+func (s *Store) Resync() {
+	s.epoch.Add(1)
+	s.retryPendingDeletes()
+}
+
+// dropIf drops key if L1 still holds the write seq.
+func (s *Store) dropIf(key string, seq uint64) {
+	s.mu.Lock()
+	if cur, ok := s.entries[key]; ok && cur.seq == seq {
+		delete(s.entries, key)
+	}
+	s.gen(key).Add(1)
+	s.mu.Unlock()
+}
 
 func (s *Store) drop(key string) {
 	s.mu.Lock()
@@ -460,15 +603,4 @@ func (s *Store) evictLocked(now time.Time) {
 	if expired == 0 && victim != "" {
 		delete(s.entries, victim)
 	}
-}
-
-// Locker wraps the shared level's locker so that taking (or failing to
-// take, because another replica holds it) a key's fetch lock makes the
-// next Get of that key read through to the shared level.
-func (s *Store) Locker(inner store.Locker) store.Locker {
-	return store.AfterTryLock(inner, func(key string, err error) {
-		if err == nil {
-			s.drop(key)
-		}
-	})
 }

@@ -257,14 +257,7 @@ func TestCompareAndDelete(t *testing.T) {
 	}
 }
 
-// locker is a store.Locker that always grants.
-type locker struct{}
-
-func (locker) TryLock(context.Context, string, time.Duration) (func(), bool, error) {
-	return func() {}, true, nil
-}
-
-func TestTryLockMakesNextGetReadThrough(t *testing.T) {
+func TestGetFreshReadsPastL1(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	remote := newShared()
@@ -273,13 +266,11 @@ func TestTryLockMakesNextGetReadThrough(t *testing.T) {
 	// Another replica stored a newer token; its message is not here yet.
 	fresh := entry(time.Minute)
 	_ = remote.Memory.Put(ctx, key, fresh)
-	release, ok, err := l1.Locker(locker{}).TryLock(ctx, key, time.Second)
-	if err != nil || !ok {
-		t.Fatal(ok, err)
+	if got, _ := l1.GetFresh(ctx, key); got.AccessToken != fresh.AccessToken {
+		t.Fatal("GetFresh answered from L1 instead of the shared level")
 	}
-	defer release()
 	if got, _ := l1.Get(ctx, key); got.AccessToken != fresh.AccessToken {
-		t.Fatal("after TryLock, Get answered from L1 instead of the shared level")
+		t.Fatal("after GetFresh, L1 still answers the older token")
 	}
 }
 
