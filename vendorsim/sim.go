@@ -72,7 +72,13 @@ type Sim struct {
 	issued   map[string]int
 	tokens   map[string]issuedToken  // access token -> who and until when
 	refresh  map[string]refreshGrant // refresh token -> what it refreshes
-	sweep    int                     // tokens issued since the last sweep
+	// redeemed remembers spent refresh tokens by grant family, so that a
+	// second use is detected (RFC 9700 section 4.14.2): it revokes every
+	// refresh token of the family.
+	redeemed map[string]string
+	revoked  map[string]bool // families revoked by a reuse
+	reuses   int
+	sweep    int // tokens issued since the last sweep
 
 	url    string
 	server *http.Server
@@ -97,7 +103,13 @@ type refreshGrant struct {
 	clientID string
 	account  map[string]string
 	scope    string
+	// family is shared by the refresh tokens that descend, by rotation,
+	// from one primary grant.
+	family string
 }
+
+// maxRedeemed bounds the memory of spent refresh tokens.
+const maxRedeemed = 100_000
 
 // Option configures a [Sim] at construction.
 type Option func(*Sim)
@@ -136,6 +148,8 @@ func New(opts ...Option) *Sim {
 		issued:   make(map[string]int),
 		tokens:   make(map[string]issuedToken),
 		refresh:  make(map[string]refreshGrant),
+		redeemed: make(map[string]string),
+		revoked:  make(map[string]bool),
 	}
 	for _, v := range vendors {
 		s.ttl[v.id] = v.defaultTTL
@@ -428,13 +442,25 @@ func (s *Sim) record(vendor, token string, expires time.Time) {
 	}
 }
 
-// issueRefreshToken returns a new single-use refresh token standing for g.
+// issueRefreshToken returns a new single-use refresh token standing for g
+// (of g's family, or of a new one for a primary grant).
 func (s *Sim) issueRefreshToken(g refreshGrant) string {
 	token := randomToken()
+	if g.family == "" {
+		g.family = randomToken()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refresh[token] = g
 	return token
+}
+
+// RefreshTokenReuses is how many times a spent refresh token was presented
+// again; each revoked its whole grant.
+func (s *Sim) RefreshTokenReuses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reuses
 }
 
 // redeemRefreshToken consumes a refresh token of vendor issued to clientID
@@ -444,8 +470,20 @@ func (s *Sim) issueRefreshToken(g refreshGrant) string {
 func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(refreshGrant) *tokenError) (refreshGrant, *tokenError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if family, spent := s.redeemed[token]; spent {
+		// Reuse: someone holds a copy of a rotated token. Revoke the
+		// whole grant, as RFC 9700 section 4.14.2 recommends.
+		s.reuses++
+		s.revoked[family] = true
+		for t, g := range s.refresh {
+			if g.family == family {
+				delete(s.refresh, t)
+			}
+		}
+		return refreshGrant{}, &tokenError{http.StatusBadRequest, "invalid_grant", "refresh token reused: the grant is revoked"}
+	}
 	g, ok := s.refresh[token]
-	if !ok || g.vendor != vendor || g.clientID != clientID {
+	if !ok || g.vendor != vendor || g.clientID != clientID || s.revoked[g.family] {
 		return refreshGrant{}, &tokenError{http.StatusBadRequest, "invalid_grant", "unknown, used or foreign refresh token"}
 	}
 	if accept != nil {
@@ -454,5 +492,9 @@ func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(ref
 		}
 	}
 	delete(s.refresh, token)
+	if len(s.redeemed) >= maxRedeemed {
+		clear(s.redeemed)
+	}
+	s.redeemed[token] = g.family
 	return g, nil
 }

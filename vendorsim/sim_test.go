@@ -43,15 +43,22 @@ func TestSaasuRefreshRotates(t *testing.T) {
 		if tokens[1] == refresh || !sim.ValidToken(idSaasu, tokens[0]) {
 			t.Fatalf("%s refresh: refresh token not rotated or access token invalid", step.name)
 		}
-		// The redeemed refresh token is dead.
-		resp, body = call{path: saasuRefresh, contentType: formType, body: "grant_type=refresh_token&refresh_token=" + refresh}.do(t, srv)
-		if resp.StatusCode != http.StatusBadRequest || body != `{"error":"invalid_grant"}` {
-			t.Fatalf("reused refresh token: status %d, body %q", resp.StatusCode, body)
-		}
 		refresh = tokens[1]
 	}
 	if got := sim.Issued(idSaasu); got != 4 {
 		t.Errorf("Issued = %d, want 4", got)
+	}
+	// A redeemed refresh token presented again is reuse (RFC 9700 section
+	// 4.14.2): refused, and the whole grant revoked, its newest refresh
+	// token included.
+	for _, rt := range []string{firstRefresh, refresh} {
+		resp, body := call{path: saasuRefresh, contentType: formType, body: "grant_type=refresh_token&refresh_token=" + rt}.do(t, srv)
+		if resp.StatusCode != http.StatusBadRequest || body != `{"error":"invalid_grant"}` {
+			t.Fatalf("refresh after reuse: status %d, body %q", resp.StatusCode, body)
+		}
+	}
+	if got := sim.RefreshTokenReuses(); got != 1 {
+		t.Fatalf("RefreshTokenReuses = %d, want 1", got)
 	}
 }
 
