@@ -34,6 +34,8 @@ type breaker struct {
 	open atomic.Bool
 	// opens counts closed->open transitions.
 	opens atomic.Uint64
+	// probing is true while a probe goroutine runs for this breaker.
+	probing atomic.Bool
 
 	mu       sync.Mutex
 	failures int

@@ -98,8 +98,22 @@ func NewClient(cfg ClientConfig) (redis.UniversalClient, error) {
 		opts.Dialer = tlsDialer(cfg.RootCAs)
 	}
 	routeClientLogs.Do(func() { redis.SetLogger(debugLogger{}) })
+	if len(cfg.Addrs) > 1 && cfg.MasterName == "" {
+		cluster := opts.Cluster()
+		// go-redis reloads the slot map on MOVED and ASK, and every
+		// minute; a dead master answers neither. The Backend also reloads
+		// it after each failed command.
+		cluster.ClusterStateReloadInterval = ClusterStateReloadInterval
+		return redis.NewClusterClient(cluster), nil
+	}
 	return redis.NewUniversalClient(opts), nil
 }
+
+// ClusterStateReloadInterval is how old a Cluster's slot map may grow
+// before a command reloads it in the background: after a failover, keys
+// reach the promoted replica within about this long even when nothing
+// fails.
+const ClusterStateReloadInterval = time.Second
 
 // routeClientLogs sends go-redis's own log lines (one per failed dial
 // during an outage) to slog at debug level instead of stderr: the breaker

@@ -33,7 +33,7 @@ type Watcher interface {
 // Publish tells the other replicas that key changed (a new token, or a
 // deletion), through the breaker.
 func (b *Backend) Publish(ctx context.Context, key string) error {
-	err := b.do(ctx, func(ctx context.Context) error {
+	err := b.do(ctx, "", func(ctx context.Context) error {
 		return b.client.Publish(ctx, b.opts.Channel, b.id+" "+key).Err()
 	})
 	if err != nil {

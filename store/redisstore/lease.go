@@ -109,10 +109,10 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 	// command has just failed, Redis may be going down and the ordinary
 	// timeout applies.
 	timeout := b.opts.LockTimeout
-	if b.breaker.suspect() {
+	if b.breakerFor(ctx, key).suspect() {
 		timeout = b.opts.OpTimeout
 	}
-	err := b.doWithin(ctx, timeout, func(ctx context.Context) error {
+	err := b.doWithin(ctx, key, timeout, func(ctx context.Context) error {
 		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, GenKey(key)},
 			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
 		l.gen = uint64(g)
@@ -167,7 +167,7 @@ func (l *lease) Release() {
 
 func (l *lease) release(ctx context.Context) {
 	// Best effort: a lease that is not released expires after its TTL.
-	_ = l.b.doRetry(ctx, func(ctx context.Context) error {
+	_ = l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
 		return releaseLease.Run(ctx, l.b.client, []string{l.lockKey},
 			l.owner, l.b.opts.LeaseChannel, l.key).Err()
 	})
@@ -197,7 +197,7 @@ func (l *lease) renew() {
 // Extend implements store.Lease.
 func (l *lease) Extend(ctx context.Context) (bool, error) {
 	var n int64
-	err := l.b.do(ctx, func(ctx context.Context) error {
+	err := l.b.do(ctx, l.key, func(ctx context.Context) error {
 		var err error
 		n, err = renewLease.Run(ctx, l.b.client, []string{l.lockKey}, l.owner, l.b.opts.LeaseTTL.Milliseconds()).Int64()
 		return err

@@ -13,8 +13,12 @@
 // lifetime when stored: nothing outlives its token.
 //
 // Outages: every command has a short timeout (DefaultOpTimeout, dial
-// included; DefaultLockTimeout for the lock while Redis looks healthy) and
-// at most one retry, and goes through a circuit breaker. The breaker opens
+// included; DefaultLockTimeout for the lease while Redis looks healthy)
+// and at most one retry, and goes through a circuit breaker: in a
+// Cluster, the breaker of the master that serves the key (a dead master
+// stops only its own shard's commands), and a failed command makes the
+// client reload the slot map, so keys follow a promoted replica within
+// about a second. The breaker opens
 // after DefaultFailureThreshold consecutive failures: at once when
 // connections are refused or reset, and after DefaultMinOutage when they
 // time out (one stall that times out a burst of commands together does not
@@ -87,9 +91,10 @@ type Stats struct {
 	Errors uint64
 	// Skipped counts commands refused because the breaker was open.
 	Skipped uint64
-	// BreakerOpen is true while Redis is considered down.
+	// BreakerOpen is true while Redis (in a Cluster: any master) is
+	// considered down.
 	BreakerOpen bool
-	// BreakerOpens counts times the breaker opened.
+	// BreakerOpens counts times a breaker opened.
 	BreakerOpens uint64
 	// Resyncs counts (re)subscriptions to the invalidation channel, after
 	// which every in-process entry is revalidated.
@@ -101,10 +106,16 @@ type Stats struct {
 
 // Backend is the Redis byte store, locker and invalidation channel.
 type Backend struct {
-	client  redis.UniversalClient
+	client redis.UniversalClient
+	// cluster is client when it is a Cluster client, else nil.
+	cluster *redis.ClusterClient
 	opts    Options
 	log     *slog.Logger
+	// breaker guards a standalone or Sentinel-managed server, and the
+	// commands that name no key; in a Cluster, nodes holds one per master
+	// address.
 	breaker breaker
+	nodes   sync.Map // address -> *breaker
 	// id tells this process's invalidation messages from other replicas'.
 	id string
 
@@ -119,10 +130,9 @@ type Backend struct {
 	waiters map[string]map[chan struct{}]struct{}
 
 	// ctx ends at Close; wg owns the prober and subscriber goroutines.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	probing atomic.Bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	pubsub *redis.PubSub // current subscription, closed by Close
@@ -171,8 +181,36 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		id:      randomHex(8),
 		waiters: make(map[string]map[chan struct{}]struct{}),
 	}
+	b.cluster, _ = client.(*redis.ClusterClient)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
+}
+
+// breakerFor returns the breaker that guards key's node: in a Cluster the
+// current master of its slot, else the one breaker.
+func (b *Backend) breakerFor(ctx context.Context, key string) *breaker {
+	if b.cluster == nil || key == "" {
+		return &b.breaker
+	}
+	node, err := b.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return &b.breaker
+	}
+	addr := node.Options().Addr
+	if br, ok := b.nodes.Load(addr); ok {
+		return br.(*breaker)
+	}
+	br, _ := b.nodes.LoadOrStore(addr, &breaker{threshold: b.opts.FailureThreshold, minOutage: b.opts.MinOutage, now: time.Now})
+	return br.(*breaker)
+}
+
+// breakers calls f with every breaker.
+func (b *Backend) breakers(f func(*breaker)) {
+	f(&b.breaker)
+	b.nodes.Range(func(_, br any) bool {
+		f(br.(*breaker))
+		return true
+	})
 }
 
 // Close stops the background goroutines and closes the client.
@@ -191,11 +229,16 @@ func (b *Backend) Close() error {
 
 // Stats returns the counters.
 func (b *Backend) Stats() Stats {
+	open, opens := false, uint64(0)
+	b.breakers(func(br *breaker) {
+		open = open || !br.allow()
+		opens += br.opens.Load()
+	})
 	return Stats{
 		Errors:       b.errors.Load(),
 		Skipped:      b.skipped.Load(),
-		BreakerOpen:  !b.breaker.allow(),
-		BreakerOpens: b.breaker.opens.Load(),
+		BreakerOpen:  open,
+		BreakerOpens: opens,
 		Resyncs:      b.resyncs.Load(),
 		StaleWrites:  b.staleWrites.Load(),
 		LeasesLost:   b.leasesLost.Load(),
@@ -205,7 +248,7 @@ func (b *Backend) Stats() Stats {
 // Ping checks Redis once, through the breaker (fails at once while it is
 // open).
 func (b *Backend) Ping(ctx context.Context) error {
-	return b.do(ctx, func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
+	return b.do(ctx, "", func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
 }
 
 // Warm connects to Redis ahead of the first request, within ctx and
@@ -224,7 +267,7 @@ func (b *Backend) Warm(ctx context.Context) error {
 // Load implements sealed.Backend.
 func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 	var value []byte
-	err := b.do(ctx, func(ctx context.Context) error {
+	err := b.do(ctx, key, func(ctx context.Context) error {
 		var err error
 		value, err = b.client.Get(ctx, key).Bytes()
 		return err
@@ -244,7 +287,7 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 // left is not stored.
 func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
 	var n int64
-	err := b.doRetry(ctx, func(ctx context.Context) error {
+	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		// Measured here, as late as possible, so queueing does not stretch
 		// the TTL past the token's life.
 		ttl := time.Until(expiresAt).Truncate(time.Millisecond)
@@ -288,7 +331,7 @@ func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte)
 		return false, errors.New("redisstore: empty prefix")
 	}
 	var n int64
-	err := b.doRetry(ctx, func(ctx context.Context) error {
+	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		var err error
 		n, err = deleteIfPrefix.Run(ctx, b.client, []string{key}, prefix).Int64()
 		return err
@@ -304,22 +347,24 @@ func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte)
 // spurious failure costs a second upstream request: one stall of the
 // process or the network should not. Redis down costs at most two
 // timeouts until the breaker opens, then nothing.
-func (b *Backend) doRetry(ctx context.Context, op func(context.Context) error) error {
-	err := b.do(ctx, op)
-	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breaker.allow() {
-		err = b.do(ctx, op)
+func (b *Backend) doRetry(ctx context.Context, key string, op func(context.Context) error) error {
+	err := b.do(ctx, key, op)
+	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breakerFor(ctx, key).allow() {
+		err = b.do(ctx, key, op)
 	}
 	return err
 }
 
-// do runs one command under the breaker and the operation timeout.
-func (b *Backend) do(ctx context.Context, op func(context.Context) error) error {
-	return b.doWithin(ctx, b.opts.OpTimeout, op)
+// do runs one command on key ("" for none) under its node's breaker and
+// the operation timeout.
+func (b *Backend) do(ctx context.Context, key string, op func(context.Context) error) error {
+	return b.doWithin(ctx, key, b.opts.OpTimeout, op)
 }
 
-// doWithin runs one command under the breaker and timeout.
-func (b *Backend) doWithin(ctx context.Context, timeout time.Duration, op func(context.Context) error) error {
-	if !b.breaker.allow() {
+// doWithin runs one command on key under its node's breaker and timeout.
+func (b *Backend) doWithin(ctx context.Context, key string, timeout time.Duration, op func(context.Context) error) error {
+	br := b.breakerFor(ctx, key)
+	if !br.allow() {
 		b.skipped.Add(1)
 		return ErrUnavailable
 	}
@@ -331,12 +376,12 @@ func (b *Backend) doWithin(ctx context.Context, timeout time.Duration, op func(c
 	}
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
-		b.breaker.success()
+		br.success()
 	case ctx.Err() != nil:
 		// The caller gave up; that says nothing about Redis.
 	case answered(err):
 		b.errors.Add(1)
-		b.breaker.success()
+		br.success()
 	case errors.Is(err, redis.ErrPoolTimeout):
 		// Every pooled connection was busy: this process is saturated,
 		// which says nothing about Redis (a stalled Redis shows as the
@@ -344,9 +389,14 @@ func (b *Backend) doWithin(ctx context.Context, timeout time.Duration, op func(c
 		b.errors.Add(1)
 	default:
 		b.errors.Add(1)
-		if b.breaker.failure(refused(err)) {
+		if b.cluster != nil {
+			// A master that died never answers MOVED: ask the cluster
+			// where the slots are now (coalesced, in the background).
+			b.cluster.ReloadState(b.ctx)
+		}
+		if br.failure(refused(err)) {
 			b.log.Warn("redis unreachable: circuit breaker open; serving from the in-process cache and the vendor", "err", err)
-			b.startProbe()
+			b.startProbe(br, key)
 		}
 	}
 	return err
@@ -374,18 +424,29 @@ func refused(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// startProbe starts the goroutine that closes the breaker once Redis
-// answers PING again.
-func (b *Backend) startProbe() {
+// startProbe starts the goroutine that closes br once Redis answers PING
+// again: the server, or in a Cluster the master that serves key now
+// (after a failover, the promoted replica).
+func (b *Backend) startProbe(br *breaker, key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || !b.probing.CompareAndSwap(false, true) {
+	if b.closed || !br.probing.CompareAndSwap(false, true) {
 		return
+	}
+	ping := func(ctx context.Context) error { return b.client.Ping(ctx).Err() }
+	if b.cluster != nil && key != "" {
+		ping = func(ctx context.Context) error {
+			node, err := b.cluster.MasterForKey(ctx, key)
+			if err != nil {
+				return err
+			}
+			return node.Ping(ctx).Err()
+		}
 	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		defer b.probing.Store(false)
+		defer br.probing.Store(false)
 		ticker := time.NewTicker(b.opts.ProbeInterval)
 		defer ticker.Stop()
 		for {
@@ -395,10 +456,10 @@ func (b *Backend) startProbe() {
 			case <-ticker.C:
 			}
 			ctx, cancel := context.WithTimeout(b.ctx, b.opts.OpTimeout)
-			err := b.client.Ping(ctx).Err()
+			err := ping(ctx)
 			cancel()
 			if err == nil {
-				b.breaker.reset()
+				br.reset()
 				b.log.Info("redis reachable again: circuit breaker closed")
 				return
 			}

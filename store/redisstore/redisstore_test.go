@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"strconv"
 	"testing"
 	"time"
 
@@ -720,5 +721,58 @@ func TestSentinelWithItsOwnPassword(t *testing.T) {
 				t.Fatalf("Put: %v, want an error: %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestClusterFailoverKeysFollowThePromotedReplica: the master of a key's
+// slot is killed; once its replica is promoted, the key's writes and
+// leases reach the promoted node without waiting for go-redis's periodic
+// slot map reload, and the dead master's breaker stops only its shard.
+func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("cluster failover skipped in -short mode")
+	}
+	c := redistest.StartClusterWithReplicas(t)
+	ctx := context.Background()
+	b := newLeaseBackend(t, time.Second, c.Addrs...)
+	_, ring := newKeyring(t)
+	s := sealed.New(b, ring)
+	if err := s.Put(ctx, key, entry(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A key on another shard, to show its commands go on meanwhile.
+	other := key
+	for i := 0; c.MasterOf(t, other) == c.MasterOf(t, key); i++ {
+		other = "tokenbroker:v1:{other" + strconv.Itoa(i) + "}:token"
+	}
+	dead := c.MasterOf(t, key)
+	dead.Kill()
+
+	// Commands on the dead shard fail until the promotion; the other
+	// shard's go on.
+	e := entry(time.Minute)
+	var otherFailures int
+	took := waitFor(t, "a write to the promoted replica", 60*time.Second, func() bool {
+		if err := s.Put(ctx, other, entry(time.Minute)); err != nil {
+			otherFailures++
+		}
+		return s.Put(ctx, key, e) == nil
+	})
+	t.Logf("writes reached the promoted replica %v after the kill (%d failed writes on the other shard)", took, otherFailures)
+	promoted := c.MasterOf(t, key)
+	if promoted == dead {
+		t.Fatal("the dead master still serves the slot")
+	}
+	if n, err := redistest.Do(promoted.Addr, "EXISTS", key); err != nil || n != "1" {
+		t.Fatalf("the token is not on the promoted node %s: %q, %v", promoted.Addr, n, err)
+	}
+	l, err := b.TryLease(ctx, key)
+	if err != nil || l == nil {
+		t.Fatalf("TryLease after the failover: %v, %v", l, err)
+	}
+	l.Release()
+	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+		t.Fatalf("Get after the failover: %+v, %v", got, err)
 	}
 }
