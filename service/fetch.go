@@ -132,9 +132,12 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		if err != nil {
 			stop()
 			// Redis is failing: fetch without the lease (availability
-			// over economy), with the refresh token this process holds.
+			// over economy), with the primary grant: another replica may
+			// hold the lease and be spending the refresh token this one
+			// has (presented twice, it revokes the grant where servers
+			// detect reuse).
 			s.cacheWarn("cache lease failed; fetching without it", r.vendor, err)
-			e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Gen)
+			e, _, err := s.fetchFromVendor(ctx, r, "", stale.Gen)
 			return fetched{entry: e}, err
 		}
 		if lease != nil {

@@ -48,6 +48,7 @@ type replica struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	grpcAddr string
+	httpAddr string
 	log      string // path of its stderr
 	client   tokenbrokerv1.TokenServiceClient
 }
@@ -142,7 +143,8 @@ func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error
 		logFile.Close()
 		return nil, err
 	}
-	r := &replica{cmd: cmd, exited: make(chan struct{}), grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort), log: logPath}
+	r := &replica{cmd: cmd, exited: make(chan struct{}), grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort),
+		httpAddr: "127.0.0.1:" + strconv.Itoa(httpPort), log: logPath}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -175,8 +177,17 @@ func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error
 	}
 }
 
+// signal sends sig to the replica's process.
+func (r *replica) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
 // stop ends a replica with SIGTERM (graceful), then SIGKILL.
 func (r *replica) stop(t *testing.T, i int) {
+	_ = r.cmd.Process.Signal(syscall.SIGCONT) // in case a test froze it
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-r.exited:

@@ -78,6 +78,7 @@ type Sim struct {
 	redeemed map[string]string
 	revoked  map[string]bool // families revoked by a reuse
 	reuses   int
+	redeems  int
 	sweep    int // tokens issued since the last sweep
 
 	url    string
@@ -455,6 +456,14 @@ func (s *Sim) issueRefreshToken(g refreshGrant) string {
 	return token
 }
 
+// RefreshTokensRedeemed is how many refresh tokens were spent (each
+// rotated into a new one).
+func (s *Sim) RefreshTokensRedeemed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.redeems
+}
+
 // RefreshTokenReuses is how many times a spent refresh token was presented
 // again; each revoked its whole grant.
 func (s *Sim) RefreshTokenReuses() int {
@@ -496,5 +505,6 @@ func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(ref
 		clear(s.redeemed)
 	}
 	s.redeemed[token] = g.family
+	s.redeems++
 	return g, nil
 }

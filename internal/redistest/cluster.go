@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -48,10 +49,19 @@ func StartClusterWithReplicas(t testing.TB) *Cluster {
 	return c
 }
 
-// MasterOf returns the node that serves key's slot now, as the node at
-// c.Nodes[0] (or the first that answers) sees the cluster.
+// MasterOf returns the node that serves key's slot now.
 func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
 	t.Helper()
+	n, err := c.Owner(key)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return n
+}
+
+// Owner returns the node that serves key's slot now, as the first node
+// that answers sees the cluster; an error while none knows.
+func (c *Cluster) Owner(key string) (*Server, error) {
 	for _, asked := range c.Nodes {
 		slotText, err := Do(asked.Addr, "CLUSTER", "KEYSLOT", key)
 		if err != nil {
@@ -78,15 +88,15 @@ func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
 				if err1 == nil && err2 == nil && l <= slot && slot <= h {
 					for _, n := range c.Nodes {
 						if n.Addr == addr {
-							return n
+							return n, nil
 						}
 					}
 				}
 			}
 		}
+		break
 	}
-	t.Fatalf("redistest: no master serves the slot of %q", key)
-	return nil
+	return nil, fmt.Errorf("no master serves the slot of %q", key)
 }
 
 func startCluster(t testing.TB, replicas int, nodeTimeout string, extra ...string) *Cluster {

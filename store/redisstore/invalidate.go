@@ -26,7 +26,8 @@ type Watcher interface {
 	// Forget drops key: another replica replaced or deleted its entry.
 	Forget(key string)
 	// Resync marks every entry for revalidation: messages may have been
-	// missed while the subscription was down.
+	// missed while the subscription was down (it is also called when a
+	// breaker closes: Redis answers again).
 	Resync()
 }
 
@@ -56,6 +57,7 @@ func (b *Backend) Watch(w Watcher) {
 	if b.closed {
 		return
 	}
+	b.watcher = w
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

@@ -136,9 +136,9 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 	return l, nil
 }
 
-// PollInterval implements store.Leaser: a quarter of the lease TTL, so a
+// PollInterval implements store.Leaser: an eighth of the lease TTL, so a
 // lost wake-up or a dead holder costs at most that much past the lease.
-func (b *Backend) PollInterval() time.Duration { return b.opts.LeaseTTL / 4 }
+func (b *Backend) PollInterval() time.Duration { return b.opts.LeaseTTL / 8 }
 
 // lease is a held fetch lease, renewed by its own goroutine until
 // released.

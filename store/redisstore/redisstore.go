@@ -134,9 +134,10 @@ type Backend struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	pubsub *redis.PubSub // current subscription, closed by Close
-	closed bool
+	mu      sync.Mutex
+	pubsub  *redis.PubSub // current subscription, closed by Close
+	watcher Watcher       // what Watch was given, told when Redis recovers
+	closed  bool
 }
 
 var (
@@ -424,6 +425,17 @@ func refused(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// recovered tells the watcher that Redis answers again: what it holds may
+// have changed meanwhile, and what it could not do there may be done now.
+func (b *Backend) recovered() {
+	b.mu.Lock()
+	w := b.watcher
+	b.mu.Unlock()
+	if w != nil {
+		w.Resync()
+	}
+}
+
 // startProbe starts the goroutine that closes br once Redis answers PING
 // again: the server, or in a Cluster the master that serves key now
 // (after a failover, the promoted replica).
@@ -460,6 +472,7 @@ func (b *Backend) startProbe(br *breaker, key string) {
 			cancel()
 			if err == nil {
 				br.reset()
+				b.recovered()
 				b.log.Info("redis reachable again: circuit breaker closed")
 				return
 			}

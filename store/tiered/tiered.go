@@ -143,6 +143,8 @@ type Store struct {
 	bgCtx        context.Context
 	bgCancel     context.CancelFunc
 	revalidating map[string]bool
+	// retrying is true while the missed deletions are being retried.
+	retrying bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -458,6 +460,63 @@ func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
 		}
 	}
 	s.pending[key] = pendingDelete{accessToken: accessToken, until: expires}
+	s.startPendingRetries()
+}
+
+// pendingRetryInterval spaces the background attempts to finish missed
+// deletions while the shared level stays unreachable.
+const pendingRetryInterval = 250 * time.Millisecond
+
+// startPendingRetries starts, unless it runs, the goroutine that retries
+// the missed deletions until none is left (or the Store closes).
+func (s *Store) startPendingRetries() {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed || s.retrying {
+		return
+	}
+	s.retrying = true
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		tick := time.NewTicker(pendingRetryInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.bgCtx.Done():
+				return
+			case <-tick.C:
+			}
+			s.finishPendingDeletes(s.bgCtx)
+			s.pendingMu.Lock()
+			s.bgMu.Lock()
+			done := len(s.pending) == 0
+			if done {
+				s.retrying = false
+			}
+			s.bgMu.Unlock()
+			s.pendingMu.Unlock()
+			if done {
+				return
+			}
+		}
+	}()
+}
+
+// finishPendingDeletes tries every missed deletion once.
+func (s *Store) finishPendingDeletes(ctx context.Context) {
+	s.pendingMu.Lock()
+	batch := make(map[string]pendingDelete, len(s.pending))
+	for k, p := range s.pending {
+		batch[k] = p
+	}
+	s.pendingMu.Unlock()
+	for key, p := range batch {
+		if ctx.Err() != nil {
+			return
+		}
+		s.finishPendingDelete(ctx, key, p.accessToken)
+	}
 }
 
 // finishPendingDelete is called with what the shared level holds for key:
@@ -487,35 +546,6 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 		}
 	}
 	return true
-}
-
-// retryPendingDeletes tries every missed deletion once, in the
-// background (after the shared level came back).
-func (s *Store) retryPendingDeletes() {
-	s.pendingMu.Lock()
-	batch := make(map[string]pendingDelete, len(s.pending))
-	for k, p := range s.pending {
-		batch[k] = p
-	}
-	s.pendingMu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	s.bgMu.Lock()
-	defer s.bgMu.Unlock()
-	if s.closed {
-		return
-	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		for key, p := range batch {
-			if s.bgCtx.Err() != nil {
-				return
-			}
-			s.finishPendingDelete(s.bgCtx, key, p.accessToken)
-		}
-	}()
 }
 
 // PendingDeletes is the number of invalidations waiting for the shared
@@ -548,7 +578,12 @@ func (s *Store) Forget(key string) {
 // subscription to the shared level is back).
 func (s *Store) Resync() {
 	s.epoch.Add(1)
-	s.retryPendingDeletes()
+	s.pendingMu.Lock()
+	hasPending := len(s.pending) > 0
+	s.pendingMu.Unlock()
+	if hasPending {
+		s.startPendingRetries()
+	}
 }
 
 // dropIf drops key if L1 still holds the write seq.

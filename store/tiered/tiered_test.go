@@ -402,3 +402,72 @@ func TestInvalidationStormIsCoalesced(t *testing.T) {
 	}
 	t.Logf("%d concurrent invalidations, %d call(s) to the shared level", callers, remote.calls.Load())
 }
+
+// TestInvalidationMissedByTheSharedLevelIsRetried: a CompareAndDelete
+// while the shared level is down deletes in L1 at once, and in the shared
+// level once it answers again (other replicas read it there), without
+// waiting for a read of the key.
+func TestInvalidationMissedByTheSharedLevelIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	e := entry(time.Minute)
+	if err := l1.Put(ctx, key, e); err != nil {
+		t.Fatal(err)
+	}
+	remote.down.Store(true)
+	if ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+		t.Fatalf("CompareAndDelete while down = %v, %v; want true (deleted here)", ok, err)
+	}
+	if got := l1.PendingDeletes(); got != 1 {
+		t.Fatalf("PendingDeletes = %d, want 1", got)
+	}
+	remote.down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for l1.PendingDeletes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the missed deletion was not retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the shared level still holds the invalidated token: %v", err)
+	}
+}
+
+// TestWriteBackOfAnOlderGenerationIsDropped: an entry L1 kept while the
+// shared level was down is not written back over a newer generation, nor
+// served.
+func TestWriteBackOfAnOlderGenerationIsDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := &fencedShared{shared: newShared()}
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Nanosecond})
+	remote.down.Store(true)
+	old := entry(time.Minute)
+	old.Gen = 3
+	_ = l1.Put(ctx, key, old) // kept in L1 only
+	remote.down.Store(false)
+	remote.gen.Store(4) // another replica leased the key since
+	got, err := l1.GetFresh(ctx, key)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetFresh = %+v, %v; want not found (the stale entry dropped)", got, err)
+	}
+	if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("the stale entry was written back")
+	}
+}
+
+// fencedShared refuses writes older than gen, as the Redis script does.
+type fencedShared struct {
+	*shared
+	gen atomic.Uint64
+}
+
+func (s *fencedShared) Put(ctx context.Context, key string, e store.Entry) error {
+	if e.Gen < s.gen.Load() {
+		return store.ErrStale
+	}
+	return s.shared.Put(ctx, key, e)
+}
