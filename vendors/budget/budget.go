@@ -73,11 +73,18 @@ type Limiter struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	vendors map[string]*vendorState
+	vendors map[vendorKey]*vendorState
 }
 
-// vendorState is one vendor's per-process state, rebuilt when its limits
-// change.
+// vendorKey includes the limits, so that callers passing different limits
+// for one vendor (a profile overriding them) each keep theirs instead of
+// replacing each other's state.
+type vendorKey struct {
+	vendor string
+	limits Limits
+}
+
+// vendorState is one vendor's per-process state.
 type vendorState struct {
 	limits Limits
 	slots  chan struct{} // nil: no concurrency cap
@@ -90,13 +97,14 @@ func New(shared Shared, logger *slog.Logger) *Limiter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Limiter{shared: shared, log: logger, vendors: map[string]*vendorState{}}
+	return &Limiter{shared: shared, log: logger, vendors: map[vendorKey]*vendorState{}}
 }
 
 func (l *Limiter) state(vendor string, lim Limits) *vendorState {
+	key := vendorKey{vendor, lim}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s, ok := l.vendors[vendor]; ok && s.limits == lim {
+	if s, ok := l.vendors[key]; ok {
 		return s
 	}
 	s := &vendorState{limits: lim}
@@ -106,7 +114,7 @@ func (l *Limiter) state(vendor string, lim Limits) *vendorState {
 	if lim.RatePerSecond > 0 {
 		s.local = rate.NewLimiter(rate.Limit(lim.RatePerSecond), lim.burst())
 	}
-	l.vendors[vendor] = s
+	l.vendors[key] = s
 	return s
 }
 
