@@ -92,7 +92,8 @@ type vendorState struct {
 }
 
 // New returns a Limiter using shared for the fleet-wide budget; with shared
-// nil (no Redis) the budget is kept per process. logger may be nil.
+// nil (no Redis) the budget is kept per process. Pass an untyped nil then,
+// not a nil *redisstore.Backend. logger may be nil.
 func New(shared Shared, logger *slog.Logger) *Limiter {
 	if logger == nil {
 		logger = slog.Default()
