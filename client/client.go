@@ -65,10 +65,14 @@ func (c *Client) TokenSource(ctx context.Context, req *tokenbrokerv1.GetTokenReq
 // base (http.DefaultTransport when nil) with "Authorization: Bearer
 // <token>", the token from a TokenSource for req. When the server answers
 // 401 it reports the token as rejected to the broker (InvalidateToken names
-// that token, so a burst of 401s causes one new vendor fetch) and, if the
-// request body can be sent again (http.NewRequest sets GetBody for the
-// usual body types), retries once with a new token. Broker calls use the
-// HTTP request's context.
+// that token, so a burst of 401s causes one new vendor fetch; concurrent
+// 401s for one token cause one InvalidateToken) and, if the request body
+// can be sent again (http.NewRequest sets GetBody for the usual body
+// types), retries once with a new token. The local token is forgotten only
+// once the broker answered, and a rejected token is never sent again: when
+// the broker still answers it, the transport asks with force_refresh, and
+// when that brings it back too, the 401 stands and the next request fails
+// with ErrRejectedToken. Broker calls use the HTTP request's context.
 func (c *Client) Transport(req *tokenbrokerv1.GetTokenRequest, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -83,7 +87,7 @@ func (c *Client) newTokenSource(ctx context.Context, req *tokenbrokerv1.GetToken
 	if req.MinTtl != nil {
 		margin = req.MinTtl.AsDuration()
 	}
-	return &tokenSource{ctx: ctx, api: c.api, req: req, margin: margin, now: time.Now}
+	return newTokenSource(ctx, c.api, req, margin)
 }
 
 // withTimeout bounds a broker call whose context has no deadline.

@@ -31,13 +31,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The vendor rejected the token (revoked, or its key rotated early).
 	// Report it even when this request cannot be retried, so the next one
 	// gets a new token.
-	if err := t.source.invalidate(req.Context(), tok.AccessToken); err != nil {
+	if err := t.source.invalidate(req.Context(), tok); err != nil {
 		return resp, nil
 	}
 	body, ok := replayBody(req)
 	if !ok {
 		return resp, nil
 	}
+	// The source never answers a token it has seen rejected; when the
+	// broker has no other (ErrRejectedToken), the 401 stands.
 	fresh, err := t.source.token(req.Context())
 	if err != nil || fresh.AccessToken == tok.AccessToken {
 		closeReader(body)

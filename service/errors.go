@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of every error detail.
@@ -26,6 +27,10 @@ const (
 	ReasonThrottled           = "VENDOR_THROTTLED"
 	ReasonBadResponse         = "VENDOR_BAD_RESPONSE"
 	ReasonMisconfigured       = "VENDOR_MISCONFIGURED"
+	// ReasonBudgetExhausted: the broker's own budget of token requests to
+	// the vendor (max_requests_per_second) has no slot within the
+	// caller's deadline; the vendor was not asked.
+	ReasonBudgetExhausted = "VENDOR_BUDGET_EXHAUSTED"
 )
 
 type notFoundError struct{ what, name string }
@@ -60,6 +65,7 @@ func toStatus(err error) error {
 		nf  *notFoundError
 		ve  *vendors.Error
 		se  *storeError
+		be  *budget.ExhaustedError
 	)
 	switch {
 	case errors.As(err, &arg):
@@ -74,6 +80,8 @@ func toStatus(err error) error {
 			&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: ReasonMisconfigured})
 	case errors.As(err, &ve):
 		return vendorStatus(ve)
+	case errors.As(err, &be):
+		return budgetStatus(be)
 	case errors.As(err, &se):
 		slog.Error("token cache failed", "err", err)
 		return status.Error(codes.Unavailable, "the token cache is unavailable; retry")
@@ -84,6 +92,20 @@ func toStatus(err error) error {
 	}
 	slog.Error("internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// budgetStatus is RESOURCE_EXHAUSTED with RetryInfo, like a vendor's 429
+// (KindThrottled), but to the millisecond: the budget's slots are often
+// less than a second apart.
+func budgetStatus(be *budget.ExhaustedError) error {
+	retry := max(be.RetryAfter, time.Millisecond)
+	if r := retry.Truncate(time.Millisecond); r < retry {
+		retry = r + time.Millisecond
+	}
+	msg := fmt.Sprintf("vendor %s: the broker's budget of token requests to this vendor (max_requests_per_second) has no free slot before the deadline; retry in %v or with a longer deadline", be.Vendor, retry)
+	return withDetails(status.New(codes.ResourceExhausted, msg),
+		&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: ReasonBudgetExhausted, Metadata: map[string]string{"vendor": be.Vendor}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 }
 
 func vendorStatus(ve *vendors.Error) error {

@@ -57,7 +57,11 @@ type Info struct {
 }
 
 // CommonSettings are accepted by every vendor.
-var CommonSettings = []string{"default_ttl", "negative_ttl", "timeout", "tls_client_cert", "tls_client_key", "token_url"}
+var CommonSettings = []string{
+	"default_ttl", "negative_ttl", "timeout", "tls_client_cert", "tls_client_key", "token_url",
+	// Vendor protection (package vendors/budget).
+	"max_requests_per_second", "burst", "max_concurrent_requests",
+}
 
 // AllowsSetting reports whether key is a valid setting for the vendor.
 // Map-valued settings are flattened as "<name>.<key>".

@@ -1,0 +1,221 @@
+// Package budget protects vendors' token endpoints from the whole fleet
+// (design section 4; the README's vendor settings max_requests_per_second,
+// burst and max_concurrent_requests): a budget of token requests per
+// second per vendor shared by every replica (a GCRA script in Redis,
+// store/redisstore; GCRA is the ITU-T I.371 cell rate algorithm), the same
+// budget kept in the process while the shared one cannot answer
+// (golang.org/x/time/rate), and a per-replica cap on concurrent requests
+// per vendor.
+//
+// A caller over the budget queues for the next free slot and sleeps until
+// then, as long as that fits its context's deadline; when it does not, it
+// gets an *ExhaustedError at once (the service answers RESOURCE_EXHAUSTED
+// with RetryInfo) instead of waiting for a slot it cannot use.
+package budget
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// DefaultMaxWait bounds the wait of a caller whose context has no
+// deadline.
+const DefaultMaxWait = time.Minute
+
+// Limits are one vendor's limits; a zero field means unlimited.
+type Limits struct {
+	// RatePerSecond is the fleet-wide budget of token requests per second
+	// (setting max_requests_per_second).
+	RatePerSecond float64
+	// Burst is how many requests may go at once after a quiet spell
+	// (setting burst); below 1 it is 1. With 1, requests are spaced
+	// 1/RatePerSecond apart and no second ever sees more than
+	// RatePerSecond of them (rounded up), which is what a vendor that
+	// counts per second needs. A burst B lets one second see up to
+	// B + RatePerSecond - 1 (a token bucket's burst comes on top of its
+	// rate).
+	Burst int
+	// MaxConcurrent caps this replica's requests in flight to the vendor
+	// (setting max_concurrent_requests).
+	MaxConcurrent int
+}
+
+// burst is the effective burst.
+func (l Limits) burst() int { return max(l.Burst, 1) }
+
+// Shared is the fleet-wide budget; *redisstore.Backend implements it.
+type Shared interface {
+	// ReserveBudget reserves one request of vendor's budget if a slot is
+	// free within maxWait, answering the wait before it may be sent;
+	// otherwise it takes nothing and answers the wait that was needed.
+	ReserveBudget(ctx context.Context, vendor string, ratePerSec float64, burst int, maxWait time.Duration) (wait time.Duration, reserved bool, err error)
+}
+
+// ExhaustedError says a vendor's budget has no slot within the caller's
+// deadline. RetryAfter is when one would have been free.
+type ExhaustedError struct {
+	Vendor     string
+	RetryAfter time.Duration
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("budget: vendor %s: the fleet's budget of token requests is spent; the next slot is %v away, past the deadline", e.Vendor, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Limiter applies Limits per vendor. It is safe for concurrent use.
+type Limiter struct {
+	shared Shared
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	vendors map[vendorKey]*vendorState
+}
+
+// vendorKey includes the limits, so that callers passing different limits
+// for one vendor (a profile overriding them) each keep theirs instead of
+// replacing each other's state.
+type vendorKey struct {
+	vendor string
+	limits Limits
+}
+
+// vendorState is one vendor's per-process state.
+type vendorState struct {
+	limits Limits
+	slots  chan struct{} // nil: no concurrency cap
+	local  *rate.Limiter // nil: no rate limit
+}
+
+// New returns a Limiter using shared for the fleet-wide budget; with shared
+// nil (no Redis) the budget is kept per process. Pass an untyped nil then,
+// not a nil *redisstore.Backend. logger may be nil.
+func New(shared Shared, logger *slog.Logger) *Limiter {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Limiter{shared: shared, log: logger, vendors: map[vendorKey]*vendorState{}}
+}
+
+func (l *Limiter) state(vendor string, lim Limits) *vendorState {
+	key := vendorKey{vendor, lim}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.vendors[key]; ok {
+		return s
+	}
+	s := &vendorState{limits: lim}
+	if lim.MaxConcurrent > 0 {
+		s.slots = make(chan struct{}, lim.MaxConcurrent)
+	}
+	if lim.RatePerSecond > 0 {
+		s.local = rate.NewLimiter(rate.Limit(lim.RatePerSecond), lim.burst())
+	}
+	l.vendors[key] = s
+	return s
+}
+
+// Acquire waits until vendor's limits let one more token request go, and
+// returns release, to be called when the request has ended (it frees the
+// concurrency slot; it is safe to call more than once). ctx bounds the
+// wait: when the budget's next slot lies past ctx's deadline, Acquire
+// returns an *ExhaustedError at once; when ctx ends while waiting for a
+// concurrency slot, ctx's error. Pass the context of the whole vendor
+// call, so the wait counts against its deadline.
+//
+// The budget is shared by the fleet through Shared; when that errs (Redis
+// down, breaker open) each process keeps the budget on its own, so for
+// the outage the fleet may send up to replicas x the rate.
+//
+//	release, err := limiter.Acquire(ctx, "abbyy_vantage", settings.Limits())
+//	if err != nil {
+//		return err // *budget.ExhaustedError: RESOURCE_EXHAUSTED with RetryInfo
+//	}
+//	defer release()
+//	resp, err := vendor.Fetch(ctx, input)
+func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (release func(), err error) {
+	s := l.state(vendor, lim)
+	release = func() {}
+	if s.slots != nil {
+		// The slot is taken first and held while waiting for the
+		// budget: budget taken while queued for a slot would let the
+		// queue go in one burst when slots free up.
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("budget: vendor %s: waiting for one of %d concurrent request slots: %w", vendor, lim.MaxConcurrent, ctx.Err())
+		}
+		var once sync.Once
+		release = func() { once.Do(func() { <-s.slots }) }
+	}
+	if s.local == nil {
+		return release, nil
+	}
+	if err := l.waitForBudget(ctx, vendor, s); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// waitForBudget reserves a slot of the budget and sleeps until it.
+func (l *Limiter) waitForBudget(ctx context.Context, vendor string, s *vendorState) error {
+	maxWait := DefaultMaxWait
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = time.Until(deadline)
+	}
+	if maxWait < 0 {
+		maxWait = 0
+	}
+	wait, reserved, err := l.reserve(ctx, vendor, s, maxWait)
+	if err != nil {
+		return err
+	}
+	if !reserved {
+		return &ExhaustedError{Vendor: vendor, RetryAfter: wait}
+	}
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		// The reserved slot goes unused: the fleet then sends less than
+		// its budget, never more.
+		return fmt.Errorf("budget: vendor %s: waiting %v for the budget's next slot: %w", vendor, wait, ctx.Err())
+	}
+}
+
+// reserve asks the shared budget, or the process's own when that errs.
+func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, maxWait time.Duration) (time.Duration, bool, error) {
+	lim := s.limits
+	if l.shared != nil {
+		wait, reserved, err := l.shared.ReserveBudget(ctx, vendor, lim.RatePerSecond, lim.burst(), maxWait)
+		if err == nil {
+			return wait, reserved, nil
+		}
+		if ctx.Err() != nil {
+			return 0, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
+		}
+		l.log.Debug("shared vendor budget unavailable; using this process's", "vendor", vendor, "err", err)
+	}
+	now := time.Now()
+	r := s.local.ReserveN(now, 1)
+	if !r.OK() {
+		// Cannot happen: the burst is at least 1.
+		return 0, false, fmt.Errorf("budget: vendor %s: burst %d admits no request", vendor, lim.burst())
+	}
+	wait := r.DelayFrom(now)
+	if wait > maxWait {
+		r.CancelAt(now)
+		return wait, false, nil
+	}
+	return wait, true, nil
+}
