@@ -258,6 +258,15 @@ func (e *rememberedRejection) Unwrap() error { return e.err }
 // lease holder had stored a token meanwhile (the fetched token is still
 // valid).
 func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
+	if s.cfg.Budget != nil {
+		// The vendor's budget: callers over it queue for a slot within
+		// their deadline, or get RESOURCE_EXHAUSTED with RetryInfo.
+		release, err := s.cfg.Budget.Acquire(ctx, r.vendor, r.settings.Limits())
+		if err != nil {
+			return store.Entry{}, false, err
+		}
+		defer release()
+	}
 	start := s.now()
 	fetchCtx, span := startUpstreamSpan(ctx, r)
 	tok, err := r.call.Fetch(fetchCtx, refreshToken)

@@ -23,6 +23,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // Defaults (docs/design.md, "Token semantics").
@@ -72,6 +73,10 @@ type Config struct {
 	// FlightSlack (DefaultFlightSlack) bounds, beyond the vendor's
 	// timeout, how long a fetch waits on other replicas' leases.
 	FlightSlack time.Duration
+	// Budget applies the vendors' request budgets and concurrency caps
+	// (settings max_requests_per_second, burst, max_concurrent_requests);
+	// nil means none.
+	Budget *budget.Limiter
 	// HTTPClient sends vendor requests; nil means the vendors default.
 	HTTPClient *http.Client
 	Logger     *slog.Logger

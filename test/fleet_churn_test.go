@@ -47,6 +47,9 @@ func TestFleetChurn(t *testing.T) {
 	t.Run("invalidation during a Redis outage holds after it", func(t *testing.T) {
 		testInvalidateDuringOutage(t, bin)
 	})
+	t.Run("vendor budget shared by the fleet", func(t *testing.T) {
+		testVendorBudget(t, bin)
+	})
 	t.Run("cluster master killed under load", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("cluster failover skipped in -short mode")
@@ -416,6 +419,73 @@ func testClusterFailover(t *testing.T, bin string) {
 	}
 	if got, err := redistest.Do(promoted.Addr, "EXISTS", key); err != nil || got != "1" {
 		t.Fatalf("the new token is not stored on the promoted node %s: %q, %v", promoted.Addr, got, err)
+	}
+}
+
+// testVendorBudget: 2,000 distinct credential sets asked for at once over
+// three replicas reach the vendor at its budget, never faster. Each
+// replica also caps its concurrent requests to the vendor
+// (max_concurrent_requests), as an operator would for such a warm-up:
+// without the cap, 2,000 flights at once starve two cores enough that
+// Redis commands time out, the breaker opens, and each replica falls back
+// to a budget of its own.
+func testVendorBudget(t *testing.T, bin string) {
+	const (
+		sets = 2000
+		rate = 200 // requests per second, the fleet's budget
+	)
+	sim := startSim(t)
+	for i := range sets {
+		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
+	}
+	srv := redistest.Start(t)
+	yaml := fleetYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), "")
+	yaml = strings.Replace(yaml, "    token_url: ", fmt.Sprintf("    max_requests_per_second: %d\n    max_concurrent_requests: 16\n    token_url: ", rate), 1)
+	f := startFleet(t, bin, sim, fleetReplicas, yaml)
+	sim.Reset()
+	began := time.Now()
+	errs := make([]error, sets)
+	var wg sync.WaitGroup
+	for i := range sets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, errs[i] = f.client(i).GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor",
+				Credentials: map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"}})
+		}()
+	}
+	wg.Wait()
+	took := time.Since(began)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("credential set %d: %v", i, err)
+		}
+	}
+	n, peak := sim.Requests("smartdocumentor"), sim.MaxRequestsWithin("smartdocumentor", time.Second)
+	t.Logf("%d cold credential sets over %d replicas in %v: %d vendor requests, at most %d in any second (budget %d/s)", sets, fleetReplicas, took, n, peak, rate)
+	if n != sets {
+		t.Errorf("%d vendor requests, want %d", n, sets)
+	}
+	if times := sim.RequestTimes("smartdocumentor"); len(times) > 0 {
+		buckets := map[int]int{}
+		for _, at := range times {
+			buckets[int(at.Sub(times[0])/(250*time.Millisecond))]++
+		}
+		t.Logf("requests per 250 ms: %v", buckets)
+	}
+	for i, r := range f.replicas {
+		m := scrapeURL(t, "http://"+r.httpAddr+"/metrics")
+		t.Logf("replica %d: breaker opened %v times, %v Redis errors", i,
+			metricValue(t, m, "tokenbroker_redis_breaker_opens_total", nil), metricValue(t, m, "tokenbroker_redis_errors_total", nil))
+	}
+	// GCRA spaces the slots 1/rate apart in Redis time; each replica
+	// sleeps until its slot from when Redis's answer reached it, so the
+	// sends carry that delay's jitter (tens of ms on a loaded machine):
+	// 10% of slack for a one-second window.
+	if limit := rate + 1 + rate/10; peak > limit {
+		t.Fatalf("the simulator saw %d requests within one second, over the budget of %d/s", peak, rate)
 	}
 }
 

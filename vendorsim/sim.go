@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -69,6 +70,7 @@ type Sim struct {
 	accounts map[string][]map[string]string
 	failures map[string]failure
 	requests map[string]int
+	arrivals map[string][]time.Time // by vendor, the last maxArrivals
 	issued   map[string]int
 	tokens   map[string]issuedToken  // access token -> who and until when
 	refresh  map[string]refreshGrant // refresh token -> what it refreshes
@@ -108,6 +110,9 @@ type refreshGrant struct {
 	// from one primary grant.
 	family string
 }
+
+// maxArrivals bounds the request times kept per vendor.
+const maxArrivals = 100_000
 
 // maxRedeemed bounds the memory of spent refresh tokens.
 const maxRedeemed = 100_000
@@ -150,6 +155,7 @@ func New(opts ...Option) *Sim {
 		tokens:   make(map[string]issuedToken),
 		refresh:  make(map[string]refreshGrant),
 		redeemed: make(map[string]string),
+		arrivals: make(map[string][]time.Time),
 		revoked:  make(map[string]bool),
 	}
 	for _, v := range vendors {
@@ -294,6 +300,34 @@ func (s *Sim) Reset() {
 	defer s.mu.Unlock()
 	clear(s.requests)
 	clear(s.issued)
+	clear(s.arrivals)
+}
+
+// RequestTimes returns when vendor's requests arrived (the first 100,000
+// since the last Reset), in order.
+func (s *Sim) RequestTimes(vendor string) []time.Time {
+	s.mu.Lock()
+	a := slices.Clone(s.arrivals[vendor])
+	s.mu.Unlock()
+	slices.SortFunc(a, time.Time.Compare)
+	return a
+}
+
+// MaxRequestsWithin is the most requests for vendor that arrived within
+// any window of length d (of the first 100,000 since the last Reset).
+func (s *Sim) MaxRequestsWithin(vendor string, d time.Duration) int {
+	s.mu.Lock()
+	a := slices.Clone(s.arrivals[vendor])
+	s.mu.Unlock()
+	slices.SortFunc(a, time.Time.Compare)
+	most, lo := 0, 0
+	for hi := range a {
+		for a[hi].Sub(a[lo]) >= d {
+			lo++
+		}
+		most = max(most, hi-lo+1)
+	}
+	return most
 }
 
 // endpoint wraps a vendor's handler with what every token endpoint shares:
@@ -302,6 +336,9 @@ func (s *Sim) endpoint(v *vendor) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests[v.id]++
+		if a := s.arrivals[v.id]; len(a) < maxArrivals {
+			s.arrivals[v.id] = append(a, time.Now())
+		}
 		s.mu.Unlock()
 		// The body is read before the latency: net/http notices a client
 		// that hangs up (and cancels the request's context) only once the

@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/service"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // Options are what cmd/server decides beyond the config file.
@@ -64,6 +65,13 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a.closers = append(a.closers, closeStore)
 	svcCfg.Store, svcCfg.Leases = st, leases
+	// The vendors' request budgets are shared by the fleet through Redis
+	// when there is one, and kept in this process otherwise.
+	var shared budget.Shared
+	if b, ok := leases.(budget.Shared); ok {
+		shared = b
+	}
+	svcCfg.Budget = budget.New(shared, opts.Logger)
 	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err

@@ -78,7 +78,7 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 	maxWaitMicros := max(maxWait.Microseconds(), 0)
 	var reply []int64
 	// One attempt only: a retry after a timeout could take twice.
-	err = b.do(ctx, func(ctx context.Context) error {
+	err = b.doWithin(ctx, BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudget.Run(ctx, b.client, []string{BudgetKey(vendor)}, interval, burst, maxWaitMicros).Int64Slice()
 		return err
@@ -90,4 +90,12 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 		return 0, false, fmt.Errorf("redisstore: budget: unexpected reply %v", reply)
 	}
 	return time.Duration(reply[1]) * time.Microsecond, reply[0] == 1, nil
+}
+
+// BudgetReachable implements budget.Reachability: false while the breaker
+// of the budget's node is open (Redis is down, each process keeps its own
+// budget), true when a failed command was this process's saturation or a
+// passing stall.
+func (b *Backend) BudgetReachable(vendor string) bool {
+	return b.breakerFor(b.ctx, BudgetKey(vendor)).allow()
 }

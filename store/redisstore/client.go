@@ -32,6 +32,10 @@ const (
 	// dialTimeout bounds background dials; a request's dial is bounded by
 	// its operation timeout.
 	dialTimeout = 200 * time.Millisecond
+	// PoolSize is the connections per Redis server, and the commands a
+	// Backend runs at once (more wait their turn before their timeout
+	// starts).
+	PoolSize = 64
 )
 
 // ClientConfig says where Redis is (config section cache.redis).
@@ -82,7 +86,10 @@ func NewClient(cfg ClientConfig) (redis.UniversalClient, error) {
 		ReadTimeout:           op,
 		WriteTimeout:          op,
 		ContextTimeoutEnabled: true,
-		PoolTimeout:           op,
+		// The Backend runs at most PoolSize commands at once, so a
+		// connection is free when a command starts.
+		PoolSize:    PoolSize,
+		PoolTimeout: op,
 		// One retry covers a pooled connection that died with a restarted
 		// server; a second would only double an outage's cost.
 		MaxRetries:      1,

@@ -112,27 +112,32 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 	if b.breakerFor(ctx, key).suspect() {
 		timeout = b.opts.OpTimeout
 	}
-	err := b.doWithin(ctx, key, timeout, func(ctx context.Context) error {
+	acquire := func(ctx context.Context) error {
 		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, GenKey(key)},
 			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
 		l.gen = uint64(g)
 		return err
-	})
+	}
+	err := b.doWithin(ctx, key, timeout, acquire)
+	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breakerFor(ctx, key).allow() {
+		// The script may have run and its answer come late (a stalled
+		// process): asking again with the same owner is safe, and
+		// better than fetching without the lease beside its holder.
+		err = b.doWithin(ctx, key, timeout, acquire)
+	}
 	if err != nil {
+		// Should an attempt have landed, free it rather than make the
+		// others wait a lease TTL for nobody.
+		b.background(func() { l.release(b.ctx) })
 		return nil, fmt.Errorf("redisstore: lease: %w", err)
 	}
 	if l.gen == 0 {
 		return nil, nil
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.background(l.renew) {
 		l.release(context.Background())
 		return nil, fmt.Errorf("redisstore: lease: %w", ErrClosed)
 	}
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go l.renew()
 	return l, nil
 }
 
@@ -177,7 +182,6 @@ func (l *lease) release(ctx context.Context) {
 // A renewal that finds another owner stops: the lease was lost (this
 // process stalled past it), and the generation fences the late write.
 func (l *lease) renew() {
-	defer l.b.wg.Done()
 	tick := time.NewTicker(l.b.opts.LeaseTTL / 3)
 	defer tick.Stop()
 	for {
@@ -248,4 +252,20 @@ func (b *Backend) wake(key string) {
 	for ch := range set {
 		close(ch)
 	}
+}
+
+// background runs f in a goroutine that Close waits for, unless the
+// Backend is closed (then it reports false).
+func (b *Backend) background(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
 }

@@ -125,6 +125,12 @@ type Backend struct {
 	staleWrites atomic.Uint64
 	leasesLost  atomic.Uint64
 
+	// commands holds a slot per command in flight: at most PoolSize, so
+	// a command never waits for a pooled connection inside its timeout
+	// (a cold start of thousands of tokens queues here, which says
+	// nothing about Redis, instead of timing out and opening the breaker).
+	commands chan struct{}
+
 	// waiters are the channels Notify handed out, by key.
 	waitMu  sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
@@ -175,12 +181,13 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		opts.Logger = slog.Default()
 	}
 	b := &Backend{
-		client:  client,
-		opts:    opts,
-		log:     opts.Logger,
-		breaker: breaker{threshold: opts.FailureThreshold, minOutage: opts.MinOutage, now: time.Now},
-		id:      randomHex(8),
-		waiters: make(map[string]map[chan struct{}]struct{}),
+		client:   client,
+		opts:     opts,
+		log:      opts.Logger,
+		breaker:  breaker{threshold: opts.FailureThreshold, minOutage: opts.MinOutage, now: time.Now},
+		id:       randomHex(8),
+		waiters:  make(map[string]map[chan struct{}]struct{}),
+		commands: make(chan struct{}, PoolSize),
 	}
 	b.cluster, _ = client.(*redis.ClusterClient)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -369,6 +376,12 @@ func (b *Backend) doWithin(ctx context.Context, key string, timeout time.Duratio
 		b.skipped.Add(1)
 		return ErrUnavailable
 	}
+	select {
+	case b.commands <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-b.commands }()
 	octx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := op(octx)

@@ -193,10 +193,23 @@ func (l *Limiter) waitForBudget(ctx context.Context, vendor string, s *vendorSta
 	}
 }
 
-// reserve asks the shared budget, or the process's own when that errs.
+// Reachability is implemented by a Shared budget that can tell a store
+// that is down (the process's own budget then applies) from a command
+// that failed in a store that is up (a pool of connections saturated by
+// a cold start of thousands of tokens: the shared budget is asked again,
+// since falling back would let each replica send the whole budget).
+type Reachability interface {
+	BudgetReachable(vendor string) bool
+}
+
+// sharedRetry spaces the attempts on a shared budget that is reachable
+// but failed a command.
+const sharedRetry = 20 * time.Millisecond
+
+// reserve asks the shared budget, or the process's own when that is down.
 func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, maxWait time.Duration) (time.Duration, bool, error) {
 	lim := s.limits
-	if l.shared != nil {
+	for l.shared != nil {
 		wait, reserved, err := l.shared.ReserveBudget(ctx, vendor, lim.RatePerSecond, lim.burst(), maxWait)
 		if err == nil {
 			return wait, reserved, nil
@@ -204,7 +217,18 @@ func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, ma
 		if ctx.Err() != nil {
 			return 0, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
 		}
-		l.log.Debug("shared vendor budget unavailable; using this process's", "vendor", vendor, "err", err)
+		if r, ok := l.shared.(Reachability); !ok || !r.BudgetReachable(vendor) {
+			l.log.Debug("shared vendor budget unavailable; using this process's", "vendor", vendor, "err", err)
+			break
+		}
+		timer := time.NewTimer(sharedRetry)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return 0, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
+		}
+		maxWait -= sharedRetry
 	}
 	now := time.Now()
 	r := s.local.ReserveN(now, 1)
