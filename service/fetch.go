@@ -78,7 +78,7 @@ func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
 	now := s.now()
 	left := e.ExpiresAt.Sub(now)
 	if force {
-		return left > 0 && now.Sub(e.FetchedAt) < s.cfg.ForceRefreshInterval
+		return left > 0 && now.Sub(e.FetchedAt) < s.conf.Load().forceRefreshInterval
 	}
 	return left > 0 && left >= minTTL
 }
@@ -223,11 +223,11 @@ func outcome(err error) string {
 // RefreshAhead fraction of its life (with up to 5% jitter so replicas do
 // not align); the caller keeps the cached token.
 func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
-	if s.cfg.RefreshAhead >= 1 {
+	if r.conf.refreshAhead >= 1 {
 		return
 	}
 	life := e.ExpiresAt.Sub(e.IssuedAt)
-	frac := s.cfg.RefreshAhead - rand.Float64()*0.05
+	frac := r.conf.refreshAhead - rand.Float64()*0.05
 	if s.now().Before(e.IssuedAt.Add(time.Duration(float64(life) * frac))) {
 		return
 	}
