@@ -53,6 +53,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Previous is the policy this one replaces (a configuration reload):
+	// when the limits are unchanged its rate limit buckets carry over, so
+	// a reload does not refill every client's budget.
+	Previous *Policy
 }
 
 // maxKeysPerClient bounds a client's API key hashes: every call compares
@@ -141,7 +145,12 @@ func New(cfg Config) (*Policy, error) {
 	if burst <= 0 {
 		burst = DefaultRefreshBurst
 	}
-	p.limiter = newLimiter(float64(perMinute)/60, float64(burst), cfg.Now)
+	rate := float64(perMinute) / 60
+	if prev := cfg.Previous; prev != nil && prev.limiter.rate == rate && prev.limiter.burst == float64(burst) {
+		p.limiter = prev.limiter
+	} else {
+		p.limiter = newLimiter(rate, float64(burst), cfg.Now)
+	}
 	return p, nil
 }
 

@@ -58,6 +58,7 @@ type Metrics struct {
 	refreshAhead     *prometheus.CounterVec
 	negativeHits     *prometheus.CounterVec
 	invalidations    *prometheus.CounterVec
+	configReloads    *prometheus.CounterVec
 }
 
 // New returns Metrics registered in a registry of their own.
@@ -107,7 +108,9 @@ func New() *Metrics {
 			Namespace: namespace, Name: "invalidations_total",
 			Help: "InvalidateToken calls by vendor and result (deleted: the cached token was the one named; kept: it was not).",
 		}, []string{"vendor", "result"}),
+		configReloads: newConfigReloads(),
 	}
+	m.registry.MustRegister(m.configReloads)
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -25,8 +25,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
-	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -103,6 +103,8 @@ type Server struct {
 	// draining is set when shutdown starts: HTTP answers then carry
 	// "Connection: close".
 	draining atomic.Bool
+	// shutdownDelay is Options.ShutdownDelay, or what SetShutdownDelay set.
+	shutdownDelay atomic.Int64
 }
 
 // New listens on both addresses; Serve starts serving.
@@ -111,6 +113,7 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: opts.Health}
+	s.shutdownDelay.Store(int64(opts.ShutdownDelay))
 	if s.health == nil {
 		s.health = health.NewServer()
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -323,9 +326,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.health.Shutdown()
 	s.draining.Store(true)
-	if serveErr == nil && s.opts.ShutdownDelay > 0 {
-		s.log.Info("shutting down: not ready, still serving", "shutdown_delay", s.opts.ShutdownDelay.String())
-		delay := time.NewTimer(s.opts.ShutdownDelay)
+	if d := time.Duration(s.shutdownDelay.Load()); serveErr == nil && d > 0 {
+		s.log.Info("shutting down: not ready, still serving", "shutdown_delay", d.String())
+		delay := time.NewTimer(d)
 		select {
 		case <-delay.C:
 		case serveErr = <-errc:
@@ -354,6 +357,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("stopped")
 	return serveErr
 }
+
+// SetShutdownDelay changes the delay of a shutdown that has not started
+// yet (a configuration reload).
+func (s *Server) SetShutdownDelay(d time.Duration) { s.shutdownDelay.Store(int64(d)) }
 
 // SetServing marks the service SERVING (or NOT_SERVING) in gRPC health.
 func (s *Server) SetServing(serving bool) {

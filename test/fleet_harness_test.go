@@ -67,6 +67,7 @@ func (f *fleet) client(i int) tokenbrokerv1.TokenServiceClient {
 func fleetYAML(sim *vendorsim.Sim, cache, extra string) string {
 	return `grpc_addr: 127.0.0.1:{grpc}
 http_addr: 127.0.0.1:{http}
+shutdown_delay: 0s
 ` + cache + `vendors:
   smartdocumentor:
     token_url: ` + sim.URL() + `/smartdocumentor/connect/token

@@ -72,6 +72,9 @@ func startBroker(t *testing.T, sim *vendorsim.Sim, cfg *config.Config) *broker {
 func startBrokerWithLogger(t *testing.T, sim *vendorsim.Sim, cfg *config.Config, logger *slog.Logger) *broker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	}
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger})
 	if err != nil {
 		cancel()

@@ -33,11 +33,12 @@ func TestSymlinkSwapIsAChange(t *testing.T) {
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	// Run stamps the files first: swap only after that.
+	// Run stamps the files first: swap only after that (the second call
+	// of Paths is the first poll).
 	based := make(chan struct{})
 	var polls atomic.Int32
 	paths := func() []string {
-		if polls.Add(1) == 1 {
+		if polls.Add(1) == 2 {
 			close(based)
 		}
 		return []string{path}
