@@ -72,6 +72,14 @@ func newProc(t *testing.T, bin, yaml string) *proc {
 
 // start runs the process and waits until its /readyz says 200.
 func (p *proc) start() error {
+	return p.startWith(func() bool {
+		code, _ := p.get("/readyz")
+		return code == http.StatusOK
+	})
+}
+
+// startWith runs the process and waits until ready says so.
+func (p *proc) startWith(ready func() bool) error {
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -94,7 +102,7 @@ func (p *proc) start() error {
 	p.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := p.get("/readyz"); code == http.StatusOK {
+		if ready() {
 			return nil
 		}
 		select {
