@@ -70,8 +70,8 @@ type client struct {
 	// is rotated; none for a certificate-only client.
 	keyDigests [][32]byte
 	subject    string
-	profiles  map[string]bool
-	vendors   map[string]bool
+	profiles   map[string]bool
+	vendors    map[string]bool
 }
 
 // Policy authenticates and authorizes calls. Build it with New; it is safe
