@@ -81,7 +81,7 @@ type Service struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 
 	cfg Config
-	// conf is what a configuration reload replaces (Reconfigure).
+	// conf is what a configuration reload replaces (Use).
 	conf     atomic.Pointer[snapshot]
 	store    store.Store
 	log      *slog.Logger
