@@ -55,22 +55,19 @@ func isB64Token(s string) bool {
 	return true
 }
 
-// clientForKey returns the client whose configured digest is the key's
-// SHA-256, or nil. It compares the digest with every client's in constant
-// time and never stops early, so the time taken says nothing about which
-// client, if any, matched or how much of a digest did.
+// clientForKey returns the client one of whose configured digests is the
+// key's SHA-256, or nil. It compares the digest with every digest of every
+// client in constant time and never stops early, so the time taken says
+// nothing about which client, if any, matched or how much of a digest did
+// (only the number of configured digests, which is no secret).
 func (p *Policy) clientForKey(key string) *client {
 	digest := sha256.Sum256([]byte(key))
 	match := -1
 	for i, c := range p.clients {
-		eq := subtle.ConstantTimeCompare(digest[:], c.keyDigest[:])
-		// A client without a key has a zero digest; SHA-256 never yields
-		// it, but do not rely on that.
-		has := 0
-		if c.hasKey {
-			has = 1
+		for _, d := range c.keyDigests {
+			eq := subtle.ConstantTimeCompare(digest[:], d[:])
+			match = subtle.ConstantTimeSelect(eq, i, match)
 		}
-		match = subtle.ConstantTimeSelect(eq&has, i, match)
 	}
 	if match < 0 {
 		return nil

@@ -53,18 +53,25 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Previous is the policy this one replaces (a configuration reload):
+	// when the limits are unchanged its rate limit buckets carry over, so
+	// a reload does not refill every client's budget.
+	Previous *Policy
 }
+
+// maxKeysPerClient bounds a client's API key hashes: every call compares
+// the presented key with all of them.
+const maxKeysPerClient = 4
 
 // client is one configured caller.
 type client struct {
 	name string
-	// keyDigest is the SHA-256 of its API key; hasKey false when it has
-	// none.
-	keyDigest [32]byte
-	hasKey    bool
-	subject   string
-	profiles  map[string]bool
-	vendors   map[string]bool
+	// keyDigests are the SHA-256 of its API keys: one, or two while a key
+	// is rotated; none for a certificate-only client.
+	keyDigests [][32]byte
+	subject    string
+	profiles   map[string]bool
+	vendors    map[string]bool
 }
 
 // Policy authenticates and authorizes calls. Build it with New; it is safe
@@ -113,11 +120,14 @@ func New(cfg Config) (*Policy, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.hasKey {
-			if other, dup := byDigest[c.keyDigest]; dup {
+		for _, d := range c.keyDigests {
+			if other, dup := byDigest[d]; dup {
+				if other == name {
+					return nil, fmt.Errorf("clients.%s.api_key_sha256: the same hash twice", name)
+				}
 				return nil, fmt.Errorf("clients.%s.api_key_sha256: the same key as clients.%s; give every client its own key", name, other)
 			}
-			byDigest[c.keyDigest] = name
+			byDigest[d] = name
 		}
 		if c.subject != "" {
 			if other, dup := p.bySubject[c.subject]; dup {
@@ -135,7 +145,12 @@ func New(cfg Config) (*Policy, error) {
 	if burst <= 0 {
 		burst = DefaultRefreshBurst
 	}
-	p.limiter = newLimiter(float64(perMinute)/60, float64(burst), cfg.Now)
+	rate := float64(perMinute) / 60
+	if prev := cfg.Previous; prev != nil && prev.limiter.rate == rate && prev.limiter.burst == float64(burst) {
+		p.limiter = prev.limiter
+	} else {
+		p.limiter = newLimiter(rate, float64(burst), cfg.Now)
+	}
 	return p, nil
 }
 
@@ -145,14 +160,22 @@ func newClient(name string, cc config.Client, mtls bool) (*client, error) {
 		return nil, fmt.Errorf("%s: a client name is 1 to 128 characters of [A-Za-z0-9_.@-]", field)
 	}
 	c := &client{name: name, profiles: map[string]bool{}, vendors: map[string]bool{}}
-	if cc.APIKeySHA256 != "" {
-		h := strings.TrimSpace(cc.APIKeySHA256)
+	if len(cc.APIKeySHA256) > maxKeysPerClient {
+		return nil, fmt.Errorf("%s.api_key_sha256: %d hashes; at most %d (a rotation needs two)", field, len(cc.APIKeySHA256), maxKeysPerClient)
+	}
+	for i, raw := range cc.APIKeySHA256 {
+		h := strings.TrimSpace(raw)
 		if !sha256Hex.MatchString(h) {
-			return nil, fmt.Errorf("%s.api_key_sha256: must be the 64 hex digits of the key's SHA-256 (printf %%s \"$KEY\" | sha256sum), not the key", field)
+			at := ""
+			if len(cc.APIKeySHA256) > 1 {
+				at = fmt.Sprintf("[%d]", i)
+			}
+			return nil, fmt.Errorf("%s.api_key_sha256%s: must be the 64 hex digits of the key's SHA-256 (printf %%s \"$KEY\" | sha256sum), not the key", field, at)
 		}
+		var d [32]byte
 		b, _ := hex.DecodeString(h)
-		copy(c.keyDigest[:], b)
-		c.hasKey = true
+		copy(d[:], b)
+		c.keyDigests = append(c.keyDigests, d)
 	}
 	if s := strings.TrimSpace(cc.CertSubject); s != "" {
 		if !mtls {
@@ -160,7 +183,7 @@ func newClient(name string, cc config.Client, mtls bool) (*client, error) {
 		}
 		c.subject = s
 	}
-	if !c.hasKey && c.subject == "" {
+	if len(c.keyDigests) == 0 && c.subject == "" {
 		return nil, fmt.Errorf("%s: set api_key_sha256 or cert_subject", field)
 	}
 	if len(cc.Allow) == 0 {

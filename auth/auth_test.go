@@ -98,14 +98,14 @@ func TestNewRejectsBadClients(t *testing.T) {
 		cas     *x509.CertPool
 		wantErr string
 	}{
-		{"the key instead of its hash", map[string]config.Client{"a": {APIKeySHA256: "my-secret-key", Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
+		{"the key instead of its hash", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{"my-secret-key"}, Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
 		{"no credential", map[string]config.Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256 or cert_subject"},
 		{"subject without client CA", map[string]config.Client{"a": {CertSubject: "CN=a", Allow: []string{"p"}}}, nil, "clients.a.cert_subject: needs tls.client_ca_file"},
-		{"empty allow", map[string]config.Client{"a": {APIKeySHA256: good}}, nil, "clients.a.allow"},
-		{"vendor prefix alone", map[string]config.Client{"a": {APIKeySHA256: good, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
-		{"shared key", map[string]config.Client{"a": {APIKeySHA256: good, Allow: []string{"p"}}, "b": {APIKeySHA256: strings.ToUpper(good), Allow: []string{"p"}}}, nil, "clients.b.api_key_sha256"},
+		{"empty allow", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}}}, nil, "clients.a.allow"},
+		{"vendor prefix alone", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
+		{"shared key", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}, Allow: []string{"p"}}, "b": {APIKeySHA256: config.Hashes{strings.ToUpper(good)}, Allow: []string{"p"}}}, nil, "clients.b.api_key_sha256"},
 		{"shared subject", map[string]config.Client{"a": {CertSubject: "CN=x", Allow: []string{"p"}}, "b": {CertSubject: "CN=x", Allow: []string{"p"}}}, pool, "clients.b.cert_subject"},
-		{"bad name", map[string]config.Client{"a b": {APIKeySHA256: good, Allow: []string{"p"}}}, nil, "clients.a b"},
+		{"bad name", map[string]config.Client{"a b": {APIKeySHA256: config.Hashes{good}, Allow: []string{"p"}}}, nil, "clients.a b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,8 +124,8 @@ func TestNewRejectsBadClients(t *testing.T) {
 func TestClientForKeyMatchesOnlyTheRightDigest(t *testing.T) {
 	t.Parallel()
 	p, err := New(Config{Clients: map[string]config.Client{
-		"a":    {APIKeySHA256: keyHash("key-a"), Allow: []string{"p"}},
-		"b":    {APIKeySHA256: strings.ToUpper(keyHash("key-b")), Allow: []string{"p"}},
+		"a":    {APIKeySHA256: config.Hashes{keyHash("key-a")}, Allow: []string{"p"}},
+		"b":    {APIKeySHA256: config.Hashes{strings.ToUpper(keyHash("key-b"))}, Allow: []string{"p"}},
 		"cert": {CertSubject: "CN=c", Allow: []string{"p"}},
 	}, ClientCAs: x509.NewCertPool()})
 	if err != nil {
@@ -140,11 +140,74 @@ func TestClientForKeyMatchesOnlyTheRightDigest(t *testing.T) {
 			t.Errorf("clientForKey(%q) = %q, want %q", key, got, want)
 		}
 	}
-	// A cert-only client's zero digest is never a match, whatever is sent.
+	// A cert-only client has no digest that could match.
 	for _, c := range p.clients {
-		if c.name == "cert" && c.hasKey {
+		if c.name == "cert" && len(c.keyDigests) > 0 {
 			t.Fatal("cert-only client has a key")
 		}
+	}
+}
+
+// TestKeyRotationWithOverlap: during a rotation a client lists the old and
+// the new key's hashes and both authenticate it; afterwards only the one
+// left does.
+func TestKeyRotationWithOverlap(t *testing.T) {
+	t.Parallel()
+	policy := func(hashes ...string) *Policy {
+		t.Helper()
+		p, err := New(Config{Clients: map[string]config.Client{
+			"billing": {APIKeySHA256: hashes, Allow: []string{"p"}},
+			"other":   {APIKeySHA256: config.Hashes{keyHash("other")}, Allow: []string{"p"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	steps := []struct {
+		name    string
+		policy  *Policy
+		allowed map[string]bool
+	}{
+		{"old key only", policy(keyHash("old")), map[string]bool{"old": true, "new": false}},
+		{"both during the rotation", policy(keyHash("old"), keyHash("new")), map[string]bool{"old": true, "new": true}},
+		{"new key only", policy(keyHash("new")), map[string]bool{"old": false, "new": true}},
+	}
+	for _, step := range steps {
+		for key, want := range step.allowed {
+			c := step.policy.clientForKey(key)
+			if got := c != nil && c.name == "billing"; got != want {
+				t.Errorf("%s: key %q authenticates billing = %v, want %v", step.name, key, got, want)
+			}
+		}
+		if c := step.policy.clientForKey("other"); c == nil || c.name != "other" {
+			t.Errorf("%s: the other client's key stopped working", step.name)
+		}
+	}
+}
+
+func TestKeyListErrorsNameTheEntry(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		hashes  config.Hashes
+		wantErr string
+	}{
+		{"second entry is the key", config.Hashes{keyHash("a"), "my-secret-key"}, "clients.c.api_key_sha256[1]"},
+		{"the same hash twice", config.Hashes{keyHash("a"), keyHash("a")}, "the same hash twice"},
+		{"too many", config.Hashes{keyHash("1"), keyHash("2"), keyHash("3"), keyHash("4"), keyHash("5")}, "at most 4"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := New(Config{Clients: map[string]config.Client{"c": {APIKeySHA256: tc.hashes, Allow: []string{"p"}}}})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "my-secret-key") {
+				t.Errorf("error repeats the configured value: %v", err)
+			}
+		})
 	}
 }
 
@@ -256,8 +319,8 @@ func TestInterceptorDecisions(t *testing.T) {
 	var logs syncBuffer
 	p, err := New(Config{
 		Clients: map[string]config.Client{
-			"billing": {APIKeySHA256: keyHash("billing-key"), CertSubject: SubjectString(good), Allow: []string{"acme", "vendor:oauth2"}},
-			"other":   {APIKeySHA256: keyHash("other-key"), Allow: []string{"other"}},
+			"billing": {APIKeySHA256: config.Hashes{keyHash("billing-key")}, CertSubject: SubjectString(good), Allow: []string{"acme", "vendor:oauth2"}},
+			"other":   {APIKeySHA256: config.Hashes{keyHash("other-key")}, Allow: []string{"other"}},
 		},
 		ClientCAs: ca.pool(),
 		Limits:    config.Limits{RefreshPerMinute: 1, RefreshBurst: 1},

@@ -75,6 +75,9 @@ profiles:
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	}
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -20,16 +21,27 @@ import (
 
 // Config is the whole file.
 type Config struct {
-	GRPCAddr string              `yaml:"grpc_addr"`
-	HTTPAddr string              `yaml:"http_addr"`
-	Cache    Cache               `yaml:"cache"`
-	Vendors  map[string]Settings `yaml:"vendors"`
-	Profiles map[string]Profile  `yaml:"profiles"`
-	Clients  map[string]Client   `yaml:"clients"`
-	TLS      TLS                 `yaml:"tls"`
-	Service  ServiceTuning       `yaml:"service"`
-	Limits   Limits              `yaml:"limits"`
+	GRPCAddr string `yaml:"grpc_addr"`
+	HTTPAddr string `yaml:"http_addr"`
+	// ShutdownDelay is how long the server keeps serving after SIGTERM,
+	// already not ready, before it closes its listeners and drains (a Go
+	// duration; empty means the default, 5s).
+	ShutdownDelay string              `yaml:"shutdown_delay"`
+	Cache         Cache               `yaml:"cache"`
+	Vendors       map[string]Settings `yaml:"vendors"`
+	Profiles      map[string]Profile  `yaml:"profiles"`
+	Clients       map[string]Client   `yaml:"clients"`
+	TLS           TLS                 `yaml:"tls"`
+	Service       ServiceTuning       `yaml:"service"`
+	Limits        Limits              `yaml:"limits"`
+
+	// secretFiles are the paths of the file: secrets, in the order met.
+	secretFiles []string
 }
+
+// SecretFiles returns the paths of the file: secret references the
+// configuration was resolved from (a reload watches them).
+func (c *Config) SecretFiles() []string { return slices.Clone(c.secretFiles) }
 
 // Limits bound what one authenticated client may cost (README "Security
 // model"). Zero means the default.
@@ -47,7 +59,13 @@ type Cache struct {
 	// Redis is nil for the in-process memory store.
 	Redis          *Redis          `yaml:"redis"`
 	EncryptionKeys []secret.Secret `yaml:"encryption_keys"`
-	AllowPlaintext bool            `yaml:"allow_plaintext"`
+	// FingerprintKey keys the HMAC that names cache entries (base64 of 32
+	// random bytes). Optional with encryption_keys (the key is then
+	// derived from the oldest of them); required with Redis and
+	// allow_plaintext, so that key names never become unkeyed hashes of
+	// credentials.
+	FingerprintKey secret.Secret `yaml:"fingerprint_key"`
+	AllowPlaintext bool          `yaml:"allow_plaintext"`
 	// L1MaxEntries bounds the in-process cache in front of Redis.
 	L1MaxEntries int `yaml:"l1_max_entries"`
 	// L1Disabled turns the in-process level off (benchmarks of the Redis
@@ -92,9 +110,31 @@ type Profile struct {
 
 // Client is a caller of the broker (issue: caller authentication).
 type Client struct {
-	APIKeySHA256 string   `yaml:"api_key_sha256"`
+	// APIKeySHA256 is one hash, or several while a key is rotated.
+	APIKeySHA256 Hashes   `yaml:"api_key_sha256"`
 	CertSubject  string   `yaml:"cert_subject"`
 	Allow        []string `yaml:"allow"`
+}
+
+// Hashes is a config value written as one string or as a list of them.
+type Hashes []string
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (h *Hashes) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var one string
+		if err := n.Decode(&one); err != nil {
+			return err
+		}
+		*h = Hashes{one}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*h = list
+	return nil
 }
 
 // TLS configures both listeners.
@@ -154,6 +194,7 @@ func Parse(raw []byte, env Lookup) (*Config, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	cfg.secretFiles = r.files
 	return cfg, cfg.validate()
 }
 
@@ -178,8 +219,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("profiles.%s.vendor: required", name)
 		}
 	}
+	if _, err := time.ParseDuration(c.ShutdownDelay); c.ShutdownDelay != "" && (err != nil || strings.HasPrefix(c.ShutdownDelay, "-")) {
+		return fmt.Errorf("shutdown_delay: %q is not a Go duration such as 5s", c.ShutdownDelay)
+	}
 	for name, cl := range c.Clients {
-		if cl.APIKeySHA256 == "" && cl.CertSubject == "" {
+		if len(cl.APIKeySHA256) == 0 && cl.CertSubject == "" {
 			return fmt.Errorf("clients.%s: set api_key_sha256 or cert_subject", name)
 		}
 	}

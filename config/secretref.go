@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -30,19 +31,37 @@ func ResolveSecret(value string, env Lookup) (secret.Secret, error) {
 		if path == "" {
 			return secret.Secret{}, fmt.Errorf("file: reference without a path")
 		}
-		f, err := os.Open(path)
+		raw, err := readSecretFile(path)
 		if err != nil {
-			return secret.Secret{}, fmt.Errorf("secret file %s: %w", path, errWithoutValue(err))
+			return secret.Secret{}, err
 		}
-		defer f.Close()
-		buf := make([]byte, maxSecretFile+1)
-		n, _ := f.Read(buf)
-		if n > maxSecretFile {
-			return secret.Secret{}, fmt.Errorf("secret file %s is larger than %d bytes", path, maxSecretFile)
-		}
-		return secret.New(strings.TrimRight(string(buf[:n]), "\r\n")), nil
+		return secret.New(strings.TrimRight(string(raw), "\r\n")), nil
 	}
 	return secret.New(value), nil
+}
+
+// readSecretFile reads a whole file of at most maxSecretFile bytes: one
+// Read may return less than the file holds (pipes, FUSE and network file
+// systems do), which would silently truncate the secret.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("secret file %s: %w", path, errWithoutValue(err))
+	}
+	defer f.Close()
+	return readBounded(f, path)
+}
+
+// readBounded reads r to its end, refusing more than maxSecretFile bytes.
+func readBounded(r io.Reader, path string) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("secret file %s: %w", path, errWithoutValue(err))
+	}
+	if len(raw) > maxSecretFile {
+		return nil, fmt.Errorf("secret file %s is larger than %d bytes", path, maxSecretFile)
+	}
+	return raw, nil
 }
 
 func errWithoutValue(err error) error {
@@ -60,11 +79,16 @@ func errWithoutValue(err error) error {
 type resolver struct {
 	env Lookup
 	err error
+	// files are the file: references met.
+	files []string
 }
 
 func (r *resolver) one(field string, s *secret.Secret) {
 	if r.err != nil || s.IsZero() {
 		return
+	}
+	if path, ok := strings.CutPrefix(s.Reveal(), "file:"); ok && path != "" {
+		r.files = append(r.files, path)
 	}
 	v, err := ResolveSecret(s.Reveal(), r.env)
 	if err != nil {
@@ -82,6 +106,7 @@ func (r *resolver) config(c *Config) {
 	for i := range c.Cache.EncryptionKeys {
 		r.one(fmt.Sprintf("cache.encryption_keys[%d]", i), &c.Cache.EncryptionKeys[i])
 	}
+	r.one("cache.fingerprint_key", &c.Cache.FingerprintKey)
 	for name, p := range c.Profiles {
 		for k, v := range p.Credentials {
 			r.one(fmt.Sprintf("profiles.%s.credentials.%s", name, k), &v)

@@ -59,6 +59,7 @@ type Metrics struct {
 	negativeHits     *prometheus.CounterVec
 	invalidations    *prometheus.CounterVec
 	staleWrites      *prometheus.CounterVec
+	configReloads    *prometheus.CounterVec
 }
 
 // New returns Metrics registered in a registry of their own.
@@ -112,7 +113,9 @@ func New() *Metrics {
 			Namespace: namespace, Name: "stale_writes_total",
 			Help: "Fetched tokens not stored because a later fetch lease holder had stored a newer one (this replica had lost its lease), by vendor.",
 		}, []string{"vendor"}),
+		configReloads: newConfigReloads(),
 	}
+	m.registry.MustRegister(m.configReloads)
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -15,6 +15,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -43,7 +45,15 @@ const (
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 120 * time.Second
-	shutdownGrace     = 15 * time.Second
+	// DefaultShutdownGrace bounds the drain of in-flight calls once the
+	// listeners are closed.
+	DefaultShutdownGrace = 15 * time.Second
+	// maxConnectionAge makes long-lived gRPC clients reconnect now and
+	// then, so that connections spread back over replicas after a rolling
+	// restart; maxConnectionAgeGrace lets the calls on an old connection
+	// finish.
+	maxConnectionAge      = 5 * time.Minute
+	maxConnectionAgeGrace = 30 * time.Second
 )
 
 // Options configure a Server.
@@ -69,6 +79,14 @@ type Options struct {
 	// ForwardHeaders are HTTP headers the gateway passes to gRPC as
 	// metadata, besides authorization.
 	ForwardHeaders []string
+	// ShutdownDelay is how long Serve keeps accepting and serving once its
+	// context is done, already reporting NOT_SERVING, so that load
+	// balancers take the replica out of rotation before its listeners
+	// close (design section 8: shutdown_delay).
+	ShutdownDelay time.Duration
+	// ShutdownGrace bounds the drain of in-flight calls after the delay;
+	// 0 means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 }
 
 // Server is the pair of listeners.
@@ -82,6 +100,11 @@ type Server struct {
 	gwConn   *grpc.ClientConn
 	health   *health.Server
 	log      *slog.Logger
+	// draining is set when shutdown starts: HTTP answers then carry
+	// "Connection: close".
+	draining atomic.Bool
+	// shutdownDelay is Options.ShutdownDelay, or what SetShutdownDelay set.
+	shutdownDelay atomic.Int64
 }
 
 // New listens on both addresses; Serve starts serving.
@@ -90,6 +113,7 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, log: opts.Logger, health: opts.Health}
+	s.shutdownDelay.Store(int64(opts.ShutdownDelay))
 	if s.health == nil {
 		s.health = health.NewServer()
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -103,6 +127,10 @@ func New(opts Options) (*Server, error) {
 		// cached call's CPU copying stacks (docs/performance.md).
 		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      maxConnectionAge,
+			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+		}),
 	}
 	if opts.TLS != nil {
 		// gRPC's own TLS credentials (not a TLS listener), so interceptors
@@ -226,7 +254,23 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	for i := len(s.opts.HTTPMiddleware) - 1; i >= 0; i-- {
 		h = s.opts.HTTPMiddleware[i](h)
 	}
-	return h, nil
+	return s.closeWhileDraining(h), nil
+}
+
+// closeWhileDraining asks HTTP/1.1 keep-alive clients to leave while the
+// server drains: every answer then says "Connection: close", so a client
+// opens its next connection (through the load balancer, to another
+// replica) instead of sending a request on a connection the server is
+// about to close. Go's client never retries a POST whose connection was
+// closed under it, and closing idle connections from the server side
+// races with requests already on their way.
+func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // gatewayError is the gateway's default error answer, except that a body
@@ -255,8 +299,12 @@ func noStore(h http.Handler) http.Handler {
 	})
 }
 
-// Serve serves until ctx is done, then drains in-flight calls (up to a
-// grace period) and returns.
+// Serve serves until ctx is done, then shuts down in the order a load
+// balancer needs (Kubernetes' pod termination): NOT_SERVING at once (gRPC
+// health, and /readyz, which follows it) while both listeners keep
+// accepting and serving for ShutdownDelay, HTTP answers asking clients to
+// close their connections; then the listeners close, gRPC clients get a
+// GOAWAY, and in-flight calls drain for up to ShutdownGrace.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -277,8 +325,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	case serveErr = <-errc:
 	}
 	s.health.Shutdown()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	s.draining.Store(true)
+	if d := time.Duration(s.shutdownDelay.Load()); serveErr == nil && d > 0 {
+		s.log.Info("shutting down: not ready, still serving", "shutdown_delay", d.String())
+		delay := time.NewTimer(d)
+		select {
+		case <-delay.C:
+		case serveErr = <-errc:
+			delay.Stop()
+		}
+	}
+	s.log.Info("shutting down: draining in-flight calls")
+	grace := s.opts.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// HTTP first: its in-flight requests still need the gateway's
+	// in-process gRPC connection.
 	_ = s.http.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
@@ -292,6 +357,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("stopped")
 	return serveErr
 }
+
+// SetShutdownDelay changes the delay of a shutdown that has not started
+// yet (a configuration reload).
+func (s *Server) SetShutdownDelay(d time.Duration) { s.shutdownDelay.Store(int64(d)) }
 
 // SetServing marks the service SERVING (or NOT_SERVING) in gRPC health.
 func (s *Server) SetServing(serving bool) {

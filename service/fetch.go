@@ -26,7 +26,7 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 	e, err := s.store.Get(ctx, r.key)
 	switch {
 	case err == nil:
-		if s.usable(e, minTTL, force) {
+		if s.usable(r, e, minTTL, force) {
 			s.obs.CacheResult(r.vendor, true)
 			s.maybeRefreshAhead(r, e)
 			return e, true, nil
@@ -84,14 +84,14 @@ type fetched struct {
 }
 
 // usable reports whether a cached entry may be served.
-func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
+func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force bool) bool {
 	if e.Rejected != nil || e.AccessToken == "" {
 		return false
 	}
 	now := s.now()
 	left := e.ExpiresAt.Sub(now)
 	if force {
-		return left > 0 && now.Sub(e.FetchedAt) < s.cfg.ForceRefreshInterval
+		return left > 0 && now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
 	}
 	return left > 0 && left >= minTTL
 }
@@ -99,8 +99,8 @@ func (s *Service) usable(e store.Entry, minTTL time.Duration, force bool) bool {
 // servable reports whether e, read after waiting since waitStart, answers
 // the request: usable, or (for force_refresh) fetched by another holder
 // while this one waited.
-func (s *Service) servable(e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
-	return s.usable(e, minTTL, force) ||
+func (s *Service) servable(r *resolved, e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
+	return s.usable(r, e, minTTL, force) ||
 		(force && e.Rejected == nil && e.AccessToken != "" && e.FetchedAt.After(waitStart) && e.ExpiresAt.After(s.now()))
 }
 
@@ -114,7 +114,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		return fetched{}, err
 	}
 	if e, err := s.store.Get(ctx, r.key); err == nil {
-		if s.usable(e, minTTL, force) {
+		if s.usable(r, e, minTTL, force) {
 			return fetched{entry: e, cached: true}, nil
 		}
 		stale = e
@@ -146,7 +146,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 				s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
 			}
 			return s.fetchUnderLease(ctx, r, lease, func(e store.Entry) bool {
-				return s.servable(e, minTTL, force, waitStart)
+				return s.servable(r, e, minTTL, force, waitStart)
 			})
 		}
 		waited = true
@@ -157,7 +157,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		}
 		// The holder stored a token, remembered a rejection, or let go
 		// (then the next round takes the lease).
-		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && s.servable(e, minTTL, force, waitStart) {
+		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && s.servable(r, e, minTTL, force, waitStart) {
 			s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
 			return fetched{entry: e, cached: true}, nil
 		}
@@ -345,13 +345,13 @@ const refreshAheadJitter = 0.05
 // refreshAheadAt is when a background refresh of e may start: the same
 // moment for every hit of one token (its jitter derives from the key and
 // the token's issue time), so that hits do not re-roll the dice.
-func (s *Service) refreshAheadAt(key string, e store.Entry) time.Time {
+func (s *Service) refreshAheadAt(r *resolved, e store.Entry) time.Time {
 	var h maphash.Hash
 	h.SetSeed(s.jitterSeed)
-	h.WriteString(key)
+	h.WriteString(r.key)
 	h.WriteString(e.IssuedAt.String())
 	u := float64(h.Sum64()>>11) / (1 << 53) // uniform in [0, 1)
-	frac := s.cfg.RefreshAhead + (2*u-1)*refreshAheadJitter
+	frac := r.conf.refreshAhead + (2*u-1)*refreshAheadJitter
 	life := e.ExpiresAt.Sub(e.IssuedAt)
 	return e.IssuedAt.Add(time.Duration(float64(life) * frac))
 }
@@ -359,11 +359,11 @@ func (s *Service) refreshAheadAt(key string, e store.Entry) time.Time {
 // maybeRefreshAhead starts one background refresh once e has used its
 // share of its life; the caller keeps the cached token.
 func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
-	if s.cfg.RefreshAhead >= 1 {
+	if r.conf.refreshAhead >= 1 {
 		return
 	}
 	now := s.now()
-	if now.Before(s.refreshAheadAt(r.key, e)) {
+	if now.Before(s.refreshAheadAt(r, e)) {
 		return
 	}
 	if until, busy := s.ahead.Load(r.key); busy && now.Before(until.(time.Time)) {

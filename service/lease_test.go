@@ -63,7 +63,7 @@ func TestRememberedRejectionOnlyOnAMiss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.resolve(selector{profile: "p"})
+	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
@@ -51,22 +50,24 @@ type resolved struct {
 	settings       vendors.Settings
 	key            string
 	requestedScope string
+	// conf is the configuration it was resolved under.
+	conf *snapshot
 }
 
 // resolve validates sel, applies the profile, and computes the cache key.
 // Resolution is a pure function of the selector and the configuration, so
 // successful results are memoised: the hot path (a cached token) then costs
 // one map lookup instead of validation, URL templating and an HMAC.
-func (s *Service) resolve(sel selector) (*resolved, error) {
+func (s *Service) resolve(conf *snapshot, sel selector) (*resolved, error) {
 	ck := selectorKey(sel)
-	if r := s.resolutions.get(ck); r != nil {
+	if r := conf.resolutions.get(ck); r != nil {
 		return r, nil
 	}
-	r, err := s.resolveUncached(sel)
+	r, err := s.resolveUncached(conf, sel)
 	if err != nil {
 		return nil, err
 	}
-	s.resolutions.put(ck, r)
+	conf.resolutions.put(ck, r)
 	return r, nil
 }
 
@@ -144,7 +145,7 @@ func (c *resolutionCache) put(k string, r *resolved) {
 	c.m[k] = r
 }
 
-func (s *Service) resolveUncached(sel selector) (*resolved, error) {
+func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, error) {
 	if err := checkMap("credentials", sel.credentials, true); err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func (s *Service) resolveUncached(sel selector) (*resolved, error) {
 		if !namePattern.MatchString(sel.profile) {
 			return nil, &vendors.ArgumentError{Field: "profile", Reason: "is not a profile name ([a-z0-9_.:-], at most 64 characters)"}
 		}
-		p, ok := s.cfg.Profiles[sel.profile]
+		p, ok := conf.profiles[sel.profile]
 		if !ok {
 			return nil, &notFoundError{what: "profile", name: sel.profile}
 		}
@@ -192,7 +193,7 @@ func (s *Service) resolveUncached(sel selector) (*resolved, error) {
 	if !ok {
 		return nil, &notFoundError{what: "vendor", name: vendorID}
 	}
-	settings := s.cfg.VendorSettings[vendorID].Overlay(profileSettings)
+	settings := conf.vendorSettings[vendorID].Overlay(profileSettings)
 	call, err := strategy.Prepare(vendors.Input{
 		Settings:    settings,
 		Credentials: creds,
@@ -207,7 +208,8 @@ func (s *Service) resolveUncached(sel selector) (*resolved, error) {
 		profile:  sel.profile,
 		call:     call,
 		settings: settings,
-		key:      s.fingerprint(vendorID, call.Target(), creds, params, settings),
+		key:      fingerprint(conf.fingerprintKey, vendorID, call.Target(), creds, params, settings),
+		conf:     conf,
 	}
 	if sc, ok := call.(interface{ RequestedScope() string }); ok {
 		r.requestedScope = sc.RequestedScope()
@@ -241,12 +243,6 @@ func truncateKey(k string) string {
 	return k
 }
 
-// minTTL reads the request's min_ttl: unset means the configured default
-// (service.default_min_ttl, else DefaultMinTTL).
-func (s *Service) minTTL(req *tokenbrokerv1.GetTokenRequest) (time.Duration, error) {
-	return durationField("min_ttl", req.GetMinTtl(), s.cfg.DefaultMinTTL)
-}
-
 // MaxMinTTL is the largest min_ttl a request (or service.default_min_ttl)
 // may ask for.
 const MaxMinTTL = maxMinTTL
@@ -268,8 +264,8 @@ func durationField(field string, d *durationpb.Duration, def time.Duration) (tim
 // fingerprint is the cache key of design section 7: an HMAC over everything
 // that shapes the token, so that only a caller who knows the credentials can
 // reach an entry and the key reveals nothing.
-func (s *Service) fingerprint(vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
-	mac := hmac.New(sha256.New, s.cfg.FingerprintKey)
+func fingerprint(macKey []byte, vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
+	mac := hmac.New(sha256.New, macKey)
 	writeField(mac, "v1")
 	writeField(mac, vendorID)
 	writeField(mac, target)

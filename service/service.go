@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -88,7 +89,9 @@ type Config struct {
 type Service struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 
-	cfg    Config
+	cfg Config
+	// conf is what a configuration reload replaces (Use).
+	conf   atomic.Pointer[snapshot]
 	store  store.Store
 	leases store.Leaser
 	log    *slog.Logger
@@ -99,8 +102,6 @@ type Service struct {
 	jitterSeed maphash.Seed
 	// cacheWarnings throttles cache failure warnings.
 	cacheWarnings logThrottle
-	// resolutions memoises validated selectors.
-	resolutions *resolutionCache
 	// ahead maps keys with a refresh-ahead running (or recently failed)
 	// to the time a new one may start.
 	ahead   sync.Map
@@ -122,21 +123,6 @@ func New(cfg Config) *Service {
 	if cfg.Store == nil {
 		cfg.Store = store.NewMemory(0)
 	}
-	switch {
-	case cfg.ForceRefreshInterval == 0:
-		cfg.ForceRefreshInterval = DefaultForceRefreshInterval
-	case cfg.ForceRefreshInterval < 0:
-		cfg.ForceRefreshInterval = 0
-	}
-	switch {
-	case cfg.DefaultMinTTL == 0:
-		cfg.DefaultMinTTL = DefaultMinTTL
-	case cfg.DefaultMinTTL < 0:
-		cfg.DefaultMinTTL = 0
-	}
-	if cfg.RefreshAhead == 0 {
-		cfg.RefreshAhead = DefaultRefreshAhead
-	}
 	if cfg.FlightSlack <= 0 {
 		cfg.FlightSlack = DefaultFlightSlack
 	}
@@ -147,19 +133,94 @@ func New(cfg Config) *Service {
 		cfg.Observer = nopObserver{}
 	}
 	s := &Service{
-		cfg:         cfg,
-		store:       cfg.Store,
-		leases:      cfg.Leases,
-		log:         cfg.Logger,
-		obs:         cfg.Observer,
-		now:         time.Now,
-		jitterSeed:  maphash.MakeSeed(),
-		resolutions: newResolutionCache(maxResolutions),
-		vendors:     describeVendors(cfg.Registry),
+		cfg:        cfg,
+		store:      cfg.Store,
+		leases:     cfg.Leases,
+		log:        cfg.Logger,
+		obs:        cfg.Observer,
+		now:        time.Now,
+		jitterSeed: maphash.MakeSeed(),
+		vendors:    describeVendors(cfg.Registry),
 	}
+	s.conf.Store(newSnapshot(cfg))
 	s.cacheWarnings.interval = time.Second
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	return s
+}
+
+// snapshot is the part of Config that a configuration reload replaces as
+// a whole: a call reads it once, so it sees the old or the new profiles,
+// settings, fingerprint key and tuning, never a mix, and finishes on the
+// one it started with. It is never modified.
+type snapshot struct {
+	profiles             map[string]Profile
+	vendorSettings       map[string]vendors.Settings
+	fingerprintKey       []byte
+	forceRefreshInterval time.Duration
+	defaultMinTTL        time.Duration
+	refreshAhead         float64
+	// resolutions memoises validated selectors under this configuration.
+	resolutions *resolutionCache
+}
+
+// newSnapshot takes cfg's reloadable fields, defaults applied.
+func newSnapshot(cfg Config) *snapshot {
+	c := &snapshot{
+		profiles:             cfg.Profiles,
+		vendorSettings:       cfg.VendorSettings,
+		fingerprintKey:       cfg.FingerprintKey,
+		forceRefreshInterval: cfg.ForceRefreshInterval,
+		defaultMinTTL:        cfg.DefaultMinTTL,
+		refreshAhead:         cfg.RefreshAhead,
+		resolutions:          newResolutionCache(maxResolutions),
+	}
+	switch {
+	case c.forceRefreshInterval == 0:
+		c.forceRefreshInterval = DefaultForceRefreshInterval
+	case c.forceRefreshInterval < 0:
+		c.forceRefreshInterval = 0
+	}
+	switch {
+	case c.defaultMinTTL == 0:
+		c.defaultMinTTL = DefaultMinTTL
+	case c.defaultMinTTL < 0:
+		c.defaultMinTTL = 0
+	}
+	if c.refreshAhead == 0 {
+		c.refreshAhead = DefaultRefreshAhead
+	}
+	return c
+}
+
+// Snapshot is a prepared configuration for Use and WithSnapshot.
+type Snapshot struct{ c *snapshot }
+
+// Prepare builds a Snapshot of cfg's profiles, vendor settings,
+// fingerprint key and tuning (ForceRefreshInterval, DefaultMinTTL,
+// RefreshAhead); its other fields are ignored: the store, locker,
+// registry and HTTP client stay those New was given.
+func Prepare(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
+
+// Use makes snap the configuration of the calls that start from now on.
+// Calls already running finish on the one they started with.
+func (s *Service) Use(snap Snapshot) { s.conf.Store(snap.c) }
+
+type snapshotKey struct{}
+
+// WithSnapshot pins the configuration a call runs on, so that a caller
+// that checked the call against one configuration (authorization) has it
+// served by the same one, whatever a reload does meanwhile.
+func WithSnapshot(ctx context.Context, snap Snapshot) context.Context {
+	return context.WithValue(ctx, snapshotKey{}, snap.c)
+}
+
+// current returns the configuration of a call: the pinned one, else the
+// latest.
+func (s *Service) current(ctx context.Context) *snapshot {
+	if c, ok := ctx.Value(snapshotKey{}).(*snapshot); ok && c != nil {
+		return c
+	}
+	return s.conf.Load()
 }
 
 // Close stops background refreshes and waits for them.
@@ -170,11 +231,12 @@ func (s *Service) Close() {
 
 // GetToken implements TokenService.GetToken.
 func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) (*tokenbrokerv1.GetTokenResponse, error) {
-	minTTL, err := s.minTTL(req)
+	conf := s.current(ctx)
+	minTTL, err := durationField("min_ttl", req.GetMinTtl(), conf.defaultMinTTL)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := s.resolveFor(ctx, req)
+	r, err := s.resolveFor(ctx, conf, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -200,8 +262,8 @@ type tokenSelector interface {
 
 // resolveFor resolves a request's selector and records its target for the
 // access log.
-func (s *Service) resolveFor(ctx context.Context, req tokenSelector) (*resolved, error) {
-	r, err := s.resolve(selector{
+func (s *Service) resolveFor(ctx context.Context, conf *snapshot, req tokenSelector) (*resolved, error) {
+	r, err := s.resolve(conf, selector{
 		vendor:      req.GetVendor(),
 		profile:     req.GetProfile(),
 		credentials: req.GetCredentials(),
@@ -222,7 +284,7 @@ func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.Invali
 	if len(req.GetAccessToken()) > maxValueLen {
 		return nil, toStatus(&vendors.ArgumentError{Field: "access_token", Reason: "is too long"})
 	}
-	r, err := s.resolveFor(ctx, req)
+	r, err := s.resolveFor(ctx, s.current(ctx), req)
 	if err != nil {
 		return nil, toStatus(err)
 	}

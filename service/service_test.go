@@ -58,26 +58,26 @@ func TestFingerprintSeparatesEveryInput(t *testing.T) {
 	t.Parallel()
 	s, _ := newTestService(t, 60, nil)
 	creds := secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}
-	base := s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
+	base := fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
 	variants := map[string]string{
-		"vendor":   s.fingerprint("w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"url":      s.fingerprint("v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"secret":   s.fingerprint("v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"param":    s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
-		"setting":  s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
-		"boundary": s.fingerprint("v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"vendor":   fingerprint(s.conf.Load().fingerprintKey, "w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"url":      fingerprint(s.conf.Load().fingerprintKey, "v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"secret":   fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"param":    fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
+		"setting":  fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
+		"boundary": fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
 	}
 	for name, fp := range variants {
 		if fp == base {
 			t.Errorf("changing the %s did not change the fingerprint", name)
 		}
 	}
-	if again := s.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
+	if again := fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
 		t.Error("fingerprint is not deterministic")
 	}
 	other := New(Config{FingerprintKey: []byte("other key")})
 	defer other.Close()
-	if other.fingerprint("v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
+	if fingerprint(other.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
 		t.Error("fingerprint does not depend on the key")
 	}
 }
@@ -289,7 +289,7 @@ func TestAccessLogCacheOutcome(t *testing.T) {
 	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p"}); got != "hit" {
 		t.Errorf("second call: %q, want hit", got)
 	}
-	r, err := s.resolve(selector{profile: "p2"})
+	r, err := s.resolve(s.conf.Load(), selector{profile: "p2"})
 	if err != nil {
 		t.Fatal(err)
 	}

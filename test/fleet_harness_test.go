@@ -27,15 +27,16 @@ import (
 // Redis, behind a client that spreads calls over them as a load balancer
 // would.
 
-// buildServer compiles ./cmd/server into dir.
-func buildServer(t *testing.T, dir string) string {
+// buildServer compiles ./cmd/server into dir, with extra go build flags
+// (-race).
+func buildServer(t *testing.T, dir string, flags ...string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, "tokenbroker-server")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/server")
+	cmd := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", bin, "./cmd/server")...)
 	cmd.Dir = ".." // the module root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/server: %v\n%s", err, out)
@@ -68,6 +69,7 @@ func (f *fleet) client(i int) tokenbrokerv1.TokenServiceClient {
 func fleetYAML(sim *vendorsim.Sim, cache, extra string) string {
 	return `grpc_addr: 127.0.0.1:{grpc}
 http_addr: 127.0.0.1:{http}
+shutdown_delay: 0s
 ` + cache + `vendors:
   smartdocumentor:
     token_url: ` + sim.URL() + `/smartdocumentor/connect/token

@@ -71,8 +71,18 @@ func startBroker(t *testing.T, sim *vendorsim.Sim, cfg *config.Config) *broker {
 // broker when the test ends.
 func startBrokerWithLogger(t *testing.T, sim *vendorsim.Sim, cfg *config.Config, logger *slog.Logger) *broker {
 	t.Helper()
+	return startBrokerWith(t, sim, app.Options{Config: cfg, Logger: logger})
+}
+
+// startBrokerWith starts a broker with opts; it stops the broker when the
+// test ends.
+func startBrokerWith(t *testing.T, sim *vendorsim.Sim, opts app.Options) *broker {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger})
+	if opts.Config.ShutdownDelay == "" {
+		opts.Config.ShutdownDelay = "0s" // no load balancer to wait for
+	}
+	a, err := app.New(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func TestRedisValueIsSealed(t *testing.T) {
 		wantClear bool
 	}{
 		{"sealed", cacheKey(), "", false},
-		{"allow_plaintext", "", "  allow_plaintext: true\n", true},
+		{"allow_plaintext", "", "  allow_plaintext: true\n  fingerprint_key: " + cacheKey() + "\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

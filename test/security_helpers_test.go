@@ -136,6 +136,9 @@ func startAppWithLogs(t *testing.T, cfg *config.Config, insecureFlag bool) (*app
 	t.Helper()
 	logs := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	}
 	a, err := app.New(ctx, app.Options{
 		Config:                       cfg,
 		Logger:                       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/keypair"
 )
 
 // defaultTransport sends token requests when the caller gives no client.
@@ -39,7 +41,8 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // the certificate is added. The given transport must then be an
 // *http.Transport, the only kind that can carry a client certificate.
 // Clients are cached per transport and cert/key pair, so connections are
-// reused; the files are read once (replacing them takes a restart).
+// reused; renewed files are picked up by the next TLS handshake
+// (internal/keypair), without a restart.
 func httpClientFor(set Settings, given *http.Client) (*http.Client, error) {
 	certFile, keyFile := set["tls_client_cert"], set["tls_client_key"]
 	if certFile == "" && keyFile == "" {
@@ -89,7 +92,7 @@ func (c *mtlsCache) get(k mtlsKey) (*http.Client, error) {
 	if client, ok := c.clients[k]; ok {
 		return client, nil
 	}
-	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	pair, err := keypair.Load(k.certFile, k.keyFile)
 	if err != nil {
 		// A failure is not cached: the operator may fix the files.
 		return nil, &ConfigError{Setting: "tls_client_cert", Reason: "cannot load the client certificate and key: " + err.Error()}
@@ -101,7 +104,7 @@ func (c *mtlsCache) get(k mtlsKey) (*http.Client, error) {
 	if tr.TLSClientConfig.MinVersion == 0 {
 		tr.TLSClientConfig.MinVersion = tls.VersionTLS12
 	}
-	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	tr.TLSClientConfig.GetClientCertificate = pair.GetClientCertificate
 	client := &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: k.timeout}
 	c.clients[k] = client
 	return client, nil

@@ -28,6 +28,7 @@ import (
 // testPKI is a client CA and a client certificate it signed, on disk.
 type testPKI struct {
 	pool              *x509.CertPool
+	ca                *x509.Certificate
 	certFile, keyFile string
 }
 
@@ -57,7 +58,7 @@ func newTestPKI(t *testing.T, commonName string) testPKI {
 	leafDER := mustKey(x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey))
 	keyDER := mustKey(x509.MarshalECPrivateKey(leafKey))
 	dir := t.TempDir()
-	p := testPKI{pool: x509.NewCertPool(), certFile: filepath.Join(dir, "client.pem"), keyFile: filepath.Join(dir, "client-key.pem")}
+	p := testPKI{pool: x509.NewCertPool(), ca: ca, certFile: filepath.Join(dir, "client.pem"), keyFile: filepath.Join(dir, "client-key.pem")}
 	p.pool.AddCert(ca)
 	if err := os.WriteFile(p.certFile, []byte(pemOf("CERTIFICATE", leafDER)), 0o600); err != nil {
 		t.Fatal(err)
@@ -286,5 +287,73 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	}
 	if n := len(target.seen()); n != 0 {
 		t.Fatalf("the redirect target received %d requests", n)
+	}
+}
+
+// TestRenewedClientCertificateIsPresented: a vendor mTLS certificate
+// replaced on disk is presented by the next TLS handshake, without a
+// restart.
+func TestRenewedClientCertificateIsPresented(t *testing.T) {
+	t.Parallel()
+	first, renewed := newTestPKI(t, "before-renewal"), newTestPKI(t, "after-renewal")
+	var mu sync.Mutex
+	var subject string
+	trusted := testPKI{pool: x509.NewCertPool()}
+	trusted.pool.AddCert(first.ca)
+	trusted.pool.AddCert(renewed.ca)
+	srv := mtlsServer(t, trusted, func(r *http.Request, _ url.Values) {
+		mu.Lock()
+		defer mu.Unlock()
+		subject = r.TLS.PeerCertificates[0].Subject.CommonName
+	})
+	// Every request on a new connection: a new handshake.
+	srv.Config.SetKeepAlivesEnabled(false)
+
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	copyFile(t, first.certFile, certFile)
+	copyFile(t, first.keyFile, keyFile)
+	call, err := strategyFor(t, "smartdocumentor").Prepare(Input{
+		Settings:    Settings{"token_url": srv.URL + "/connect/token", "tls_client_cert": certFile, "tls_client_key": keyFile},
+		Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"}),
+		HTTPClient:  srv.Client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	presented := func() string {
+		if _, err := call.Fetch(context.Background(), ""); err != nil {
+			t.Fatalf("Fetch: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return subject
+	}
+	if got := presented(); got != "before-renewal" {
+		t.Fatalf("presented %q", got)
+	}
+	copyFile(t, renewed.certFile, certFile)
+	copyFile(t, renewed.keyFile, keyFile)
+	deadline := time.Now().Add(10 * time.Second)
+	for presented() != "after-renewal" {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate is not presented")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// copyFile replaces dst with src's content by a rename.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst+".tmp", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dst+".tmp", dst); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -52,24 +52,44 @@ var devVendors = map[string]devVendor{
 
 // dev is a running --dev environment.
 type dev struct {
-	sim      *vendorsim.Sim
-	config   *config.Config
-	profiles []string
+	sim        *vendorsim.Sim
+	config     *config.Config
+	profiles   []string
+	configPath string
+	env        config.Lookup
 }
 
 // startDev starts the simulator and builds a config with a demo profile per
 // vendor on top of the optional config file (whose addresses are kept).
 func startDev(configPath string, env config.Lookup) (*dev, error) {
-	cfg, err := config.Load(configPath, env)
-	if err != nil {
-		return nil, err
-	}
 	sim, err := vendorsim.Start("127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("vendor simulator: %w", err)
 	}
-	d := &dev{sim: sim, config: cfg}
+	accounts := vendorsim.DemoAccounts()
+	for vendor, creds := range accounts {
+		sim.AddAccount(vendor, creds)
+	}
+	d := &dev{sim: sim, configPath: configPath, env: env}
+	if d.config, err = d.load(); err != nil {
+		_ = sim.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// load reads the optional config file and adds the simulator's vendors and
+// demo profiles (at startup and at each reload).
+func (d *dev) load() (*config.Config, error) {
+	cfg, err := config.Load(d.configPath, d.env)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Cache.Redis = nil
+	// No load balancer to wait for in development.
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s"
+	}
 	if cfg.Vendors == nil {
 		cfg.Vendors = map[string]config.Settings{}
 	}
@@ -77,9 +97,8 @@ func startDev(configPath string, env config.Lookup) (*dev, error) {
 		cfg.Profiles = map[string]config.Profile{}
 	}
 	accounts := vendorsim.DemoAccounts()
-	for vendor, creds := range accounts {
-		sim.AddAccount(vendor, creds)
-	}
+	sim := d.sim
+	var profiles []string
 	registry := vendors.Default()
 	for _, st := range registry.All() {
 		id := st.Info().ID
@@ -106,10 +125,11 @@ func startDev(configPath string, env config.Lookup) (*dev, error) {
 		}
 		name := "demo-" + strings.ReplaceAll(id, "_", "-")
 		cfg.Profiles[name] = config.Profile{Vendor: id, Credentials: creds, Params: dv.params}
-		d.profiles = append(d.profiles, name)
+		profiles = append(profiles, name)
 	}
-	sort.Strings(d.profiles)
-	return d, nil
+	sort.Strings(profiles)
+	d.profiles = profiles
+	return cfg, nil
 }
 
 func (d *dev) close() { _ = d.sim.Close() }

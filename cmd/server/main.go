@@ -28,7 +28,12 @@ const logFlushInterval = 100 * time.Millisecond
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	// SIGHUP reloads the configuration; by Go's default it would end the
+	// process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, hup)
+	signal.Stop(hup)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "tokenbroker:", err)
@@ -74,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, err
 	return f, nil
 }
 
-func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env config.Lookup) error {
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env config.Lookup, reloadSignals <-chan os.Signal) error {
 	f, err := parseFlags(args, stderr, env)
 	if err != nil {
 		return err
@@ -94,6 +99,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	var cfg *config.Config
 	var banner func(*app.App)
+	load := func() (*config.Config, error) { return config.Load(f.configPath, env) }
 	if f.dev {
 		dev, err := startDev(f.configPath, env)
 		if err != nil {
@@ -101,13 +107,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		}
 		defer dev.close()
 		cfg = dev.config
+		load = dev.load
 		banner = func(a *app.App) { dev.printBanner(stdout, a) }
 	} else {
-		if cfg, err = config.Load(f.configPath, env); err != nil {
+		if cfg, err = load(); err != nil {
 			return err
 		}
 	}
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: logger, InsecureAllowUnauthenticated: f.insecure})
+	opts := app.Options{Config: cfg, Logger: logger, InsecureAllowUnauthenticated: f.insecure, ReloadSignals: reloadSignals}
+	if f.configPath != "" {
+		opts.Load, opts.ConfigFile = load, f.configPath
+	}
+	a, err := app.New(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -6,19 +6,23 @@ package app
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/filewatch"
+	"github.com/tokenbroker/tokenbroker/internal/keypair"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/service"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
 	"github.com/tokenbroker/tokenbroker/vendors"
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
@@ -32,6 +36,13 @@ type Options struct {
 	// InsecureAllowUnauthenticated lets a server without configured
 	// clients listen on non-loopback addresses.
 	InsecureAllowUnauthenticated bool
+	// Load reads the configuration again for a reload; nil means there is
+	// nothing to reload (no configuration file).
+	Load func() (*config.Config, error)
+	// ConfigFile is watched: a change reloads (with Load).
+	ConfigFile string
+	// ReloadSignals asks for a reload at each value (SIGHUP).
+	ReloadSignals <-chan os.Signal
 }
 
 // App is a configured, listening server.
@@ -39,9 +50,25 @@ type App struct {
 	Server  *server.Server
 	Service *service.Service
 	log     *slog.Logger
+	opts    Options
 	closers []func()
 	// ops is the operations side: metrics, health, tracing (ops.go).
 	ops *ops
+
+	// gen is the configuration in service (reload.go); reloadMu
+	// serialises reloads.
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex
+	// listenerTLS is the listeners' TLS configuration and certificate the
+	// server certificate, reread when its files change (nil without TLS).
+	listenerTLS *tls.Config
+	certificate *keypair.Reloader
+	// sealer gets the new keyring at a reload (nil unless Redis values
+	// are sealed).
+	sealer *sealed.Store
+	// localFingerprintKey is the random cache-key HMAC key of a
+	// process-local store, kept across reloads.
+	localFingerprintKey []byte
 }
 
 // New builds everything and opens the listeners; Run serves.
@@ -53,17 +80,26 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		opts.Registry = vendors.Default()
 	}
 	cfg := opts.Config
-	a := &App{log: opts.Logger}
-	svcCfg, err := ServiceConfig(cfg, opts.Registry)
+	a := &App{log: opts.Logger, opts: opts}
+	var err error
+	if a.listenerTLS, err = a.serverTLS(cfg.TLS); err != nil {
+		return nil, err
+	}
+	g, err := a.build(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
+	a.gen.Store(g)
+	svcCfg := g.serviceConfig
 	svcCfg.Logger = opts.Logger
 	st, leases, closeStore, err := buildStore(ctx, cfg, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, closeStore)
+	if sc, ok := st.(*sharedCache); ok && g.ring != nil {
+		a.sealer = sc.sealer
+	}
 	svcCfg.Store, svcCfg.Leases = st, leases
 	// The vendors' request budgets are shared by the fleet through Redis
 	// when there is one, and kept in this process otherwise.
@@ -76,14 +112,17 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	a.ops.setGeneration(g.number)
 	a.Service = service.New(svcCfg)
+	a.Service.Use(g.service)
 	a.closers = append(a.closers, a.Service.Close)
 
 	sopts := server.Options{
-		GRPCAddr: cfg.GRPCAddr,
-		HTTPAddr: cfg.HTTPAddr,
-		Service:  a.Service,
-		Logger:   opts.Logger,
+		GRPCAddr:      cfg.GRPCAddr,
+		HTTPAddr:      cfg.HTTPAddr,
+		Service:       a.Service,
+		Logger:        opts.Logger,
+		ShutdownDelay: g.shutdownDelay,
 	}
 	// Operations (logs, metrics, health) wrap security (TLS, caller
 	// authentication): the access log sees the principal auth found.
@@ -91,7 +130,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	if err := a.configureSecurity(&sopts, cfg, opts); err != nil {
+	if err := a.configureSecurity(&sopts, cfg); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -104,9 +143,32 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	return a, nil
 }
 
-// Run serves until ctx is done, then shuts down gracefully.
+// Run serves until ctx is done, then shuts down gracefully (server.Serve).
+// Meanwhile it reloads the configuration on each ReloadSignals value and
+// when a watched file changes.
 func (a *App) Run(ctx context.Context) error {
 	defer a.Close()
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	var reloads sync.WaitGroup
+	defer reloads.Wait()
+	defer stopReloads()
+	if a.opts.Load != nil {
+		reloads.Go(func() {
+			filewatch.Run(reloadCtx, filewatch.Options{Paths: a.watchedFiles}, func() { _ = a.Reload("file changed") })
+		})
+	}
+	if a.opts.ReloadSignals != nil {
+		reloads.Go(func() {
+			for {
+				select {
+				case <-reloadCtx.Done():
+					return
+				case sig := <-a.opts.ReloadSignals:
+					_ = a.Reload(sig.String())
+				}
+			}
+		})
+	}
 	a.Server.SetServing(true)
 	return a.Server.Serve(ctx)
 }
@@ -227,31 +289,6 @@ func parseDuration(field, v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %q is not a Go duration such as 5s", field, v)
 	}
 	return d, nil
-}
-
-// fingerprintKey derives the cache-key HMAC key. Replicas sharing Redis
-// derive it from the last (oldest) encryption key, so they agree without
-// another secret, and so that rotating in a new key at the front keeps
-// every cache key: during a rolling rotation replicas with [new, old] and
-// with [old] share entries and locks, and the values sealed with old still
-// open. Only dropping the oldest key moves the cache to new keys (one miss
-// per token). A process-local store uses a random key.
-func fingerprintKey(cfg *config.Config) ([]byte, error) {
-	if keys := cfg.Cache.EncryptionKeys; len(keys) > 0 {
-		mac := hmac.New(sha256.New, []byte(keys[len(keys)-1].Reveal()))
-		mac.Write([]byte("tokenbroker cache fingerprint v1"))
-		return mac.Sum(nil), nil
-	}
-	if cfg.Cache.Redis != nil {
-		// allow_plaintext without keys: replicas still must agree.
-		sum := sha256.Sum256([]byte("tokenbroker cache fingerprint v1 (no encryption key)"))
-		return sum[:], nil
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	return key, nil
 }
 
 // buildStore returns the configured store and leaser: the in-process

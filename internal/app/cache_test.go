@@ -55,7 +55,7 @@ func TestRedisCacheConfigErrors(t *testing.T) {
 		{"cluster with a db", "cache:\n  redis: {addrs: [" + addr + ", " + addr + "], db: 2}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.db"},
 		{"CA file missing", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: /nonexistent/ca.pem}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.tls_ca_file: open /nonexistent/ca.pem"},
 		{"CA file without a certificate", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: " + notPEM(t) + "}\n  encryption_keys: [" + randomKey(32) + "]\n", "no PEM certificate"},
-		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n", ""},
+		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n  fingerprint_key: " + randomKey(32) + "\n", ""},
 		{"sealed", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + "]\n", ""},
 	}
 	for _, tc := range tests {

@@ -46,6 +46,7 @@ func opsConfig(t *testing.T, sim *vendorsim.Sim, extra string) *config.Config {
 	yaml := `
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
+shutdown_delay: 0s
 vendors:
   smartdocumentor:
     token_url: ` + sim.URL() + `/smartdocumentor/connect/token
@@ -73,6 +74,9 @@ type opsBroker struct {
 // newOpsApp builds an App without running it.
 func newOpsApp(t *testing.T, cfg *config.Config) *App {
 	t.Helper()
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	}
 	a, err := New(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

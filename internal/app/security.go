@@ -1,9 +1,11 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,62 +16,103 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/auth"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/keypair"
 	"github.com/tokenbroker/tokenbroker/server"
+	"github.com/tokenbroker/tokenbroker/service"
 )
 
 // configureSecurity adds TLS and caller authentication and authorization
 // (design section 6: clients, tls) to the server options, and refuses an
-// unauthenticated server on a non-loopback address.
-func (a *App) configureSecurity(sopts *server.Options, cfg *config.Config, opts Options) error {
+// unauthenticated server on a non-loopback address. What it installs
+// delegates to the current generation (reload.go), so a reload can change
+// clients, allow lists, limits and the client CA, and a renewed server
+// certificate is served without one.
+func (a *App) configureSecurity(sopts *server.Options, cfg *config.Config) error {
 	authOn := len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != ""
 	exposed := exposedAddrs(cfg)
 	if !authOn && len(exposed) > 0 {
-		if !opts.InsecureAllowUnauthenticated {
-			return fmt.Errorf("%s is not a loopback address and no callers are configured, so anyone who can reach it could obtain vendor tokens: "+
-				"configure caller authentication (clients.<name>.api_key_sha256, or clients.<name>.cert_subject with tls.client_ca_file; see the README's \"Security model\"), "+
-				"listen on 127.0.0.1, or start with --insecure-allow-unauthenticated to accept the risk", strings.Join(exposed, " and "))
-		}
 		a.log.Warn("serving without caller authentication on a non-loopback address (--insecure-allow-unauthenticated): anyone who can connect gets tokens", "addrs", exposed)
 	}
-
-	tlsCfg, clientCAs, err := serverTLS(cfg.TLS)
-	if err != nil {
-		return err
-	}
+	tlsCfg := a.listenerTLS
 	sopts.TLS = tlsCfg
 	// gRPC accepts 16 MiB of metadata by default; bound it like HTTP
 	// headers (server.go's MaxHeaderBytes).
 	sopts.ServerOptions = append(sopts.ServerOptions, grpc.MaxHeaderListSize(maxMetadataBytes))
-	if !authOn {
-		return nil
-	}
-	if err := checkAllowEntries(cfg, opts); err != nil {
-		return err
-	}
-	policy, err := auth.New(auth.Config{
-		Clients:   cfg.Clients,
-		ClientCAs: clientCAs,
-		Limits:    cfg.Limits,
-		Logger:    a.log,
-	})
-	if err != nil {
-		return err
-	}
-	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors, policy.UnaryInterceptor())
-	sopts.ServerOptions = append(sopts.ServerOptions, grpc.ChainStreamInterceptor(policy.StreamInterceptor()))
+	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors, a.unaryPolicy)
+	sopts.ServerOptions = append(sopts.ServerOptions, grpc.ChainStreamInterceptor(a.streamPolicy))
 	// Outermost, so no other middleware sees a caller's forged certificate
 	// header, and the ones that follow see the request the mux sees.
-	sopts.HTTPMiddleware = append([]func(http.Handler) http.Handler{policy.HTTPMiddleware}, sopts.HTTPMiddleware...)
+	sopts.HTTPMiddleware = append([]func(http.Handler) http.Handler{a.forwardCertificates}, sopts.HTTPMiddleware...)
 	sopts.ForwardHeaders = append(sopts.ForwardHeaders, auth.ForwardedCertHeader)
 
-	if tlsCfg == nil && len(exposed) > 0 {
+	if authOn && tlsCfg == nil && len(exposed) > 0 {
 		// RFC 6750 section 5.3: bearer credentials need TLS. TLS may end
 		// in front of the broker (a mesh sidecar, a load balancer), so
 		// this is a warning, not a refusal.
 		a.log.Warn("API keys reach this server in clear text on a non-loopback address: set tls.cert_file and tls.key_file unless TLS ends in front of the broker", "addrs", exposed)
 	}
-	a.log.Info("caller authentication on", "clients", len(cfg.Clients), "mtls", clientCAs != nil)
+	if authOn {
+		a.log.Info("caller authentication on", "clients", len(cfg.Clients), "mtls", cfg.TLS.ClientCAFile != "")
+	}
 	return nil
+}
+
+// callerPolicy checks cfg's caller configuration and builds its policy
+// (nil when no caller authentication is configured), at startup and at
+// every reload alike. prev is the policy it replaces.
+func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, prev *auth.Policy, log *slog.Logger) (*auth.Policy, error) {
+	authOn := len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != ""
+	if exposed := exposedAddrs(cfg); !authOn && len(exposed) > 0 && !opts.InsecureAllowUnauthenticated {
+		return nil, fmt.Errorf("%s is not a loopback address and no callers are configured, so anyone who can reach it could obtain vendor tokens: "+
+			"configure caller authentication (clients.<name>.api_key_sha256, or clients.<name>.cert_subject with tls.client_ca_file; see the README's \"Security model\"), "+
+			"listen on 127.0.0.1, or start with --insecure-allow-unauthenticated to accept the risk", strings.Join(exposed, " and "))
+	}
+	if !authOn {
+		return nil, nil
+	}
+	if err := checkAllowEntries(cfg, opts); err != nil {
+		return nil, err
+	}
+	return auth.New(auth.Config{
+		Clients:   cfg.Clients,
+		ClientCAs: clientCAs,
+		Limits:    cfg.Limits,
+		Logger:    log,
+		Previous:  prev,
+	})
+}
+
+// unaryPolicy authenticates and authorizes a call under the current
+// generation and pins that generation's service configuration to it, so
+// the call is checked and served by one configuration.
+func (a *App) unaryPolicy(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	g := a.gen.Load()
+	ctx = service.WithSnapshot(ctx, g.service)
+	if g.unary == nil {
+		return handler(ctx, req)
+	}
+	return g.unary(ctx, req, info, handler)
+}
+
+// streamPolicy is unaryPolicy for streams (health watches, reflection).
+func (a *App) streamPolicy(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	g := a.gen.Load()
+	if g.stream == nil {
+		return handler(srv, ss)
+	}
+	return g.stream(srv, ss, info, handler)
+}
+
+// forwardCertificates is the current policy's HTTP middleware (REST
+// callers' client certificates to the interceptor).
+func (a *App) forwardCertificates(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := a.gen.Load().policy; p != nil {
+			p.HTTPMiddleware(next).ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // maxMetadataBytes bounds a gRPC call's metadata (headers).
@@ -101,34 +144,57 @@ func loopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// serverTLS loads tls.cert_file/key_file and, for mTLS, client_ca_file. It
-// returns nil without a certificate. Client certificates are requested, not
-// verified by TLS: the auth package verifies them on every call, so a bad
-// one gets UNAUTHENTICATED and an audit line, and API-key callers connect
-// without one.
-func serverTLS(t config.TLS) (*tls.Config, *x509.CertPool, error) {
+// serverTLS returns the listeners' TLS configuration, nil without a
+// certificate. The certificate and key are read again when their files
+// change (cert-manager renewals, internal/keypair); each handshake gets the
+// current generation's configuration, with its client CA pool.
+func (a *App) serverTLS(t config.TLS) (*tls.Config, error) {
 	if t.CertFile == "" {
-		return nil, nil, nil
+		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	pair, err := keypair.Load(t.CertFile, t.KeyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tls.cert_file, tls.key_file: %w", err)
+		return nil, fmt.Errorf("tls.cert_file, tls.key_file: %w", err)
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	a.certificate = pair
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return a.gen.Load().tls, nil
+		},
+	}, nil
+}
+
+// handshakeTLS is one generation's TLS configuration. Client certificates
+// are requested, not verified by TLS: the auth package verifies them on
+// every call, so a bad one gets UNAUTHENTICATED and an audit line, and
+// API-key callers connect without one. ClientCAs tells clients which
+// certificate to send.
+func handshakeTLS(pair *keypair.Reloader, clientCAs *x509.CertPool) *tls.Config {
+	if pair == nil {
+		return nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate}
+	if clientCAs != nil {
+		c.ClientCAs, c.ClientAuth = clientCAs, tls.RequestClientCert
+	}
+	return c
+}
+
+// loadClientCAs reads tls.client_ca_file (nil when unset).
+func loadClientCAs(t config.TLS) (*x509.CertPool, error) {
 	if t.ClientCAFile == "" {
-		return c, nil, nil
+		return nil, nil
 	}
 	pemBytes, err := os.ReadFile(t.ClientCAFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		return nil, fmt.Errorf("tls.client_ca_file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pemBytes) {
-		return nil, nil, fmt.Errorf("tls.client_ca_file: no PEM certificate in %s", t.ClientCAFile)
+		return nil, fmt.Errorf("tls.client_ca_file: no PEM certificate in %s", t.ClientCAFile)
 	}
-	// ClientCAs also tells clients which certificate to send.
-	c.ClientCAs, c.ClientAuth = pool, tls.RequestClientCert
-	return c, pool, nil
+	return pool, nil
 }
 
 // checkAllowEntries makes sure every allow entry names a configured

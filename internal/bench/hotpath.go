@@ -112,6 +112,9 @@ type runningApp struct {
 
 func startApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runningApp, error) {
 	ctx, cancel := context.WithCancel(ctx)
+	if cfg.ShutdownDelay == "" {
+		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	}
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
 	if err != nil {
 		cancel()

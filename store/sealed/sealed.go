@@ -147,8 +147,9 @@ type Stats struct {
 // Store is a store.Store over a Backend, sealing every value.
 type Store struct {
 	backend Backend
-	ring    *Keyring // nil: plaintext
-	now     func() time.Time
+	// ring is nil for plaintext; SetKeyring replaces it.
+	ring atomic.Pointer[Keyring]
+	now  func() time.Time
 
 	openFailures atomic.Uint64
 }
@@ -160,7 +161,19 @@ func New(b Backend, ring *Keyring) *Store {
 	if ring == nil {
 		panic("sealed: New with a nil Keyring; use NewPlaintext for cache.allow_plaintext")
 	}
-	return &Store{backend: b, ring: ring, now: time.Now}
+	s := &Store{backend: b, now: time.Now}
+	s.ring.Store(ring)
+	return s
+}
+
+// SetKeyring replaces the keys of a sealing Store (a configuration reload
+// of cache.encryption_keys); values already sealed open as long as ring
+// still holds their key. A plaintext Store stays plaintext.
+func (s *Store) SetKeyring(ring *Keyring) {
+	if ring == nil || s.ring.Load() == nil {
+		return
+	}
+	s.ring.Store(ring)
 }
 
 // NewPlaintext returns a Store that writes entries unencrypted, for
@@ -244,13 +257,14 @@ func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
 		return nil, fmt.Errorf("sealed: %w", err)
 	}
 	digest := Digest(e.AccessToken)
-	if s.ring == nil {
+	ring := s.ring.Load()
+	if ring == nil {
 		out := make([]byte, 0, digestLen+1+len(plain))
 		out = append(out, digest...)
 		out = append(out, versionPlain)
 		return append(out, plain...), nil
 	}
-	k := s.ring.keys[0]
+	k := ring.keys[0]
 	out := make([]byte, headerLen, headerLen+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
 	copy(out, digest)
 	out[digestLen] = versionGCM
@@ -272,11 +286,12 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 	}
 	digest := value[:digestLen]
 	var plain []byte
+	ring := s.ring.Load()
 	switch version := value[digestLen]; {
-	case version == versionPlain && s.ring == nil:
+	case version == versionPlain && ring == nil:
 		plain = value[digestLen+1:]
-	case version == versionGCM && s.ring != nil && len(value) >= headerLen:
-		aead, ok := s.ring.lookup(value[digestLen+1 : headerLen])
+	case version == versionGCM && ring != nil && len(value) >= headerLen:
+		aead, ok := ring.lookup(value[digestLen+1 : headerLen])
 		if !ok || len(value) < headerLen+aead.NonceSize()+aead.Overhead() {
 			return store.Entry{}, errUnopenable
 		}

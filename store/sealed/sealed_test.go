@@ -194,6 +194,34 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+// TestSetKeyringRotatesInPlace: a reload hands the running store its new
+// keys; old values still open while their key stays in the ring.
+func TestSetKeyringRotatesInPlace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := newMapBackend()
+	oldKey, newKey := newKey(t), newKey(t)
+	s := sealed.New(b, ring(t, oldKey))
+	if err := s.Put(ctx, key, entry()); err != nil {
+		t.Fatal(err)
+	}
+	s.SetKeyring(ring(t, newKey, oldKey))
+	if _, err := s.Get(ctx, key); err != nil {
+		t.Fatalf("old value after adding a key: %v", err)
+	}
+	const key2 = "tokenbroker:v1:{2222}:token"
+	if err := s.Put(ctx, key2, entry()); err != nil {
+		t.Fatal(err)
+	}
+	s.SetKeyring(ring(t, newKey))
+	if _, err := s.Get(ctx, key2); err != nil {
+		t.Fatalf("value sealed with the new key: %v", err)
+	}
+	if _, err := s.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the dropped key still opens: %v", err)
+	}
+}
+
 func TestPlaintextAndSealedDoNotMix(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -1,0 +1,367 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/redistest"
+)
+
+// proc is one server process that can be stopped and started again on the
+// same addresses with the same configuration file (a rolling restart).
+type proc struct {
+	bin, cfgPath, logPath string
+	grpcAddr, httpAddr    string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// newProc writes yaml ({grpc} and {http} replaced by two free ports) to a
+// config file; start runs it.
+func newProc(t *testing.T, bin, yaml string) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	ports := make([]int, 2)
+	for i := range ports {
+		p, err := redistest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = p
+	}
+	p := &proc{
+		bin:      bin,
+		cfgPath:  filepath.Join(dir, "tokenbroker.yaml"),
+		logPath:  filepath.Join(dir, "server.log"),
+		grpcAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		httpAddr: "127.0.0.1:" + strconv.Itoa(ports[1]),
+	}
+	yaml = strings.NewReplacer("{grpc}", strconv.Itoa(ports[0]), "{http}", strconv.Itoa(ports[1])).Replace(yaml)
+	if err := os.WriteFile(p.cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", p.httpAddr, tail(p.logPath))
+		}
+	})
+	return p
+}
+
+// start runs the process and waits until its /readyz says 200.
+func (p *proc) start() error {
+	return p.startWith(func() bool {
+		code, _ := p.get("/readyz")
+		return code == http.StatusOK
+	})
+}
+
+// startWith runs the process and waits until ready says so.
+func (p *proc) startWith(ready func() bool) error {
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, "--config", p.cfgPath, "--log-level", "info")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ready() {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("server exited at start:\n%s", tail(p.logPath))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not ready after 30s:\n%s", tail(p.logPath))
+		}
+	}
+}
+
+// get fetches path from the HTTP listener.
+func (p *proc) get(path string) (int, string) {
+	resp, err := probeClient.Get("http://" + p.httpAddr + path)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// signal sends sig to the running process.
+func (p *proc) signal(sig os.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Signal(sig)
+}
+
+// terminate sends SIGTERM and waits for the process to exit (within
+// limit); it returns how long that took.
+func (p *proc) terminate(limit time.Duration) (time.Duration, error) {
+	began := time.Now()
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	select {
+	case <-exited:
+		return time.Since(began), nil
+	case <-time.After(limit):
+		return 0, fmt.Errorf("still running %v after SIGTERM", limit)
+	}
+}
+
+func (p *proc) kill() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// callerStats counts a group of callers' calls.
+type callerStats struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+}
+
+func (s *callerStats) record(err error) {
+	if err == nil {
+		s.ok.Add(1)
+		return
+	}
+	s.failed.Add(1)
+	s.mu.Lock()
+	if len(s.errs) < 10 {
+		s.errs = append(s.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+	}
+	s.mu.Unlock()
+}
+
+func (s *callerStats) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("%d ok, %d failed %v", s.ok.Load(), s.failed.Load(), s.errs)
+}
+
+// runCallers runs n callers of call until stop is closed, each pausing
+// pace between calls (a steady load the two cores can carry beside three
+// servers), and returns a wait function.
+func runCallers(n int, pace time.Duration, stop <-chan struct{}, stats *callerStats, call func(i int) error) (wait func()) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			tick := time.NewTicker(pace)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				stats.record(call(i))
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// restCall is a GetToken over REST with a keep-alive client.
+func restCall(ctx context.Context, client *http.Client, url, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"access_token"`) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+// roundRobinConn is a gRPC client that knows every address and spreads
+// calls over the ready ones (what a Go client dialing a headless Service
+// with dns:/// and round_robin does).
+func roundRobinConn(t *testing.T, addrs []string) *grpc.ClientConn {
+	t.Helper()
+	r := manual.NewBuilderWithScheme("fleet")
+	state := resolver.State{}
+	for _, a := range addrs {
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+	}
+	r.InitialState(state)
+	conn, err := grpc.NewClient("fleet:///tokenbroker",
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// waitFor polls cond every 20ms until it holds or limit passes.
+func waitFor(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// TestRollingRestartLosesNoCall restarts each of three replicas in turn
+// under load: REST callers with keep-alive connections through an L4
+// balancer that polls /readyz once a second, and gRPC callers with
+// round_robin over the three addresses. Not one call may fail.
+func TestRollingRestartLosesNoCall(t *testing.T) {
+	bin := buildServer(t, t.TempDir(), "-race")
+	sim := startSim(t)
+	const delay = 3 * time.Second // the balancer polls every second
+	yaml := `grpc_addr: 127.0.0.1:{grpc}
+http_addr: 127.0.0.1:{http}
+shutdown_delay: ` + delay.String() + `
+vendors:
+  smartdocumentor:
+    token_url: ` + sim.URL() + `/smartdocumentor/connect/token
+` + sdProfile
+	procs := make([]*proc, fleetReplicas)
+	var grpcAddrs, httpAddrs, readyURLs []string
+	for i := range procs {
+		procs[i] = newProc(t, bin, yaml)
+		grpcAddrs = append(grpcAddrs, procs[i].grpcAddr)
+		httpAddrs = append(httpAddrs, procs[i].httpAddr)
+		readyURLs = append(readyURLs, "http://"+procs[i].httpAddr+"/readyz")
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(procs))
+	for i, p := range procs {
+		wg.Go(func() { errs[i] = p.start() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	lb := startBalancer(t, httpAddrs, readyURLs)
+
+	const restCallers, grpcCallers = 8, 8
+	pace := 10 * time.Millisecond
+	restClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: restCallers, IdleConnTimeout: time.Minute}}
+	t.Cleanup(restClient.CloseIdleConnections)
+	url, body := "http://"+lb.addr()+"/v1/token", `{"profile":"acme-sd"}`
+	clients := make([]tokenbrokerv1.TokenServiceClient, grpcCallers)
+	for i := range clients {
+		clients[i] = tokenbrokerv1.NewTokenServiceClient(roundRobinConn(t, grpcAddrs))
+	}
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var rest, rpc callerStats
+	waitREST := runCallers(restCallers, pace, stop, &rest, func(int) error { return restCall(ctx, restClient, url, body) })
+	waitGRPC := runCallers(grpcCallers, pace, stop, &rpc, func(i int) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := clients[i].GetToken(cctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+		return err
+	})
+	stopped := false
+	stopCallers := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			waitREST()
+			waitGRPC()
+		}
+	}
+	t.Cleanup(stopCallers)
+
+	if !waitFor(30*time.Second, func() bool { return rest.ok.Load() >= 100 && rpc.ok.Load() >= 100 }) {
+		t.Fatalf("callers do not get going: REST %s; gRPC %s", &rest, &rpc)
+	}
+	for i, p := range procs {
+		took, err := p.terminate(delay + 20*time.Second)
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+		if took < delay {
+			t.Errorf("replica %d exited %v after SIGTERM, before shutdown_delay %v", i, took, delay)
+		}
+		if err := p.start(); err != nil {
+			t.Fatalf("replica %d restart: %v", i, err)
+		}
+		if !waitFor(10*time.Second, func() bool { return lb.isReady(i) }) {
+			t.Fatalf("the balancer does not see replica %d ready again", i)
+		}
+		t.Logf("replica %d restarted (exit %v after SIGTERM): REST %d ok, %d failed; gRPC %d ok, %d failed",
+			i, took.Round(time.Millisecond), rest.ok.Load(), rest.failed.Load(), rpc.ok.Load(), rpc.failed.Load())
+	}
+	// Calls keep succeeding after the last restart.
+	okBefore := rest.ok.Load() + rpc.ok.Load()
+	if !waitFor(10*time.Second, func() bool { return rest.ok.Load()+rpc.ok.Load() >= okBefore+100 }) {
+		t.Fatal("calls stalled after the last restart")
+	}
+	stopCallers()
+	t.Logf("rolling restart of %d replicas: REST %s; gRPC %s; balancer refused %d connections", len(procs), &rest, &rpc, lb.refused.Load())
+	if rest.failed.Load() != 0 || rpc.failed.Load() != 0 {
+		t.Fatalf("failed calls: REST %s; gRPC %s", &rest, &rpc)
+	}
+}
