@@ -1,4 +1,4 @@
-// Package config reads tokenbroker's YAML configuration (design section 6).
+// Package config reads tokenbroker's YAML configuration (docs/design.md section 6).
 // Unknown keys are errors that name the key: a typo must never silently
 // switch off a security setting. Secret values may be "${ENV_NAME}" or
 // "file:/path"; they stay secret.Secret from here to the vendor request.
@@ -95,7 +95,7 @@ type Redis struct {
 	DB        int    `yaml:"db"`
 }
 
-// Settings are a vendor's or profile's settings (design section 5); map
+// Settings are a vendor's or profile's settings (docs/design.md section 5); map
 // values such as extra_params are kept as nested maps here and flattened by
 // Flatten.
 type Settings map[string]any
@@ -144,7 +144,7 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// ServiceTuning holds the token semantics' knobs (design section 4).
+// ServiceTuning holds the token semantics' knobs (docs/design.md section 4).
 type ServiceTuning struct {
 	DefaultMinTTL        string  `yaml:"default_min_ttl"`
 	ForceRefreshInterval string  `yaml:"force_refresh_interval"`

@@ -19,7 +19,7 @@ import (
 // ErrorDomain is the google.rpc.ErrorInfo domain of every error detail.
 const ErrorDomain = "tokenbroker"
 
-// ErrorInfo reasons (design section 3).
+// ErrorInfo reasons (docs/design.md section 3).
 const (
 	ReasonRejectedCredentials = "VENDOR_REJECTED_CREDENTIALS"
 	ReasonRejectedRequest     = "VENDOR_REJECTED_REQUEST"
@@ -48,7 +48,7 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "token cache: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// toStatus is the one place errors become gRPC statuses (design section 3).
+// toStatus is the one place errors become gRPC statuses (docs/design.md section 3).
 // Messages tell the caller what to fix and never carry a secret: vendor
 // errors are scrubbed where they are made, and anything unexpected is
 // logged whole and answered generically.

@@ -261,7 +261,7 @@ func durationField(field string, d *durationpb.Duration, def time.Duration) (tim
 	return v, nil
 }
 
-// fingerprint is the cache key of design section 7: an HMAC over everything
+// fingerprint is the cache key of docs/design.md section 7: an HMAC over everything
 // that shapes the token, so that only a caller who knows the credentials can
 // reach an entry and the key reveals nothing.
 func fingerprint(macKey []byte, vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
@@ -287,7 +287,7 @@ func fingerprint(macKey []byte, vendorID, target string, creds secret.Map, param
 	return KeyPrefix + "{" + hex.EncodeToString(mac.Sum(nil)) + "}:token"
 }
 
-// KeyPrefix starts every cache key (design section 7).
+// KeyPrefix starts every cache key (docs/design.md section 7).
 const KeyPrefix = "tokenbroker:v1:"
 
 // writeField writes a length-prefixed field, so no two inputs collide.

@@ -1,7 +1,7 @@
 package vendors
 
 // ABBYY Vantage's token endpoint, as "Resource Owner Password Credentials"
-// (vendor document 002_d0a26950f9b1b721.txt) documents it: a form POST to
+// (https://help.abbyy.com/en-us/vantage/1/developer/developer_apiauthentication_ropc) documents it: a form POST to
 // https://vantage-{eu,us,au}.abbyy.com/auth2/connect/token, or
 // .../auth2/{tenantId}/connect/token for an e-mail address in several
 // tenants, with grant_type=password, scope "openid permissions

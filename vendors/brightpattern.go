@@ -1,7 +1,7 @@
 package vendors
 
 // Bright Pattern's Configuration API token endpoint, as "Request Access
-// Token" (vendor document 003_1f5a9ea1ea7ef66b.txt) documents it: a form
+// Token" (https://help.brightpattern.com/5.2:User-management-api-specification/RequestAccessToken) documents it: a form
 // POST to http[s]://<host>/configapi/v2/oauth/token with
 // grant_type=client_credentials, client_id (the user's login id),
 // client_secret (the user's API secret) and scope (the tenant host); a JSON

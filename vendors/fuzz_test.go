@@ -5,8 +5,8 @@ package vendors
 // panics. scripts/fuzz.sh runs them briefly in CI; `make fuzz-long` longer.
 //
 // The seeds include the example answers of the vendor documents
-// (/work/shared/vendor-docs, design section 5), copied here literally: the
-// tests never read those files.
+// (the pages each vendor strategy cites in its Info.DocumentationURL),
+// copied here literally.
 
 import (
 	"encoding/base64"

@@ -3,14 +3,14 @@ package vendors
 import "context"
 
 // HotDocs Advance's service principal log-in, as "Getting an Access Token
-// Using the Resource Owner Flow" (vendor document 000_bc3b21590400c490.txt)
+// Using the Resource Owner Flow" (https://help.hotdocs.com/advance/cloud/current/admin/Getting_an_Access_Token_Using_the_Resource_Owner_Flow.htm)
 // documents it: a POST of the JSON object {ClientName, PrincipalName,
 // PrincipalPassword} to the tenancy's ServicePrincipalLogIn URL, answered
 // 200 text/plain with the bare token. It is not RFC 6749 (no grant_type,
 // no JSON answer), so it has its own small Call on the shared exchange.
 //
 // Choices where the document is vague:
-//   - URL: the copy lost it; design section 5 gives
+//   - URL: the copy lost it; docs/design.md section 5 gives
 //     https://{tenancy}.hotdocsadvance.com/auth/Authorize/ServicePrincipalLogIn
 //     (the token_url default, with domain a setting), and on-premise
 //     operators set token_url to https://{tenancy}.{domain}/HdaAuth/... .

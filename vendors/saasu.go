@@ -1,7 +1,7 @@
 package vendors
 
-// Saasu's password credential grant, as "POST authorisation/token" (vendor
-// document 004_6a0dffd807c0d467.txt) documents it: a POST to
+// Saasu's password credential grant, as "POST authorisation/token"
+// (https://api.saasu.com/Help/Api/POST-authorisation-token) documents it: a POST to
 // https://api.saasu.com/authorisation/token of the
 // OAuthPasswordCredentialsGrantRequest {grant_type=password, username,
 // password, scope} as JSON (application/json, text/json) or XML

@@ -124,7 +124,7 @@ const (
 	saasuAccessToken  = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.DItMjAxNSAwNTowNjoyOS43NDE0NzYiLCJyb2xlIjoiYWNjZXNzIn0"
 	saasuRefreshToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MioIn0.4fEXVBxeFQB3YkfSQ-W1Wp5XiZJv2jsivcYR2fP73PQ"
 	saasuScope        = "full fileid:15431 fileid:14078 fileid:2045"
-	// ABBYY's answer did not survive the copy of document 002; this is the
+	// ABBYY's documentation page shows no literal answer; this is the
 	// layout of ABBYY's published sample (IdentityServer).
 	abbyyAnswer = `{
   "access_token": "abbyy-token",

@@ -35,7 +35,7 @@ type vendor struct {
 	writeError func(w http.ResponseWriter, r *http.Request, e *tokenError)
 }
 
-// Vendor ids of design section 5.
+// Vendor ids of docs/design.md section 5.
 const (
 	idHotDocs         = "hotdocs_advance"
 	idSmartDocumentor = "smartdocumentor"
@@ -45,7 +45,7 @@ const (
 	idOAuth2          = "oauth2"
 )
 
-// vendors lists every simulated vendor, by id of design section 5.
+// vendors lists every simulated vendor, by id of docs/design.md section 5.
 var vendors = []*vendor{&hotDocsAdvance, &smartDocumentor, &abbyyVantage, &brightPattern, &saasu, &genericOAuth2}
 
 // mustVendor panics on an unknown vendor id: passing one is a programming
@@ -210,7 +210,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // AddAccount makes the simulator accept creds for vendor. Keys are the
-// credential names of design section 5:
+// credential names of docs/design.md section 5:
 //
 //	hotdocs_advance:                client_name, principal_name, principal_password
 //	smartdocumentor, brightpattern: client_id, client_secret

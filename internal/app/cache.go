@@ -80,7 +80,7 @@ func (c *sharedCache) close() {
 	_ = c.backend.Close()
 }
 
-// buildSharedCache builds the store of cfg.Cache.Redis (design section 7).
+// buildSharedCache builds the store of cfg.Cache.Redis (docs/design.md section 7).
 func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sharedCache, error) {
 	rc := cfg.Cache.Redis
 	ring, err := encryptionKeys(cfg.Cache)

@@ -15,7 +15,7 @@ import (
 )
 
 // readyRedisTimeout bounds the Redis round trip of one /readyz, which
-// must answer within 1 s (design section 8).
+// must answer within 1 s (docs/design.md section 8).
 const readyRedisTimeout = 800 * time.Millisecond
 
 // cacheStatser is the shared cache's counters (cache.go).
