@@ -43,6 +43,7 @@ type Report struct {
 	CPUs        int                `json:"cpus"`
 	Comparisons []bench.Comparison `json:"comparisons"`
 	Fleet       *bench.Fleet       `json:"fleet,omitempty"`
+	Churn       *bench.Churn       `json:"churn,omitempty"`
 	RedisDown   *bench.Outage      `json:"redis_down,omitempty"`
 	Memory      *bench.Memory      `json:"memory,omitempty"`
 	Elapsed     string             `json:"elapsed"`
@@ -57,7 +58,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := fs.String("only", "hot,rest,redis,fleet,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
+	only := fs.String("only", "hot,rest,redis,fleet,churn,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Comparisons = append(rep.Comparisons, c)
 		}
 	}
-	if run["redis"] || run["fleet"] {
+	if run["redis"] || run["fleet"] || run["churn"] {
 		redis, err := bench.StartRedis()
 		if err != nil {
 			return err
@@ -129,6 +130,14 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 			rep.Fleet = &f
+		}
+		if run["churn"] {
+			progress("fleet under churn: 3 broker processes, waiter lag, a holder killed, wrong passwords, a vendor budget")
+			c, err := bench.FleetChurn(ctx, redis.Addr)
+			if err != nil {
+				return err
+			}
+			rep.Churn = &c
 		}
 	}
 	if run["down"] {
@@ -174,6 +183,16 @@ func printTable(w io.Writer, rep Report) {
 			f.SoakSeconds, f.TokenLifetime, f.SharedUpstream, f.SharedCalls, f.SharedExpired, f.SharedErrors)
 		fmt.Fprintf(w, "  same soak, each replica caching alone: %d upstream requests, %d calls, %d expired served, %d errors\n",
 			f.AloneUpstream, f.AloneCalls, f.AloneExpired, f.AloneErrors)
+	}
+	if c := rep.Churn; c != nil {
+		fmt.Fprintf(w, "\nfleet under churn (%d broker processes, one Redis, vendor latency %s)\n", c.Replicas, c.VendorLatency)
+		fmt.Fprintf(w, "  waiters on other replicas, after the lease holder's answer: p50 %.1f ms, p99 %.1f ms over %d cold keys (goal p99 <= 5 ms)\n",
+			c.WaiterLagP50Ms, c.WaiterLagP99Ms, c.WaiterRounds)
+		fmt.Fprintf(w, "  holder SIGKILLed mid-fetch: last caller answered %.0f ms after the kill, %d upstream requests (goal <= lease TTL %s + vendor latency + 1 s, <= 2)\n",
+			c.CrashAnsweredMs, c.CrashUpstream, c.CrashLeaseTTL)
+		fmt.Fprintf(w, "  %d wrong-password calls over the fleet: %d upstream request(s) (goal 1 per negative_ttl)\n", c.WrongPasswordCalls, c.WrongPasswordUpstream)
+		fmt.Fprintf(w, "  %d cold credential sets, budget %d/s: busiest second %d requests (%.2fx the budget; goal <= 1x + jitter)\n",
+			c.BudgetSets, c.BudgetPerSecond, c.BudgetPeak, float64(c.BudgetPeak)/float64(c.BudgetPerSecond))
 	}
 	if o := rep.RedisDown; o != nil {
 		fmt.Fprintf(w, "\nRedis down (hot path, 64 in flight, %s): p99 up %s, frozen %s, added %s (goal %s); errors %d/%d\n",
