@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"time"
@@ -349,11 +350,16 @@ func (s *Service) refreshAheadAt(r *resolved, e store.Entry) time.Time {
 	var h maphash.Hash
 	h.SetSeed(s.jitterSeed)
 	h.WriteString(r.key)
-	h.WriteString(e.IssuedAt.String())
+	var issued [8]byte
+	binary.LittleEndian.PutUint64(issued[:], uint64(e.IssuedAt.UnixNano()))
+	h.Write(issued[:])
 	u := float64(h.Sum64()>>11) / (1 << 53) // uniform in [0, 1)
-	frac := r.conf.refreshAhead + (2*u-1)*refreshAheadJitter
-	life := e.ExpiresAt.Sub(e.IssuedAt)
-	return e.IssuedAt.Add(time.Duration(float64(life) * frac))
+	return lifeFraction(e, r.conf.refreshAhead+(2*u-1)*refreshAheadJitter)
+}
+
+// lifeFraction is the moment e has used frac of its life.
+func lifeFraction(e store.Entry, frac float64) time.Time {
+	return e.IssuedAt.Add(time.Duration(float64(e.ExpiresAt.Sub(e.IssuedAt)) * frac))
 }
 
 // maybeRefreshAhead starts one background refresh once e has used its
@@ -363,7 +369,8 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 		return
 	}
 	now := s.now()
-	if now.Before(s.refreshAheadAt(r, e)) {
+	// Most hits are early in a token's life: they need no hash.
+	if now.Before(lifeFraction(e, r.conf.refreshAhead-refreshAheadJitter)) || now.Before(s.refreshAheadAt(r, e)) {
 		return
 	}
 	if until, busy := s.ahead.Load(r.key); busy && now.Before(until.(time.Time)) {
