@@ -203,10 +203,11 @@ func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.
 		return fetched{}, err
 	}
 	if refreshToken != "" {
-		// The lease must still be ours when a refresh token is spent: a
-		// holder that stalled past its lease may find it redeemed by the
-		// next one.
-		if held, err := lease.Extend(ctx); err == nil && !held {
+		// Spend it only if no earlier holder may have: a holder whose
+		// lease expired mid-request (a stall, a crash) may have presented
+		// it and never stored its successor. Then, and when in doubt, the
+		// primary grant.
+		if claimed, err := lease.ClaimRefreshToken(ctx, refreshToken); err != nil || !claimed {
 			refreshToken = ""
 		}
 	}

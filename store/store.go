@@ -107,6 +107,13 @@ type Lease interface {
 	// Extend renews the lease now and reports whether this holder still
 	// owns it (a holder that stalled past its TTL may not).
 	Extend(ctx context.Context) (held bool, err error)
+	// ClaimRefreshToken records, while this holder still owns the lease,
+	// that it is about to present refreshToken, and reports whether it
+	// may: false when it lost the lease, or when an earlier holder claimed
+	// the same token and never stored its successor (its lease expired
+	// mid-request: the token may be spent, and presenting it again would
+	// revoke the grant where servers detect reuse).
+	ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error)
 	// Release ends the lease if this holder still owns it, and wakes the
 	// waiters. It is safe to call more than once.
 	Release()

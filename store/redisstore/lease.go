@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// claimRefresh marks the refresh token whose digest is ARGV[3] as spent in
+// KEYS[2] (for ARGV[4] ms) if KEYS[1] still holds ARGV[1], extending the
+// lease by ARGV[2] ms: 1. It answers 0 when the token was already marked
+// (an earlier holder presented it and never stored its successor), -1
+// when the lease is not ours.
+var claimRefresh = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+	return -1
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+	return 0
+end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// spentFloor is how long the mark of a presented refresh token is kept:
+// longer than any token lives with it.
+const spentFloor = 31 * 24 * time.Hour
+
+// SpentKey is the key that marks the refresh token last presented for a
+// token key.
+func SpentKey(key string) string { return store.Sibling(key, ":rt") }
 
 // saveFenced stores ARGV[1] under KEYS[1] for ARGV[2] ms unless the
 // generation in KEYS[2] is newer than ARGV[3] (then it answers 0). The
@@ -212,6 +238,22 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	if n == 0 && l.lost.CompareAndSwap(false, true) {
 		l.b.leasesLost.Add(1)
 		l.b.log.Warn("fetch lease lost before the fetch ended; its write is refused if another replica has leased the key since")
+	}
+	return n == 1, nil
+}
+
+// ClaimRefreshToken implements store.Lease.
+func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
+	digest := sha256.Sum256([]byte(refreshToken))
+	var n int64
+	err := l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
+		var err error
+		n, err = claimRefresh.Run(ctx, l.b.client, []string{l.lockKey, SpentKey(l.key)},
+			l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds()).Int64()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("redisstore: claim refresh token: %w", err)
 	}
 	return n == 1, nil
 }
