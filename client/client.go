@@ -1,4 +1,4 @@
-// Package client is the Go client of tokenbroker's TokenService (design
+// Package client is the Go client of tokenbroker's TokenService (docs/design.md
 // section 3, proto/tokenbroker/v1/token_service.proto).
 //
 // A Client turns a GetTokenRequest into an oauth2.TokenSource

@@ -48,7 +48,8 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "token cache: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// toStatus is the one place errors become gRPC statuses (docs/design.md section 3).
+// toStatus is the one place errors become gRPC statuses (docs/design.md
+// sections 3 and 11).
 // Messages tell the caller what to fix and never carry a secret: vendor
 // errors are scrubbed where they are made, and anything unexpected is
 // logged whole and answered generically.

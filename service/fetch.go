@@ -12,7 +12,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
-// The fetch path (docs/design.md, "Lease and generations"): a miss joins
+// The fetch path (docs/design.md section 10): a miss joins
 // the key's one flight in this process; the flight takes the key's fetch
 // lease across the fleet or waits, woken when the holder stores a token
 // or lets go. Under the lease it reads the newest state past L1 (a token

@@ -1,5 +1,5 @@
-// Package service implements tokenbroker.v1.TokenService (docs/design.md,
-// "API" and "Token semantics"): it validates requests, resolves profiles
+// Package service implements tokenbroker.v1.TokenService (docs/design.md
+// sections 3 and 4): it validates requests, resolves profiles
 // and inline credentials into a vendor call, fingerprints them into a
 // cache key, and serves tokens from the store, fetching each key at most
 // once at a time (per-process singleflight, then the store's cross-replica
@@ -27,7 +27,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
-// Defaults (docs/design.md, "Token semantics").
+// Defaults (docs/design.md section 4).
 const (
 	DefaultMinTTL               = 30 * time.Second
 	DefaultForceRefreshInterval = 5 * time.Second

@@ -78,7 +78,7 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 	return nil
 }
 
-// configureOps adds the access log, metrics and health endpoints (design
+// configureOps adds the access log, metrics and health endpoints (docs/design.md
 // section 8) to the server options. Its interceptors and middleware come
 // first, so they wrap security's: the access log sees the principal auth
 // found, and the request id exists before anything can fail.

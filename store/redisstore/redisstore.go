@@ -1,5 +1,5 @@
 // Package redisstore is the Redis side of tokenbroker's shared cache
-// (docs/design.md, "Storage"): a byte store for sealed values
+// (docs/design.md section 7): a byte store for sealed values
 // (sealed.Backend) whose writes are fenced by generation, the
 // cross-replica fetch lease (store.Leaser, lease.go), and the channels
 // that keep each replica's in-process level (package tiered) honest and
