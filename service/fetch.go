@@ -262,8 +262,15 @@ func (e *rememberedRejection) Unwrap() error { return e.err }
 func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
 	if s.cfg.Budget != nil {
 		// The vendor's budget: callers over it queue for a slot within
-		// their deadline, or get RESOURCE_EXHAUSTED with RetryInfo.
-		release, err := s.cfg.Budget.Acquire(ctx, r.vendor, r.settings.Limits())
+		// the deadline of the caller who started the fetch, or get
+		// RESOURCE_EXHAUSTED with RetryInfo at once.
+		bctx := ctx
+		if limit, ok := vendors.RetryLimit(ctx); ok {
+			var cancel context.CancelFunc
+			bctx, cancel = context.WithDeadline(ctx, limit)
+			defer cancel()
+		}
+		release, err := s.cfg.Budget.Acquire(bctx, r.vendor, r.settings.Limits())
 		if err != nil {
 			return store.Entry{}, false, err
 		}

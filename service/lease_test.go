@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -12,6 +13,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // heldElsewhere is a Leaser whose leases another process always holds,
@@ -79,5 +81,42 @@ func TestRememberedRejectionOnlyOnAMiss(t *testing.T) {
 	}
 	if v.calls.Load() != 1 {
 		t.Fatalf("%d vendor calls, want 1 (the rejection answered the miss)", v.calls.Load())
+	}
+}
+
+// TestBudgetExhaustedWithinTheCallersDeadline: a caller whose deadline
+// comes before the vendor budget's next slot gets RESOURCE_EXHAUSTED with
+// RetryInfo at once, not DEADLINE_EXCEEDED after waiting.
+func TestBudgetExhaustedWithinTheCallersDeadline(t *testing.T) {
+	t.Parallel()
+	s, v := newTestService(t, 3600, func(c *Config) {
+		c.Budget = budget.New(nil, nil)
+		c.VendorSettings["smartdocumentor"]["max_requests_per_second"] = "0.1" // one per 10 s: before the fetch's own deadline (15 s)
+	})
+	ctx := context.Background()
+	if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.GetToken(cctx, &tokenbrokerv1.GetTokenRequest{Profile: "p2"})
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("second credential set over the budget: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if cctx.Err() != nil {
+		t.Fatal("the answer came only when the caller's deadline had passed")
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() <= 2*time.Second {
+		t.Fatalf("details %v, want RetryInfo beyond the caller's deadline", st.Details())
+	}
+	if v.calls.Load() != 1 {
+		t.Fatalf("%d vendor calls, want 1", v.calls.Load())
 	}
 }

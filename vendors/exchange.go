@@ -55,8 +55,9 @@ func WithRetryDeadline(ctx context.Context, d time.Time) context.Context {
 
 type retryDeadlineKey struct{}
 
-// retryLimit is the earliest of ctx's deadline and its retry deadline.
-func retryLimit(ctx context.Context) (time.Time, bool) {
+// RetryLimit is the earliest of ctx's deadline and its retry deadline
+// (WithRetryDeadline): how long whoever started a fetch may wait.
+func RetryLimit(ctx context.Context) (time.Time, bool) {
 	limit, ok := ctx.Deadline()
 	if d, has := ctx.Value(retryDeadlineKey{}).(time.Time); has && (!ok || d.Before(limit)) {
 		limit, ok = d, true
@@ -87,7 +88,7 @@ func (x *exchange) do(ctx context.Context) (*Token, error) {
 		if ve.Kind == KindThrottled && ve.RetryAfter > 0 {
 			wait = ve.RetryAfter
 		}
-		if limit, ok := retryLimit(ctx); ok && time.Until(limit) < wait {
+		if limit, ok := RetryLimit(ctx); ok && time.Until(limit) < wait {
 			return nil, err
 		}
 		select {
