@@ -32,9 +32,10 @@ var (
 	// upstreamBuckets: vendor token endpoints take tens to hundreds of
 	// milliseconds, and up to their timeout (10s by default) with retries.
 	upstreamBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	// lockWaitBuckets: a waiter polls every 20ms; a dead holder delays it
-	// by at most the lock TTL (15s).
-	lockWaitBuckets = []float64{.02, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30}
+	// lockWaitBuckets: a waiter is woken within milliseconds of the
+	// holder's answer; a dead holder delays it by at most the lease TTL
+	// (2s by default) and a vendor call (10s timeout by default).
+	lockWaitBuckets = []float64{.001, .005, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30}
 )
 
 // Metrics is the set of collectors. Its methods are safe for concurrent use.

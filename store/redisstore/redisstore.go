@@ -23,7 +23,7 @@
 // connections are refused or reset, and after DefaultMinOutage when they
 // time out (one stall that times out a burst of commands together does not
 // open it). While it is open, commands fail at once with ErrUnavailable
-// (Load is a miss-with-error, Save is skipped, TryLock errs so the service
+// (Load is a miss-with-error, Save is skipped, TryLease errs so the service
 // fetches without the lock: availability over economy), and a background
 // probe closes it as soon as Redis answers PING. So until the breaker
 // opens a command waits at most its timeout, once it is open nothing waits

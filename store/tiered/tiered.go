@@ -212,7 +212,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	}
 	s.misses.Add(1)
 	// Concurrent misses of one key share one read of the shared level,
-	// but not across an invalidation: a Get after one (after TryLock, say)
+	// but not across an invalidation: a Get after one (after GetFresh, say)
 	// must not take the result of a read that started before it.
 	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
 	ch := s.flight.DoChan(flightKey, func() (any, error) {
