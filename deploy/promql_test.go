@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os/exec"
@@ -26,8 +27,8 @@ import (
 // external are series the rules read that Prometheus or
 // kube-state-metrics export, not the broker.
 var external = map[string]string{
-	"up":                                        "Prometheus, per scrape target",
-	"kube_deployment_spec_replicas":             "kube-state-metrics",
+	"up":                            "Prometheus, per scrape target",
+	"kube_deployment_spec_replicas": "kube-state-metrics",
 	"kube_deployment_status_replicas_available": "kube-state-metrics",
 }
 
@@ -240,10 +241,14 @@ func brokerMetrics(t *testing.T) map[string]bool {
 	redisAddr := startRedis(t)
 	simAddr := freeAddr(t)
 	start(t, nil, filepath.Join(bin, "vendorsim"), "--addr", simAddr, "--ttl", "10m")
-	httpAddr := freeAddr(t)
-	config := fmt.Sprintf(`grpc_addr: %s
-http_addr: %s
-cache:
+	waitFor(t, "the vendor simulator listens", func() error {
+		conn, err := net.DialTimeout("tcp", simAddr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	config := fmt.Sprintf(`cache:
   redis:
     addrs: [%s]
   encryption_keys: [%s]
@@ -260,18 +265,11 @@ profiles:
   expired:
     vendor: smartdocumentor
     credentials: {client_id: demo-client, client_secret: not-the-secret}
-`, freeAddr(t), httpAddr, redisAddr, base64.StdEncoding.EncodeToString(make([]byte, 32)), simAddr)
-	configFile := filepath.Join(t.TempDir(), "tokenbroker.yaml")
-	writeFile(t, configFile, []byte(config))
-	start(t, nil, filepath.Join(bin, "tokenbroker"), "--config", configFile)
-	base := "http://" + httpAddr
-	waitFor(t, "the broker becomes ready", func() error {
-		code, body, err := get(http.DefaultClient, base+"/readyz")
-		if err == nil && (code != http.StatusOK || strings.Contains(body, "degraded")) {
-			err = fmt.Errorf("/readyz = %d %s", code, body)
-		}
-		return err
-	})
+`, redisAddr, base64.StdEncoding.EncodeToString(make([]byte, 32)), simAddr)
+	base := startBroker(t, config)
+	// A replica without the in-process level exports its own Redis read
+	// counters.
+	noL1 := startBroker(t, strings.Replace(config, "cache:\n", "cache:\n  l1_disabled: true\n", 1))
 	call := func(path, body string, want int) {
 		t.Helper()
 		code, resp, err := post(base+path, body)
@@ -322,6 +320,14 @@ profiles:
 	if err != nil {
 		t.Fatal(err)
 	}
+	if code, resp, err := post(noL1+"/v1/token", `{"profile":"demo"}`); err != nil || code != http.StatusOK {
+		t.Fatalf("GetToken without L1 = %d %s, %v", code, resp, err)
+	}
+	code, body, err := get(http.DefaultClient, noL1+"/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics without L1 = %d, %v", code, err)
+	}
+	maps.Copy(names, sampleNames(body))
 	for _, want := range []string{"tokenbroker_lock_wait_duration_seconds_count", "tokenbroker_negative_cache_hits_total", "tokenbroker_invalidations_total", "tokenbroker_build_info", "tokenbroker_redis_breaker_open"} {
 		if !names[want] {
 			t.Fatalf("the driven broker does not export %s", want)
@@ -329,6 +335,26 @@ profiles:
 	}
 	exported = names
 	return exported
+}
+
+// startBroker starts the built broker on config with listeners on free
+// loopback ports, and returns its HTTP base URL once it is ready.
+func startBroker(t *testing.T, config string) string {
+	t.Helper()
+	httpAddr := freeAddr(t)
+	config = fmt.Sprintf("grpc_addr: %s\nhttp_addr: %s\n", freeAddr(t), httpAddr) + config
+	configFile := filepath.Join(t.TempDir(), "tokenbroker.yaml")
+	writeFile(t, configFile, []byte(config))
+	start(t, nil, filepath.Join(bin, "tokenbroker"), "--config", configFile)
+	base := "http://" + httpAddr
+	waitFor(t, "the broker becomes ready", func() error {
+		code, body, err := get(http.DefaultClient, base+"/readyz")
+		if err == nil && (code != http.StatusOK || strings.Contains(body, "degraded")) {
+			err = fmt.Errorf("/readyz = %d %s", code, body)
+		}
+		return err
+	})
+	return base
 }
 
 // sampleNames reads the metric names of a Prometheus text exposition.
