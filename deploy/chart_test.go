@@ -45,7 +45,7 @@ const chartDir = "deploy/helm/tokenbroker"
 // The value sets CI renders: the defaults, and the full production example.
 var valueSets = map[string][]string{
 	"default values":    nil,
-	"production values": {"-f", chartDir + "/ci/production-values.yaml"},
+	"production values": {"-f", chartDir + "/ci/production-values.yaml", "--kube-version", "1.31"},
 }
 
 // rendered is one install's objects, by kind and name.
