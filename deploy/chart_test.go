@@ -174,6 +174,7 @@ func TestChartRefusesContradictions(t *testing.T) {
 		{"a memory limit GOMEMLIMIT cannot follow", []string{"--set", "resources.limits.memory=0.5Gi"}, "goMemLimitPercent"},
 		{"a digest that is not one", []string{"--set", "image.digest=latest"}, "sha256:"},
 		{"secret keys without the Secret", []string{"--set", "encryptionKeys[0]=k"}, "set existingSecret"},
+		{"a NetworkPolicy that would block Redis", []string{"--set", "networkPolicy.enabled=true", "--set", "redis.addrs[0]=redis:6379", "--set", "existingSecret=s", "--set", "encryptionKeys[0]=k"}, "networkPolicy.redis.peers"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,8 +53,12 @@ app.kubernetes.io/part-of: tokenbroker
 {{- end -}}
 {{- end -}}
 
-{{/* Where the pod mounts things; the config refers to these paths. */}}
-{{- define "tokenbroker.configDir" -}}/etc/tokenbroker{{- end -}}
+{{/*
+Where the pod mounts things; the config refers to these paths. Siblings,
+not nested in the ConfigMap volume: its updates replace its whole
+directory.
+*/}}
+{{- define "tokenbroker.configDir" -}}/etc/tokenbroker/config{{- end -}}
 {{- define "tokenbroker.secretsDir" -}}/etc/tokenbroker/secrets{{- end -}}
 {{- define "tokenbroker.tlsDir" -}}/etc/tokenbroker/tls{{- end -}}
 {{- define "tokenbroker.clientCADir" -}}/etc/tokenbroker/client-ca{{- end -}}
