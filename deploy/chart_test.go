@@ -197,8 +197,9 @@ func TestChartAgreesWithTheServer(t *testing.T) {
 	}
 }
 
-// The broker drains in-flight calls for up to this long after its
-// shutdown_delay (server package).
+// drainTimeout is what Kubernetes must wait after the broker's
+// shutdown_delay: the drain of in-flight calls (at most 15 s, server
+// package) and a margin to exit.
 const drainTimeout = 20 * time.Second
 
 // defaultShutdownDelay is shutdown_delay's default (design section 8).
