@@ -1,15 +1,28 @@
 # tokenbroker: every entry point. Tool versions are pinned in go.mod (protoc
-# plugins) and tools/go.mod (buf, staticcheck); nothing is installed by hand.
+# plugins) and tools/go.mod (buf, staticcheck, helm); nothing is installed by
+# hand (scripts/deps.sh installs redis-server, docker-compose and promtool
+# from Debian's packages).
 GO        ?= go
 TOOL      := $(GO) tool -modfile=tools/go.mod
 FUZZTIME  ?= 20000x
 BREAKING_AGAINST ?= .git\#branch=main
+CHART     := deploy/helm/tokenbroker
+# Stamped into the binaries (--version, tokenbroker_build_info).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VERSION) \
+             -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
-.PHONY: run test test-short generate generate-check lint breaking fuzz fuzz-long bench compose-check ci
+.PHONY: run build test test-short generate generate-check lint breaking fuzz fuzz-long bench compose-check \
+	helm-check rules-check deploy-test deploy-check image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
 run:
 	$(GO) run ./cmd/server --dev
+
+## build: bin/server and bin/vendorsim, with the version stamped in
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/server ./cmd/vendorsim
 
 ## test: every test, with the race detector (needs redis-server on PATH)
 test:
@@ -30,12 +43,13 @@ generate-check: generate
 	@git diff --exit-code -- gen/ && test -z "$$(git status --porcelain -- gen/)" || \
 		(echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1)
 
-## lint: gofmt, go vet, staticcheck, buf lint
+## lint: gofmt, go vet, staticcheck (the service and the deploy module), buf lint
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 		if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
+	cd deploy && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
 	$(TOOL) buf lint
 
 ## breaking: buf breaking against main (skipped when main has no proto yet)
@@ -61,5 +75,28 @@ compose-check:
 	@test -f docker-compose.yml || { echo "compose-check: no docker-compose.yml yet"; exit 0; }; \
 	docker-compose -f docker-compose.yml config -q
 
+## helm-check: helm lint, and helm template with the default and the production values
+helm-check:
+	$(TOOL) helm lint --strict $(CHART)
+	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml
+	$(TOOL) helm template tokenbroker $(CHART) >/dev/null
+	$(TOOL) helm template tokenbroker $(CHART) -f $(CHART)/ci/production-values.yaml --kube-version 1.31 >/dev/null
+
+## rules-check: promtool check rules and the alerts' unit tests
+rules-check:
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
+
+## deploy-test: the deploy module's tests (chart objects, dashboard, alerts vs. a running broker)
+deploy-test:
+	cd deploy && $(GO) test -count=1 ./...
+
+## deploy-check: everything that checks deploy/ (needs promtool, redis-server: scripts/deps.sh)
+deploy-check: helm-check rules-check deploy-test
+
+## image: the production image (needs a Docker engine)
+image:
+	docker build --target tokenbroker --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t tokenbroker:$(VERSION) .
+
 ## ci: what .ci/run runs
-ci: lint generate-check breaking test fuzz
+ci: lint generate-check breaking test fuzz compose-check deploy-check

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokenbroker/tokenbroker/internal/version"
 )
 
 const namespace = "tokenbroker"
@@ -61,6 +63,8 @@ type Metrics struct {
 	invalidations    *prometheus.CounterVec
 	staleWrites      *prometheus.CounterVec
 	configReloads    *prometheus.CounterVec
+
+	configGeneration prometheus.Gauge
 }
 
 // New returns Metrics registered in a registry of their own.
@@ -115,9 +119,25 @@ func New() *Metrics {
 			Help: "Fetched tokens not stored because a later fetch lease holder had stored a newer one (this replica had lost its lease), by vendor.",
 		}, []string{"vendor"}),
 		configReloads: newConfigReloads(),
+		configGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_generation",
+			Help: "Generation of the configuration in use: 1 at startup, one more at each successful reload.",
+		}),
 	}
+	// One series per replica whose labels say which build it runs, so a
+	// dashboard can show a rollout's progress (Prometheus' own
+	// prometheus_build_info convention).
+	build := version.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
+	})
+	buildInfo.Set(1)
+	m.configGeneration.Set(1)
 	m.registry.MustRegister(m.configReloads)
 	m.registry.MustRegister(
+		buildInfo, m.configGeneration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpcRequests, m.grpcDuration, m.httpRequests,
@@ -136,6 +156,12 @@ func (m *Metrics) Handler() http.Handler {
 		MaxRequestsInFlight: 4,
 		Timeout:             5 * time.Second,
 	})
+}
+
+// SetConfigGeneration reports the generation of the configuration in use
+// (1 at startup; a reload that swaps the configuration sets the next).
+func (m *Metrics) SetConfigGeneration(generation uint64) {
+	m.configGeneration.Set(float64(generation))
 }
 
 // Gatherer is the registry, for tests and extra exporters.

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenbroker/tokenbroker/internal/version"
 )
 
 func TestEventsMoveTheirCounters(t *testing.T) {
@@ -189,5 +192,26 @@ func TestMetricNamesPassLint(t *testing.T) {
 		if strings.HasPrefix(p.Metric, "tokenbroker_") {
 			t.Errorf("%s: %s", p.Metric, p.Text)
 		}
+	}
+}
+
+func TestBuildInfoAndConfigGeneration(t *testing.T) {
+	t.Parallel()
+	m := New()
+	build := version.Get()
+	want := fmt.Sprintf(`
+# HELP tokenbroker_build_info Always 1; the labels say which build is running.
+# TYPE tokenbroker_build_info gauge
+tokenbroker_build_info{goversion=%q,revision=%q,version=%q} 1
+# HELP tokenbroker_config_generation Generation of the configuration in use: 1 at startup, one more at each successful reload.
+# TYPE tokenbroker_config_generation gauge
+tokenbroker_config_generation 1
+`, build.GoVersion, build.Revision, build.Version)
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "tokenbroker_build_info", "tokenbroker_config_generation"); err != nil {
+		t.Error(err)
+	}
+	m.SetConfigGeneration(2)
+	if got := testutil.ToFloat64(m.configGeneration); got != 2 {
+		t.Errorf("config generation after a reload = %v, want 2", got)
 	}
 }

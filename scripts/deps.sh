@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Go: redis-server and redis-cli (the
-# integration tests start real Redis processes) and docker-compose (only to
-# validate docker-compose.yml; no engine is used). Debian/Ubuntu, as root or
-# with sudo; does nothing when everything is there.
+# integration tests start real Redis processes), docker-compose (only to
+# validate docker-compose.yml; no engine is used) and promtool (Debian's
+# prometheus package: checks and unit-tests deploy/prometheus/alerts.yaml).
+# Debian/Ubuntu, as root or with sudo; does nothing when everything is
+# there.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -10,11 +12,19 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if [ "${WITH_COMPOSE:-0}" = 1 ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 fi
+if [ "${WITH_PROMTOOL:-0}" = 1 ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "installing ${need[*]} with apt-get" >&2
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The package starts a system redis on 6379; the tests start their own.
-if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop redis-server >/dev/null 2>&1 || true; fi
+# The packages start a system redis on 6379 and a Prometheus on 9090 (the
+# broker's default gRPC port); the tests start their own, and need neither.
+if command -v systemctl >/dev/null 2>&1; then
+  for unit in redis-server prometheus prometheus-node-exporter; do
+    $sudo systemctl stop "$unit" >/dev/null 2>&1 || true
+  done
+fi

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -115,7 +114,14 @@ type composeFile struct {
 }
 
 type composeService struct {
-	Image       string            `yaml:"image"`
+	Build struct {
+		Context string `yaml:"context"`
+		Target  string `yaml:"target"`
+	} `yaml:"build"`
+	Image       string `yaml:"image"`
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
 	NetworkMode string            `yaml:"network_mode"`
 	Entrypoint  []string          `yaml:"entrypoint"`
 	Command     []string          `yaml:"command"`
@@ -150,6 +156,10 @@ func TestComposeFileMatchesTheServer(t *testing.T) {
 		}
 	}
 	sim := cf.Services["vendorsim"]
+	stages := dockerfileStages(t)
+	if sim.Build.Target != "vendorsim" || !stages["vendorsim"] {
+		t.Errorf("vendorsim builds target %q; the Dockerfile's stages are %v", sim.Build.Target, stages)
+	}
 	if !slices.Equal(sim.Entrypoint, []string{"/vendorsim"}) {
 		t.Errorf("vendorsim entrypoint = %v, want the image's /vendorsim", sim.Entrypoint)
 	}
@@ -176,10 +186,15 @@ func TestComposeFileMatchesTheServer(t *testing.T) {
 		if svc.NetworkMode != "service:vendorsim" {
 			t.Errorf("%s network_mode = %q, want service:vendorsim", name, svc.NetworkMode)
 		}
-		if svc.Image != sim.Image {
-			t.Errorf("%s image %q, vendorsim %q: one image holds both binaries", name, svc.Image, sim.Image)
+		if svc.Build.Target != "tokenbroker" || !stages["tokenbroker"] || svc.Image == sim.Image {
+			t.Errorf("%s builds target %q as %q: want the production image (target tokenbroker), not the simulator's %q", name, svc.Build.Target, svc.Image, sim.Image)
 		}
 		configPath := flagValue(t, svc.Command, "--config")
+		// The image has no shell: the health check is the broker's
+		// subcommand, on the config the replica runs with.
+		if hc := svc.Healthcheck.Test; len(hc) < 3 || hc[0] != "CMD" || hc[1] != "/tokenbroker" || hc[2] != "healthcheck" || flagValue(t, hc, "--config") != configPath {
+			t.Errorf("%s healthcheck %v, want [CMD /tokenbroker healthcheck --config %s]", name, hc, configPath)
+		}
 		var hostFile string
 		for _, v := range svc.Volumes {
 			parts := strings.Split(v, ":")
@@ -278,274 +293,36 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// The parts of the Kubernetes manifests the checks read.
-type k8sObject struct {
-	Kind     string `yaml:"kind"`
-	Metadata struct {
-		Name   string            `yaml:"name"`
-		Labels map[string]string `yaml:"labels"`
-	} `yaml:"metadata"`
-	Data map[string]string `yaml:"data"`
-	Spec struct {
-		// Deployment
-		Replicas *int `yaml:"replicas"`
-		Selector struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-		Template struct {
-			Metadata struct {
-				Labels      map[string]string `yaml:"labels"`
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"metadata"`
-			Spec struct {
-				SecurityContext struct {
-					RunAsNonRoot *bool `yaml:"runAsNonRoot"`
-				} `yaml:"securityContext"`
-				Containers []k8sContainer `yaml:"containers"`
-				Volumes    []struct {
-					Name      string `yaml:"name"`
-					ConfigMap struct {
-						Name string `yaml:"name"`
-					} `yaml:"configMap"`
-				} `yaml:"volumes"`
-			} `yaml:"spec"`
-		} `yaml:"template"`
-		// Service (selector is a plain map there), PodDisruptionBudget
-		Ports []struct {
-			Name       string `yaml:"name"`
-			Port       int    `yaml:"port"`
-			TargetPort string `yaml:"targetPort"`
-		} `yaml:"ports"`
-		MaxUnavailable *int `yaml:"maxUnavailable"`
-	} `yaml:"spec"`
-	// ServiceSelector is spec.selector of a Service, decoded separately.
-	ServiceSelector map[string]string `yaml:"-"`
-}
-
-type k8sContainer struct {
-	Name  string   `yaml:"name"`
-	Args  []string `yaml:"args"`
-	Ports []struct {
-		Name          string `yaml:"name"`
-		ContainerPort int    `yaml:"containerPort"`
-	} `yaml:"ports"`
-	Env []struct {
-		Name      string `yaml:"name"`
-		ValueFrom struct {
-			SecretKeyRef struct {
-				Name string `yaml:"name"`
-				Key  string `yaml:"key"`
-			} `yaml:"secretKeyRef"`
-		} `yaml:"valueFrom"`
-	} `yaml:"env"`
-	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
-	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
-	VolumeMounts   []struct {
-		Name      string `yaml:"name"`
-		MountPath string `yaml:"mountPath"`
-	} `yaml:"volumeMounts"`
-}
-
-type k8sProbe struct {
-	HTTPGet struct {
-		Path string `yaml:"path"`
-		Port string `yaml:"port"`
-	} `yaml:"httpGet"`
-	TimeoutSeconds int `yaml:"timeoutSeconds"`
-}
-
-// loadManifests decodes every document of the kustomization's resources.
-func loadManifests(t *testing.T) map[string]*k8sObject {
+// dockerfileStages returns the Dockerfile's stage names, and checks that
+// every base image that is not a stage is pinned by digest.
+func dockerfileStages(t *testing.T) map[string]bool {
 	t.Helper()
-	var kust struct {
-		Resources []string `yaml:"resources"`
-	}
-	if err := yaml.Unmarshal(repoFile(t, "deploy/kubernetes/kustomization.yaml"), &kust); err != nil {
-		t.Fatal(err)
-	}
-	objects := map[string]*k8sObject{}
-	for _, res := range kust.Resources {
-		dec := yaml.NewDecoder(strings.NewReader(string(repoFile(t, "deploy/kubernetes/"+res))))
-		for {
-			var node yaml.Node
-			if err := dec.Decode(&node); err == io.EOF {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", res, err)
-			}
-			obj := &k8sObject{}
-			if err := node.Decode(obj); err != nil {
-				t.Fatalf("%s: %v", res, err)
-			}
-			if obj.Kind == "Service" {
-				var svc struct {
-					Spec struct {
-						Selector map[string]string `yaml:"selector"`
-					} `yaml:"spec"`
-				}
-				if err := node.Decode(&svc); err != nil {
-					t.Fatalf("%s: %v", res, err)
-				}
-				obj.ServiceSelector = svc.Spec.Selector
-			}
-			objects[obj.Kind+"/"+obj.Metadata.Name] = obj
-		}
-	}
-	return objects
-}
-
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func TestKubernetesManifestsMatchTheServer(t *testing.T) {
-	t.Parallel()
-	objects := loadManifests(t)
-	deploy, ok := objects["Deployment/tokenbroker"]
-	if !ok {
-		t.Fatalf("no Deployment tokenbroker in %v", sortedObjectNames(objects))
-	}
-	if deploy.Spec.Replicas == nil || *deploy.Spec.Replicas != 3 {
-		t.Errorf("replicas = %v, want 3", deploy.Spec.Replicas)
-	}
-	pod := deploy.Spec.Template
-	if !selects(deploy.Spec.Selector.MatchLabels, pod.Metadata.Labels) {
-		t.Error("the Deployment's selector does not match its pods")
-	}
-	if rn := pod.Spec.SecurityContext.RunAsNonRoot; rn == nil || !*rn {
-		t.Error("pods must run as non-root")
-	}
-	if len(pod.Spec.Containers) != 1 {
-		t.Fatalf("containers = %d, want 1", len(pod.Spec.Containers))
-	}
-	c := pod.Spec.Containers[0]
-
-	// The config: --config names a key of the mounted ConfigMap.
-	configPath := flagValue(t, c.Args, "--config")
-	var text string
-	for _, vm := range c.VolumeMounts {
-		if filepath.Dir(configPath) != vm.MountPath {
+	args := map[string]string{}
+	stages := map[string]bool{}
+	for _, line := range strings.Split(string(repoFile(t, "Dockerfile")), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
 			continue
 		}
-		for _, v := range pod.Spec.Volumes {
-			if v.Name != vm.Name {
-				continue
+		switch strings.ToUpper(fields[0]) {
+		case "ARG":
+			if name, value, ok := strings.Cut(fields[1], "="); ok {
+				args[name] = strings.Trim(value, `"`)
 			}
-			cm, ok := objects["ConfigMap/"+v.ConfigMap.Name]
-			if !ok {
-				t.Fatalf("volume %s: no ConfigMap %s", v.Name, v.ConfigMap.Name)
+		case "FROM":
+			image := fields[1]
+			if m := dockerArg.FindStringSubmatch(image); m != nil {
+				image = args[m[1]]
 			}
-			text, ok = cm.Data[filepath.Base(configPath)]
-			if !ok {
-				t.Fatalf("ConfigMap %s has no key %s", v.ConfigMap.Name, filepath.Base(configPath))
+			if !stages[image] && !strings.Contains(image, "@sha256:") {
+				t.Errorf("Dockerfile: FROM %s is not pinned by digest", fields[1])
 			}
-		}
-	}
-	if text == "" {
-		t.Fatalf("--config %s is not in a mounted ConfigMap", configPath)
-	}
-
-	// Env: exactly the variables the config references, from the Secret.
-	env := map[string]string{}
-	for _, e := range c.Env {
-		if e.ValueFrom.SecretKeyRef.Name != "tokenbroker-secrets" || e.ValueFrom.SecretKeyRef.Key == "" {
-			t.Errorf("env %s does not come from the tokenbroker-secrets Secret", e.Name)
-		}
-		env[e.Name] = "test-value"
-	}
-	if got, want := sortedKeys(env), referencedEnv(text); !slices.Equal(got, want) {
-		t.Errorf("container env %v, config references %v", got, want)
-	}
-	env["TOKENBROKER_CACHE_KEY"] = base64.StdEncoding.EncodeToString(make([]byte, 32))
-	cfg := parseDeployedConfig(t, "ConfigMap tokenbroker-config", text, env)
-	if len(cfg.Clients) == 0 {
-		t.Error("the cluster config has no clients: every pod IP would hand out tokens to anyone")
-	}
-
-	// Ports: the container's named ports are the config's listeners.
-	containerPorts := map[string]int{}
-	for _, p := range c.Ports {
-		containerPorts[p.Name] = p.ContainerPort
-	}
-	if containerPorts["grpc"] != listenPort(t, cfg.GRPCAddr) || containerPorts["http"] != listenPort(t, cfg.HTTPAddr) {
-		t.Errorf("container ports %v, config grpc_addr %s http_addr %s", containerPorts, cfg.GRPCAddr, cfg.HTTPAddr)
-	}
-	if pod.Metadata.Annotations["prometheus.io/port"] != strconv.Itoa(containerPorts["http"]) {
-		t.Errorf("prometheus.io/port = %q, want the http port", pod.Metadata.Annotations["prometheus.io/port"])
-	}
-	for name, probe := range map[string]k8sProbe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if probe.HTTPGet.Port != "http" {
-			t.Errorf("%s probe port %q, want the http port", name, probe.HTTPGet.Port)
-		}
-	}
-	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-		t.Errorf("probes on %q and %q, want /healthz and /readyz", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
-	}
-	if c.ReadinessProbe.TimeoutSeconds < 1 {
-		t.Errorf("readiness timeout %ds: /readyz may take up to 1s", c.ReadinessProbe.TimeoutSeconds)
-	}
-
-	// Services select the pods and target named container ports.
-	services := 0
-	for _, obj := range objects {
-		if obj.Kind != "Service" {
-			continue
-		}
-		services++
-		if !selects(obj.ServiceSelector, pod.Metadata.Labels) {
-			t.Errorf("Service %s does not select the pods", obj.Metadata.Name)
-		}
-		for _, p := range obj.Spec.Ports {
-			if cp, ok := containerPorts[p.TargetPort]; !ok || cp != p.Port {
-				t.Errorf("Service %s port %s: %d -> %q, container ports %v", obj.Metadata.Name, p.Name, p.Port, p.TargetPort, containerPorts)
+			if len(fields) == 4 && strings.EqualFold(fields[2], "AS") {
+				stages[fields[3]] = true
 			}
 		}
 	}
-	if services == 0 {
-		t.Error("no Service")
-	}
-	pdb, ok := objects["PodDisruptionBudget/tokenbroker"]
-	if !ok {
-		t.Fatal("no PodDisruptionBudget tokenbroker")
-	}
-	if !selects(pdb.Spec.Selector.MatchLabels, pod.Metadata.Labels) {
-		t.Error("the PodDisruptionBudget does not select the pods")
-	}
-	if pdb.Spec.MaxUnavailable == nil || *pdb.Spec.MaxUnavailable < 1 || *pdb.Spec.MaxUnavailable >= *deploy.Spec.Replicas {
-		t.Errorf("PodDisruptionBudget maxUnavailable = %v", pdb.Spec.MaxUnavailable)
-	}
-
-	// The probe and scrape paths are the server's: a broker started from
-	// this config (listeners and Redis moved to the test's) answers them.
-	srv := redistest.Start(t)
-	env["REDIS_PASSWORD"] = "" // the test's Redis has no password
-	a, _ := serveDeployedConfig(t, text, env,
-		cfg.GRPCAddr, "127.0.0.1:0", cfg.HTTPAddr, "127.0.0.1:0", cfg.Cache.Redis.Addrs[0], srv.Addr)
-	base := "http://" + a.Server.HTTPAddr().String()
-	for _, path := range []string{c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path, pod.Metadata.Annotations["prometheus.io/path"]} {
-		start := time.Now()
-		if code := httpStatus(t, base+path); code != http.StatusOK {
-			t.Errorf("GET %s = %d, want 200", path, code)
-		}
-		if took := time.Since(start); took > time.Second {
-			t.Errorf("GET %s took %v", path, took)
-		}
-	}
+	return stages
 }
 
-func sortedObjectNames(m map[string]*k8sObject) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
+var dockerArg = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)

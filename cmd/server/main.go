@@ -3,6 +3,9 @@
 //
 //	server --config tokenbroker.yaml
 //	server --dev        # built-in vendor simulator and a demo profile per vendor
+//	server --check-config --config tokenbroker.yaml
+//	server --version
+//	server healthcheck  # GET /readyz, for a container HEALTHCHECK
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/internal/logjson"
+	"github.com/tokenbroker/tokenbroker/internal/version"
 )
 
 // logFlushInterval bounds how long a log line waits in the buffer.
@@ -49,6 +53,9 @@ type flags struct {
 	logFormat  string
 	// insecure lets a server without clients bind non-loopback addresses.
 	insecure bool
+	// checkConfig validates the config and exits; version prints the build.
+	checkConfig bool
+	version     bool
 }
 
 func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, error) {
@@ -61,6 +68,8 @@ func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, err
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: json (default) or text (default with --dev)")
 	fs.BoolVar(&f.insecure, "insecure-allow-unauthenticated", false, "allow listening on non-loopback addresses with no clients configured (anyone who can connect gets tokens)")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "read and check the config (unknown keys, secrets, vendor settings, profiles), then exit")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -80,9 +89,19 @@ func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, err
 }
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env config.Lookup, reloadSignals <-chan os.Signal) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], stdout, stderr, env)
+	}
 	f, err := parseFlags(args, stderr, env)
 	if err != nil {
 		return err
+	}
+	switch {
+	case f.version:
+		fmt.Fprintln(stdout, version.Get())
+		return nil
+	case f.checkConfig:
+		return checkConfig(f.configPath, stdout, env)
 	}
 	hopts := &slog.HandlerOptions{Level: f.logLevel}
 	// The access log writes a line per request: batch the writes.

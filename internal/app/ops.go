@@ -28,18 +28,11 @@ type ops struct {
 	redisDown func(context.Context) error
 	// tracing is nil unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
 	tracing *tracing
-	// generationHook receives the configuration generation in service
-	// (1 at startup, one more per applied reload); nil: not exported.
-	// It is where tokenbroker_config_generation connects.
-	generationHook func(uint64)
 }
 
-// setGeneration reports the configuration generation in service.
-func (o *ops) setGeneration(n uint64) {
-	if o.generationHook != nil {
-		o.generationHook(n)
-	}
-}
+// setGeneration reports the configuration generation in service (1 at
+// startup, one more per applied reload) as tokenbroker_config_generation.
+func (o *ops) setGeneration(n uint64) { o.metrics.SetConfigGeneration(n) }
 
 var _ service.Observer = (*metrics.Metrics)(nil)
 
