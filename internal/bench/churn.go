@@ -122,8 +122,8 @@ vendors:
 		}
 	}
 	slices.Sort(lags)
-	c.WaiterLagP50Ms = ms(percentile(lags, 50))
-	c.WaiterLagP99Ms = ms(percentile(lags, 99))
+	c.WaiterLagP50Ms = ms(percentile(lags, 0.50))
+	c.WaiterLagP99Ms = ms(percentile(lags, 0.99))
 
 	// Wrong password, spread over the replicas.
 	before := sim.Requests("abbyy_vantage")

@@ -162,34 +162,45 @@ func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (relea
 	return release, nil
 }
 
+// lateTolerance is how late past its slot a request may still go: a
+// caller woken later than that (a starved process) takes a new slot
+// instead, so that requests woken together after a stall do not reach the
+// vendor in one burst.
+const lateTolerance = 20 * time.Millisecond
+
 // waitForBudget reserves a slot of the budget and sleeps until it.
 func (l *Limiter) waitForBudget(ctx context.Context, vendor string, s *vendorState) error {
-	maxWait := DefaultMaxWait
-	if deadline, ok := ctx.Deadline(); ok {
-		maxWait = time.Until(deadline)
-	}
-	if maxWait < 0 {
-		maxWait = 0
-	}
-	wait, reserved, err := l.reserve(ctx, vendor, s, maxWait)
-	if err != nil {
-		return err
-	}
-	if !reserved {
-		return &ExhaustedError{Vendor: vendor, RetryAfter: wait}
-	}
-	if wait <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		// The reserved slot goes unused: the fleet then sends less than
-		// its budget, never more.
-		return fmt.Errorf("budget: vendor %s: waiting %v for the budget's next slot: %w", vendor, wait, ctx.Err())
+	for {
+		maxWait := DefaultMaxWait
+		if deadline, ok := ctx.Deadline(); ok {
+			maxWait = time.Until(deadline)
+		}
+		if maxWait < 0 {
+			maxWait = 0
+		}
+		wait, reserved, err := l.reserve(ctx, vendor, s, maxWait)
+		if err != nil {
+			return err
+		}
+		if !reserved {
+			return &ExhaustedError{Vendor: vendor, RetryAfter: wait}
+		}
+		if wait <= 0 {
+			return nil
+		}
+		due := time.Now().Add(wait)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			// The reserved slot goes unused: the fleet then sends less
+			// than its budget, never more.
+			return fmt.Errorf("budget: vendor %s: waiting %v for the budget's next slot: %w", vendor, wait, ctx.Err())
+		}
+		if time.Since(due) <= lateTolerance {
+			return nil
+		}
 	}
 }
 
