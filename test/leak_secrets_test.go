@@ -25,7 +25,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 )
 
 // Marker secrets: each is a credential of the flow below, and none may

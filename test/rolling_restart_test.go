@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/redistest"
+	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 )
 
 // proc is one server process that can be stopped and started again on the

@@ -20,7 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/internal/bench"
+	"github.com/tokenbroker/tokenbroker/internal/testing/bench"
 )
 
 func main() {
