@@ -191,10 +191,15 @@ func TestShortLivedTokenExpiresInRedis(t *testing.T) {
 	if _, err := s.Get(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if n, _ := rawClient(t, srv.Addr).Exists(ctx, key).Result(); n != 0 {
-		t.Fatal("the value outlived its token")
+	raw := rawClient(t, srv.Addr)
+	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl <= 0 || ttl > 150*time.Millisecond {
+		t.Fatalf("PTTL = %v, %v; want an expiry no later than the token's (150ms)", ttl, err)
 	}
+	// Redis expires the key on its own clock; wait for that, generously.
+	waitFor(t, "the value expired with its token", 10*time.Second, func() bool {
+		n, err := raw.Exists(ctx, key).Result()
+		return err == nil && n == 0
+	})
 }
 
 func TestLease(t *testing.T) {
@@ -429,11 +434,19 @@ func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	if err := a.Publish(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "the other replica heard", time.Second, func() bool { return len(wb.forgotten()) == 1 })
+	took := waitFor(t, "the other replica heard", 10*time.Second, func() bool { return len(wb.forgotten()) == 1 })
 	t.Logf("invalidation delivered in %v", took)
-	time.Sleep(20 * time.Millisecond)
-	if got := wa.forgotten(); len(got) != 0 {
-		t.Fatalf("the publisher forgot its own key: %v", got)
+	// A barrier instead of a pause: b answers with a marker, which reaches
+	// a on the same subscription after a's own message (Redis delivers a
+	// channel's messages in order). Once a has the marker, its own message
+	// has either been dropped or delivered.
+	const marker = "marker"
+	if err := b.Publish(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker reached the publisher", 10*time.Second, func() bool { return len(wa.forgotten()) > 0 })
+	if got := wa.forgotten(); len(got) != 1 || got[0] != marker {
+		t.Fatalf("the publisher forgot %v, want only the other replica's %q (never its own key)", got, marker)
 	}
 	if got := wb.forgotten(); got[0] != key {
 		t.Fatalf("forgot %v", got)
