@@ -167,14 +167,19 @@ func TestDefaultMinTTL(t *testing.T) {
 
 func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
 	t.Parallel()
-	s, v := newTestService(t, 2, func(c *Config) { c.RefreshAhead = 0.5 })
+	// The service's clock is moved past the refresh point instead of
+	// sleeping there; the hour-long token stays valid in the store, whose
+	// clock is the wall's.
+	s, v := newTestService(t, 3600, func(c *Config) { c.RefreshAhead = 0.5 })
+	var skew atomic.Int64
+	s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	ctx := context.Background()
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "p", MinTtl: durationpb.New(0)}
 	first, err := s.GetToken(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // past 50% of the 2s life
+	skew.Store(int64(2000 * time.Second)) // past 50% (±5% jitter) of the hour
 	for range 50 {
 		resp, err := s.GetToken(ctx, req)
 		if err != nil {
@@ -184,11 +189,7 @@ func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
 			t.Fatal("refresh ahead made a caller wait")
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for v.calls.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	s.bg.Wait() // the background refresh has ended
 	if got := v.calls.Load(); got != 2 {
 		t.Fatalf("vendor calls = %d, want 2 (one refresh ahead)", got)
 	}
