@@ -5,7 +5,7 @@ TOOL      := $(GO) tool -modfile=tools/go.mod
 FUZZTIME  ?= 20000x
 BREAKING_AGAINST ?= .git\#branch=main
 
-.PHONY: run test test-short generate generate-check lint breaking fuzz fuzz-long bench compose-check ci
+.PHONY: run test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
 run:
@@ -19,6 +19,15 @@ test:
 ## test-short: every test but the long soaks (-short)
 test-short:
 	$(GO) test -race -short -count=1 ./...
+
+## stress: the unit and store packages (all but ./test/'s multi-process
+## tests and the -short-skipped soaks) STRESS_COUNT times under -race, to
+## catch tests that pass only by chance
+STRESS_COUNT ?= 20
+stress:
+	./scripts/deps.sh
+	$(GO) test -race -short -count=$(STRESS_COUNT) -timeout 60m \
+		$$($(GO) list ./... | grep -v -e '/test$$' -e '/gen/')
 
 ## generate: regenerate gen/ from proto/ (offline, local plugins)
 generate:
