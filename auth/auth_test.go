@@ -244,8 +244,8 @@ func TestLimiterStaysBounded(t *testing.T) {
 	for i := range maxBuckets + 10 {
 		l.allow(string(rune(i)))
 	}
-	if len(l.buckets) > maxBuckets {
-		t.Fatalf("%d buckets, want at most %d", len(l.buckets), maxBuckets)
+	if n := l.buckets.Len(); n > maxBuckets {
+		t.Fatalf("%d buckets, want at most %d", n, maxBuckets)
 	}
 }
 
