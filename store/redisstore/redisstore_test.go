@@ -32,7 +32,17 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newBackend(t *testing.T, addrs ...string) *redisstore.Backend {
 	t.Helper()
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	return newBackendFrom(t, redisstore.ClientConfig{Addrs: addrs})
+}
+
+// patient is for tests of what Redis holds, not of how fast: a command's
+// 50 ms default is the product's fail-fast budget, which a 2-core machine
+// running -race -count=20 beside a three-master cluster can exceed.
+const patient = 5 * time.Second
+
+func newBackendFrom(t *testing.T, cfg redisstore.ClientConfig) *redisstore.Backend {
+	t.Helper()
+	client, err := redisstore.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +222,7 @@ func TestLease(t *testing.T) {
 // running (Notify needs it).
 func newLeaseBackend(t *testing.T, leaseTTL time.Duration, addrs ...string) *redisstore.Backend {
 	t.Helper()
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs, OpTimeout: patient})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +380,7 @@ func TestCluster(t *testing.T) {
 	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, redisstore.LockKey(key)).Val(); a != b {
 		t.Fatalf("token and lock keys are on slots %d and %d", a, b)
 	}
-	b := newBackend(t, c.Addrs...)
+	b := newBackendFrom(t, redisstore.ClientConfig{Addrs: c.Addrs, OpTimeout: patient})
 	_, ring := newKeyring(t)
 	s := sealed.New(b, ring)
 	// Keys spread over the three masters.
