@@ -17,6 +17,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
@@ -167,20 +168,23 @@ func TestDefaultMinTTL(t *testing.T) {
 
 func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
 	t.Parallel()
-	// The service's clock is moved past the refresh point instead of
-	// sleeping there; the hour-long token stays valid in the store, whose
-	// clock is the wall's.
+	// The cache holds a token issued long enough ago to be past the
+	// refresh point, instead of the test sleeping there. The vendor's
+	// tokens last an hour, so the one the refresh fetches is not due.
 	s, v := newTestService(t, 3600, func(c *Config) { c.RefreshAhead = 0.5 })
-	var skew atomic.Int64
-	s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	ctx := context.Background()
-	req := &tokenbrokerv1.GetTokenRequest{Profile: "p", MinTtl: durationpb.New(0)}
-	first, err := s.GetToken(ctx, req)
+	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	skew.Store(int64(2000 * time.Second)) // past 50% (±5% jitter) of the hour
-	for range 50 {
+	now := time.Now()
+	first := store.Entry{AccessToken: "tok-cached", TokenType: "Bearer",
+		IssuedAt: now.Add(-2000 * time.Second), FetchedAt: now.Add(-2000 * time.Second), ExpiresAt: now.Add(1600 * time.Second)}
+	if err := s.store.Put(ctx, r.key, first); err != nil {
+		t.Fatal(err)
+	}
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "p", MinTtl: durationpb.New(0)}
+	for range 50 { // past 50% (±5% jitter) of its life
 		resp, err := s.GetToken(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -190,8 +194,8 @@ func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
 		}
 	}
 	s.bg.Wait() // the background refresh has ended
-	if got := v.calls.Load(); got != 2 {
-		t.Fatalf("vendor calls = %d, want 2 (one refresh ahead)", got)
+	if got := v.calls.Load(); got != 1 {
+		t.Fatalf("vendor calls = %d, want 1 (one refresh ahead)", got)
 	}
 	after, err := s.GetToken(ctx, req)
 	if err != nil || after.AccessToken == first.AccessToken || !after.CacheHit {

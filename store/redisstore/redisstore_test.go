@@ -251,14 +251,22 @@ func testLease(t *testing.T, addrs ...string) {
 		t.Fatalf("second TryLease while held: %v, %v", lb, err)
 	}
 	t.Run("renewed while held", func(t *testing.T) {
-		// Renewals push the expiry back: the PTTL goes up again.
-		first, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
-		if first <= 0 || first > ttl {
-			t.Fatalf("lease PTTL = %v, want at most %v", first, ttl)
+		// Renewals push the expiry back: between renewals the PTTL only
+		// falls, so a read above the one before it saw a renewal. (Not
+		// above the first read: that one may itself follow a renewal by
+		// under a millisecond, when no later read can exceed it.)
+		prev, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+		if prev <= 0 || prev > ttl {
+			t.Fatalf("lease PTTL = %v, want at most %v", prev, ttl)
 		}
-		waitFor(t, "a renewal", 5*ttl, func() bool {
-			now, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
-			return now > first
+		waitFor(t, "a renewal", 25*ttl, func() bool {
+			now, err := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+			if err != nil || now <= 0 {
+				return false // a failed read, or the lease gone: no renewal seen
+			}
+			renewed := now > prev
+			prev = now
+			return renewed
 		})
 	})
 	t.Run("release wakes a waiter on another replica", func(t *testing.T) {
