@@ -478,3 +478,18 @@ func (s *fencedShared) Put(ctx context.Context, key string, e store.Entry) error
 	}
 	return s.shared.Put(ctx, key, e)
 }
+
+// TestCountersForTheMetrics: what tokenbroker_redis_invalidation_publish_errors_total
+// and tokenbroker_cache_l1_invalidations_received_total report.
+func TestCountersForTheMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1 := newL1(t, newShared(), tiered.Options{Publish: func(context.Context, string) error { return errors.New("down") }})
+	if err := l1.Put(ctx, key, entry(time.Minute)); err != nil {
+		t.Fatalf("a lost message failed the Put: %v", err)
+	}
+	l1.Forget(key)
+	if st := l1.Stats(); st.PublishErrors != 1 || st.Forgotten != 1 {
+		t.Fatalf("stats %+v, want 1 publish error and 1 forgotten", st)
+	}
+}
