@@ -13,7 +13,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VERSION) \
              -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
-.PHONY: run build test test-short generate generate-check lint breaking fuzz fuzz-long bench compose-check \
+.PHONY: run build test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check \
 	helm-check rules-check deploy-test deploy-check image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
@@ -32,6 +32,15 @@ test:
 ## test-short: every test but the long soaks (-short)
 test-short:
 	$(GO) test -race -short -count=1 ./...
+
+## stress: the unit and store packages (all but ./test/'s multi-process
+## tests and the -short-skipped soaks) STRESS_COUNT times under -race, to
+## catch tests that pass only by chance
+STRESS_COUNT ?= 20
+stress:
+	./scripts/deps.sh
+	$(GO) test -race -short -count=$(STRESS_COUNT) -timeout 60m \
+		$$($(GO) list ./... | grep -v -e '/test$$' -e '/gen/')
 
 ## generate: regenerate gen/ from proto/ (offline, local plugins)
 generate:

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/tokenbroker/tokenbroker/config"
 )
 
@@ -86,6 +88,8 @@ type Policy struct {
 	limiter        *limiter
 	log            *slog.Logger
 	now            func() time.Time
+	// verified remembers chains that passed verifyChainAt (see verifyChainOnce).
+	verified *lru.Cache[any, verifiedChain]
 }
 
 var (
@@ -108,6 +112,7 @@ func New(cfg Config) (*Policy, error) {
 		anyCertificate: len(cfg.Clients) == 0 && cfg.ClientCAs != nil,
 		log:            cfg.Logger,
 		now:            cfg.Now,
+		verified:       newVerifiedCache(),
 	}
 	names := make([]string, 0, len(cfg.Clients))
 	for name := range cfg.Clients {

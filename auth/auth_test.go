@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,8 +246,8 @@ func TestLimiterStaysBounded(t *testing.T) {
 	for i := range maxBuckets + 10 {
 		l.allow(string(rune(i)))
 	}
-	if len(l.buckets) > maxBuckets {
-		t.Fatalf("%d buckets, want at most %d", len(l.buckets), maxBuckets)
+	if n := l.buckets.Len(); n > maxBuckets {
+		t.Fatalf("%d buckets, want at most %d", n, maxBuckets)
 	}
 }
 
@@ -444,4 +446,46 @@ func TestHTTPMiddlewareReplacesForgedHeader(t *testing.T) {
 	if len(seen) != 1 || seen[0] != EncodeChain([]*x509.Certificate{cert}) {
 		t.Fatalf("handler saw %q, want the TLS chain", seen)
 	}
+}
+
+// TestCertificateChainVerifiedOncePerConnection: a connection's chain is
+// verified on its first call and remembered until its certificate
+// expires; another connection with the same certificate is verified
+// afresh, and so is every forwarded REST chain the cache has not seen.
+func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
+	t.Parallel()
+	ca, other := newPKI(t, "client CA"), newPKI(t, "other CA")
+	now := time.Now()
+	cert := ca.issue(t, pkix.Name{CommonName: "billing"}, now.Add(time.Hour))
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
+	conn := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
+	rest := metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{cert}))
+	getToken := tokenbrokerv1.TokenService_GetToken_FullMethodName
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme"}
+	check := func(what string, pr *peer.Peer, md metadata.MD, want codes.Code) {
+		t.Helper()
+		if err := call(p, getToken, req, pr, md); status.Code(err) != want {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
+	}
+	check("first call", conn, nil, codes.OK)
+	check("first REST call", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
+	// Were the chain verified again, it would now fail: the client CA is
+	// no longer trusted.
+	p.roots = other.pool()
+	check("second call on the connection", conn, nil, codes.OK)
+	check("second REST call with the same chain", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
+	newConn := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
+	check("a new connection", newConn, nil, codes.Unauthenticated)
+	p.roots = ca.pool()
+	check("a new connection, CA trusted", newConn, nil, codes.OK)
+	clock.Store(now.Add(time.Hour + time.Second).UnixNano())
+	check("the connection once its certificate expired", conn, nil, codes.Unauthenticated)
 }

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ForwardedCertHeader carries a REST caller's TLS client certificate chain
@@ -91,35 +94,86 @@ func DecodeChain(value string) ([]*x509.Certificate, error) {
 	return chain, nil
 }
 
-// verifyChain checks a presented chain (leaf first) against the client CAs
-// the way crypto/tls verifies client certificates (roots, the rest of the
-// chain as intermediates, the current time, the client-auth extended key
+// verifyChainAt checks a presented chain (leaf first) against the client
+// CAs the way crypto/tls verifies client certificates (roots, the rest of
+// the chain as intermediates, the time now, the client-auth extended key
 // usage) and returns the leaf's subject as an RFC 2253 string, the form
-// clients.<name>.cert_subject is compared with.
+// clients.<name>.cert_subject is compared with, and when the verified
+// chain's first certificate expires.
 //
 // The TLS listeners request certificates without verifying them
 // (tls.RequestClientCert): TLS still proves that the caller holds the
-// certificate's private key, and this check then runs for every call, so a
-// certificate from another CA or an expired one is answered with
-// UNAUTHENTICATED and an audit line instead of a bare handshake failure.
-// API-key callers connect without a certificate either way.
-func (p *Policy) verifyChain(chain []*x509.Certificate) (string, error) {
+// certificate's private key, and this check then runs on the connection's
+// first call (verifyChainOnce), so a certificate from another CA or an
+// expired one is answered with UNAUTHENTICATED and an audit line instead
+// of a bare handshake failure. API-key callers connect without a
+// certificate either way.
+func (p *Policy) verifyChainAt(chain []*x509.Certificate, now time.Time) (subject string, until time.Time, err error) {
 	if len(chain) == 0 {
-		return "", errors.New("no certificate")
+		return "", time.Time{}, errors.New("no certificate")
 	}
 	opts := x509.VerifyOptions{
 		Roots:         p.roots,
 		Intermediates: x509.NewCertPool(),
-		CurrentTime:   p.now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	for _, c := range chain[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	if _, err := chain[0].Verify(opts); err != nil {
+	built, err := chain[0].Verify(opts)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	until = chain[0].NotAfter
+	for _, c := range built[0] {
+		if c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	return SubjectString(chain[0]), until, nil
+}
+
+// maxVerifiedChains bounds the chains remembered as verified: one per
+// open mTLS connection, or per distinct chain a REST caller forwards.
+const maxVerifiedChains = 4096
+
+// verifiedChain is what verifyChainAt concluded about a chain, and until
+// when it holds: the earliest NotAfter of the chain it built.
+type verifiedChain struct {
+	subject string
+	until   time.Time
+}
+
+func newVerifiedCache() *lru.Cache[any, verifiedChain] {
+	c, err := lru.New[any, verifiedChain](maxVerifiedChains)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return c
+}
+
+// verifyChainOnce is verifyChainAt, remembered under key (see
+// presentedChain) until the first certificate of the verified chain
+// expires: a connection's chain cannot change, and the Policy (with its
+// roots and this cache) is replaced whole when the client CAs are
+// reloaded. Failures are not remembered: each is verified, and audited,
+// again.
+func (p *Policy) verifyChainOnce(key any, chain []*x509.Certificate) (string, error) {
+	now := p.now()
+	if key != nil {
+		if v, ok := p.verified.Get(key); ok && !now.After(v.until) {
+			return v.subject, nil
+		}
+	}
+	subject, until, err := p.verifyChainAt(chain, now)
+	if err != nil {
 		return "", err
 	}
-	return SubjectString(chain[0]), nil
+	if key != nil {
+		p.verified.Add(key, verifiedChain{subject: subject, until: until})
+	}
+	return subject, nil
 }
 
 // SubjectString is the subject of c in the form cert_subject is written

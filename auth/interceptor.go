@@ -152,13 +152,13 @@ func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string,
 		return id, "", fmt.Errorf("%d authorization values; send one", len(vals))
 	}
 
-	chain, err := p.presentedChain(ctx, md)
+	chain, chainKey, err := p.presentedChain(ctx, md)
 	if err != nil {
 		return id, "", err
 	}
 	var subject string
 	if len(chain) > 0 {
-		if subject, err = p.verifyChain(chain); err != nil {
+		if subject, err = p.verifyChainOnce(chainKey, chain); err != nil {
 			return id, SubjectString(chain[0]), fmt.Errorf("the client certificate is not accepted: %v", err)
 		}
 	}
@@ -191,32 +191,37 @@ func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string,
 // connection for gRPC callers, from ForwardedCertHeader for REST callers
 // (only on the gateway's in-process connection, where the HTTP middleware
 // set it). Without client CAs, certificates are ignored.
-func (p *Policy) presentedChain(ctx context.Context, md metadata.MD) ([]*x509.Certificate, error) {
+//
+// key names the chain for verifyChainOnce: for a gRPC caller the address
+// of its connection's first certificate (crypto/tls keeps one slice per
+// connection, and gRPC one TLSInfo per transport), so the chain is
+// verified once per connection; for a REST caller the header's value.
+func (p *Policy) presentedChain(ctx context.Context, md metadata.MD) (chain []*x509.Certificate, key any, err error) {
 	if p.roots == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if server.InternalTransport(pr.Addr) {
 		vals := md.Get(forwardedCertKey)
 		switch len(vals) {
 		case 0:
-			return nil, nil
+			return nil, nil, nil
 		case 1:
 			chain, err := DecodeChain(vals[0])
 			if err != nil {
-				return nil, fmt.Errorf("the client certificate cannot be read: %v", err)
+				return nil, nil, fmt.Errorf("the client certificate cannot be read: %v", err)
 			}
-			return chain, nil
+			return chain, vals[0], nil
 		}
-		return nil, fmt.Errorf("more than one client certificate chain")
+		return nil, nil, fmt.Errorf("more than one client certificate chain")
 	}
-	if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
-		return ti.State.PeerCertificates, nil
+	if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+		return ti.State.PeerCertificates, &ti.State.PeerCertificates[0], nil
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // authorize applies the client's allow list: profiles by name, inline

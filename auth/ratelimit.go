@@ -1,9 +1,10 @@
 package auth
 
 import (
-	"math"
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
 )
 
 // maxBuckets bounds the limiter's memory when principals are not a fixed
@@ -11,63 +12,44 @@ import (
 // subject).
 const maxBuckets = 10_000
 
-// limiter is a token bucket per principal: each holds up to burst tokens,
-// refilled at rate per second; a call takes one. Hand-written (twenty lines)
-// rather than golang.org/x/time/rate, which is not otherwise a dependency.
+// limiter is a token bucket per principal (golang.org/x/time/rate): each
+// holds up to burst tokens, refilled at rate per second; a call takes one.
+// The buckets live in a bounded LRU: the principal dropped is the one
+// idle longest, whose bucket has most likely refilled, and a new bucket
+// starts full, so dropping it changes little.
 type limiter struct {
 	rate, burst float64
 	now         func() time.Time
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	buckets *lru.Cache[string, *rate.Limiter]
 }
 
 func newLimiter(ratePerSecond, burst float64, now func() time.Time) *limiter {
-	return &limiter{rate: ratePerSecond, burst: burst, now: now, buckets: map[string]*bucket{}}
+	buckets, err := lru.New[string, *rate.Limiter](maxBuckets)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &limiter{rate: ratePerSecond, burst: burst, now: now, buckets: buckets}
 }
 
 // allow takes a token from key's bucket. When there is none it returns
 // false and how long until there will be.
 func (l *limiter) allow(key string) (bool, time.Duration) {
 	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
+	b, ok := l.buckets.Get(key)
 	if !ok {
-		if len(l.buckets) >= maxBuckets {
-			l.dropFull(now)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+elapsed.Seconds()*l.rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-	return false, wait
-}
-
-// dropFull forgets buckets that have refilled completely: a new bucket
-// starts full, so forgetting them changes nothing. If every bucket is
-// active, the oldest state is dropped wholesale rather than growing without
-// bound.
-func (l *limiter) dropFull(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, k)
+		b = rate.NewLimiter(rate.Limit(l.rate), int(l.burst))
+		if prev, found, _ := l.buckets.PeekOrAdd(key, b); found {
+			b = prev
 		}
 	}
-	if len(l.buckets) >= maxBuckets {
-		clear(l.buckets)
+	r := b.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Duration(1 / l.rate * float64(time.Second))
 	}
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now) // refused: the token is not taken
+		return false, wait
+	}
+	return true, 0
 }

@@ -65,7 +65,8 @@ func TestWatchStoreReportsTheStoresCounters(t *testing.T) {
 	m := New()
 	var mu sync.Mutex
 	stats := StoreStats{L1Enabled: true, L1Hits: 7, L1Misses: 3, L1Fallbacks: 1, L1Entries: 2,
-		RedisErrors: 4, RedisSkipped: 9, BreakerOpen: true, BreakerOpens: 1, SealOpenFailures: 5}
+		RedisErrors: 4, RedisSkipped: 9, BreakerOpen: true, BreakerOpens: 1, SealOpenFailures: 5,
+		Invalidations: 11, PublishErrors: 2}
 	if err := m.WatchStore(func() StoreStats { mu.Lock(); defer mu.Unlock(); return stats }); err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +75,24 @@ func TestWatchStoreReportsTheStoresCounters(t *testing.T) {
 # TYPE tokenbroker_cache_level_lookups_total counter
 tokenbroker_cache_level_lookups_total{level="l1",result="hit"} 7
 tokenbroker_cache_level_lookups_total{level="l1",result="miss"} 3
+# HELP tokenbroker_cache_l1_invalidations_received_total Entries dropped from the in-process level on another replica's invalidation message.
+# TYPE tokenbroker_cache_l1_invalidations_received_total counter
+tokenbroker_cache_l1_invalidations_received_total 11
 # HELP tokenbroker_redis_breaker_open 1 while the Redis circuit breaker is open (Redis considered down, the broker degraded), else 0.
 # TYPE tokenbroker_redis_breaker_open gauge
 tokenbroker_redis_breaker_open 1
 # HELP tokenbroker_redis_errors_total Redis commands that failed (timeouts, connection errors, error replies).
 # TYPE tokenbroker_redis_errors_total counter
 tokenbroker_redis_errors_total 4
+# HELP tokenbroker_redis_invalidation_publish_errors_total Invalidation messages this replica could not send; the other replicas' in-process levels catch up at their next revalidation (within seconds).
+# TYPE tokenbroker_redis_invalidation_publish_errors_total counter
+tokenbroker_redis_invalidation_publish_errors_total 2
 # HELP tokenbroker_seal_open_failures_total Sealed cache values that failed to open (unknown key id, wrong key, tampering); each is treated as a miss.
 # TYPE tokenbroker_seal_open_failures_total counter
 tokenbroker_seal_open_failures_total 5
 `
-	names := []string{"tokenbroker_cache_level_lookups_total", "tokenbroker_redis_breaker_open", "tokenbroker_redis_errors_total", "tokenbroker_seal_open_failures_total"}
+	names := []string{"tokenbroker_cache_level_lookups_total", "tokenbroker_cache_l1_invalidations_received_total", "tokenbroker_redis_breaker_open",
+		"tokenbroker_redis_errors_total", "tokenbroker_redis_invalidation_publish_errors_total", "tokenbroker_seal_open_failures_total"}
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,10 @@ type StoreStats struct {
 	BreakerOpens uint64
 	// Resyncs counts (re)subscriptions to the invalidation channel.
 	Resyncs uint64
+	// Invalidations counts L1 entries dropped on another replica's
+	// message; PublishErrors counts this replica's messages that could not
+	// be sent.
+	Invalidations, PublishErrors uint64
 	// SealOpenFailures counts sealed values that failed to open.
 	SealOpenFailures uint64
 }
@@ -58,6 +62,10 @@ var (
 		"Times the Redis circuit breaker opened.", nil, nil)
 	descResyncs = prometheus.NewDesc(namespace+"_redis_invalidation_resyncs_total",
 		"(Re)subscriptions to the cross-replica invalidation channel; each revalidates the in-process level.", nil, nil)
+	descInvalidations = prometheus.NewDesc(namespace+"_cache_l1_invalidations_received_total",
+		"Entries dropped from the in-process level on another replica's invalidation message.", nil, nil)
+	descPublishErrors = prometheus.NewDesc(namespace+"_redis_invalidation_publish_errors_total",
+		"Invalidation messages this replica could not send; the other replicas' in-process levels catch up at their next revalidation (within seconds).", nil, nil)
 	descSealOpenFailures = prometheus.NewDesc(namespace+"_seal_open_failures_total",
 		"Sealed cache values that failed to open (unknown key id, wrong key, tampering); each is treated as a miss.", nil, nil)
 )
@@ -70,7 +78,7 @@ type storeCollector struct {
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisReads, descSharedReads, descRedisErrors,
-		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descSealOpenFailures} {
+		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descInvalidations, descPublishErrors, descSealOpenFailures} {
 		ch <- d
 	}
 }
@@ -85,6 +93,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCacheLookups, s.L1Misses, "l1", "miss")
 		counter(descL1Fallbacks, s.L1Fallbacks)
 		ch <- prometheus.MustNewConstMetric(descL1Entries, prometheus.GaugeValue, float64(s.L1Entries))
+		counter(descInvalidations, s.Invalidations)
 	} else {
 		counter(descRedisReads, s.RedisReads)
 		counter(descSharedReads, s.SharedReads)
@@ -98,5 +107,6 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, open)
 	counter(descBreakerOpens, s.BreakerOpens)
 	counter(descResyncs, s.Resyncs)
+	counter(descPublishErrors, s.PublishErrors)
 	counter(descSealOpenFailures, s.SealOpenFailures)
 }

@@ -11,9 +11,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tokenbroker/tokenbroker/secret"
@@ -107,43 +107,27 @@ func selectorKey(sel selector) string {
 // selector beyond it is resolved again (microseconds).
 const maxResolutions = 10_000
 
-// resolutionCache is a bounded map of successful resolutions. It holds
-// inline credentials in process memory as long as their tokens are cached
-// anyway; it is never written anywhere.
+// resolutionCache is a bounded LRU of successful resolutions (see
+// maxResolutions). It holds inline credentials in process memory as long
+// as their tokens are cached anyway; it is never written anywhere.
 type resolutionCache struct {
-	max int
-	mu  sync.RWMutex
-	m   map[string]*resolved
+	lru *lru.Cache[string, *resolved]
 }
 
 func newResolutionCache(max int) *resolutionCache {
-	return &resolutionCache{max: max, m: make(map[string]*resolved)}
+	c, err := lru.New[string, *resolved](max)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &resolutionCache{lru: c}
 }
 
 func (c *resolutionCache) get(k string) *resolved {
-	c.mu.RLock()
-	r := c.m[k]
-	c.mu.RUnlock()
+	r, _ := c.lru.Get(k)
 	return r
 }
 
-func (c *resolutionCache) put(k string, r *resolved) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		// Drop an arbitrary tenth: cheap, and a dropped entry only costs
-		// one more resolution.
-		n := c.max / 10
-		for key := range c.m {
-			if n <= 0 {
-				break
-			}
-			delete(c.m, key)
-			n--
-		}
-	}
-	c.m[k] = r
-}
+func (c *resolutionCache) put(k string, r *resolved) { c.lru.Add(k, r) }
 
 func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, error) {
 	if err := checkMap("credentials", sel.credentials, true); err != nil {

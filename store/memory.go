@@ -4,20 +4,25 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // DefaultMaxEntries bounds a Memory store when no size is given.
 const DefaultMaxEntries = 100_000
 
 // Memory is an in-process Store whose entries expire with their token. It
-// is bounded: when full, expired entries are swept and, if that is not
-// enough, the entry closest to expiry is dropped.
+// is bounded: when full, the least recently used entry is dropped (a
+// bounded LRU, github.com/hashicorp/golang-lru/v2); an expired entry is
+// dropped when next read.
 type Memory struct {
-	max int
 	now func() time.Time
 
-	mu      sync.RWMutex
-	entries map[string]Entry
+	// mu makes CompareAndDelete one step; simplelru is not safe for
+	// concurrent use, and a Get moves its entry to the front, so every
+	// call takes mu.
+	mu      sync.Mutex
+	entries *simplelru.LRU[string, Entry]
 }
 
 var _ Store = (*Memory)(nil)
@@ -28,15 +33,24 @@ func NewMemory(maxEntries int) *Memory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	return &Memory{max: maxEntries, now: time.Now, entries: make(map[string]Entry)}
+	entries, err := simplelru.NewLRU[string, Entry](maxEntries, nil)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &Memory{now: time.Now, entries: entries}
 }
 
 // Get implements Store.
 func (m *Memory) Get(_ context.Context, key string) (Entry, error) {
-	m.mu.RLock()
-	e, ok := m.entries[key]
-	m.mu.RUnlock()
-	if !ok || !e.ExpiresAt.After(m.now()) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries.Get(key)
+	if !ok {
+		return Entry{}, ErrNotFound
+	}
+	if !e.ExpiresAt.After(now) {
+		m.entries.Remove(key)
 		return Entry{}, ErrNotFound
 	}
 	return e, nil
@@ -44,49 +58,25 @@ func (m *Memory) Get(_ context.Context, key string) (Entry, error) {
 
 // Put implements Store.
 func (m *Memory) Put(_ context.Context, key string, e Entry) error {
-	now := m.now()
-	if !e.ExpiresAt.After(now) {
+	if !e.ExpiresAt.After(m.now()) {
 		return nil
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, exists := m.entries[key]; !exists && len(m.entries) >= m.max {
-		m.makeRoom(now)
-	}
-	m.entries[key] = e
+	m.entries.Add(key, e)
+	m.mu.Unlock()
 	return nil
-}
-
-// makeRoom sweeps expired entries, then drops the one closest to expiry.
-// Called with mu held.
-func (m *Memory) makeRoom(now time.Time) {
-	for k, e := range m.entries {
-		if !e.ExpiresAt.After(now) {
-			delete(m.entries, k)
-		}
-	}
-	if len(m.entries) < m.max {
-		return
-	}
-	var victim string
-	var soonest time.Time
-	for k, e := range m.entries {
-		if victim == "" || e.ExpiresAt.Before(soonest) {
-			victim, soonest = k, e.ExpiresAt
-		}
-	}
-	delete(m.entries, victim)
 }
 
 // CompareAndDelete implements Store.
 func (m *Memory) CompareAndDelete(_ context.Context, key, accessToken string) (bool, error) {
+	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[key]
-	if !ok || e.AccessToken != accessToken || !e.ExpiresAt.After(m.now()) {
+	e, ok := m.entries.Peek(key)
+	if !ok || e.AccessToken != accessToken || !e.ExpiresAt.After(now) {
 		return false, nil
 	}
-	delete(m.entries, key)
+	m.entries.Remove(key)
 	return true, nil
 }
 
@@ -94,13 +84,13 @@ func (m *Memory) CompareAndDelete(_ context.Context, key, accessToken string) (b
 // invalidation elsewhere).
 func (m *Memory) Delete(key string) {
 	m.mu.Lock()
-	delete(m.entries, key)
+	m.entries.Remove(key)
 	m.mu.Unlock()
 }
 
-// Len returns the number of entries, expired ones included until swept.
+// Len returns the number of entries, expired ones included until read.
 func (m *Memory) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.entries)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.entries.Len()
 }

@@ -71,8 +71,11 @@ func TestMemoryIsBounded(t *testing.T) {
 	if m.Len() > 100 {
 		t.Fatalf("Len() = %d, want <= 100", m.Len())
 	}
-	// The entries closest to expiry were dropped first.
+	// The least recently used entries were dropped first.
 	if _, err := m.Get(context.Background(), "999"); err != nil {
 		t.Fatalf("latest entry evicted: %v", err)
+	}
+	if _, err := m.Get(context.Background(), "0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the oldest entry was kept: %v", err)
 	}
 }

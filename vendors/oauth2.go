@@ -301,13 +301,34 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	return x.do(ctx)
 }
 
-// checkCredentialNames rejects credential keys the vendor does not use, so a
-// typo is an error instead of a silently different cache entry.
-func checkCredentialNames(info Info, creds secret.Map) error {
+// CheckCredentialNames rejects credential keys the vendor does not use, so
+// a typo is an error instead of a silently different cache entry. The
+// configuration loader checks a profile's credentials with it; a request's
+// are checked again with the profile's merged in.
+func CheckCredentialNames[V any, M ~map[string]V](info Info, creds M) error {
 	for _, name := range sortedKeys(creds) {
 		if !slices.Contains(info.RequiredCredentials, name) && !slices.Contains(info.OptionalCredentials, name) {
 			return &ArgumentError{Field: "credentials." + name, Reason: fmt.Sprintf("is not a credential of vendor %s (expected %s)", info.ID, strings.Join(append(slices.Clone(info.RequiredCredentials), info.OptionalCredentials...), ", "))}
 		}
+	}
+	return nil
+}
+
+// CheckParamNames rejects params the vendor does not know.
+func CheckParamNames(info Info, params map[string]string) error {
+	for _, name := range sortedKeys(params) {
+		if !slices.Contains(info.Params, name) {
+			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("is not a parameter of vendor %s", info.ID)}
+		}
+	}
+	return nil
+}
+
+// checkCredentialNames is CheckCredentialNames, and every required
+// credential present.
+func checkCredentialNames(info Info, creds secret.Map) error {
+	if err := CheckCredentialNames(info, creds); err != nil {
+		return err
 	}
 	for _, name := range info.RequiredCredentials {
 		if creds[name].IsZero() {
@@ -352,12 +373,13 @@ func checkOneOf(oneOf map[string][]string, params map[string]string) error {
 	return nil
 }
 
-// checkParamsUsed rejects params the vendor does not know.
+// checkParamsUsed rejects params the vendor does not know, or that this
+// configuration does not send.
 func checkParamsUsed(info Info, params map[string]string, used map[string]bool) error {
+	if err := CheckParamNames(info, params); err != nil {
+		return err
+	}
 	for _, name := range sortedKeys(params) {
-		if !slices.Contains(info.Params, name) {
-			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("is not a parameter of vendor %s", info.ID)}
-		}
 		if !used[name] {
 			return &ArgumentError{Field: "params." + name, Reason: "is not used with this configuration"}
 		}

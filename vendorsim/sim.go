@@ -64,6 +64,8 @@ func mustVendor(id string) *vendor {
 type Sim struct {
 	mux     *http.ServeMux
 	latency time.Duration
+	// now is the clock tokens expire by (tests move it instead of waiting).
+	now func() time.Time
 
 	mu       sync.Mutex
 	ttl      map[string]time.Duration
@@ -147,6 +149,7 @@ func WithLatency(d time.Duration) Option {
 func New(opts ...Option) *Sim {
 	s := &Sim{
 		mux:      http.NewServeMux(),
+		now:      time.Now,
 		ttl:      make(map[string]time.Duration),
 		accounts: make(map[string][]map[string]string),
 		failures: make(map[string]failure),
@@ -290,7 +293,7 @@ func (s *Sim) ValidToken(vendor, token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.tokens[token]
-	return ok && t.vendor == vendor && time.Now().Before(t.expires)
+	return ok && t.vendor == vendor && s.now().Before(t.expires)
 }
 
 // Reset zeroes the Requests and Issued counters. Accounts, TTLs, pending
@@ -337,7 +340,7 @@ func (s *Sim) endpoint(v *vendor) http.Handler {
 		s.mu.Lock()
 		s.requests[v.id]++
 		if a := s.arrivals[v.id]; len(a) < maxArrivals {
-			s.arrivals[v.id] = append(a, time.Now())
+			s.arrivals[v.id] = append(a, s.now())
 		}
 		s.mu.Unlock()
 		// The body is read before the latency: net/http notices a client
@@ -459,7 +462,7 @@ func (s *Sim) ttlSeconds(vendor string) int64 {
 func (s *Sim) issueToken(vendor string) (token string, expiresIn int64) {
 	expiresIn = s.ttlSeconds(vendor)
 	token = randomToken()
-	s.record(vendor, token, time.Now().Add(time.Duration(expiresIn)*time.Second))
+	s.record(vendor, token, s.now().Add(time.Duration(expiresIn)*time.Second))
 	return token, expiresIn
 }
 
@@ -471,7 +474,7 @@ func (s *Sim) record(vendor, token string, expires time.Time) {
 	s.tokens[token] = issuedToken{vendor: vendor, expires: expires}
 	if s.sweep++; s.sweep >= sweepEvery {
 		s.sweep = 0
-		now := time.Now()
+		now := s.now()
 		for t, it := range s.tokens {
 			if !now.Before(it.expires) {
 				delete(s.tokens, t)

@@ -23,7 +23,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/logbuf"
-	"github.com/tokenbroker/tokenbroker/internal/logjson"
 	"github.com/tokenbroker/tokenbroker/internal/version"
 )
 
@@ -111,8 +110,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if f.logFormat == "text" {
 		logger = slog.New(slog.NewTextHandler(logOut, hopts))
 	} else {
-		// slog.JSONHandler's output, encoded faster (internal/logjson).
-		logger = slog.New(logjson.NewHandler(logOut, hopts))
+		logger = slog.New(slog.NewJSONHandler(logOut, hopts))
 	}
 	slog.SetDefault(logger)
 

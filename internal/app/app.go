@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,15 +207,11 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 			return out, fmt.Errorf("profiles.%s.vendor: unknown vendor id %q", name, p.Vendor)
 		}
 		info := st.Info()
-		for k := range p.Credentials {
-			if !slices.Contains(info.RequiredCredentials, k) && !slices.Contains(info.OptionalCredentials, k) {
-				return out, fmt.Errorf("profiles.%s.credentials.%s: not a credential of vendor %s", name, k, p.Vendor)
-			}
+		if err := vendors.CheckCredentialNames(info, p.Credentials); err != nil {
+			return out, fmt.Errorf("profiles.%s.%w", name, err)
 		}
-		for k := range p.Params {
-			if !slices.Contains(info.Params, k) {
-				return out, fmt.Errorf("profiles.%s.params.%s: not a parameter of vendor %s", name, k, p.Vendor)
-			}
+		if err := vendors.CheckParamNames(info, p.Params); err != nil {
+			return out, fmt.Errorf("profiles.%s.%w", name, err)
 		}
 		s, err := settingsFor("profiles."+name+".settings", p.Settings, info)
 		if err != nil {

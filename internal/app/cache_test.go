@@ -203,3 +203,24 @@ func TestFingerprintKeySurvivesRotation(t *testing.T) {
 		t.Error("dropping the old key kept cache keys derived from it")
 	}
 }
+
+// TestProfileNamesAreTheVendors: a profile's credential and param names
+// are checked by the vendor's own check, field path included.
+func TestProfileNamesAreTheVendors(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, profile, wantErr string }{
+		{"credential", "{vendor: smartdocumentor, credentials: {client_id: a, client_secert: b}}",
+			"profiles.p.credentials.client_secert: is not a credential of vendor smartdocumentor"},
+		{"param", "{vendor: smartdocumentor, credentials: {client_id: a}, params: {regoin: eu}}",
+			"profiles.p.params.regoin: is not a parameter of vendor smartdocumentor"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}

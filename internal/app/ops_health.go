@@ -72,6 +72,8 @@ func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
 		BreakerOpen:      c.Redis.BreakerOpen,
 		BreakerOpens:     c.Redis.BreakerOpens,
 		Resyncs:          c.Redis.Resyncs,
+		Invalidations:    c.L1.Forgotten,
+		PublishErrors:    c.L1.PublishErrors + c.Coalesced.PublishErrors,
 		SealOpenFailures: c.Sealing.OpenFailures,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/store"
@@ -52,6 +53,10 @@ type result struct {
 }
 
 func TestConcurrentGetsShareOneRead(t *testing.T) {
+	synctest.Test(t, testConcurrentGetsShareOneRead)
+}
+
+func testConcurrentGetsShareOneRead(t *testing.T) {
 	g := newGated()
 	ctx := context.Background()
 	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
@@ -62,27 +67,17 @@ func TestConcurrentGetsShareOneRead(t *testing.T) {
 	<-g.started
 	const n = 50
 	var wg sync.WaitGroup
-	var entered atomic.Int32
-	entered.Add(1) // the first caller, whose read is in flight
 	answers := make([]result, n)
 	for i := range n {
 		wg.Go(func() {
-			entered.Add(1)
 			e, err := s.Get(ctx, "k")
 			answers[i] = result{e, err}
 		})
 	}
-	// Wait until every caller is about to call Get (then a moment more,
-	// for the step from there to joining the flight): a caller that joined
-	// only after the release would rightly start a read of its own.
-	deadline := time.Now().Add(10 * time.Second)
-	for entered.Load() < n+1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d callers reached Get", entered.Load(), n+1)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	// Every caller is blocked once it waits on the flight in progress (a
+	// caller that joined only after the release would rightly start a
+	// read of its own).
+	synctest.Wait()
 	close(g.release)
 	wg.Wait()
 	if r := <-first; r.err != nil || r.e.AccessToken != "t1" {
@@ -132,36 +127,43 @@ func TestNoSharingAcrossAChange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGated()
-			if err := g.Memory.Put(ctx, "k", entry("old")); err != nil {
-				t.Fatal(err)
-			}
-			s := New(g, Options{})
-			before := getAsync(s, ctx, "k")
-			<-g.started // a read is in flight; it will see what is stored when released
-			if err := tt.change(s); err != nil {
-				t.Fatal(err)
-			}
-			after := getAsync(s, ctx, "k")
-			select {
-			case <-g.started:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the Get after the change joined the earlier read")
-			}
-			close(g.release)
-			<-before
-			r := <-after
-			switch {
-			case tt.want == "" && !errors.Is(r.err, store.ErrNotFound):
-				t.Fatalf("after %s: %+v, want not found", tt.name, r)
-			case tt.want != "" && (r.err != nil || r.e.AccessToken != tt.want):
-				t.Fatalf("after %s: %+v, want %q", tt.name, r, tt.want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				g := newGated()
+				if err := g.Memory.Put(ctx, "k", entry("old")); err != nil {
+					t.Fatal(err)
+				}
+				s := New(g, Options{})
+				before := getAsync(s, ctx, "k")
+				<-g.started // a read is in flight; it will see what is stored when released
+				if err := tt.change(s); err != nil {
+					t.Fatal(err)
+				}
+				after := getAsync(s, ctx, "k")
+				synctest.Wait() // the later Get is blocked: in a read of its own, or joined
+				select {
+				case <-g.started:
+				default:
+					t.Fatal("the Get after the change joined the earlier read")
+				}
+				close(g.release)
+				<-before
+				r := <-after
+				switch {
+				case tt.want == "" && !errors.Is(r.err, store.ErrNotFound):
+					t.Fatalf("after %s: %+v, want not found", tt.name, r)
+				case tt.want != "" && (r.err != nil || r.e.AccessToken != tt.want):
+					t.Fatalf("after %s: %+v, want %q", tt.name, r, tt.want)
+				}
+			})
 		})
 	}
 }
 
 func TestCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
+	synctest.Test(t, testCallerGivingUpLeavesTheReadToOthers)
+}
+
+func testCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
 	g := newGated()
 	ctx := context.Background()
 	if err := g.Memory.Put(ctx, "k", entry("t1")); err != nil {
@@ -172,7 +174,7 @@ func TestCallerGivingUpLeavesTheReadToOthers(t *testing.T) {
 	first := getAsync(s, cctx, "k")
 	<-g.started
 	other := getAsync(s, ctx, "k")
-	time.Sleep(20 * time.Millisecond)
+	synctest.Wait() // the other caller has joined the read in flight
 	cancel()
 	if r := <-first; !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("cancelled caller: %+v, want context.Canceled", r)

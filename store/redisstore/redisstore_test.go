@@ -32,7 +32,17 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newBackend(t *testing.T, addrs ...string) *redisstore.Backend {
 	t.Helper()
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	return newBackendFrom(t, redisstore.ClientConfig{Addrs: addrs})
+}
+
+// patient is for tests of what Redis holds, not of how fast: a command's
+// 50 ms default is the product's fail-fast budget, which a 2-core machine
+// running -race -count=20 beside a three-master cluster can exceed.
+const patient = 5 * time.Second
+
+func newBackendFrom(t *testing.T, cfg redisstore.ClientConfig) *redisstore.Backend {
+	t.Helper()
+	client, err := redisstore.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +201,15 @@ func TestShortLivedTokenExpiresInRedis(t *testing.T) {
 	if _, err := s.Get(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if n, _ := rawClient(t, srv.Addr).Exists(ctx, key).Result(); n != 0 {
-		t.Fatal("the value outlived its token")
+	raw := rawClient(t, srv.Addr)
+	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl <= 0 || ttl > 150*time.Millisecond {
+		t.Fatalf("PTTL = %v, %v; want an expiry no later than the token's (150ms)", ttl, err)
 	}
+	// Redis expires the key on its own clock; wait for that, generously.
+	waitFor(t, "the value expired with its token", 10*time.Second, func() bool {
+		n, err := raw.Exists(ctx, key).Result()
+		return err == nil && n == 0
+	})
 }
 
 func TestLease(t *testing.T) {
@@ -207,7 +222,7 @@ func TestLease(t *testing.T) {
 // running (Notify needs it).
 func newLeaseBackend(t *testing.T, leaseTTL time.Duration, addrs ...string) *redisstore.Backend {
 	t.Helper()
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs})
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: addrs, OpTimeout: patient})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,14 +251,22 @@ func testLease(t *testing.T, addrs ...string) {
 		t.Fatalf("second TryLease while held: %v, %v", lb, err)
 	}
 	t.Run("renewed while held", func(t *testing.T) {
-		// Renewals push the expiry back: the PTTL goes up again.
-		first, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
-		if first <= 0 || first > ttl {
-			t.Fatalf("lease PTTL = %v, want at most %v", first, ttl)
+		// Renewals push the expiry back: between renewals the PTTL only
+		// falls, so a read above the one before it saw a renewal. (Not
+		// above the first read: that one may itself follow a renewal by
+		// under a millisecond, when no later read can exceed it.)
+		prev, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+		if prev <= 0 || prev > ttl {
+			t.Fatalf("lease PTTL = %v, want at most %v", prev, ttl)
 		}
-		waitFor(t, "a renewal", 5*ttl, func() bool {
-			now, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
-			return now > first
+		waitFor(t, "a renewal", 25*ttl, func() bool {
+			now, err := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+			if err != nil || now <= 0 {
+				return false // a failed read, or the lease gone: no renewal seen
+			}
+			renewed := now > prev
+			prev = now
+			return renewed
 		})
 	})
 	t.Run("release wakes a waiter on another replica", func(t *testing.T) {
@@ -365,7 +388,7 @@ func TestCluster(t *testing.T) {
 	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, redisstore.LockKey(key)).Val(); a != b {
 		t.Fatalf("token and lock keys are on slots %d and %d", a, b)
 	}
-	b := newBackend(t, c.Addrs...)
+	b := newBackendFrom(t, redisstore.ClientConfig{Addrs: c.Addrs, OpTimeout: patient})
 	_, ring := newKeyring(t)
 	s := sealed.New(b, ring)
 	// Keys spread over the three masters.
@@ -429,11 +452,19 @@ func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	if err := a.Publish(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "the other replica heard", time.Second, func() bool { return len(wb.forgotten()) == 1 })
+	took := waitFor(t, "the other replica heard", 10*time.Second, func() bool { return len(wb.forgotten()) == 1 })
 	t.Logf("invalidation delivered in %v", took)
-	time.Sleep(20 * time.Millisecond)
-	if got := wa.forgotten(); len(got) != 0 {
-		t.Fatalf("the publisher forgot its own key: %v", got)
+	// A barrier instead of a pause: b answers with a marker, which reaches
+	// a on the same subscription after a's own message (Redis delivers a
+	// channel's messages in order). Once a has the marker, its own message
+	// has either been dropped or delivered.
+	const marker = "marker"
+	if err := b.Publish(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker reached the publisher", 10*time.Second, func() bool { return len(wa.forgotten()) > 0 })
+	if got := wa.forgotten(); len(got) != 1 || got[0] != marker {
+		t.Fatalf("the publisher forgot %v, want only the other replica's %q (never its own key)", got, marker)
 	}
 	if got := wb.forgotten(); got[0] != key {
 		t.Fatalf("forgot %v", got)

@@ -84,8 +84,10 @@ type Stats struct {
 	// Fallbacks counts Gets answered from L1 because the shared level
 	// failed.
 	Fallbacks uint64
-	// RemoteErrors counts failed calls to the shared level.
-	RemoteErrors uint64
+	// PublishErrors counts change messages that could not be sent (the
+	// other replicas revalidate within their MaxStale). Failed calls to
+	// the shared level itself are counted there (redisstore's Errors).
+	PublishErrors uint64
 	// Forgotten counts entries dropped on another replica's message.
 	Forgotten uint64
 	// Entries is the current size of L1.
@@ -134,7 +136,7 @@ type Store struct {
 	pendingMu sync.Mutex
 	pending   map[string]pendingDelete
 
-	hits, misses, fallbacks, remoteErrors, forgotten atomic.Uint64
+	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
 
 	// Background revalidations: one per key at a time, owned by the Store.
 	bgMu         sync.Mutex
@@ -187,12 +189,12 @@ func (s *Store) Stats() Stats {
 	n := len(s.entries)
 	s.mu.RUnlock()
 	return Stats{
-		Hits:         s.hits.Load(),
-		Misses:       s.misses.Load(),
-		Fallbacks:    s.fallbacks.Load(),
-		RemoteErrors: s.remoteErrors.Load(),
-		Forgotten:    s.forgotten.Load(),
-		Entries:      n,
+		Hits:          s.hits.Load(),
+		Misses:        s.misses.Load(),
+		Fallbacks:     s.fallbacks.Load(),
+		PublishErrors: s.publishErrors.Load(),
+		Forgotten:     s.forgotten.Load(),
+		Entries:       n,
 	}
 }
 
@@ -249,9 +251,6 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		e, err = store.Entry{}, store.ErrNotFound
 	}
 	found := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.remoteErrors.Add(1)
-	}
 
 	now := s.now()
 	s.mu.Lock()
@@ -357,9 +356,6 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 		s.drop(key)
 		return err
 	}
-	if err != nil {
-		s.remoteErrors.Add(1)
-	}
 	s.mu.Lock()
 	s.setLocked(key, slot{e: e, checked: now, epoch: s.epoch.Load(), synced: err == nil}, now)
 	s.mu.Unlock()
@@ -414,9 +410,6 @@ func (s *Store) leaveDelete(id string, ch chan struct{}) {
 
 func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (bool, error) {
 	deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken)
-	if err != nil {
-		s.remoteErrors.Add(1)
-	}
 	s.mu.Lock()
 	cur, have := s.entries[key]
 	localMatch := have && cur.e.AccessToken == accessToken
@@ -563,7 +556,7 @@ func (s *Store) publish(ctx context.Context, key string) {
 		return
 	}
 	if err := s.opts.Publish(context.WithoutCancel(ctx), key); err != nil {
-		s.remoteErrors.Add(1)
+		s.publishErrors.Add(1)
 	}
 }
 

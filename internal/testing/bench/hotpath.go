@@ -21,7 +21,6 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/logbuf"
-	"github.com/tokenbroker/tokenbroker/internal/logjson"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -89,7 +88,7 @@ func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 	// The same batched writer as cmd/server.
 	logOut := logbuf.New(devnull, 100*time.Millisecond)
 	env.stop = append(env.stop, func() { logOut.Close(); devnull.Close() })
-	env.log = slog.New(logjson.NewHandler(logOut, nil))
+	env.log = slog.New(slog.NewJSONHandler(logOut, nil))
 	cfg, err := brokerConfig(sim, extraConfig)
 	if err != nil {
 		env.Close()
