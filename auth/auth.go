@@ -20,14 +20,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-
-	"github.com/tokenbroker/tokenbroker/config"
 )
 
 // Defaults of the per-client rate limit on force_refresh and
@@ -42,15 +41,41 @@ const (
 // vendor ("vendor:abbyy_vantage"); any other entry names a profile.
 const VendorPrefix = "vendor:"
 
+// Client is one configured caller (config key clients.<name>).
+type Client struct {
+	// APIKeySHA256 are the hex SHA-256 digests of its API keys: one, or
+	// two while a key is rotated.
+	APIKeySHA256 []string
+	// CertSubject is its mTLS certificate's subject, if it uses one.
+	CertSubject string
+	// Allow lists the profiles, and vendor:<id> entries for inline
+	// credentials, it may use.
+	Allow []string
+}
+
+// Limits bound what one caller may cost (config key limits).
+type Limits struct {
+	// RefreshPerMinute is each client's sustained rate of force_refresh
+	// GetToken and InvalidateToken calls (DefaultRefreshPerMinute).
+	RefreshPerMinute int
+	// RefreshBurst is how many such calls it may make at once
+	// (DefaultRefreshBurst).
+	RefreshBurst int
+}
+
 // Config is what a Policy is built from.
 type Config struct {
 	// Clients are the configured callers, by name (config clients).
-	Clients map[string]config.Client
+	Clients map[string]Client
 	// ClientCAs verifies client certificates; nil when tls.client_ca_file
 	// is not set (no mTLS).
 	ClientCAs *x509.CertPool
 	// Limits bound what one caller may cost.
-	Limits config.Limits
+	Limits Limits
+	// Internal reports whether a gRPC peer is the process's own REST
+	// gateway (which forwards the REST caller's certificate in a header);
+	// nil means none is.
+	Internal func(net.Addr) bool
 	// Logger receives the audit lines.
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
@@ -88,6 +113,7 @@ type Policy struct {
 	limiter        *limiter
 	log            *slog.Logger
 	now            func() time.Time
+	internal       func(net.Addr) bool
 	// verified remembers chains that passed verifyChainAt (see verifyChainOnce).
 	verified *lru.Cache[any, verifiedChain]
 }
@@ -112,6 +138,7 @@ func New(cfg Config) (*Policy, error) {
 		anyCertificate: len(cfg.Clients) == 0 && cfg.ClientCAs != nil,
 		log:            cfg.Logger,
 		now:            cfg.Now,
+		internal:       cfg.Internal,
 		verified:       newVerifiedCache(),
 	}
 	names := make([]string, 0, len(cfg.Clients))
@@ -142,7 +169,7 @@ func New(cfg Config) (*Policy, error) {
 		}
 		p.clients = append(p.clients, c)
 	}
-	// config.Parse refuses negative limits; zero means the default.
+	// The configuration refuses negative limits; zero means the default.
 	perMinute, burst := cfg.Limits.RefreshPerMinute, cfg.Limits.RefreshBurst
 	if perMinute <= 0 {
 		perMinute = DefaultRefreshPerMinute
@@ -159,7 +186,7 @@ func New(cfg Config) (*Policy, error) {
 	return p, nil
 }
 
-func newClient(name string, cc config.Client, mtls bool) (*client, error) {
+func newClient(name string, cc Client, mtls bool) (*client, error) {
 	field := "clients." + name
 	if !clientName.MatchString(name) {
 		return nil, fmt.Errorf("%s: a client name is 1 to 128 characters of [A-Za-z0-9_.@-]", field)

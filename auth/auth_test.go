@@ -96,18 +96,18 @@ func TestNewRejectsBadClients(t *testing.T) {
 	good := keyHash("k1")
 	tests := []struct {
 		name    string
-		clients map[string]config.Client
+		clients map[string]Client
 		cas     *x509.CertPool
 		wantErr string
 	}{
-		{"the key instead of its hash", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{"my-secret-key"}, Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
-		{"no credential", map[string]config.Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256 or cert_subject"},
-		{"subject without client CA", map[string]config.Client{"a": {CertSubject: "CN=a", Allow: []string{"p"}}}, nil, "clients.a.cert_subject: needs tls.client_ca_file"},
-		{"empty allow", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}}}, nil, "clients.a.allow"},
-		{"vendor prefix alone", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
-		{"shared key", map[string]config.Client{"a": {APIKeySHA256: config.Hashes{good}, Allow: []string{"p"}}, "b": {APIKeySHA256: config.Hashes{strings.ToUpper(good)}, Allow: []string{"p"}}}, nil, "clients.b.api_key_sha256"},
-		{"shared subject", map[string]config.Client{"a": {CertSubject: "CN=x", Allow: []string{"p"}}, "b": {CertSubject: "CN=x", Allow: []string{"p"}}}, pool, "clients.b.cert_subject"},
-		{"bad name", map[string]config.Client{"a b": {APIKeySHA256: config.Hashes{good}, Allow: []string{"p"}}}, nil, "clients.a b"},
+		{"the key instead of its hash", map[string]Client{"a": {APIKeySHA256: []string{"my-secret-key"}, Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
+		{"no credential", map[string]Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256 or cert_subject"},
+		{"subject without client CA", map[string]Client{"a": {CertSubject: "CN=a", Allow: []string{"p"}}}, nil, "clients.a.cert_subject: needs tls.client_ca_file"},
+		{"empty allow", map[string]Client{"a": {APIKeySHA256: []string{good}}}, nil, "clients.a.allow"},
+		{"vendor prefix alone", map[string]Client{"a": {APIKeySHA256: []string{good}, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
+		{"shared key", map[string]Client{"a": {APIKeySHA256: []string{good}, Allow: []string{"p"}}, "b": {APIKeySHA256: []string{strings.ToUpper(good)}, Allow: []string{"p"}}}, nil, "clients.b.api_key_sha256"},
+		{"shared subject", map[string]Client{"a": {CertSubject: "CN=x", Allow: []string{"p"}}, "b": {CertSubject: "CN=x", Allow: []string{"p"}}}, pool, "clients.b.cert_subject"},
+		{"bad name", map[string]Client{"a b": {APIKeySHA256: []string{good}, Allow: []string{"p"}}}, nil, "clients.a b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,9 +125,9 @@ func TestNewRejectsBadClients(t *testing.T) {
 
 func TestClientForKeyMatchesOnlyTheRightDigest(t *testing.T) {
 	t.Parallel()
-	p, err := New(Config{Clients: map[string]config.Client{
-		"a":    {APIKeySHA256: config.Hashes{keyHash("key-a")}, Allow: []string{"p"}},
-		"b":    {APIKeySHA256: config.Hashes{strings.ToUpper(keyHash("key-b"))}, Allow: []string{"p"}},
+	p, err := New(Config{Clients: map[string]Client{
+		"a":    {APIKeySHA256: []string{keyHash("key-a")}, Allow: []string{"p"}},
+		"b":    {APIKeySHA256: []string{strings.ToUpper(keyHash("key-b"))}, Allow: []string{"p"}},
 		"cert": {CertSubject: "CN=c", Allow: []string{"p"}},
 	}, ClientCAs: x509.NewCertPool()})
 	if err != nil {
@@ -157,9 +157,9 @@ func TestKeyRotationWithOverlap(t *testing.T) {
 	t.Parallel()
 	policy := func(hashes ...string) *Policy {
 		t.Helper()
-		p, err := New(Config{Clients: map[string]config.Client{
+		p, err := New(Config{Clients: map[string]Client{
 			"billing": {APIKeySHA256: hashes, Allow: []string{"p"}},
-			"other":   {APIKeySHA256: config.Hashes{keyHash("other")}, Allow: []string{"p"}},
+			"other":   {APIKeySHA256: []string{keyHash("other")}, Allow: []string{"p"}},
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -195,14 +195,14 @@ func TestKeyListErrorsNameTheEntry(t *testing.T) {
 		hashes  config.Hashes
 		wantErr string
 	}{
-		{"second entry is the key", config.Hashes{keyHash("a"), "my-secret-key"}, "clients.c.api_key_sha256[1]"},
-		{"the same hash twice", config.Hashes{keyHash("a"), keyHash("a")}, "the same hash twice"},
-		{"too many", config.Hashes{keyHash("1"), keyHash("2"), keyHash("3"), keyHash("4"), keyHash("5")}, "at most 4"},
+		{"second entry is the key", []string{keyHash("a"), "my-secret-key"}, "clients.c.api_key_sha256[1]"},
+		{"the same hash twice", []string{keyHash("a"), keyHash("a")}, "the same hash twice"},
+		{"too many", []string{keyHash("1"), keyHash("2"), keyHash("3"), keyHash("4"), keyHash("5")}, "at most 4"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := New(Config{Clients: map[string]config.Client{"c": {APIKeySHA256: tc.hashes, Allow: []string{"p"}}}})
+			_, err := New(Config{Clients: map[string]Client{"c": {APIKeySHA256: tc.hashes, Allow: []string{"p"}}}})
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
 			}
@@ -299,6 +299,10 @@ func (p *pki) pool() *x509.CertPool {
 type bufAddr struct{}
 
 func (bufAddr) Network() string { return "bufconn" }
+
+// isBufconn stands for server.InternalTransport: the gateway's in-process
+// peers.
+func isBufconn(a net.Addr) bool { return a != nil && a.Network() == "bufconn" }
 func (bufAddr) String() string  { return "bufconn" }
 
 // call runs the interceptor with the given peer and metadata.
@@ -320,12 +324,13 @@ func TestInterceptorDecisions(t *testing.T) {
 	forged := rogue.issue(t, subject, time.Now().Add(time.Hour))
 	var logs syncBuffer
 	p, err := New(Config{
-		Clients: map[string]config.Client{
-			"billing": {APIKeySHA256: config.Hashes{keyHash("billing-key")}, CertSubject: SubjectString(good), Allow: []string{"acme", "vendor:oauth2"}},
-			"other":   {APIKeySHA256: config.Hashes{keyHash("other-key")}, Allow: []string{"other"}},
+		Clients: map[string]Client{
+			"billing": {APIKeySHA256: []string{keyHash("billing-key")}, CertSubject: SubjectString(good), Allow: []string{"acme", "vendor:oauth2"}},
+			"other":   {APIKeySHA256: []string{keyHash("other-key")}, Allow: []string{"other"}},
 		},
 		ClientCAs: ca.pool(),
-		Limits:    config.Limits{RefreshPerMinute: 1, RefreshBurst: 1},
+		Limits:    Limits{RefreshPerMinute: 1, RefreshBurst: 1},
+		Internal:  isBufconn,
 		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
 	if err != nil {
@@ -460,7 +465,7 @@ func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
 	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+		Internal: isBufconn, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	if err != nil {
 		t.Fatal(err)
 	}

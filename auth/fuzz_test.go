@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
@@ -53,8 +52,9 @@ func FuzzForwardedCertificate(f *testing.F) {
 	ca := newPKI(f, "client CA")
 	good := ca.issue(f, pkix.Name{CommonName: "billing"}, time.Now().Add(24*time.Hour))
 	p, err := New(Config{
-		Clients:   map[string]config.Client{"billing": {CertSubject: SubjectString(good), Allow: []string{"acme"}}},
+		Clients:   map[string]Client{"billing": {CertSubject: SubjectString(good), Allow: []string{"acme"}}},
 		ClientCAs: ca.pool(),
+		Internal:  isBufconn,
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
-	"github.com/tokenbroker/tokenbroker/server"
 )
 
 // openMethodPrefixes need no caller credentials. Health is for load
@@ -204,7 +203,7 @@ func (p *Policy) presentedChain(ctx context.Context, md metadata.MD) (chain []*x
 	if !ok {
 		return nil, nil, nil
 	}
-	if server.InternalTransport(pr.Addr) {
+	if p.internal != nil && p.internal(pr.Addr) {
 		vals := md.Get(forwardedCertKey)
 		switch len(vals) {
 		case 0:

@@ -73,10 +73,15 @@ func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, pr
 	if err := checkAllowEntries(cfg, opts); err != nil {
 		return nil, err
 	}
+	clients := make(map[string]auth.Client, len(cfg.Clients))
+	for name, c := range cfg.Clients {
+		clients[name] = auth.Client{APIKeySHA256: c.APIKeySHA256, CertSubject: c.CertSubject, Allow: c.Allow}
+	}
 	return auth.New(auth.Config{
-		Clients:   cfg.Clients,
+		Clients:   clients,
 		ClientCAs: clientCAs,
-		Limits:    cfg.Limits,
+		Limits:    auth.Limits{RefreshPerMinute: cfg.Limits.RefreshPerMinute, RefreshBurst: cfg.Limits.RefreshBurst},
+		Internal:  server.InternalTransport,
 		Logger:    log,
 		Previous:  prev,
 	})
