@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/observe"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/service"
@@ -27,7 +28,7 @@ type ops struct {
 	// when the store is process-local.
 	redisDown func(context.Context) error
 	// tracing is nil unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
-	tracing *tracing
+	tracing *observe.Tracing
 }
 
 // setGeneration reports the configuration generation in service (1 at
@@ -56,14 +57,14 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 			return err
 		}
 	}
-	tr, err := startTracing(ctx, a.log)
+	tr, err := observe.StartTracing(ctx, a.log)
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
 	if tr != nil {
 		o.tracing = tr
 		if cfg.Cache.Redis != nil {
-			svcCfg.Store, svcCfg.Leases = tr.wrapStore(svcCfg.Store, svcCfg.Leases)
+			svcCfg.Store, svcCfg.Leases = tr.WrapStore(svcCfg.Store, svcCfg.Leases)
 		}
 	}
 	a.ops = o
@@ -82,24 +83,24 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	}
 	sopts.Health = o.health
 	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors,
-		accessLog(o.log),
+		observe.AccessLog(o.log),
 		o.metrics.UnaryServerInterceptor(),
 	)
-	// requestIDs first so every response carries the id; the metrics
+	// RequestIDs first so every response carries the id; the metrics
 	// middleware must wrap the mux directly to see the route pattern.
-	sopts.HTTPMiddleware = append(sopts.HTTPMiddleware, requestIDs, o.metrics.HTTPMiddleware)
-	sopts.ForwardHeaders = append(sopts.ForwardHeaders, requestIDHeader)
+	sopts.HTTPMiddleware = append(sopts.HTTPMiddleware, observe.RequestIDs, o.metrics.HTTPMiddleware)
+	sopts.ForwardHeaders = append(sopts.ForwardHeaders, observe.RequestIDHeader)
 	if sopts.Routes == nil {
 		sopts.Routes = map[string]http.Handler{}
 	}
 	sopts.Routes["GET /metrics"] = o.metrics.Handler()
-	sopts.Routes["GET /healthz"] = http.HandlerFunc(healthz)
-	sopts.Routes["GET /readyz"] = http.HandlerFunc(o.readyz)
+	sopts.Routes["GET /healthz"] = http.HandlerFunc(observe.Healthz)
+	sopts.Routes["GET /readyz"] = observe.Readyz(o.health, o.redisDown)
 	if o.tracing != nil {
-		sopts.ServerOptions = append(sopts.ServerOptions, grpc.StatsHandler(o.tracing.serverHandler()))
+		sopts.ServerOptions = append(sopts.ServerOptions, grpc.StatsHandler(o.tracing.ServerHandler()))
 		// REST callers' trace context reaches the gRPC handler through the
 		// gateway like x-request-id does.
-		sopts.ForwardHeaders = append(sopts.ForwardHeaders, o.tracing.propagator.Fields()...)
+		sopts.ForwardHeaders = append(sopts.ForwardHeaders, o.tracing.ForwardHeaders()...)
 	}
 	return nil
 }
@@ -107,6 +108,6 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 // close flushes traces.
 func (o *ops) close() {
 	if o.tracing != nil {
-		o.tracing.shutdown(o.log)
+		o.tracing.Shutdown(o.log)
 	}
 }

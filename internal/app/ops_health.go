@@ -4,19 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"time"
 
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/store"
 )
-
-// readyRedisTimeout bounds the Redis round trip of one /readyz, which
-// must answer within 1 s (docs/design.md section 8).
-const readyRedisTimeout = 800 * time.Millisecond
 
 // cacheStatser is the shared cache's counters (cache.go).
 type cacheStatser interface {
@@ -86,38 +78,4 @@ func findPinger(candidates ...any) pinger {
 		}
 	}
 	return nil
-}
-
-// healthz says the process is alive: it answers whatever Redis or the
-// vendors do, so a liveness probe never restarts a replica for an outage
-// elsewhere.
-func healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = io.WriteString(w, "ok\n")
-}
-
-// readyz says whether to send this replica traffic. It follows gRPC health
-// (503 while starting or draining) and, when serving, reports a Redis outage
-// as 200 "degraded": the broker still answers from its in-process cache and
-// the vendors, so taking every replica out of rotation would turn a cache
-// outage into a full one.
-func (o *ops) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	resp, err := o.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
-	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: starting or shutting down\n")
-		return
-	}
-	if o.redisDown != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), readyRedisTimeout)
-		defer cancel()
-		if err := o.redisDown(ctx); err != nil {
-			_, _ = io.WriteString(w, "degraded: redis unreachable; serving from the in-process cache and the vendors\n")
-			return
-		}
-	}
-	_, _ = io.WriteString(w, "ready\n")
 }

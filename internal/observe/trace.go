@@ -1,4 +1,4 @@
-package app
+package observe
 
 import (
 	"context"
@@ -22,20 +22,20 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// tracing is OpenTelemetry export over OTLP/gRPC, on only when
+// Tracing is OpenTelemetry export over OTLP/gRPC, on only when
 // OTEL_EXPORTER_OTLP_ENDPOINT (or its traces-only variant) is set; the
 // exporter reads the rest of the standard OTEL_* variables (headers, TLS,
 // OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER...).
-type tracing struct {
+type Tracing struct {
 	provider   *sdktrace.TracerProvider
 	propagator propagation.TextMapPropagator
 	tracer     trace.Tracer
 }
 
-// startTracing returns nil when tracing is off. It installs the provider
+// StartTracing returns nil when tracing is off. It installs the provider
 // and propagator as the process's globals: the service's spans (around
 // vendor fetches) use the global tracer, a no-op until then.
-func startTracing(ctx context.Context, log *slog.Logger) (*tracing, error) {
+func StartTracing(ctx context.Context, log *slog.Logger) (*Tracing, error) {
 	endpoint := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	if endpoint == "" {
 		endpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -56,7 +56,7 @@ func startTracing(ctx context.Context, log *slog.Logger) (*tracing, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tracing{
+	t := &Tracing{
 		provider:   sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)),
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}
@@ -69,7 +69,7 @@ func startTracing(ctx context.Context, log *slog.Logger) (*tracing, error) {
 
 // serverHandler traces every RPC except health checks (probes would drown
 // the traces that matter).
-func (t *tracing) serverHandler() stats.Handler {
+func (t *Tracing) ServerHandler() stats.Handler {
 	return otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(t.provider),
 		otelgrpc.WithPropagators(t.propagator),
@@ -78,7 +78,7 @@ func (t *tracing) serverHandler() stats.Handler {
 }
 
 // shutdown flushes the spans still buffered.
-func (t *tracing) shutdown(log *slog.Logger) {
+func (t *Tracing) Shutdown(log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := t.provider.Shutdown(ctx); err != nil {
@@ -89,7 +89,7 @@ func (t *tracing) shutdown(log *slog.Logger) {
 // wrapStore puts a span around every call to the shared store, so a trace
 // shows where Redis time went. Keys are HMAC fingerprints, never recorded
 // anyway; neither are values.
-func (t *tracing) wrapStore(st store.Store, l store.Leaser) (store.Store, store.Leaser) {
+func (t *Tracing) WrapStore(st store.Store, l store.Leaser) (store.Store, store.Leaser) {
 	if st != nil {
 		st = &tracedStore{next: st, tracer: t.tracer}
 	}
@@ -160,3 +160,7 @@ func endSpan(span trace.Span, err, expected error) {
 	}
 	span.End()
 }
+
+// ForwardHeaders are the trace context's HTTP headers, which the gateway
+// forwards to the gRPC handler as it does x-request-id.
+func (t *Tracing) ForwardHeaders() []string { return t.propagator.Fields() }

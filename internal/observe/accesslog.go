@@ -1,4 +1,8 @@
-package app
+// Package observe is how tokenbroker is watched from outside
+// (docs/design.md section 8): request ids and the access log, OpenTelemetry
+// tracing, and the health endpoints. internal/app wires them into the
+// server; nothing here knows the service or the store's internals.
+package observe
 
 import (
 	"context"
@@ -22,9 +26,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/server"
 )
 
-// requestIDHeader carries the request id: gRPC metadata key and HTTP
+// RequestIDHeader carries the request id: gRPC metadata key and HTTP
 // header (the gateway forwards it as metadata).
-const requestIDHeader = "x-request-id"
+const RequestIDHeader = "x-request-id"
 
 // maxRequestIDLen bounds a caller's request id; a longer one is replaced.
 const maxRequestIDLen = 128
@@ -68,7 +72,7 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// requestIDs gives every HTTP request an id (the caller's X-Request-Id when
+// RequestIDs gives every HTTP request an id (the caller's X-Request-Id when
 // usable), returns it in the response's X-Request-Id, and hands it to the
 // gateway in the request's X-Request-Id, which the gateway forwards to the
 // gRPC access log as metadata (ForwardHeaders). When the caller's header
@@ -76,7 +80,7 @@ func validRequestID(s string) bool {
 // with a copy of its header map holding the new id: the caller's request
 // is not modified, and the rest (values, URL, body) is shared rather than
 // deep-copied as Request.Clone would.
-func requestIDs(next http.Handler) http.Handler {
+func RequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sent := r.Header[canonicalRequestIDHeader]
 		id := requestID(firstOrEmpty(sent))
@@ -93,8 +97,8 @@ func requestIDs(next http.Handler) http.Handler {
 	})
 }
 
-// canonicalRequestIDHeader is requestIDHeader as net/http keys it.
-var canonicalRequestIDHeader = http.CanonicalHeaderKey(requestIDHeader)
+// canonicalRequestIDHeader is RequestIDHeader as net/http keys it.
+var canonicalRequestIDHeader = http.CanonicalHeaderKey(RequestIDHeader)
 
 func firstOrEmpty(vals []string) string {
 	if len(vals) == 0 {
@@ -103,19 +107,19 @@ func firstOrEmpty(vals []string) string {
 	return vals[0]
 }
 
-// accessLog is the outermost interceptor: it starts the request's reqinfo
+// AccessLog is the outermost interceptor: it starts the request's reqinfo
 // with its id, returns the id in the response header, and logs one line per
 // call when it ends. The line carries who called (principal), what for
 // (vendor, profile), the cache outcome, the code and the duration; never a
 // token or secret (status messages are written to be shown to callers, so
 // they carry none either).
-func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
+func AccessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		// ValueFromIncomingContext reads one key without copying the
 		// whole metadata map, as FromIncomingContext does.
 		var fromCaller string
-		if vals := metadata.ValueFromIncomingContext(ctx, requestIDHeader); len(vals) > 0 {
+		if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
 			fromCaller = vals[0]
 		}
 		id := requestID(fromCaller)
@@ -132,7 +136,7 @@ func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 			transport = "rest"
 		}
 		if transport == "grpc" && (fromCaller != "" || err != nil) {
-			_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, id))
+			_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		}
 
 		st := status.Convert(err)
