@@ -37,4 +37,3 @@ func TestValidRequestID(t *testing.T) {
 		seen[id] = true
 	}
 }
-
