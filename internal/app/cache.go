@@ -13,7 +13,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/store"
-	"github.com/tokenbroker/tokenbroker/store/coalesce"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 	"github.com/tokenbroker/tokenbroker/store/tiered"
@@ -34,11 +33,10 @@ const (
 
 // CacheStats are the shared cache's counters, for metrics and /readyz.
 type CacheStats struct {
-	// L1 is the in-process level (zero when cache.l1_disabled).
+	// L1 is the in-process level (with cache.l1_disabled it keeps
+	// nothing, and counts the reads of Redis and those shared by
+	// concurrent callers).
 	L1 tiered.Stats
-	// Coalesced counts reads of Redis and those shared by concurrent
-	// callers (zero unless cache.l1_disabled).
-	Coalesced coalesce.Stats
 	// Sealing counts values that failed to open (each was a miss).
 	Sealing sealed.Stats
 	// Redis counts errors and tells the breaker state (Redis.BreakerOpen:
@@ -46,13 +44,12 @@ type CacheStats struct {
 	Redis redisstore.Stats
 }
 
-// sharedCache is the Redis-backed store.Store and store.Leaser: L1 (or,
-// with cache.l1_disabled, read coalescing) over sealing over Redis.
+// sharedCache is the Redis-backed store.Store and store.Leaser: L1 (with
+// cache.l1_disabled, read coalescing only) over sealing over Redis.
 type sharedCache struct {
 	store.Store
 	leases  store.Leaser
 	l1      *tiered.Store
-	reads   *coalesce.Store
 	sealer  *sealed.Store
 	backend *redisstore.Backend
 }
@@ -60,23 +57,14 @@ type sharedCache struct {
 // CacheStats returns the counters; metrics reach it with a type assertion
 // on the configured store: st.(interface{ CacheStats() CacheStats }).
 func (c *sharedCache) CacheStats() CacheStats {
-	out := CacheStats{Sealing: c.sealer.Stats(), Redis: c.backend.Stats()}
-	if c.l1 != nil {
-		out.L1 = c.l1.Stats()
-	}
-	if c.reads != nil {
-		out.Coalesced = c.reads.Stats()
-	}
-	return out
+	return CacheStats{L1: c.l1.Stats(), Sealing: c.sealer.Stats(), Redis: c.backend.Stats()}
 }
 
 // Ping checks Redis through the breaker (for /readyz).
 func (c *sharedCache) Ping(ctx context.Context) error { return c.backend.Ping(ctx) }
 
 func (c *sharedCache) close() {
-	if c.l1 != nil {
-		c.l1.Close()
-	}
+	c.l1.Close()
 	_ = c.backend.Close()
 }
 
@@ -131,18 +119,12 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 		logger.Warn("cache.allow_plaintext: Redis holds clear access and refresh tokens; set cache.encryption_keys")
 		c.sealer = sealed.NewPlaintext(c.backend)
 	}
-	if cfg.Cache.L1Disabled {
-		// Nothing kept in process; concurrent callers of one token still
-		// share one GET and one decryption, and replicas that do keep
-		// tokens in process hear of this one's changes.
-		c.reads = coalesce.New(c.sealer, coalesce.Options{Publish: c.backend.Publish})
-		c.Store = c.reads
-		c.backend.Watch(nil) // for the lease wake-ups
-	} else {
-		c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, Publish: c.backend.Publish})
-		c.backend.Watch(c.l1)
-		c.Store = c.l1
-	}
+	// With cache.l1_disabled nothing is kept in process; concurrent
+	// callers of one token still share one GET and one decryption, and
+	// replicas that do keep tokens in process hear of this one's changes.
+	c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, NoL1: cfg.Cache.L1Disabled, Publish: c.backend.Publish})
+	c.backend.Watch(c.l1)
+	c.Store = c.l1
 
 	pctx, cancel := context.WithTimeout(ctx, startupPing)
 	defer cancel()

@@ -56,15 +56,15 @@ func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
 		L1Misses:         c.L1.Misses,
 		L1Fallbacks:      c.L1.Fallbacks,
 		L1Entries:        c.L1.Entries,
-		RedisReads:       c.Coalesced.Reads,
-		SharedReads:      c.Coalesced.Shared,
+		RedisReads:       c.L1.Reads,
+		SharedReads:      c.L1.Shared,
 		RedisErrors:      c.Redis.Errors,
 		RedisSkipped:     c.Redis.Skipped,
 		BreakerOpen:      c.Redis.BreakerOpen,
 		BreakerOpens:     c.Redis.BreakerOpens,
 		Resyncs:          c.Redis.Resyncs,
 		Invalidations:    c.L1.Forgotten,
-		PublishErrors:    c.L1.PublishErrors + c.Coalesced.PublishErrors,
+		PublishErrors:    c.L1.PublishErrors,
 		SealOpenFailures: c.Sealing.OpenFailures,
 	}
 }

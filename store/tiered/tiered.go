@@ -72,6 +72,11 @@ type Options struct {
 	MaxEntries int
 	// MaxStale (DefaultMaxStale): see the package comment.
 	MaxStale time.Duration
+	// NoL1 keeps nothing in process (cache.l1_disabled): every Get reads
+	// the shared level, concurrent Gets of one key sharing one read, and
+	// the rest (publishing changes, missed invalidations retried, the
+	// generation check on writes) works as with L1.
+	NoL1 bool
 	// Publish tells other replicas that key changed; nil when there are
 	// none to tell.
 	Publish func(ctx context.Context, key string) error
@@ -90,6 +95,9 @@ type Stats struct {
 	PublishErrors uint64
 	// Forgotten counts entries dropped on another replica's message.
 	Forgotten uint64
+	// Reads counts reads of the shared level; Shared counts Gets answered
+	// by another caller's concurrent read of it.
+	Reads, Shared uint64
 	// Entries is the current size of L1.
 	Entries int
 }
@@ -137,6 +145,7 @@ type Store struct {
 	pending   map[string]pendingDelete
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
+	reads, shared                                     atomic.Uint64
 
 	// Background revalidations: one per key at a time, owned by the Store.
 	bgMu         sync.Mutex
@@ -194,6 +203,8 @@ func (s *Store) Stats() Stats {
 		Fallbacks:     s.fallbacks.Load(),
 		PublishErrors: s.publishErrors.Load(),
 		Forgotten:     s.forgotten.Load(),
+		Reads:         s.reads.Load(),
+		Shared:        s.shared.Load(),
 		Entries:       n,
 	}
 }
@@ -217,11 +228,19 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	// but not across an invalidation: a Get after one (after GetFresh, say)
 	// must not take the result of a read that started before it.
 	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
+	// Only the caller whose function runs reads; the function's end
+	// happens before the result reaches this caller, so leader needs no
+	// lock.
+	leader := false
 	ch := s.flight.DoChan(flightKey, func() (any, error) {
+		leader = true
 		return s.load(context.WithoutCancel(ctx), key)
 	})
 	select {
 	case res := <-ch:
+		if !leader {
+			s.shared.Add(1)
+		}
 		if res.Err != nil {
 			return store.Entry{}, res.Err
 		}
@@ -246,6 +265,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	gen := s.gen(key)
 	genBefore, epoch := gen.Load(), s.epoch.Load()
 
+	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
 	if err == nil && s.finishPendingDelete(ctx, key, e.AccessToken) {
 		e, err = store.Entry{}, store.ErrNotFound
@@ -355,6 +375,16 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	if errors.Is(err, store.ErrStale) {
 		s.drop(key)
 		return err
+	}
+	if s.opts.NoL1 {
+		// Nothing kept here: a later Get must not join a read of what was
+		// there before.
+		s.gen(key).Add(1)
+		if err != nil {
+			return err
+		}
+		s.publish(ctx, key)
+		return nil
 	}
 	s.mu.Lock()
 	s.setLocked(key, slot{e: e, checked: now, epoch: s.epoch.Load(), synced: err == nil}, now)
@@ -604,6 +634,9 @@ func (s *Store) gen(key string) *atomic.Uint64 {
 // setLocked stores sl under key, making room if L1 is full. Called with
 // mu held.
 func (s *Store) setLocked(key string, sl slot, now time.Time) {
+	if s.opts.NoL1 {
+		return
+	}
 	sl.seq = s.seq.Add(1)
 	if _, exists := s.entries[key]; !exists && len(s.entries) >= s.opts.MaxEntries {
 		s.evictLocked(now)

@@ -493,3 +493,63 @@ func TestCountersForTheMetrics(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 publish error and 1 forgotten", st)
 	}
 }
+
+// blocking is a shared level whose Gets wait for release, counting them.
+type blocking struct {
+	*shared
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blocking) Get(ctx context.Context, key string) (store.Entry, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return b.shared.Get(ctx, key)
+}
+
+// TestNoL1SharesConcurrentReadsAndKeepsNothing: without L1
+// (cache.l1_disabled) concurrent Gets of a key share one read of the
+// shared level, nothing is kept between reads, and a Get after a Put of
+// the key reads afresh rather than joining an older read.
+func TestNoL1SharesConcurrentReadsAndKeepsNothing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
+		old := entry(time.Minute)
+		_ = remote.Memory.Put(ctx, key, old)
+		s := newL1(t, remote, tiered.Options{NoL1: true})
+
+		const callers = 10
+		got := make(chan string, callers+1)
+		for range callers {
+			go func() {
+				e, _ := s.Get(ctx, key)
+				got <- e.AccessToken
+			}()
+		}
+		<-remote.started
+		synctest.Wait() // every caller is waiting on the one read
+		// A Put while that read is in flight: the next Get must not join it.
+		fresh := entry(time.Minute)
+		if err := s.Put(ctx, key, fresh); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			e, _ := s.Get(ctx, key)
+			got <- e.AccessToken
+		}()
+		<-remote.started // a read of its own
+		close(remote.release)
+		for range callers + 1 {
+			<-got
+		}
+		st := s.Stats()
+		if st.Reads != 2 || st.Shared != callers-1 || st.Entries != 0 {
+			t.Fatalf("stats %+v: want 2 reads of the shared level, %d shared, nothing kept", st, callers-1)
+		}
+		if e, _ := s.Get(ctx, key); e.AccessToken != fresh.AccessToken {
+			t.Fatal("a Get after the Put did not read the new token")
+		}
+	})
+}
