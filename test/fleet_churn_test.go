@@ -487,9 +487,10 @@ func testVendorBudget(t *testing.T, bin string) {
 	}
 	// GCRA spaces the slots 1/rate apart in Redis time; each replica
 	// sleeps until its slot from when Redis's answer reached it, so the
-	// sends carry that delay's jitter (tens of ms on a loaded machine):
-	// 10% of slack for a one-second window.
-	limit := rate + 1 + rate/10
+	// sends carry that delay's jitter (tens of ms on a loaded machine,
+	// where other test packages run beside this one): 15% of slack for a
+	// one-second window. Quiet runs see 102-105% (make bench's churn rows).
+	limit := rate + 1 + rate*15/100
 	if breakerOpened {
 		// A replica that saw Redis time out (two cores starved by the
 		// storm and whatever else runs) keeps the budget on its own
