@@ -388,9 +388,10 @@ func testClusterFailover(t *testing.T, bin string) {
 	}
 	dead.Kill()
 	killed := time.Now()
+	var promoted *redistest.Server
 	waitUntil(t, "a replica promoted", 60*time.Second, func() bool {
-		m := masterOfNow(c, key)
-		return m != nil && m != dead
+		promoted = masterOfNow(c, key)
+		return promoted != nil && promoted != dead
 	})
 	promotedAfter := time.Since(killed)
 	time.Sleep(time.Second) // load through the promotion's aftermath too
@@ -402,7 +403,6 @@ func testClusterFailover(t *testing.T, bin string) {
 	}
 
 	// A cold token on that shard: the cached one invalidated.
-	promoted := c.MasterOf(t, key)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitUntil(t, "the invalidation reaches the promoted master", 20*time.Second, func() bool {

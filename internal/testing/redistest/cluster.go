@@ -60,7 +60,7 @@ func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
 }
 
 // Owner returns the node that serves key's slot now, as the first node
-// that answers sees the cluster; an error while none knows.
+// that knows one sees the cluster; an error while none does.
 func (c *Cluster) Owner(key string) (*Server, error) {
 	for _, asked := range c.Nodes {
 		slotText, err := Do(asked.Addr, "CLUSTER", "KEYSLOT", key)
@@ -94,7 +94,8 @@ func (c *Cluster) Owner(key string) (*Server, error) {
 				}
 			}
 		}
-		break
+		// This node does not know an owner yet (gossip after a
+		// failover): ask the next.
 	}
 	return nil, fmt.Errorf("no master serves the slot of %q", key)
 }
