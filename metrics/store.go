@@ -32,6 +32,9 @@ type StoreStats struct {
 	Invalidations, PublishErrors uint64
 	// SealOpenFailures counts sealed values that failed to open.
 	SealOpenFailures uint64
+	// LeasesLost counts fetch leases that expired before their holder
+	// ended (a stalled process; its late write is refused).
+	LeasesLost uint64
 }
 
 // WatchStore makes every scrape read stats (which must be cheap and safe
@@ -66,6 +69,8 @@ var (
 		"Entries dropped from the in-process level on another replica's invalidation message.", nil, nil)
 	descPublishErrors = prometheus.NewDesc(namespace+"_redis_invalidation_publish_errors_total",
 		"Invalidation messages this replica could not send; the other replicas' in-process levels catch up at their next revalidation (within seconds).", nil, nil)
+	descLeasesLost = prometheus.NewDesc(namespace+"_redis_leases_lost_total",
+		"Fetch leases that expired before their holder ended (this replica stalled past the lease TTL).", nil, nil)
 	descSealOpenFailures = prometheus.NewDesc(namespace+"_seal_open_failures_total",
 		"Sealed cache values that failed to open (unknown key id, wrong key, tampering); each is treated as a miss.", nil, nil)
 )
@@ -78,7 +83,7 @@ type storeCollector struct {
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisReads, descSharedReads, descRedisErrors,
-		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descInvalidations, descPublishErrors, descSealOpenFailures} {
+		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descInvalidations, descPublishErrors, descSealOpenFailures, descLeasesLost} {
 		ch <- d
 	}
 }
@@ -109,4 +114,5 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descResyncs, s.Resyncs)
 	counter(descPublishErrors, s.PublishErrors)
 	counter(descSealOpenFailures, s.SealOpenFailures)
+	counter(descLeasesLost, s.LeasesLost)
 }

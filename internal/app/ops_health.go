@@ -63,6 +63,7 @@ func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
 		BreakerOpen:      c.Redis.BreakerOpen,
 		BreakerOpens:     c.Redis.BreakerOpens,
 		Resyncs:          c.Redis.Resyncs,
+		LeasesLost:       c.Redis.LeasesLost,
 		Invalidations:    c.L1.Forgotten,
 		PublishErrors:    c.L1.PublishErrors,
 		SealOpenFailures: c.Sealing.OpenFailures,

@@ -99,9 +99,9 @@ type Stats struct {
 	// Resyncs counts (re)subscriptions to the invalidation channel, after
 	// which every in-process entry is revalidated.
 	Resyncs uint64
-	// StaleWrites counts writes refused because a newer generation was
-	// stored; LeasesLost leases that expired before their holder ended.
-	StaleWrites, LeasesLost uint64
+	// LeasesLost counts leases that expired before their holder ended
+	// (refused writes are counted by the service, per vendor).
+	LeasesLost uint64
 }
 
 // Backend is the Redis byte store, locker and invalidation channel.
@@ -119,11 +119,10 @@ type Backend struct {
 	// id tells this process's invalidation messages from other replicas'.
 	id string
 
-	errors      atomic.Uint64
-	skipped     atomic.Uint64
-	resyncs     atomic.Uint64
-	staleWrites atomic.Uint64
-	leasesLost  atomic.Uint64
+	errors     atomic.Uint64
+	skipped    atomic.Uint64
+	resyncs    atomic.Uint64
+	leasesLost atomic.Uint64
 
 	// commands holds a slot per command in flight: at most PoolSize, so
 	// a command never waits for a pooled connection inside its timeout
@@ -248,7 +247,6 @@ func (b *Backend) Stats() Stats {
 		BreakerOpen:  open,
 		BreakerOpens: opens,
 		Resyncs:      b.resyncs.Load(),
-		StaleWrites:  b.staleWrites.Load(),
 		LeasesLost:   b.leasesLost.Load(),
 	}
 }
@@ -316,7 +314,6 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 		return fmt.Errorf("redisstore: SET: %w", err)
 	}
 	if n == 0 {
-		b.staleWrites.Add(1)
 		return store.ErrStale
 	}
 	return nil
