@@ -103,15 +103,17 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return checkConfig(f.configPath, stdout, env)
 	}
 	hopts := &slog.HandlerOptions{Level: f.logLevel}
-	// The access log writes a line per request: batch the writes.
+	// The access log writes a line per request: encode and write the lines
+	// in batches, off the requests' path.
 	logOut := logbuf.New(stderr, logFlushInterval)
 	defer logOut.Close()
-	var logger *slog.Logger
+	var encoder slog.Handler
 	if f.logFormat == "text" {
-		logger = slog.New(slog.NewTextHandler(logOut, hopts))
+		encoder = slog.NewTextHandler(logOut, hopts)
 	} else {
-		logger = slog.New(slog.NewJSONHandler(logOut, hopts))
+		encoder = slog.NewJSONHandler(logOut, hopts)
 	}
+	logger := slog.New(logOut.Handler(encoder))
 	slog.SetDefault(logger)
 
 	var cfg *config.Config

@@ -88,7 +88,7 @@ func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 	// The same batched writer as cmd/server.
 	logOut := logbuf.New(devnull, 100*time.Millisecond)
 	env.stop = append(env.stop, func() { logOut.Close(); devnull.Close() })
-	env.log = slog.New(slog.NewJSONHandler(logOut, nil))
+	env.log = slog.New(logOut.Handler(slog.NewJSONHandler(logOut, nil)))
 	cfg, err := brokerConfig(sim, extraConfig)
 	if err != nil {
 		env.Close()
