@@ -482,6 +482,7 @@ func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
 	}
 	check("first call", conn, nil, codes.OK)
 	check("first REST call", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
+	check("a forwarded chain that cannot be read", &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated)
 	// Were the chain verified again, it would now fail: the client CA is
 	// no longer trusted.
 	p.roots = other.pool()

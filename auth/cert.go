@@ -153,27 +153,27 @@ func newVerifiedCache() *lru.Cache[any, verifiedChain] {
 	return c
 }
 
-// verifyChainOnce is verifyChainAt, remembered under key (see
-// presentedChain) until the first certificate of the verified chain
-// expires: a connection's chain cannot change, and the Policy (with its
-// roots and this cache) is replaced whole when the client CAs are
-// reloaded. Failures are not remembered: each is verified, and audited,
-// again.
-func (p *Policy) verifyChainOnce(key any, chain []*x509.Certificate) (string, error) {
+// verifyChainOnce is verifyChainAt, remembered under the chain's key until
+// the first certificate of the verified chain expires: a connection's
+// chain cannot change, and the Policy (with its roots and this cache) is
+// replaced whole when the client CAs are reloaded. A forwarded chain is
+// decoded only on a miss. Failures are not remembered: each is verified,
+// and audited, again; claimed is then the leaf's subject, if it was read.
+func (p *Policy) verifyChainOnce(chain *presented) (subject, claimed string, err error) {
 	now := p.now()
-	if key != nil {
-		if v, ok := p.verified.Get(key); ok && !now.After(v.until) {
-			return v.subject, nil
-		}
+	if v, ok := p.verified.Get(chain.key); ok && !now.After(v.until) {
+		return v.subject, "", nil
 	}
-	subject, until, err := p.verifyChainAt(chain, now)
+	certs, err := chain.decode()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if key != nil {
-		p.verified.Add(key, verifiedChain{subject: subject, until: until})
+	subject, until, err := p.verifyChainAt(certs, now)
+	if err != nil {
+		return "", SubjectString(certs[0]), err
 	}
-	return subject, nil
+	p.verified.Add(chain.key, verifiedChain{subject: subject, until: until})
+	return subject, "", nil
 }
 
 // SubjectString is the subject of c in the form cert_subject is written

@@ -135,9 +135,10 @@ func (p *Policy) check(ctx context.Context, method string, req any) error {
 // they must name the same client. claimed is the subject of a certificate
 // that failed verification, for the audit line.
 func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string, err error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	// ValueFromIncomingContext reads one key; FromIncomingContext would
+	// copy the whole metadata map on every call.
 	var keyClient *client
-	switch vals := md.Get("authorization"); len(vals) {
+	switch vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) {
 	case 0:
 	case 1:
 		key, err := ParseBearer(vals[0])
@@ -151,14 +152,14 @@ func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string,
 		return id, "", fmt.Errorf("%d authorization values; send one", len(vals))
 	}
 
-	chain, chainKey, err := p.presentedChain(ctx, md)
+	chain, err := p.presentedChain(ctx)
 	if err != nil {
 		return id, "", err
 	}
 	var subject string
-	if len(chain) > 0 {
-		if subject, err = p.verifyChainOnce(chainKey, chain); err != nil {
-			return id, SubjectString(chain[0]), fmt.Errorf("the client certificate is not accepted: %v", err)
+	if chain != nil {
+		if subject, claimed, err = p.verifyChainOnce(chain); err != nil {
+			return id, claimed, fmt.Errorf("the client certificate is not accepted: %v", err)
 		}
 	}
 
@@ -186,41 +187,52 @@ func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string,
 	return id, "", fmt.Errorf(`no credentials: send "authorization: Bearer <api key>"`)
 }
 
-// presentedChain returns the caller's certificate chain: from the TLS
-// connection for gRPC callers, from ForwardedCertHeader for REST callers
-// (only on the gateway's in-process connection, where the HTTP middleware
-// set it). Without client CAs, certificates are ignored.
-//
-// key names the chain for verifyChainOnce: for a gRPC caller the address
-// of its connection's first certificate (crypto/tls keeps one slice per
-// connection, and gRPC one TLSInfo per transport), so the chain is
-// verified once per connection; for a REST caller the header's value.
-func (p *Policy) presentedChain(ctx context.Context, md metadata.MD) (chain []*x509.Certificate, key any, err error) {
+// presented is a caller's certificate chain, leaf first: the TLS
+// connection's, or, for REST calls, the one the HTTP middleware forwarded
+// (ForwardedCertHeader), decoded only when it is not known to be verified.
+type presented struct {
+	// key names the chain in the verified cache: the connection's first
+	// certificate (one per TLS connection), or the forwarded header's text.
+	key     any
+	certs   []*x509.Certificate
+	encoded string // the forwarded chain, when certs is nil
+}
+
+// decode returns the chain's certificates.
+func (c *presented) decode() ([]*x509.Certificate, error) {
+	if c.certs == nil {
+		certs, err := DecodeChain(c.encoded)
+		if err != nil {
+			return nil, fmt.Errorf("it cannot be read: %v", err)
+		}
+		c.certs = certs
+	}
+	return c.certs, nil
+}
+
+// presentedChain returns the caller's certificate chain, nil when it
+// presented none (or no client CA is configured).
+func (p *Policy) presentedChain(ctx context.Context) (*presented, error) {
 	if p.roots == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if p.internal != nil && p.internal(pr.Addr) {
-		vals := md.Get(forwardedCertKey)
-		switch len(vals) {
+		switch vals := metadata.ValueFromIncomingContext(ctx, forwardedCertKey); len(vals) {
 		case 0:
-			return nil, nil, nil
+			return nil, nil
 		case 1:
-			chain, err := DecodeChain(vals[0])
-			if err != nil {
-				return nil, nil, fmt.Errorf("the client certificate cannot be read: %v", err)
-			}
-			return chain, vals[0], nil
+			return &presented{key: vals[0], encoded: vals[0]}, nil
 		}
-		return nil, nil, fmt.Errorf("more than one client certificate chain")
+		return nil, fmt.Errorf("more than one client certificate chain")
 	}
 	if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-		return ti.State.PeerCertificates, &ti.State.PeerCertificates[0], nil
+		return &presented{key: &ti.State.PeerCertificates[0], certs: ti.State.PeerCertificates}, nil
 	}
-	return nil, nil, nil
+	return nil, nil
 }
 
 // authorize applies the client's allow list: profiles by name, inline
@@ -295,6 +307,10 @@ func (p *Policy) audit(ctx context.Context, d decision) {
 	if !d.allowed {
 		level, verdict = slog.LevelWarn, "deny"
 	}
+	h := p.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs, slog.String("audit", "authorization"))
 	if ri := reqinfo.From(ctx); ri != nil {
@@ -313,5 +329,9 @@ func (p *Policy) audit(ctx context.Context, d decision) {
 	if d.claimedSubject != "" {
 		attrs = append(attrs, slog.String("claimed_subject", d.claimedSubject))
 	}
-	p.log.LogAttrs(ctx, level, "authorization", attrs...)
+	// No caller PC: Logger.LogAttrs would walk the stack on every call for
+	// a source location that is always this line.
+	r := slog.NewRecord(time.Now(), level, "authorization", 0)
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r)
 }
