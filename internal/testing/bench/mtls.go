@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+)
+
+// mtlsCaller is the subject of the bench caller's client certificate.
+const mtlsCaller = "bench-caller"
+
+// pki is a throwaway CA with a server certificate for 127.0.0.1 and a
+// client certificate for mtlsCaller, as files (for the broker's config)
+// and as TLS configurations (for the echo and the callers).
+type pki struct {
+	dir                       string
+	caFile, certFile, keyFile string
+	server, client            *tls.Config
+}
+
+func newPKI() (*pki, error) {
+	dir, err := os.MkdirTemp("", "tokenbroker-bench-pki-")
+	if err != nil {
+		return nil, err
+	}
+	p := &pki{dir: dir}
+	if err := p.generate(); err != nil {
+		p.remove()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *pki) remove() { _ = os.RemoveAll(p.dir) }
+
+func (p *pki) generate() error {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (tls.Certificate, []byte, []byte, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return tls.Certificate{}, nil, nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		if usage == x509.ExtKeyUsageServerAuth {
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return tls.Certificate{}, nil, nil, err
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return tls.Certificate{}, nil, nil, err
+		}
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		return pair, certPEM, keyPEM, err
+	}
+	serverPair, certPEM, keyPEM, err := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return err
+	}
+	clientPair, _, _, err := leaf(3, mtlsCaller, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return err
+	}
+	write := func(name string, data []byte) (string, error) {
+		path := filepath.Join(p.dir, name)
+		return path, os.WriteFile(path, data, 0o600)
+	}
+	if p.caFile, err = write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})); err != nil {
+		return err
+	}
+	if p.certFile, err = write("server.pem", certPEM); err != nil {
+		return err
+	}
+	if p.keyFile, err = write("server-key.pem", keyPEM); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	p.server = &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverPair},
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	}
+	p.client = &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "127.0.0.1",
+		Certificates: []tls.Certificate{clientPair},
+	}
+	return nil
+}
+
+// MTLSHotPath compares GetToken of a cached token by a caller that
+// authenticates with its client certificate (the broker verifies the chain
+// once per connection and checks the subject and the profile on every
+// call) with the bare echo served over the same mutual TLS, which verifies
+// the chain in the handshake.
+func (e *Env) MTLSHotPath(ctx context.Context, concurrency, rounds int, roundTime time.Duration) (Comparison, error) {
+	p, err := newPKI()
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer p.remove()
+	cfg, err := brokerConfig(e.Sim, fmt.Sprintf(`
+clients:
+  %s:
+    cert_subject: "CN=%s"
+    allow: [bench]
+tls:
+  cert_file: %s
+  key_file: %s
+  client_ca_file: %s
+`, mtlsCaller, mtlsCaller, p.certFile, p.keyFile, p.caFile))
+	if err != nil {
+		return Comparison{}, err
+	}
+	b, err := startApp(ctx, cfg, e.log)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer b.stop()
+	creds := grpc.WithTransportCredentials(credentials.NewTLS(p.client))
+	conn, err := grpc.NewClient(b.app.Server.GRPCAddr().String(), creds)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer conn.Close()
+	broker := tokenbrokerv1.NewTokenServiceClient(conn)
+	resp, err := warmResponse(ctx, broker)
+	if err != nil {
+		return Comparison{}, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Comparison{}, err
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(p.server)))
+	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
+	go func() { _ = s.Serve(lis) }()
+	defer s.Stop()
+	econn, err := grpc.NewClient(lis.Addr().String(), creds)
+	if err != nil {
+		return Comparison{}, err
+	}
+	defer econn.Close()
+	c := Compare(ctx, "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS", concurrency, rounds, roundTime,
+		getToken(broker), getToken(tokenbrokerv1.NewTokenServiceClient(econn)))
+	c.Goal = "QPS >= 0.9x"
+	return c, nil
+}
