@@ -154,21 +154,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	// the new one while both are configured.
 	var currentKey atomic.Value
 	currentKey.Store("key-one")
-	stop := make(chan struct{})
+	callers := startCallers(t)
 	var stats callerStats
-	wait := runCallers(8, 5*time.Millisecond, stop, &stats, func(int) error {
+	callers.run(8, 5*time.Millisecond, &stats, func(int) error {
 		_, err := call(currentKey.Load().(string), "acme-sd")
 		return err
 	})
-	stopped := false
-	stopCallers := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wait()
-		}
-	}
-	t.Cleanup(stopCallers)
 	if !waitFor(30*time.Second, func() bool { return stats.ok.Load() >= 50 }) {
 		t.Fatalf("callers do not get going: %s", &stats)
 	}
@@ -270,7 +261,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 
-	stopCallers()
+	callers.stop()
 	t.Logf("callers during the reloads: %s", &stats)
 	if stats.failed.Load() != 0 {
 		t.Fatalf("failed calls: %s", &stats)

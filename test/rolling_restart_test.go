@@ -189,18 +189,31 @@ func (s *callerStats) String() string {
 	return fmt.Sprintf("%d ok, %d failed %v", s.ok.Load(), s.failed.Load(), s.errs)
 }
 
-// runCallers runs n callers of call until stop is closed, each pausing
-// pace between calls (a steady load the two cores can carry beside three
-// servers), and returns a wait function.
-func runCallers(n int, pace time.Duration, stop <-chan struct{}, stats *callerStats, call func(i int) error) (wait func()) {
-	var wg sync.WaitGroup
+// callerGroup runs paced callers until stop; stop is idempotent and runs
+// at the test's cleanup too.
+type callerGroup struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func startCallers(t testing.TB) *callerGroup {
+	c := &callerGroup{done: make(chan struct{})}
+	t.Cleanup(c.stop)
+	return c
+}
+
+// run starts n callers of call, each pausing pace between calls (a steady
+// load the two cores can carry beside three servers) and recording every
+// outcome in stats.
+func (c *callerGroup) run(n int, pace time.Duration, stats *callerStats, call func(i int) error) {
 	for i := range n {
-		wg.Go(func() {
+		c.wg.Go(func() {
 			tick := time.NewTicker(pace)
 			defer tick.Stop()
 			for {
 				select {
-				case <-stop:
+				case <-c.done:
 					return
 				case <-tick.C:
 				}
@@ -208,7 +221,14 @@ func runCallers(n int, pace time.Duration, stop <-chan struct{}, stats *callerSt
 			}
 		})
 	}
-	return wg.Wait
+}
+
+// stop ends every caller and waits for them.
+func (c *callerGroup) stop() {
+	c.once.Do(func() {
+		close(c.done)
+		c.wg.Wait()
+	})
 }
 
 // restCall is a GetToken over REST with a keep-alive client.
@@ -314,25 +334,15 @@ vendors:
 		clients[i] = tokenbrokerv1.NewTokenServiceClient(roundRobinConn(t, grpcAddrs))
 	}
 	ctx := context.Background()
-	stop := make(chan struct{})
+	callers := startCallers(t)
 	var rest, rpc callerStats
-	waitREST := runCallers(restCallers, pace, stop, &rest, func(int) error { return restCall(ctx, restClient, url, body) })
-	waitGRPC := runCallers(grpcCallers, pace, stop, &rpc, func(i int) error {
+	callers.run(restCallers, pace, &rest, func(int) error { return restCall(ctx, restClient, url, body) })
+	callers.run(grpcCallers, pace, &rpc, func(i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, err := clients[i].GetToken(cctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 		return err
 	})
-	stopped := false
-	stopCallers := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			waitREST()
-			waitGRPC()
-		}
-	}
-	t.Cleanup(stopCallers)
 
 	if !waitFor(30*time.Second, func() bool { return rest.ok.Load() >= 100 && rpc.ok.Load() >= 100 }) {
 		t.Fatalf("callers do not get going: REST %s; gRPC %s", &rest, &rpc)
@@ -359,7 +369,7 @@ vendors:
 	if !waitFor(10*time.Second, func() bool { return rest.ok.Load()+rpc.ok.Load() >= okBefore+100 }) {
 		t.Fatal("calls stalled after the last restart")
 	}
-	stopCallers()
+	callers.stop()
 	t.Logf("rolling restart of %d replicas: REST %s; gRPC %s; balancer refused %d connections", len(procs), &rest, &rpc, lb.refused.Load())
 	if rest.failed.Load() != 0 || rpc.failed.Load() != 0 {
 		t.Fatalf("failed calls: REST %s; gRPC %s", &rest, &rpc)

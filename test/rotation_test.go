@@ -126,20 +126,10 @@ vendors:
 
 	var currentKey atomic.Value
 	currentKey.Store("old-key")
-	stop := make(chan struct{})
+	callers := startCallers(t)
 	var rest, rpc callerStats
-	waitREST := runCallers(4, 5*time.Millisecond, stop, &rest, func(int) error { return restCallWithKey(currentKey.Load().(string)) })
-	waitGRPC := runCallers(4, 5*time.Millisecond, stop, &rpc, func(int) error { return grpcCall(currentKey.Load().(string)) })
-	stopped := false
-	stopCallers := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			waitREST()
-			waitGRPC()
-		}
-	}
-	t.Cleanup(stopCallers)
+	callers.run(4, 5*time.Millisecond, &rest, func(int) error { return restCallWithKey(currentKey.Load().(string)) })
+	callers.run(4, 5*time.Millisecond, &rpc, func(int) error { return grpcCall(currentKey.Load().(string)) })
 	if !waitFor(30*time.Second, func() bool { return rest.ok.Load() >= 50 && rpc.ok.Load() >= 50 }) {
 		t.Fatalf("callers do not get going: REST %s; gRPC %s", &rest, &rpc)
 	}
@@ -192,7 +182,7 @@ vendors:
 		t.Fatal("callers stalled after the renewal")
 	}
 
-	stopCallers()
+	callers.stop()
 	t.Logf("callers during the rotation and renewal: REST %s; gRPC %s", &rest, &rpc)
 	if rest.failed.Load() != 0 || rpc.failed.Load() != 0 {
 		t.Fatalf("failed calls: REST %s; gRPC %s", &rest, &rpc)
