@@ -2,15 +2,8 @@ package bench
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
 )
 
 // mtlsCaller is the subject of the bench caller's client certificate.
@@ -50,55 +44,15 @@ func newPKI() (*pki, error) {
 func (p *pki) remove() { _ = os.RemoveAll(p.dir) }
 
 func (p *pki) generate() error {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.NewCA("bench CA")
 	if err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	server, err := ca.Server("127.0.0.1", net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		return err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (tls.Certificate, []byte, []byte, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return tls.Certificate{}, nil, nil, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return tls.Certificate{}, nil, nil, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return tls.Certificate{}, nil, nil, err
-		}
-		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		return pair, certPEM, keyPEM, err
-	}
-	serverPair, certPEM, keyPEM, err := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return err
-	}
-	clientPair, _, _, err := leaf(3, mtlsCaller, x509.ExtKeyUsageClientAuth)
+	client, err := ca.Client(mtlsCaller)
 	if err != nil {
 		return err
 	}
@@ -106,24 +60,22 @@ func (p *pki) generate() error {
 		path := filepath.Join(p.dir, name)
 		return path, os.WriteFile(path, data, 0o600)
 	}
-	if p.caFile, err = write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})); err != nil {
+	if p.caFile, err = write("ca.pem", ca.PEM); err != nil {
 		return err
 	}
-	if p.certFile, err = write("server.pem", certPEM); err != nil {
+	if p.certFile, err = write("server.pem", server.CertPEM); err != nil {
 		return err
 	}
-	if p.keyFile, err = write("server-key.pem", keyPEM); err != nil {
+	if p.keyFile, err = write("server-key.pem", server.KeyPEM); err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
 	p.server = &tls.Config{
-		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverPair},
-		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{server.TLS},
+		ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert,
 	}
 	p.client = &tls.Config{
-		MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{clientPair},
+		MinVersion: tls.VersionTLS12, RootCAs: ca.Pool(), ServerName: "127.0.0.1",
+		Certificates: []tls.Certificate{client.TLS},
 	}
 	return nil
 }
