@@ -50,6 +50,16 @@ func newFakeBroker() *fakeBroker {
 	return &fakeBroker{tokenTTL: time.Hour, forceRefreshInterval: 5 * time.Second, calls: map[string]int{}}
 }
 
+// gateInvalidate holds the next InvalidateToken until the returned channel
+// is closed.
+func (b *fakeBroker) gateInvalidate() chan struct{} {
+	gate := make(chan struct{})
+	b.mu.Lock()
+	b.invalidateGate = gate
+	b.mu.Unlock()
+	return gate
+}
+
 func (b *fakeBroker) count(rpc string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

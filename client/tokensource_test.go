@@ -44,6 +44,16 @@ func mustStatus(t *testing.T, rt http.RoundTripper, path string, want int) {
 	}
 }
 
+// warmTransport is a Transport through b to a new fake vendor API whose
+// first call (with token-1) has been made.
+func warmTransport(t *testing.T, b *fakeBroker) (*fakeAPI, http.RoundTripper) {
+	t.Helper()
+	api := newFakeAPI()
+	rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
+	mustStatus(t, rt, "/warm", http.StatusOK)
+	return api, rt
+}
+
 func TestTokenSourceKeepsTokenUntilMinTTLIsLeft(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -87,15 +97,10 @@ func TestTransportRetryIsNeverGivenTheRejectedTokenBack(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := newFakeBroker()
-		api := newFakeAPI()
-		rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
-		mustStatus(t, rt, "/warm", http.StatusOK)
+		api, rt := warmTransport(t, b)
 		api.revoke("token-1")
 
-		gate := make(chan struct{})
-		b.mu.Lock()
-		b.invalidateGate = gate
-		b.mu.Unlock()
+		gate := b.gateInvalidate()
 		first := make(chan *http.Response, 1)
 		go func() {
 			resp, err := roundTrip(t, rt, "/first")
@@ -142,9 +147,7 @@ func TestTransport401sForOneTokenInvalidateOnce(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := newFakeBroker()
-		api := newFakeAPI()
-		rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
-		mustStatus(t, rt, "/warm", http.StatusOK)
+		api, rt := warmTransport(t, b)
 		api.revoke("token-1")
 		hold := api.hold("/documents")
 		done := make(chan int, 20)
@@ -182,9 +185,7 @@ func TestTokenSourceForceRefreshesWhenTheBrokerAnswersARejectedToken(t *testing.
 	synctest.Test(t, func(t *testing.T) {
 		b := newFakeBroker()
 		b.staleReads = 1
-		api := newFakeAPI()
-		rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
-		mustStatus(t, rt, "/warm", http.StatusOK)
+		api, rt := warmTransport(t, b)
 		time.Sleep(time.Minute) // older than force_refresh_interval
 		api.revoke("token-1")
 		mustStatus(t, rt, "/documents", http.StatusOK)
@@ -208,9 +209,7 @@ func TestTransportFailsClearlyWhenOnlyTheRejectedTokenIsAvailable(t *testing.T) 
 	synctest.Test(t, func(t *testing.T) {
 		b := newFakeBroker()
 		b.reissue = true
-		api := newFakeAPI()
-		rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
-		mustStatus(t, rt, "/warm", http.StatusOK)
+		api, rt := warmTransport(t, b)
 		api.revoke("token-1")
 		mustStatus(t, rt, "/documents", http.StatusUnauthorized)
 		if got := api.requests(); len(got) != 2 {
@@ -228,14 +227,9 @@ func TestTokenSourceWaitEndsWithTheCallersContext(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := newFakeBroker()
-		api := newFakeAPI()
-		rt := client.New(b).Transport(&tokenbrokerv1.GetTokenRequest{Profile: "p"}, api)
-		mustStatus(t, rt, "/warm", http.StatusOK)
+		api, rt := warmTransport(t, b)
 		api.revoke("token-1")
-		gate := make(chan struct{})
-		b.mu.Lock()
-		b.invalidateGate = gate
-		b.mu.Unlock()
+		gate := b.gateInvalidate()
 		go func() { _, _ = roundTrip(t, rt, "/first") }()
 		synctest.Wait()
 
