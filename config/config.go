@@ -59,6 +59,10 @@ type Limits struct {
 	// MissBurst is how many such requests a client may cause at once
 	// (default 300).
 	MissBurst int `yaml:"miss_burst"`
+	// MaxClientShare is the largest fraction of a vendor's
+	// max_requests_per_second budget one client may take while other
+	// clients wait for it (default 0.5; 1: no bound).
+	MaxClientShare float64 `yaml:"max_client_share"`
 }
 
 // Cache configures the token store.
@@ -285,6 +289,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MissesPerMinute < 0 || c.Limits.MissBurst < 0 {
 		return errors.New("limits: misses_per_minute and miss_burst must not be negative")
+	}
+	if s := c.Limits.MaxClientShare; s < 0 || s > 1 {
+		return fmt.Errorf("limits.max_client_share: %v is not a fraction between 0 (the default, 0.5) and 1 (no bound)", s)
 	}
 	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
 		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")

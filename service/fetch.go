@@ -312,7 +312,9 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 			bctx, cancel = context.WithDeadline(ctx, limit)
 			defer cancel()
 		}
-		release, err := s.cfg.Budget.Acquire(bctx, r.vendor, r.settings.Limits())
+		lim := r.settings.Limits()
+		lim.MaxClientShare = r.conf.maxClientShare
+		release, err := s.cfg.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
 		if err != nil {
 			return store.Entry{}, false, err
 		}

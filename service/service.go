@@ -40,6 +40,9 @@ const (
 	// requests one client's cache misses may cause.
 	DefaultMissesPerMinute = 600
 	DefaultMissBurst       = 300
+	// DefaultMaxClientShare: while other clients wait for a vendor's
+	// budget, one client may take at most half of it.
+	DefaultMaxClientShare = 0.5
 )
 
 // Profile is a credential set configured server-side.
@@ -90,6 +93,10 @@ type Config struct {
 	// limits.misses_per_minute, limits.miss_burst); 0 means the
 	// defaults.
 	MissesPerMinute, MissBurst int
+	// MaxClientShare is the largest fraction of a vendor's budget one
+	// authenticated client may take while others wait for it (config
+	// limits.max_client_share); 0 means DefaultMaxClientShare, >= 1 none.
+	MaxClientShare float64
 	// Budget applies the vendors' request budgets and concurrency caps
 	// (settings max_requests_per_second, burst, max_concurrent_requests);
 	// nil means none.
@@ -181,6 +188,7 @@ type snapshot struct {
 	refreshAhead         float64
 	missesPerMinute      int
 	missBurst            int
+	maxClientShare       float64
 	// resolutions memoises validated selectors under this configuration.
 	resolutions *resolutionCache
 }
@@ -196,6 +204,7 @@ func newSnapshot(cfg Config) *snapshot {
 		refreshAhead:         cfg.RefreshAhead,
 		missesPerMinute:      cfg.MissesPerMinute,
 		missBurst:            cfg.MissBurst,
+		maxClientShare:       cfg.MaxClientShare,
 		resolutions:          newResolutionCache(maxResolutions),
 	}
 	switch {
@@ -219,6 +228,9 @@ func newSnapshot(cfg Config) *snapshot {
 	if c.missBurst <= 0 {
 		c.missBurst = DefaultMissBurst
 	}
+	if c.maxClientShare <= 0 {
+		c.maxClientShare = DefaultMaxClientShare
+	}
 	return c
 }
 
@@ -227,7 +239,7 @@ type Snapshot struct{ c *snapshot }
 
 // Prepare builds a Snapshot of cfg's profiles, vendor settings,
 // fingerprint key and tuning (ForceRefreshInterval, DefaultMinTTL,
-// RefreshAhead, MissesPerMinute, MissBurst); its other fields are ignored: the store, locker,
+// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, locker,
 // registry and HTTP client stay those New was given.
 func Prepare(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
 

@@ -196,6 +196,7 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		// Reloadable like the other limits.
 		MissesPerMinute: cfg.Limits.MissesPerMinute,
 		MissBurst:       cfg.Limits.MissBurst,
+		MaxClientShare:  cfg.Limits.MaxClientShare,
 	}
 	for id, raw := range cfg.Vendors {
 		st, ok := reg.Lookup(id)
