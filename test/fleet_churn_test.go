@@ -30,7 +30,7 @@ import (
 // master killed. Subtests run one after another (two cores).
 func TestFleetChurn(t *testing.T) {
 	redistest.Binary(t, "redis-server")
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 
 	t.Run("wrong password: one vendor request per negative_ttl for the fleet", func(t *testing.T) {
 		testFleetWrongPassword(t, bin)
