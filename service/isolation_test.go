@@ -64,8 +64,8 @@ func TestInlineCallMustBringItsOwnSecret(t *testing.T) {
 		field string
 	}{
 		{"client_id alone with the broker's certificate", &tokenbrokerv1.GetTokenRequest{Vendor: "oauth2", Credentials: map[string]string{"client_id": "victim"}}, "credentials"},
-		{"a user name alone", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "id"}}, "credentials"},
-		{"an empty secret", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "id", "client_secret": ""}}, "credentials"},
+		{"a client id alone", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "id"}}, "credentials.client_secret"},
+		{"an empty secret", &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "id", "client_secret": ""}}, "credentials.client_secret"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -182,7 +182,7 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		// the caller picked.
 		if !vendors.HasSecretCredential(creds) {
 			return nil, &isolationError{ArgumentError: vendors.ArgumentError{
-				Field:  "credentials",
+				Field:  missingSecretField(strategy.Info(), creds),
 				Reason: fmt.Sprintf("an inline call must bring its own secret (one of %s); the server's vendor-level secrets serve profiles only", strings.Join(vendors.SecretCredentials(strategy.Info()), ", ")),
 			}}
 		}
@@ -239,6 +239,18 @@ func profileParams(name string, p Profile, params map[string]string) (map[string
 		merged[k] = v
 	}
 	return merged, nil
+}
+
+// missingSecretField names the field an inline call without a secret
+// should fill: the vendor's required secret credential it lacks, if there
+// is one, else "credentials" (the secret depends on the grant).
+func missingSecretField(info vendors.Info, creds secret.Map) string {
+	for _, name := range info.RequiredCredentials {
+		if vendors.IsSecretCredential(name) && creds[name].IsZero() {
+			return "credentials." + name
+		}
+	}
+	return "credentials"
 }
 
 // isolationError is an ArgumentError that refuses a caller something

@@ -281,7 +281,7 @@ func TestIsolationBetweenCallers(t *testing.T) {
 		{"another tenant's profile", tenantBKey, &tokenbrokerv1.GetTokenRequest{Profile: "a-sd"}, codes.PermissionDenied, ""},
 		{"force_refresh of another tenant's profile", tenantBKey, &tokenbrokerv1.GetTokenRequest{Profile: "a-sd", ForceRefresh: true}, codes.PermissionDenied, ""},
 		{"InvalidateToken of another tenant's token", tenantBKey, &tokenbrokerv1.InvalidateTokenRequest{Profile: "a-sd", AccessToken: warm["a-sd"]}, codes.PermissionDenied, ""},
-		{"inline client_id of another tenant, no secret", tenantBKey, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "tenant-a"}}, codes.InvalidArgument, "credentials"},
+		{"inline client_id of another tenant, no secret", tenantBKey, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: map[string]string{"client_id": "tenant-a"}}, codes.InvalidArgument, "credentials.client_secret"},
 		{"inline oauth2 client_id, the operator's extra_params as the only secret", tenantBKey, &tokenbrokerv1.GetTokenRequest{Vendor: "oauth2", Credentials: map[string]string{"client_id": vendorsim.DemoAccounts()["oauth2"]["client_id"]}}, codes.InvalidArgument, "credentials"},
 		{"tenancy steering on a profile that lists its tenancy", tenantAKey, &tokenbrokerv1.GetTokenRequest{Profile: "a-hotdocs", Params: map[string]string{"tenancy": "attacker"}}, codes.InvalidArgument, "params.tenancy"},
 		{"scope escalation on a profile without allow_params", tenantAKey, &tokenbrokerv1.GetTokenRequest{Profile: "a-oauth", Params: map[string]string{"scope": "admin:all"}}, codes.InvalidArgument, "params.scope"},
