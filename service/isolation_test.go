@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -95,28 +96,9 @@ func TestInlineCallMustBringItsOwnSecret(t *testing.T) {
 	// client_auth can no longer be tls_client_auth: an operator error, not
 	// a way in.
 	var ce *vendors.ConfigError
-	var ae *vendors.ArgumentError
-	if !asAny(err, &ce, &ae) {
-		t.Fatalf("err = %T %v", err, err)
+	if !errors.As(err, &ce) || ce.Setting != "client_auth" {
+		t.Fatalf("err = %T %v, want the ConfigError of client_auth", err, err)
 	}
-}
-
-func asAny(err error, targets ...any) bool {
-	for _, tg := range targets {
-		switch p := tg.(type) {
-		case **vendors.ConfigError:
-			if e, ok := err.(*vendors.ConfigError); ok {
-				*p = e
-				return true
-			}
-		case **vendors.ArgumentError:
-			if e, ok := err.(*vendors.ArgumentError); ok {
-				*p = e
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func TestInlineSettingsDropSecretMaterial(t *testing.T) {
