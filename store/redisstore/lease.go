@@ -97,13 +97,24 @@ func SpentKey(key string) string { return store.Sibling(key, ":rt") }
 // generation in KEYS[2] is newer than ARGV[3] (then it answers 0). The
 // counter keeps the newest generation written and lives at least as long
 // as the value (and ARGV[4] ms). A token write (KEYS[3] differs from
-// KEYS[1]) also deletes the negative cache entry KEYS[3]: the credentials
-// work again.
+// KEYS[1]) is refused, answering -1, when the value's tag (its first
+// ARGV[5] bytes) is marked in KEYS[4] until a time still to come (the token
+// was reported rejected, revoke.go); otherwise it also deletes the
+// negative cache entry KEYS[3]: the credentials work again.
 var saveFenced = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 local gen = tonumber(ARGV[3])
 if gen < cur then
 	return 0
+end
+if KEYS[3] ~= KEYS[1] then
+	local mark = redis.call('ZSCORE', KEYS[4], string.sub(ARGV[1], 1, tonumber(ARGV[5])))
+	if mark then
+		local t = redis.call('TIME')
+		if tonumber(mark) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+			return -1
+		end
+	end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if gen > 0 then

@@ -7,8 +7,9 @@
 // Sentinel or Cluster through go-redis's UniversalClient.
 //
 // Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and beside
-// it :lock (the lease), :gen (the write generation) and :neg (the
-// negative cache entry); the hash tag puts them on one Cluster slot. A
+// it :lock (the lease), :gen (the write generation), :neg (the negative
+// cache entry), :rt (the refresh token last presented) and :revoked (the
+// tokens reported rejected); the hash tag puts them on one Cluster slot. A
 // value's TTL (PX, milliseconds, rounded down) is its token's remaining
 // lifetime when stored: nothing outlives its token.
 //
@@ -289,8 +290,9 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 
 // Save implements sealed.Backend: SET with PX = the time left until
 // expiresAt, rounded down to the millisecond, unless the key's generation
-// is newer than gen (store.ErrStale). A value with less than a millisecond
-// left is not stored.
+// is newer than gen (store.ErrStale) or, for a token, its tag is marked
+// revoked (store.ErrRevoked, revoke.go). A value with less than a
+// millisecond left is not stored.
 func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
@@ -306,45 +308,20 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 			neg = store.Sibling(key, ":neg")
 		}
 		var err error
-		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg},
-			value, ttl.Milliseconds(), gen, genFloor.Milliseconds()).Int64()
+		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg, RevokedKey(key)},
+			value, ttl.Milliseconds(), gen, genFloor.Milliseconds(), TagLen).Int64()
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("redisstore: SET: %w", err)
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return store.ErrStale
+	case -1:
+		return store.ErrRevoked
 	}
 	return nil
-}
-
-// deleteIfPrefix deletes KEYS[1] if its value starts with ARGV[1]: the
-// digest of the access token the caller names (package sealed).
-var deleteIfPrefix = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
-	return redis.call('DEL', KEYS[1])
-end
-return 0
-`)
-
-// DeleteIfPrefix implements sealed.Backend with a Lua script, atomic in
-// Redis.
-func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error) {
-	if len(prefix) == 0 {
-		return false, errors.New("redisstore: empty prefix")
-	}
-	var n int64
-	err := b.doRetry(ctx, key, func(ctx context.Context) error {
-		var err error
-		n, err = deleteIfPrefix.Run(ctx, b.client, []string{key}, prefix).Int64()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("redisstore: compare-and-delete: %w", err)
-	}
-	return n == 1, nil
 }
 
 // doRetry is do with one more attempt when the first timed out. It is for
