@@ -83,7 +83,10 @@ type Options struct {
 	// LeaseTTL is how long a fetch lease outlives its last renewal
 	// (DefaultLeaseTTL).
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// ClaimWait bounds the wait for a replica to acknowledge a
+	// refresh-token claim (DefaultClaimWait, claim.go).
+	ClaimWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Stats are a Backend's counters.
@@ -103,6 +106,9 @@ type Stats struct {
 	// LeasesLost counts leases that expired before their holder ended
 	// (refused writes are counted by the service, per vendor).
 	LeasesLost uint64
+	// ClaimsInDoubt counts refresh-token claims no replica acknowledged
+	// within ClaimWait: the primary grant was used instead.
+	ClaimsInDoubt uint64
 }
 
 // Backend is the Redis byte store, locker and invalidation channel.
@@ -120,10 +126,15 @@ type Backend struct {
 	// id tells this process's invalidation messages from other replicas'.
 	id string
 
-	errors     atomic.Uint64
-	skipped    atomic.Uint64
-	resyncs    atomic.Uint64
-	leasesLost atomic.Uint64
+	errors        atomic.Uint64
+	skipped       atomic.Uint64
+	resyncs       atomic.Uint64
+	leasesLost    atomic.Uint64
+	claimsInDoubt atomic.Uint64
+
+	// replicas caches, by master address, how many replicas it has
+	// (claim.go).
+	replicas sync.Map
 
 	// commands holds a slot per command in flight: at most PoolSize, so
 	// a command never waits for a pooled connection inside its timeout
@@ -176,6 +187,9 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.ClaimWait <= 0 {
+		opts.ClaimWait = DefaultClaimWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -243,12 +257,13 @@ func (b *Backend) Stats() Stats {
 		opens += br.opens.Load()
 	})
 	return Stats{
-		Errors:       b.errors.Load(),
-		Skipped:      b.skipped.Load(),
-		BreakerOpen:  open,
-		BreakerOpens: opens,
-		Resyncs:      b.resyncs.Load(),
-		LeasesLost:   b.leasesLost.Load(),
+		Errors:        b.errors.Load(),
+		Skipped:       b.skipped.Load(),
+		BreakerOpen:   open,
+		BreakerOpens:  opens,
+		Resyncs:       b.resyncs.Load(),
+		LeasesLost:    b.leasesLost.Load(),
+		ClaimsInDoubt: b.claimsInDoubt.Load(),
 	}
 }
 
@@ -330,9 +345,14 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 // process or the network should not. Redis down costs at most two
 // timeouts until the breaker opens, then nothing.
 func (b *Backend) doRetry(ctx context.Context, key string, op func(context.Context) error) error {
-	err := b.do(ctx, key, op)
+	return b.doRetryWithin(ctx, key, b.opts.OpTimeout, op)
+}
+
+// doRetryWithin is doRetry with another timeout per attempt.
+func (b *Backend) doRetryWithin(ctx context.Context, key string, timeout time.Duration, op func(context.Context) error) error {
+	err := b.doWithin(ctx, key, timeout, op)
 	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breakerFor(ctx, key).allow() {
-		err = b.do(ctx, key, op)
+		err = b.doWithin(ctx, key, timeout, op)
 	}
 	return err
 }

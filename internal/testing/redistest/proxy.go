@@ -60,12 +60,12 @@ func (p *Proxy) Restore() {
 }
 
 // SwallowReplyAfter makes the first connection that sends a command
-// containing marker (e.g. "EVALSHA") receive nothing more from the
+// containing marker (e.g. "EVALSHA", in any case) receive nothing more from the
 // server: the command reaches the server and runs, and its reply is lost,
 // as when a read times out. It applies once.
 func (p *Proxy) SwallowReplyAfter(marker string) {
 	p.mu.Lock()
-	p.swallow = []byte(marker)
+	p.swallow = bytes.ToLower([]byte(marker))
 	p.mu.Unlock()
 }
 
@@ -140,7 +140,7 @@ func (p *Proxy) serve(client net.Conn) {
 		n, err := client.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			if p.swallow != nil && bytes.Contains(buf[:n], p.swallow) {
+			if p.swallow != nil && bytes.Contains(bytes.ToLower(buf[:n]), p.swallow) {
 				p.swallow = nil
 				p.swallows++
 				muted.Lock()
