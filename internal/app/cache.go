@@ -129,7 +129,7 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	defer cancel()
 	if err := c.backend.Warm(pctx); err != nil {
 		logger.Warn("redis does not answer at startup; serving without the shared cache until it does; its maxmemory-policy is not checked", "addrs", strings.Join(rc.Addrs, ","), "err", err)
-	} else if err := checkEviction(pctx, c.backend, rc.AllowEviction, logger); err != nil {
+	} else if err := checkEviction(ctx, c.backend, rc.AllowEviction, logger); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -140,6 +140,8 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 // checkEviction refuses a Redis that may evict the broker's keys, unless
 // cache.redis.allow_eviction (docs/operations.md, Redis requirements).
 func checkEviction(ctx context.Context, b *redisstore.Backend, allow bool, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, startupPing)
+	defer cancel()
 	err := b.CheckEviction(ctx)
 	var evicting *redisstore.EvictionError
 	switch {

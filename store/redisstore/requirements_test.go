@@ -79,7 +79,14 @@ func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := redistest.StartProxy(t, srv.Addr)
 	ctx := context.Background()
-	b := newBackend(t, proxy.Addr) // the product's timeouts: 50 ms reads, 250 ms for the budget
+	// A read times out after 1 s (the product's is 50 ms), and the call
+	// may take 10 s: long enough that only the staged loss times out.
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{proxy.Addr}, OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LockTimeout: 10 * time.Second})
+	t.Cleanup(func() { _ = b.Close() })
 	raw := rawClient(t, srv.Addr)
 	// Load the script first, so the lost reply is the one of the run, not
 	// of a NOSCRIPT answer.
@@ -118,7 +125,14 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	ctx := context.Background()
-	b := newLeaseBackend(t, 5*time.Second, master.Addr)
+	// The replica has 2 s to acknowledge (the product waits 100 ms), so
+	// only the frozen replica misses it.
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{master.Addr}, OpTimeout: patient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 10 * time.Second, ClaimWait: 2 * time.Second})
+	t.Cleanup(func() { _ = b.Close() })
 	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr})
 	t.Cleanup(func() { _ = onReplica.Close() })
 

@@ -19,14 +19,15 @@ import (
 )
 
 // redisReplica is one replica's cache stack (L1, sealing, Redis at addr),
-// as internal/app builds it.
+// as internal/app builds it, but with 5 s commands: these tests are about
+// what Redis holds, and a cut connection fails at once anyway.
 func redisReplica(t *testing.T, addr string, ring *sealed.Keyring) (*tiered.Store, *redisstore.Backend) {
 	t.Helper()
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{addr}})
+	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{addr}, OpTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := redisstore.New(client, redisstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b := redisstore.New(client, redisstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OpTimeout: 5 * time.Second})
 	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := b.Warm(wctx); err != nil {
