@@ -121,3 +121,33 @@ func metadataValue(ctx context.Context, key string) (string, bool) {
 func withMetadata(ctx context.Context, key, value string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, key, value)
 }
+
+// panicStream is a server stream whose handler will panic.
+type panicStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s panicStream) Context() context.Context { return s.ctx }
+
+func TestRecoverStream(t *testing.T) {
+	t.Parallel()
+	var panics atomic.Int64
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{OnPanic: func() { panics.Add(1) }}}
+	for _, tc := range []struct {
+		name    string
+		handler grpc.StreamHandler
+		want    codes.Code
+	}{
+		{"panics", func(any, grpc.ServerStream) error { panic("stream handler bug") }, codes.Internal},
+		{"returns", func(any, grpc.ServerStream) error { return nil }, codes.OK},
+	} {
+		err := s.recoverStream(nil, panicStream{ctx: context.Background()}, &grpc.StreamServerInfo{FullMethod: "/grpc.health.v1.Health/Watch"}, tc.handler)
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if panics.Load() != 1 {
+		t.Errorf("OnPanic called %d times, want 1", panics.Load())
+	}
+}
