@@ -7,8 +7,9 @@
 // one that a caller reported as rejected (InvalidateToken). L1 learns of it
 // by two means, each covering the other's blind spot:
 //
-//   - Push: every Put and CompareAndDelete (deleted or not) publishes the key on
-//     a Redis pub/sub channel (Options.Publish), and each replica's
+//   - Push: every Put and every CompareAndDelete (deleted or not: another
+//     replica may hold the named token alone) publishes the key on a
+//     Redis pub/sub channel (Options.Publish), and each replica's
 //     subscriber calls Forget, dropping the key within milliseconds.
 //     Pub/sub was chosen over keyspace notifications (a server setting
 //     that managed Redis often forbids, and node-local in a Cluster) and
@@ -34,10 +35,10 @@
 // otherwise: the entry is dropped); otherwise the newer token (by
 // IssuedAt) wins, after the same write-back when ours is the newer and
 // was never shared. A write the shared level refuses because the token
-// was reported rejected (store.ErrRevoked) drops the entry from L1 too.
-// A CompareAndDelete that could not reach the shared
-// level is remembered (up to MaxPendingDeletes) and done when the shared
-// level answers again: on the next read of the key, and on Resync.
+// was reported rejected (store.ErrRevoked) drops the entry from L1 too
+// (docs/design.md section 10). A CompareAndDelete that could not reach the
+// shared level is remembered (up to MaxPendingDeletes) and done when the
+// shared level answers again: on the next read of the key, and on Resync.
 package tiered
 
 import (
