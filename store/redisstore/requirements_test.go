@@ -70,50 +70,69 @@ func TestCheckEvictionAsksEveryClusterMaster(t *testing.T) {
 	}
 }
 
-// TestBudgetChargedOnceWhenTheReplyIsLost: the budget script runs, its
+// TestBudgetChargedOnceWhenTheReplyIsLost: a budget script runs, its
 // reply never arrives, go-redis sends it again after the read timeout; the
 // operation id makes the second run answer the first one's charge instead
-// of charging again.
+// of charging again. Both budget scripts: the vendor's, and the one that
+// bounds a client's share of it.
 func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	proxy := redistest.StartProxy(t, srv.Addr)
-	ctx := context.Background()
-	// A read times out after 1 s (the product's is 50 ms), and the call
-	// may take 10 s: long enough that only the staged loss times out.
-	client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{proxy.Addr}, OpTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LockTimeout: 10 * time.Second})
-	t.Cleanup(func() { _ = b.Close() })
-	raw := rawClient(t, srv.Addr)
-	// Load the script first, so the lost reply is the one of the run, not
-	// of a NOSCRIPT answer.
-	if _, _, err := b.TakeBudget(ctx, "warmup", 1, 1); err != nil {
-		t.Fatal(err)
-	}
 	const rate = 0.001 // one request per 1000 s: a second charge would show as 2000 s
 	const interval = 1000 * time.Second
-	proxy.SwallowReplyAfter("EVALSHA")
-	allowed, _, err := b.TakeBudget(ctx, "lost-reply", rate, 1)
-	if proxy.Swallowed() != 1 {
-		t.Fatal("the proxy lost no reply: the fault was not staged")
-	}
-	if err != nil || !allowed {
-		t.Fatalf("TakeBudget = %v, %v; want allowed (the first run's answer)", allowed, err)
-	}
-	tat, err := raw.Get(ctx, redisstore.BudgetKey("lost-reply")).Int64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now, err := raw.Time(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ahead := time.Duration(tat-now.UnixMicro()) * time.Microsecond
-	if charges := (ahead + interval/2) / interval; charges != 1 {
-		t.Fatalf("the budget is %v ahead: %d charges, want 1", ahead, charges)
+	for _, tc := range []struct {
+		name string
+		take func(ctx context.Context, b *redisstore.Backend, vendor string) (bool, error)
+	}{
+		{"budget", func(ctx context.Context, b *redisstore.Backend, vendor string) (bool, error) {
+			allowed, _, err := b.TakeBudget(ctx, vendor, rate, 1)
+			return allowed, err
+		}},
+		{"budget share", func(ctx context.Context, b *redisstore.Backend, vendor string) (bool, error) {
+			_, reserved, _, err := b.ReserveBudgetShare(ctx, vendor, "client-a", rate, 1, 0, 0.5)
+			return reserved, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			proxy := redistest.StartProxy(t, srv.Addr)
+			ctx := context.Background()
+			// A read times out after 1 s (the product's is 50 ms), and the
+			// call may take 10 s: long enough that only the staged loss
+			// times out.
+			client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{proxy.Addr}, OpTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LockTimeout: 10 * time.Second})
+			t.Cleanup(func() { _ = b.Close() })
+			raw := rawClient(t, srv.Addr)
+			// Load the script first, so the lost reply is the one of the
+			// run, not of a NOSCRIPT answer.
+			if _, err := tc.take(ctx, b, "warmup"); err != nil {
+				t.Fatal(err)
+			}
+			proxy.SwallowReplyAfter("EVALSHA")
+			allowed, err := tc.take(ctx, b, "lost-reply")
+			if proxy.Swallowed() != 1 {
+				t.Fatal("the proxy lost no reply: the fault was not staged")
+			}
+			if err != nil || !allowed {
+				t.Fatalf("= %v, %v; want allowed (the first run's answer)", allowed, err)
+			}
+			tat, err := raw.Get(ctx, redisstore.BudgetKey("lost-reply")).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			now, err := raw.Time(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ahead := time.Duration(tat-now.UnixMicro()) * time.Microsecond
+			if charges := (ahead + interval/2) / interval; charges != 1 {
+				t.Fatalf("the budget is %v ahead: %d charges, want 1", ahead, charges)
+			}
+		})
 	}
 }
 
