@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"hash/maphash"
 	"time"
 
@@ -56,8 +58,9 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 	start := s.now()
 	for joins := 0; ; joins++ {
 		mine := false
-		ch := s.flight.DoChan(r.key, func() (any, error) {
+		ch := s.flight.DoChan(r.key, func() (res any, err error) {
 			mine = true
+			defer s.recoverFlight(r, &err)
 			// The fetch outlives any one caller: a caller that gives up
 			// must not fail the others waiting on the same flight. Its
 			// retries still fit in the starting caller's deadline, so a
@@ -95,6 +98,25 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 		return f.entry, f.cached, nil
 	}
 }
+
+// recoverFlight turns a panic in a flight (a strategy's Fetch, a store)
+// into an error for its callers: singleflight re-raises a panic on a
+// goroutine of its own, where no interceptor could catch it, and the
+// process with every fetch in flight would die. Deferred in every flight.
+func (s *Service) recoverFlight(r *resolved, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.obs.Panic()
+	s.log.Error("panic in a token fetch; its callers get internal error", "vendor", r.vendor, "profile", r.profile,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	*err = errFlightPanicked
+}
+
+// errFlightPanicked is what the callers of a flight that panicked get
+// (INTERNAL "internal error").
+var errFlightPanicked = errors.New("service: a token fetch panicked")
 
 // maxFlightJoins bounds how many other callers' flights a miss joins
 // before it takes whatever the last one answered.
@@ -353,6 +375,11 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	case errors.Is(err, store.ErrStale):
 		s.obs.StaleWrite(r.vendor)
 		return e, true, nil
+	case errors.Is(err, store.ErrRevoked):
+		// The vendor answered with a token a caller reported rejected
+		// (some vendors hand out the same token until it expires): it
+		// is served to this caller, never cached for the fleet.
+		s.log.Warn("the vendor issued a token a caller had reported rejected; served uncached", "vendor", r.vendor, "profile", r.profile)
 	case err != nil:
 		s.cacheWarn("cache write failed; token served uncached", r.vendor, err)
 	}
@@ -447,7 +474,8 @@ func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		ch := s.flight.DoChan(r.key, func() (any, error) {
+		ch := s.flight.DoChan(r.key, func() (res any, err error) {
+			defer s.recoverFlight(r, &err)
 			ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
 			defer cancel()
 			return s.refreshAhead(ctx, r, e)

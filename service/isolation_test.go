@@ -428,3 +428,43 @@ func TestAheadTableIsBounded(t *testing.T) {
 		t.Fatal("a key whose refresh succeeded cannot start again")
 	}
 }
+
+// panickyStrategy's Fetch panics: a vendor strategy with a bug.
+type panickyStrategy struct{}
+
+func (panickyStrategy) Info() vendors.Info {
+	return vendors.Info{ID: "panicky", RequiredCredentials: []string{"client_id", "client_secret"}}
+}
+
+func (panickyStrategy) Prepare(vendors.Input) (vendors.Call, error) { return panickyCall{}, nil }
+
+type panickyCall struct{}
+
+func (panickyCall) Target() string { return "https://panicky.example/token" }
+func (panickyCall) Fetch(context.Context, string) (*vendors.Token, error) {
+	panic("a bug in a vendor strategy")
+}
+
+// A panic inside a fetch flight runs on singleflight's goroutine, where no
+// interceptor can catch it: the flight recovers it, and the callers get
+// INTERNAL while the process goes on.
+func TestPanicInAFetchFlight(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	s := New(Config{
+		Registry:       vendors.NewRegistry(panickyStrategy{}),
+		Profiles:       map[string]Profile{"p": {Vendor: "panicky", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}}},
+		FingerprintKey: []byte("k"),
+		Logger:         slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	t.Cleanup(s.Close)
+	for range 2 {
+		_, err := s.GetToken(context.Background(), &tokenbrokerv1.GetTokenRequest{Profile: "p"})
+		if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
+			t.Fatalf("answered %v, want INTERNAL \"internal error\"", err)
+		}
+	}
+	if !strings.Contains(logs.String(), "a bug in a vendor strategy") || !strings.Contains(logs.String(), "goroutine") {
+		t.Fatalf("the panic was not logged with its stack:\n%s", logs.String())
+	}
+}
