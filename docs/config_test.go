@@ -17,8 +17,9 @@ const placeholder = "<>"
 // configKeys walks config.Config's yaml tags and returns every leaf key
 // path: a struct with yaml-tagged fields is descended into, a map of such
 // structs or of maps too (its key a placeholder: profiles.<name>,
-// vendors.<id>); anything else (scalars, lists, secrets, a map of values,
-// types with their own YAML decoding) is a leaf.
+// vendors.<id>), and a list of such structs (written name[]); anything
+// else (scalars, lists of values, secrets, a map of values, types with
+// their own YAML decoding) is a leaf.
 func configKeys() []string {
 	var keys []string
 	var walk func(prefix string, typ reflect.Type)
@@ -38,6 +39,8 @@ func configKeys() []string {
 			}
 		case typ.Kind() == reflect.Map && (hasYAMLFields(elem(typ)) || elem(typ).Kind() == reflect.Map):
 			walk(join(prefix, placeholder), typ.Elem())
+		case typ.Kind() == reflect.Slice && hasYAMLFields(elem(typ)):
+			walk(prefix+"[]", typ.Elem())
 		default:
 			keys = append(keys, prefix)
 		}
@@ -90,8 +93,8 @@ func normalize(key string) string {
 // The table's notation: a key cell lists full paths in backticks; a name
 // after the first without the first's parent is the first's sibling
 // (`cache.redis.master_name`, `username` is cache.redis.username); a row
-// for a block (`profiles.<name>`) documents the block's keys its notes
-// name in backticks (`vendor`, `allow_params`).
+// for a block (`profiles.<name>`, a list `auth.jwt_issuers[]`) documents
+// the block's keys its notes name in backticks (`vendor`, `allow_params`).
 func TestDesignConfigKeys(t *testing.T) {
 	t.Parallel()
 	where := designDoc + ", Configuration, the key table"
