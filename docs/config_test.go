@@ -93,8 +93,9 @@ func normalize(key string) string {
 // The table's notation: a key cell lists full paths in backticks; a name
 // after the first without the first's parent is the first's sibling
 // (`cache.redis.master_name`, `username` is cache.redis.username); a row
-// for a block (`profiles.<name>`, a list `auth.jwt_issuers[]`) documents
-// the block's keys its notes name in backticks (`vendor`, `allow_params`).
+// for a block (`profiles.<name>`, a list `auth.jwt_issuers[]`, which may
+// be written without its []) documents the block's keys its notes name in
+// backticks (`vendor`, `discovery: true`, `{url, headers}`).
 func TestDesignConfigKeys(t *testing.T) {
 	t.Parallel()
 	where := designDoc + ", Configuration, the key table"
@@ -121,13 +122,17 @@ func TestDesignConfigKeys(t *testing.T) {
 			}
 			rowKeys = append(rowKeys, s)
 		}
-		notes := codeSpans(row[len(row)-1])
+		notes := noteKeys(row[len(row)-1])
 		for _, k := range rowKeys {
 			documented[k] = true
-			// A block's keys named in the notes.
-			for _, leaf := range leaves {
-				if rel, ok := strings.CutPrefix(leaf, k+"."); ok && slices.Contains(notes, rel) {
-					documented[leaf] = true
+			// A block's keys named in the notes; a list of blocks may be
+			// written without its [].
+			for _, block := range []string{k, k + "[]"} {
+				for _, leaf := range leaves {
+					if rel, ok := strings.CutPrefix(leaf, block+"."); ok && notes[rel] {
+						documented[leaf] = true
+						documented[block] = true
+					}
 				}
 			}
 		}
@@ -138,11 +143,27 @@ func TestDesignConfigKeys(t *testing.T) {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(documented)) {
-		known := slices.ContainsFunc(leaves, func(leaf string) bool { return leaf == k || strings.HasPrefix(leaf, k+".") })
+		known := slices.ContainsFunc(leaves, func(leaf string) bool {
+			return leaf == k || strings.HasPrefix(leaf, k+".") || strings.HasPrefix(leaf, k+"[].")
+		})
 		if !known {
 			t.Errorf("%s documents `%s`, which config.Config has no yaml key for: remove it, or fix its path", where, display(k))
 		}
 	}
+}
+
+// noteKeys returns the key names a notes cell gives in backticks: `name`,
+// `name: value`, or a flow mapping `{name, other}`.
+func noteKeys(cell string) map[string]bool {
+	names := map[string]bool{}
+	for _, span := range codeSpans(cell) {
+		span = strings.TrimSuffix(strings.TrimPrefix(span, "{"), "}")
+		for part := range strings.SplitSeq(span, ",") {
+			name, _, _ := strings.Cut(part, ":")
+			names[strings.TrimSpace(name)] = true
+		}
+	}
+	return names
 }
 
 // display writes a key path as the table does, <name> for a map key.
