@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -18,16 +19,25 @@ const module = "github.com/tokenbroker/tokenbroker"
 
 // importGraph returns the module's packages (paths relative to the module)
 // and, for each, the packages of the module its product code imports
-// (go list's Imports: test files excluded).
+// (go list's Imports: test files excluded). go list runs once per test
+// binary.
 func importGraph(t *testing.T) map[string][]string {
 	t.Helper()
+	graph, err := listImports()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return graph
+}
+
+var listImports = sync.OnceValues(func() (map[string][]string, error) {
 	cmd := exec.Command("go", "list", "-json=ImportPath,Imports", "./...")
 	cmd.Dir = ".."
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list ./...: %v\n%s", err, stderr.Bytes())
+		return nil, fmt.Errorf("go list ./...: %v\n%s", err, stderr.Bytes())
 	}
 	graph := map[string][]string{}
 	dec := json.NewDecoder(bytes.NewReader(out))
@@ -39,7 +49,7 @@ func importGraph(t *testing.T) map[string][]string {
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			t.Fatalf("go list output: %v", err)
+			return nil, fmt.Errorf("go list output: %w", err)
 		}
 		pkg, ok := relative(p.ImportPath)
 		if !ok {
@@ -54,10 +64,10 @@ func importGraph(t *testing.T) map[string][]string {
 		graph[pkg] = deps
 	}
 	if len(graph) == 0 {
-		t.Fatal("go list ./... listed no package")
+		return nil, errors.New("go list ./... listed no package")
 	}
-	return graph
-}
+	return graph, nil
+})
 
 // relative returns path inside the module, or false for another module's.
 func relative(path string) (string, bool) {
