@@ -222,14 +222,14 @@ func testHolderFrozen(t *testing.T, bin string) {
 		late <- answer{resp, err}
 	}()
 	waitUntil(t, "the holder's vendor request", 10*time.Second, func() bool { return sim.Requests("smartdocumentor") == 1 })
-	f.replicas[0].signal(t, syscall.SIGSTOP)
+	f.replicas[0].freeze(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	fresh, err := f.replicas[1].client.GetToken(ctx, req)
 	if err != nil {
 		t.Fatalf("GetToken while the holder is frozen: %v", err)
 	}
-	f.replicas[0].signal(t, syscall.SIGCONT)
+	f.replicas[0].thaw(t)
 	got := <-late
 	if got.err != nil {
 		t.Fatalf("the thawed holder's caller: %v", got.err)

@@ -219,6 +219,23 @@ func (r *replica) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// freeze stops the replica's process (SIGSTOP) and returns once every
+// thread of it is stopped, so the fleet sees a stalled holder from then on.
+func (r *replica) freeze(t *testing.T) {
+	t.Helper()
+	if err := redistest.FreezeProcess(r.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// thaw resumes a frozen replica (SIGCONT) and returns once it runs again.
+func (r *replica) thaw(t *testing.T) {
+	t.Helper()
+	if err := redistest.ThawProcess(r.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // stop ends a replica with SIGTERM (graceful), then SIGKILL.
 func (r *replica) stop(t *testing.T, i int) {
 	_ = r.cmd.Process.Signal(syscall.SIGCONT) // in case a test froze it
