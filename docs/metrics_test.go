@@ -29,6 +29,7 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 	"NegativeHit":  func(m *metrics.Metrics) { m.NegativeHit("oauth2") },
 	"Invalidated":  func(m *metrics.Metrics) { m.Invalidated("oauth2", true) },
 	"StaleWrite":   func(m *metrics.Metrics) { m.StaleWrite("oauth2") },
+	"Panic":        func(m *metrics.Metrics) { m.Panic() },
 	"ConfigReload": func(m *metrics.Metrics) { m.ConfigReload("ok") },
 	"SetConfigGeneration": func(m *metrics.Metrics) {
 		m.SetConfigGeneration(2)

@@ -91,7 +91,7 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 	// timeout); the operation id makes that a question, not a second
 	// charge.
 	key := BudgetKey(vendor)
-	keys := []string{key, opKey(key, newOpID())}
+	keys := []string{key, OpKey(key, newOpID())}
 	err = b.doWithin(ctx, key, b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudget.Run(ctx, b.client, keys, interval, burst, maxWaitMicros, opMemory.Milliseconds()).Int64Slice()

@@ -265,7 +265,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 // replicas, the claim is not trusted until one of them has it (claim.go).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	keys := []string{l.lockKey, SpentKey(l.key), opKey(l.key, newOpID())}
+	keys := []string{l.lockKey, SpentKey(l.key), OpKey(l.key, newOpID())}
 	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds(), opMemory.Milliseconds()}
 	n, replicated, err := l.b.claimReplicated(ctx, l.key, keys, args)
 	if err != nil {

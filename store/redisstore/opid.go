@@ -25,6 +25,6 @@ const opMemory = 10 * time.Second
 // newOpID returns a fresh operation id.
 func newOpID() string { return randomHex(8) }
 
-// opKey is the key that remembers the answer of operation id on key's
-// Cluster slot (it shares key's hash tag).
-func opKey(key, id string) string { return store.Sibling(key, ":op:"+id) }
+// OpKey is the key under which a script run with operation id remembers
+// its answer (beside key, in its hash slot).
+func OpKey(key, id string) string { return store.Sibling(key, ":op:"+id) }

@@ -104,7 +104,7 @@ func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte)
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		var err error
-		n, err = revokeToken.Run(ctx, b.client, []string{key, RevokedKey(key), opKey(key, op)},
+		n, err = revokeToken.Run(ctx, b.client, []string{key, RevokedKey(key), OpKey(key, op)},
 			prefix, RevokedFallback.Milliseconds(), MaxRevoked, opMemory.Milliseconds()).Int64()
 		return err
 	})

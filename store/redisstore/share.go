@@ -113,7 +113,7 @@ func (b *Backend) ReserveBudgetShare(ctx context.Context, vendor, client string,
 	var reply []int64
 	// go-redis sends the script again when its answer is late; the
 	// operation id makes that a question, not a second charge (opid.go).
-	keys := []string{BudgetKey(vendor), ShareKey(vendor, client), WaitingKey(vendor), opKey(BudgetKey(vendor), newOpID())}
+	keys := []string{BudgetKey(vendor), ShareKey(vendor, client), WaitingKey(vendor), OpKey(BudgetKey(vendor), newOpID())}
 	err = b.doWithin(ctx, BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudgetShare.Run(ctx, b.client, keys,
