@@ -84,12 +84,15 @@ compose-check:
 	@test -f docker-compose.yml || { echo "compose-check: no docker-compose.yml yet"; exit 0; }; \
 	docker-compose -f docker-compose.yml config -q
 
-## helm-check: helm lint, and helm template with the default and the production values
+## helm-check: helm lint and helm template (values.schema.json included) with the
+## minimal and the production values; the defaults alone must refuse to render
 helm-check:
-	$(TOOL) helm lint --strict $(CHART)
-	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml
-	$(TOOL) helm template tokenbroker $(CHART) >/dev/null
+	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/minimal-values.yaml --kube-version 1.31
+	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml --kube-version 1.31
+	$(TOOL) helm template tokenbroker $(CHART) -f $(CHART)/ci/minimal-values.yaml --kube-version 1.31 >/dev/null
 	$(TOOL) helm template tokenbroker $(CHART) -f $(CHART)/ci/production-values.yaml --kube-version 1.31 >/dev/null
+	@if $(TOOL) helm template tokenbroker $(CHART) --kube-version 1.31 >/dev/null 2>&1; then \
+		echo "helm-check: the default values render, but without callers the broker cannot start" >&2; exit 1; fi
 
 ## rules-check: promtool check rules and the alerts' unit tests
 rules-check:
