@@ -632,6 +632,11 @@ func helmTestArgs(t *testing.T, objects rendered, cfg brokerConfig) []string {
 	if pod.Annotations["helm.sh/hook"] != "test" || pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("the test pod is not a helm test hook that runs once: %v, restartPolicy %q", pod.Annotations, pod.Spec.RestartPolicy)
 	}
+	for key, obj := range objects {
+		if svc, ok := obj.(*corev1.Service); ok && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+			t.Errorf("%s selects the test pod: callers would reach it", key)
+		}
+	}
 	if len(pod.Spec.Containers) != 1 {
 		t.Fatalf("test pod containers = %d, want 1", len(pod.Spec.Containers))
 	}
