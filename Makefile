@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VE
              -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
 .PHONY: run build test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check \
-	helm-check chart-lint chart-docs rules-check deploy-test deploy-check image ci
+	helm-check chart-lint chart-docs rules-check deploy-test deploy-check openapi-lint image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
 run:
@@ -52,6 +52,13 @@ generate:
 generate-check: generate
 	@git diff --exit-code -- gen/ && test -z "$$(git status --porcelain -- gen/)" || \
 		(echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1)
+
+## openapi-lint: Spectral (spectral:oas; the version pinned in tools/spectral's
+## package-lock.json, installed by npm ci) on the generated OpenAPI document: no error
+openapi-lint:
+	cd tools/spectral && { [ -x node_modules/.bin/spectral ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --no-audit --no-fund; }
+	cd tools/spectral && node_modules/.bin/spectral lint --ruleset .spectral.yaml --fail-severity error ../../gen/openapi/tokenbroker.swagger.json
 
 ## lint: gofmt, go vet, staticcheck (the service and the deploy module), buf lint
 lint:
@@ -139,4 +146,4 @@ image:
 	docker build --target tokenbroker --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t tokenbroker:$(VERSION) .
 
 ## ci: what .ci/run runs
-ci: lint generate-check breaking test fuzz compose-check deploy-check
+ci: lint generate-check openapi-lint breaking test fuzz compose-check deploy-check
