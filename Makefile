@@ -15,7 +15,7 @@ LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VE
              -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
 .PHONY: run build test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check \
-	helm-check chart-lint chart-docs rules-check deploy-test deploy-check openapi-lint image ci
+	helm-check chart-lint chart-docs rules-check deploy-test deploy-check openapi-lint client-examples image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
 run:
@@ -59,6 +59,13 @@ openapi-lint:
 	cd tools/spectral && { [ -x node_modules/.bin/spectral ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
 		npm ci --no-audit --no-fund; }
 	cd tools/spectral && node_modules/.bin/spectral lint --ruleset .spectral.yaml --fail-severity error ../../gen/openapi/tokenbroker.swagger.json
+
+## client-examples: docs/clients.md's Node.js example (examples/node, its packages
+## from npm through its package-lock.json) against a broker on loopback
+client-examples:
+	cd examples/node && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --no-audit --no-fund; }
+	$(GO) test -race -count=1 -run '^TestNodeClientExample$$' ./test/
 
 ## lint: gofmt, go vet, staticcheck (the service and the deploy module), buf lint
 lint:
@@ -146,4 +153,4 @@ image:
 	docker build --target tokenbroker --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t tokenbroker:$(VERSION) .
 
 ## ci: what .ci/run runs
-ci: lint generate-check openapi-lint breaking test fuzz compose-check deploy-check
+ci: lint generate-check openapi-lint breaking client-examples test fuzz compose-check deploy-check
