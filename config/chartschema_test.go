@@ -32,6 +32,14 @@ func TestChartSchemaKnowsTheKeys(t *testing.T) {
 	if cfg == nil {
 		t.Fatal("values.schema.json has no properties.config")
 	}
+	// profiles.<name> and clients.<name>: the schema of each map value.
+	entry := func(name string) *node {
+		var n node
+		if m := cfg.Properties[name]; m != nil && json.Unmarshal(m.AdditionalProperties, &n) == nil {
+			return &n
+		}
+		return nil
+	}
 	checks := []struct {
 		where  string
 		schema *node
@@ -42,6 +50,8 @@ func TestChartSchemaKnowsTheKeys(t *testing.T) {
 		{"config.service", cfg.Properties["service"], reflect.TypeFor[ServiceTuning]()},
 		{"config.limits", cfg.Properties["limits"], reflect.TypeFor[Limits]()},
 		{"config.access_log", cfg.Properties["access_log"], reflect.TypeFor[AccessLog]()},
+		{"config.profiles.<name>", entry("profiles"), reflect.TypeFor[Profile]()},
+		{"config.clients.<name>", entry("clients"), reflect.TypeFor[Client]()},
 	}
 	for _, c := range checks {
 		if c.schema == nil {
