@@ -34,6 +34,7 @@ type Config struct {
 	TLS           TLS                 `yaml:"tls"`
 	Service       ServiceTuning       `yaml:"service"`
 	Limits        Limits              `yaml:"limits"`
+	AccessLog     AccessLog           `yaml:"access_log"`
 
 	// secretFiles are the paths of the file: secrets, in the order met.
 	secretFiles []string
@@ -206,6 +207,57 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
+// AccessLog is the access log policy (docs/design.md section 8, "Access
+// log policy"): which successful cache hits get a "request" line. Misses,
+// errors and every other call are always logged, and so is every
+// authorization decision (its own audit line).
+type AccessLog struct {
+	// CacheHits is "all" (the default, also when empty), "sampled" (one
+	// line per SampleOneIn hits) or "none".
+	CacheHits string `yaml:"cache_hits"`
+	// SampleOneIn is N of "one in N", 2..1000000; only with sampled.
+	SampleOneIn int `yaml:"sample_one_in"`
+}
+
+// Access log policies (AccessLog.CacheHits).
+const (
+	CacheHitsAll     = "all"
+	CacheHitsSampled = "sampled"
+	CacheHitsNone    = "none"
+)
+
+// maxSampleOneIn bounds access_log.sample_one_in: beyond it a sampled log
+// is as good as none, which says so more plainly.
+const maxSampleOneIn = 1_000_000
+
+// HitsOneIn returns how many successful cache hits share one access line:
+// 1 for all, 0 for none, N when sampled. The AccessLog must be valid.
+func (a AccessLog) HitsOneIn() uint64 {
+	switch a.CacheHits {
+	case CacheHitsNone:
+		return 0
+	case CacheHitsSampled:
+		return uint64(a.SampleOneIn)
+	}
+	return 1
+}
+
+func (a AccessLog) validate() error {
+	switch a.CacheHits {
+	case "", CacheHitsAll, CacheHitsNone:
+		if a.SampleOneIn != 0 {
+			return fmt.Errorf("access_log.sample_one_in needs access_log.cache_hits: %s", CacheHitsSampled)
+		}
+	case CacheHitsSampled:
+		if a.SampleOneIn < 2 || a.SampleOneIn > maxSampleOneIn {
+			return fmt.Errorf("access_log.sample_one_in: %d is not in 2..%d (one line per that many cache hits)", a.SampleOneIn, maxSampleOneIn)
+		}
+	default:
+		return fmt.Errorf("access_log.cache_hits: %q is not one of %s, %s, %s", a.CacheHits, CacheHitsAll, CacheHitsSampled, CacheHitsNone)
+	}
+	return nil
+}
+
 // ServiceTuning holds the token semantics' knobs (docs/design.md section 4).
 type ServiceTuning struct {
 	DefaultMinTTL        string  `yaml:"default_min_ttl"`
@@ -309,6 +361,9 @@ func (c *Config) validate() error {
 	}
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file")
+	}
+	if err := c.AccessLog.validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -34,7 +34,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tokenbroker/tokenbroker/gen/openapi"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
@@ -271,7 +270,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	mux.Handle("/v1/", noStore(http.MaxBytesHandler(gw, MaxHTTPBodyBytes)))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(openAPIDocument())
 	})
 	for pattern, h := range s.opts.Routes {
 		mux.Handle(pattern, h)
