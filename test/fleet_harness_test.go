@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
@@ -164,7 +166,9 @@ func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_, err := r.client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{})
 		cancel()
-		if err == nil {
+		// UNAUTHENTICATED is an answer too: the replica has callers
+		// configured and this probe sends no credentials.
+		if err == nil || status.Code(err) == codes.Unauthenticated {
 			return r, nil
 		}
 		select {

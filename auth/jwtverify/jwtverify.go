@@ -122,12 +122,13 @@ func (v *Verifier) Issuers() []string {
 	return out
 }
 
-// Status reports, per issuer, why its keys are stale (nil when fresh): a
-// JWKS endpoint that is down keeps serving its last good keys.
-func (v *Verifier) Status() map[string]error {
-	out := map[string]error{}
+// Sources returns each issuer's key source, by issuer, for metrics and
+// readiness (a JWKS endpoint that is down keeps its last good keys, and
+// its Err says so).
+func (v *Verifier) Sources() map[string]KeySource {
+	out := make(map[string]KeySource, len(v.issuers))
 	for name, is := range v.issuers {
-		out[name] = is.Keys.Err()
+		out[name] = is.Keys
 	}
 	return out
 }

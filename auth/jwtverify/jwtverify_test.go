@@ -250,7 +250,7 @@ func TestEndpointDownKeepsLastGoodKeys(t *testing.T) {
 	if keys.Err() == nil || keys.Failures() != 1 {
 		t.Fatalf("Err %v, Failures %d: want the failed fetch reported", keys.Err(), keys.Failures())
 	}
-	if st := v.Status()[is.URL()]; st == nil {
+	if st := v.Sources()[is.URL()].Err(); st == nil {
 		t.Fatal("Status does not report the stale keys")
 	}
 	is.SetDown(false)
