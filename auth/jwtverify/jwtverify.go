@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -80,9 +81,12 @@ type Verifier struct {
 	verified *lru.Cache[[32]byte, Claims]
 	// keyGen is the sum of the key sources' generations when verified
 	// was last valid: a key set change empties the cache, so a key an
-	// issuer withdrew stops working at once.
+	// issuer withdrew stops working at once. Read on every call without a
+	// lock; mu serialises the rare purge.
+	keyGen atomic.Uint64
 	mu     sync.Mutex
-	keyGen uint64
+	// sources are the issuers' key sources, for the per-call check.
+	sources []KeySource
 }
 
 // New returns a verifier of the given issuers. now is the clock (nil:
@@ -108,6 +112,7 @@ func New(issuers []Issuer, now func() time.Time) (*Verifier, error) {
 			is.MaxTokenLifetime = DefaultMaxTokenLifetime
 		}
 		v.issuers[is.Issuer] = &is
+		v.sources = append(v.sources, is.Keys)
 	}
 	return v, nil
 }
@@ -186,26 +191,41 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if c, ok := v.verified.Get(digest); ok && now.Before(c.Expiry) {
 		return c, nil
 	}
+	gen := v.keyGen.Load()
 	c, err := v.verify(ctx, raw, now)
 	if err != nil {
 		return Claims{}, err
 	}
-	v.verified.Add(digest, c)
+	// Remembered only if no key set changed meanwhile: a token verified
+	// with a key withdrawn during the check is checked again next time.
+	if v.keySum() == gen {
+		v.verified.Add(digest, c)
+	}
 	return c, nil
 }
 
-// dropIfKeysChanged empties the verified cache when any issuer's key set
-// changed since it was filled.
-func (v *Verifier) dropIfKeysChanged() {
+// keySum is the sum of the key sources' generations.
+func (v *Verifier) keySum() uint64 {
 	var sum uint64
-	for _, is := range v.issuers {
-		sum += is.Keys.Generation()
+	for _, src := range v.sources {
+		sum += src.Generation()
+	}
+	return sum
+}
+
+// dropIfKeysChanged empties the verified cache when any issuer's key set
+// changed since it was filled (generations only grow, so their sum
+// changes whenever one does).
+func (v *Verifier) dropIfKeysChanged() {
+	sum := v.keySum()
+	if sum == v.keyGen.Load() {
+		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if sum != v.keyGen {
+	if sum != v.keyGen.Load() {
 		v.verified.Purge()
-		v.keyGen = sum
+		v.keyGen.Store(sum)
 	}
 }
 

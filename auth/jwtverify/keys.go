@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -109,11 +110,13 @@ type FileKeys struct {
 	path string
 	now  func() time.Time
 
+	// gen counts key set changes; read on every verification, so atomic.
+	gen atomic.Uint64
+
 	mu       sync.Mutex
 	set      *keySet
 	stamp    filewatch.Stamp
 	checked  time.Time
-	gen      uint64
 	err      error
 	failures uint64
 }
@@ -142,7 +145,7 @@ func (f *FileKeys) load() error {
 		var set *keySet
 		if set, err = parseJWKS(raw); err == nil {
 			f.set, f.stamp, f.err = set, stamp, nil
-			f.gen++
+			f.gen.Add(1)
 			return nil
 		}
 	}
@@ -193,11 +196,7 @@ func (f *FileKeys) reloadIfChanged() {
 }
 
 // Generation implements KeySource.
-func (f *FileKeys) Generation() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.gen
-}
+func (f *FileKeys) Generation() uint64 { return f.gen.Load() }
 
 // Err implements KeySource.
 func (f *FileKeys) Err() error {
@@ -237,12 +236,14 @@ type RemoteKeys struct {
 	client *http.Client
 	flight singleflight.Group
 
+	// gen counts key set changes; read on every verification, so atomic.
+	gen atomic.Uint64
+
 	mu        sync.Mutex
 	set       *keySet
 	jwksURL   string
 	fetched   time.Time // last good fetch
 	attempted time.Time // last attempt
-	gen       uint64
 	err       error
 	failures  uint64
 }
@@ -335,7 +336,7 @@ func (r *RemoteKeys) refresh(ctx context.Context) *keySet {
 			return r.set, nil
 		}
 		r.set, r.jwksURL, r.fetched, r.err = set, jwksURL, r.opts.Now(), nil
-		r.gen++
+		r.gen.Add(1)
 		return set, nil
 	})
 	select {
@@ -423,11 +424,7 @@ func (r *RemoteKeys) get(ctx context.Context, target string) ([]byte, error) {
 }
 
 // Generation implements KeySource.
-func (r *RemoteKeys) Generation() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.gen
-}
+func (r *RemoteKeys) Generation() uint64 { return r.gen.Load() }
 
 // Err implements KeySource.
 func (r *RemoteKeys) Err() error {
