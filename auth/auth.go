@@ -5,11 +5,17 @@
 // caller's allow list, audited, and (for the calls that cost a vendor
 // request) rate limited per caller.
 //
-// Callers authenticate with an API key (RFC 6750 section 2.1: the gRPC
-// metadata or HTTP header "authorization: Bearer <key>"; only the key's
-// SHA-256 is configured) or with a TLS client certificate verified against
-// tls.client_ca_file (the principal is the certificate's subject as an RFC
-// 2253 string). Both may be configured together.
+// Callers authenticate with workload identity (docs/design.md, Security
+// model): a JWT in "authorization: Bearer <jwt>" verified by
+// auth/jwtverify (a Kubernetes service-account token, an OIDC token, a
+// SPIFFE JWT-SVID; the client is the one whose jwt_subject or spiffe_id
+// matches its sub), or an X.509-SVID over mTLS verified against the
+// SPIFFE bundle of its trust domain (the client is the one whose spiffe_id
+// is its URI SAN). They may also use an API key (RFC 6750 section 2.1, the
+// same header; only the key's SHA-256 is configured) or a TLS client
+// certificate verified against tls.client_ca_file (the principal is the
+// certificate's subject as an RFC 2253 string). Any of them may be
+// configured together.
 //
 // References: RFC 6749 sections 2.3.1, 3.2, 10.3; RFC 6750 section 5.3;
 // RFC 9700.

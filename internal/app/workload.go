@@ -2,7 +2,9 @@ package app
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
@@ -36,15 +38,23 @@ type workloadIdentity struct {
 // the App is shared).
 type keySources map[string]jwtverify.KeySource
 
-// sourceKey names a key source by everything that configures it.
+// sourceKey names a key source by everything that configures it, the
+// content of its CA file included (a changed CA file reloads the
+// configuration, and then makes a new source).
 func sourceKey(is config.JWTIssuer) string {
+	ca := ""
+	if is.JWKSCAFile != "" {
+		raw, _ := os.ReadFile(is.JWKSCAFile) // an unreadable file fails in newKeySource
+		sum := sha256.Sum256(raw)
+		ca = is.JWKSCAFile + "\x00" + hex.EncodeToString(sum[:])
+	}
 	switch {
 	case is.JWKSFile != "":
 		return "file\x00" + is.JWKSFile
 	case is.Discovery:
-		return "discovery\x00" + is.Issuer + "\x00" + is.JWKSCAFile
+		return "discovery\x00" + is.Issuer + "\x00" + ca
 	}
-	return "url\x00" + is.JWKSURL + "\x00" + is.JWKSCAFile + "\x00" + is.Issuer
+	return "url\x00" + is.JWKSURL + "\x00" + ca + "\x00" + is.Issuer
 }
 
 // jwtVerifier builds the verifier of cfg's issuers (nil when none),
