@@ -139,11 +139,20 @@ func (v *Verifier) Sources() map[string]KeySource {
 }
 
 // LooksLikeJWT reports whether a bearer credential is a JWT rather than an
-// API key: a JWS in compact serialization has exactly two dots and its
-// header is a base64url JSON object ("eyJ" is `{"`). API keys are hex or
-// base64 and never have a dot.
+// API key: a JWS in compact serialization (RFC 7515 section 7.1) has
+// exactly two dots and its header is a base64url JSON object. API keys
+// are hex or base64 and never have a dot.
 func LooksLikeJWT(credential string) bool {
-	return strings.Count(credential, ".") == 2 && strings.HasPrefix(credential, "eyJ")
+	if strings.Count(credential, ".") != 2 {
+		return false
+	}
+	hdr, _, _ := strings.Cut(credential, ".")
+	if strings.HasPrefix(hdr, "eyJ") { // `{"`, what every encoder writes
+		return true
+	}
+	// Whitespace before the first member: decode the first bytes.
+	raw, err := base64.RawURLEncoding.DecodeString(hdr[:min(len(hdr), 8)/4*4])
+	return err == nil && strings.HasPrefix(strings.TrimLeft(string(raw), " \t\r\n"), "{")
 }
 
 // Errors name the reason a token is refused, for the audit line and the

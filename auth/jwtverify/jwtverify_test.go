@@ -353,6 +353,10 @@ func TestLooksLikeJWT(t *testing.T) {
 		{"0123456789abcdef0123456789abcdef", false},
 		{"eyJ.only-one-dot", false},
 		{"abc.def.ghi", false},
+		{base64.RawURLEncoding.EncodeToString([]byte(`{ "alg":"ES256"}`)) + ".e30.c2ln", true},
+		{base64.RawURLEncoding.EncodeToString([]byte("\n{\"alg\":\"ES256\"}")) + ".e30.c2ln", true},
+		{"a.b.c", false},
+		{"...", false},
 	} {
 		if got := jwtverify.LooksLikeJWT(tc.in); got != tc.want {
 			t.Errorf("LooksLikeJWT(%q) = %v", tc.in, got)
