@@ -167,6 +167,49 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 	if n := is.Fetches(); n < 2 || n > 4 {
 		t.Errorf("%d JWKS fetches by two replicas, want 2 to 4", n)
 	}
+
+	grpcCall := func(r *replica, token string) error {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token), 20*time.Second)
+		defer cancel()
+		_, err := r.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+		return err
+	}
+	// The JWKS endpoint goes down: tokens signed with a known key keep
+	// working (new tokens, not remembered ones).
+	is.SetDown(true)
+	for i, r := range f.replicas {
+		if err := grpcCall(r, is.Sign(k8s("billing", fmt.Sprintf("down-%d", i)))); err != nil {
+			t.Errorf("replica %d with the JWKS endpoint down: %v", i, err)
+		}
+	}
+	is.SetDown(false)
+
+	if testing.Short() {
+		return
+	}
+	// The issuer rotates its key and withdraws the old one. A token of the
+	// new key is refused until the refetch interval (30 s) since the last
+	// fetch has passed, then accepted after one refetch; a token of the
+	// withdrawn key is refused from then on.
+	oldKeyToken := is.Sign(k8s("billing", "old-key"))
+	is.Rotate(true)
+	newKeyToken := is.Sign(k8s("billing", "new-key"))
+	deadline := time.Now().Add(60 * time.Second)
+	for i, r := range f.replicas {
+		for {
+			err := grpcCall(r, newKeyToken)
+			if err == nil {
+				break
+			}
+			if status.Code(err) != codes.Unauthenticated || time.Now().After(deadline) {
+				t.Fatalf("replica %d: the rotated key's token: %v", i, err)
+			}
+			time.Sleep(time.Second)
+		}
+		if err := grpcCall(r, oldKeyToken); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("replica %d: a token of the withdrawn key: %v, want Unauthenticated", i, err)
+		}
+	}
 }
 
 func payloadOf(claims map[string]any) string {
