@@ -53,6 +53,17 @@ type Limits struct {
 	// RefreshBurst is how many such calls a client may make at once
 	// (default 30).
 	RefreshBurst int `yaml:"refresh_burst"`
+	// MissesPerMinute is each client's sustained rate of vendor token
+	// requests caused by its cache misses, counted fleet-wide (default
+	// 600).
+	MissesPerMinute int `yaml:"misses_per_minute"`
+	// MissBurst is how many such requests a client may cause at once
+	// (default 300).
+	MissBurst int `yaml:"miss_burst"`
+	// MaxClientShare is the largest fraction of a vendor's
+	// max_requests_per_second budget one client may take while other
+	// clients wait for it (default 0.5; 1: no bound).
+	MaxClientShare float64 `yaml:"max_client_share"`
 }
 
 // Cache configures the token store.
@@ -106,7 +117,53 @@ type Profile struct {
 	Vendor      string                   `yaml:"vendor"`
 	Credentials map[string]secret.Secret `yaml:"credentials"`
 	Params      map[string]string        `yaml:"params"`
-	Settings    Settings                 `yaml:"settings"`
+	// AllowParams are the params a caller of this profile may set
+	// (default: none); see AllowParams.
+	AllowParams AllowParams `yaml:"allow_params"`
+	Settings    Settings    `yaml:"settings"`
+}
+
+// AllowParams names the params a profile's callers may set, each with the
+// values it may take (nil: any value). In YAML either a list of names
+// (any value) or a map of name to a list of values:
+//
+//	allow_params: [scope]
+//	allow_params: {scope: [read, "read write"], tenancy: [acme, acme-test]}
+//
+// A param that chooses where the request goes (a host or a path: tenancy,
+// region, tenant_id, any placeholder of a URL setting) needs a value list
+// (docs/design.md, Security model).
+type AllowParams map[string][]string
+
+// UnmarshalYAML accepts a sequence of names or a mapping of name to a
+// sequence of values (or null for any value).
+func (a *AllowParams) UnmarshalYAML(n *yaml.Node) error {
+	out := AllowParams{}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			out[name] = nil
+		}
+	case yaml.MappingNode:
+		var m map[string][]string
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		for name, values := range m {
+			if values != nil && len(values) == 0 {
+				return fmt.Errorf("line %d: allow_params.%s: an empty list allows nothing; list the values, or write null for any value", n.Line, name)
+			}
+			out[name] = values
+		}
+	default:
+		return fmt.Errorf("line %d: allow_params: a list of param names, or a map of param name to allowed values", n.Line)
+	}
+	*a = out
+	return nil
 }
 
 // Client is a caller of the broker (docs/design.md, Security model).
@@ -274,6 +331,12 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
 		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
+	}
+	if c.Limits.MissesPerMinute < 0 || c.Limits.MissBurst < 0 {
+		return errors.New("limits: misses_per_minute and miss_burst must not be negative")
+	}
+	if s := c.Limits.MaxClientShare; s < 0 || s > 1 {
+		return fmt.Errorf("limits.max_client_share: %v is not a fraction between 0 (the default, 0.5) and 1 (no bound)", s)
 	}
 	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
 		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")

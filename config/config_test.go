@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -111,5 +112,37 @@ func TestExtraParamsFromYAML(t *testing.T) {
 		if got["extra_params.resource"] != "x" || got["extra_params.n"] != "1" {
 			t.Fatalf("%q: flattened to %v", y, got)
 		}
+	}
+}
+
+func TestAllowParamsForms(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml string
+		want       AllowParams
+		wantErr    string
+	}{
+		{"list of names", "[scope, tenancy]", AllowParams{"scope": nil, "tenancy": nil}, ""},
+		{"map of values", "{scope: [read, 'read write'], tenancy: null}", AllowParams{"scope": {"read", "read write"}, "tenancy": nil}, ""},
+		{"empty value list", "{scope: []}", nil, "an empty list allows nothing"},
+		{"scalar", "scope", nil, "a list of param names, or a map"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse([]byte("profiles:\n  p:\n    vendor: oauth2\n    allow_params: "+tc.yaml+"\n"), nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Profiles["p"].AllowParams; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("allow_params = %#v, want %#v", got, tc.want)
+			}
+		})
 	}
 }

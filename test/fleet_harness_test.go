@@ -29,21 +29,49 @@ import (
 // Redis, behind a client that spreads calls over them as a load balancer
 // would.
 
-// buildServer compiles ./cmd/server into dir, with extra go build flags
-// (-race).
-func buildServer(t *testing.T, dir string, flags ...string) string {
+// The race-enabled server binary is built once per test process and
+// shared by every test that starts server processes.
+var (
+	serverBinOnce sync.Once
+	serverBinPath string
+	serverBinErr  error
+)
+
+// serverBinary returns ./cmd/server built with -race, building it on first
+// use; TestMain removes it.
+func serverBinary(t *testing.T) string {
 	t.Helper()
+	serverBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tokenbroker-test-bin-")
+		if err != nil {
+			serverBinErr = err
+			return
+		}
+		sharedBinDir = dir
+		serverBinPath, serverBinErr = goBuildServer(dir, "-race")
+	})
+	if serverBinErr != nil {
+		t.Fatal(serverBinErr)
+	}
+	return serverBinPath
+}
+
+// sharedBinDir is serverBinary's directory, removed by TestMain.
+var sharedBinDir string
+
+// goBuildServer compiles ./cmd/server into dir with extra go build flags.
+func goBuildServer(dir string, flags ...string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
+		return "", fmt.Errorf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, "tokenbroker-server")
 	cmd := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", bin, "./cmd/server")...)
 	cmd.Dir = ".." // the module root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/server: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
 }
 
 // replica is one server process.
@@ -166,8 +194,8 @@ func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_, err := r.client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{})
 		cancel()
-		// UNAUTHENTICATED is an answer too: the replica has callers
-		// configured and this probe sends no credentials.
+		// With clients configured the server answers, but not this
+		// anonymous call.
 		if err == nil || status.Code(err) == codes.Unauthenticated {
 			return r, nil
 		}

@@ -32,7 +32,7 @@ import (
 // each bad one is UNAUTHENTICATED (401), audited with its reason, and
 // never quoted.
 func TestJWTCallersAgainstServerProcesses(t *testing.T) {
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	sim := startSim(t)
 	is := fakeissuer.Start()
 	t.Cleanup(is.Close)
