@@ -105,6 +105,11 @@ type Redis struct {
 	// certificates, when they are not in the system's trust store.
 	TLSCAFile string `yaml:"tls_ca_file"`
 	DB        int    `yaml:"db"`
+	// AllowEviction lets the broker start on a Redis whose
+	// maxmemory-policy may evict its keys (allkeys-*, volatile-*): the
+	// fetch lease, generations and refresh-token claims are then lost
+	// under memory pressure (docs/operations.md, Redis requirements).
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // Settings are a vendor's or profile's settings (docs/design.md section 5); map

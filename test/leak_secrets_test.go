@@ -282,11 +282,24 @@ clients:
 			t.Error("Redis holds no key: the flow did not reach the shared store")
 		}
 		for _, k := range keys {
-			v, err := rc.Get(context.Background(), k).Bytes()
-			if err != nil && err != redis.Nil {
-				t.Fatalf("GET %s: %v", k, err)
+			// Values are strings, except the sorted set of rejected
+			// tokens' digests (:revoked).
+			var v string
+			switch typ := rc.Type(context.Background(), k).Val(); typ {
+			case "zset":
+				members, err := rc.ZRange(context.Background(), k, 0, -1).Result()
+				if err != nil {
+					t.Fatalf("ZRANGE %s: %v", k, err)
+				}
+				v = strings.Join(members, "\n")
+			default:
+				b, err := rc.Get(context.Background(), k).Bytes()
+				if err != nil && err != redis.Nil {
+					t.Fatalf("GET %s (%s): %v", k, typ, err)
+				}
+				v = string(b)
 			}
-			redisDump.WriteString(k + "\n" + string(v) + "\n")
+			redisDump.WriteString(k + "\n" + v + "\n")
 		}
 	}
 

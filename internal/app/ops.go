@@ -85,6 +85,7 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 		return fmt.Errorf("operations: instrument was not called before configureOps")
 	}
 	sopts.Health = o.health
+	sopts.OnPanic = o.metrics.Panic
 	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors,
 		observe.AccessLog(o.log),
 		o.metrics.UnaryServerInterceptor(),

@@ -29,8 +29,19 @@ func WaitingKey(vendor string) string { return BudgetKey(vendor) + ":waiting" }
 // later than the budget's, or nothing is taken and the answer is
 // {0, wait until the client's next share slot, 1}. The client's share is
 // only charged under contention: alone, a client may use the whole
-// budget.
+// budget. The answer is remembered under the operation key KEYS[4] for
+// ARGV[6] ms (opid.go): a request sent again after its answer was lost
+// is charged once.
 var takeBudgetShare = redis.NewScript(`
+local done = redis.call('GET', KEYS[4])
+if done then
+	local a, w, s = string.match(done, '^(%d+) (%d+) (%d+)$')
+	return {tonumber(a), tonumber(w), tonumber(s)}
+end
+local function answer(a, w, s)
+	redis.call('SET', KEYS[4], a .. ' ' .. string.format('%d', w) .. ' ' .. s, 'PX', ARGV[6])
+	return {a, w, s}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -62,7 +73,7 @@ if wait > 0 then
 	redis.call('PEXPIRE', KEYS[3], 2000)
 end
 if wait > max_wait then
-	return {0, wait, 0}
+	return answer(0, wait, 0)
 end
 local others = redis.call('ZCARD', KEYS[3])
 if redis.call('ZSCORE', KEYS[3], client) then
@@ -76,13 +87,13 @@ if wait > 0 and others > 0 then
 	end
 	local cwait = ctat - now
 	if cwait > wait then
-		return {0, cwait, 1}
+		return answer(0, cwait, 1)
 	end
 	local cnew = ctat + cinterval
 	redis.call('SET', KEYS[2], string.format('%d', cnew), 'PX', math.ceil((cnew - now) / 1000) + 1)
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return {1, wait, 0}
+return answer(1, wait, 0)
 `)
 
 // ReserveBudgetShare is ReserveBudget for a request of client, who may
@@ -100,12 +111,13 @@ func (b *Backend) ReserveBudgetShare(ctx context.Context, vendor, client string,
 	burst = max(burst, 1)
 	maxWaitMicros := max(maxWait.Microseconds(), 0)
 	var reply []int64
-	// One attempt only, like ReserveBudget: a retry could take twice.
+	// go-redis sends the script again when its answer is late; the
+	// operation id makes that a question, not a second charge (opid.go).
+	keys := []string{BudgetKey(vendor), ShareKey(vendor, client), WaitingKey(vendor), opKey(BudgetKey(vendor), newOpID())}
 	err = b.doWithin(ctx, BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
-		reply, err = takeBudgetShare.Run(ctx, b.client,
-			[]string{BudgetKey(vendor), ShareKey(vendor, client), WaitingKey(vendor)},
-			interval, burst, maxWaitMicros, share, client).Int64Slice()
+		reply, err = takeBudgetShare.Run(ctx, b.client, keys,
+			interval, burst, maxWaitMicros, share, client, opMemory.Milliseconds()).Int64Slice()
 		return err
 	})
 	if err != nil {

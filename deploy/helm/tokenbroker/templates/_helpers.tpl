@@ -137,6 +137,7 @@ listeners, TLS, Redis and encryption keys the chart manages.
 {{- end -}}
 {{- end -}}
 {{- if .db -}}{{- $_ := set $redis "db" (int .db) -}}{{- end -}}
+{{- if .allowEviction -}}{{- $_ := set $redis "allow_eviction" true -}}{{- end -}}
 {{- if .tls.enabled -}}
 {{- $_ := set $redis "tls" true -}}
 {{- if .tls.caSecretName -}}
