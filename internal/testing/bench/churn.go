@@ -1,14 +1,20 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
@@ -26,6 +32,11 @@ type Churn struct {
 	WaiterRounds   int     `json:"waiter_rounds"`
 	WaiterLagP50Ms float64 `json:"waiter_lag_p50_ms"`
 	WaiterLagP99Ms float64 `json:"waiter_lag_p99_ms"`
+	// Wake-up: the issue's shape. Replica 0's caller takes the lease
+	// (vendor latency 300 ms); WakeDelay later WakeWaiters callers on
+	// replicas 1 and 2 wait; each one's completion after the holder's
+	// caller was answered, per transport.
+	Wake []WakeRow `json:"wake,omitempty"`
 	// Crash: the holder's process is SIGKILLed mid-fetch; the last caller
 	// on the other replicas is answered CrashAnsweredMs after the kill.
 	CrashLeaseTTL   string  `json:"crash_lease_ttl"`
@@ -41,6 +52,20 @@ type Churn struct {
 	BudgetPeak      int `json:"budget_busiest_second"`
 }
 
+// WakeRow is the wake-up path over one transport.
+type WakeRow struct {
+	Transport string  `json:"transport"`
+	Rounds    int     `json:"rounds"`
+	Waiters   int     `json:"waiters"`
+	DelayMs   float64 `json:"delay_ms"`
+	LagP50Ms  float64 `json:"lag_p50_ms"`
+	LagP99Ms  float64 `json:"lag_p99_ms"`
+	LagMaxMs  float64 `json:"lag_max_ms"`
+	// FirstLagMs and the trace: one extra round with Redis MONITOR on,
+	// each command with its time relative to the holder's answer (ms).
+	Trace []string `json:"trace,omitempty"`
+}
+
 // ChurnVendorLatency is how long the simulated vendor takes to answer.
 const ChurnVendorLatency = 300 * time.Millisecond
 
@@ -50,6 +75,9 @@ const (
 	churnWrongCalls   = 300
 	churnBudgetSets   = 500
 	churnBudgetPerSec = 100
+	wakeRounds        = 5
+	wakeWaiters       = 100
+	wakeDelay         = 50 * time.Millisecond
 )
 
 // FleetChurn measures the fleet under churn with Redis at redisAddr.
@@ -66,6 +94,9 @@ func FleetChurn(ctx context.Context, redisAddr string) (Churn, error) {
 	}
 	for i := range churnRounds + 1 {
 		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("lag-%d", i), "client_secret": "s"})
+	}
+	for i := range 2 * (wakeRounds + 1) {
+		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("wake-%d", i), "client_secret": "s"})
 	}
 	for i := range churnBudgetSets {
 		sim.AddAccount("oauth2", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
@@ -85,7 +116,7 @@ vendors:
     max_requests_per_second: %d
     max_concurrent_requests: 16
 `, redisCacheYAML(redisAddr, cacheKeyB64(), true), sim.URL(), churnBudgetPerSec)
-	var children []*memoryChild
+	var children []*childProcess
 	var clients []tokenbrokerv1.TokenServiceClient
 	defer func() {
 		for _, ch := range children {
@@ -124,6 +155,57 @@ vendors:
 	slices.Sort(lags)
 	c.WaiterLagP50Ms = ms(percentile(lags, 0.50))
 	c.WaiterLagP99Ms = ms(percentile(lags, 0.99))
+
+	// Wake-up, the issue's shape, over gRPC and REST.
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: wakeWaiters, MaxConnsPerHost: wakeWaiters}}
+	defer httpClient.CloseIdleConnections()
+	var restFleet fleetCallers
+	for i, ch := range children {
+		c := restCaller(httpClient, "http://"+ch.httpAddr)
+		if i == 0 {
+			restFleet.holder = c
+		} else {
+			restFleet.others = append(restFleet.others, c)
+		}
+	}
+	account := 0
+	for _, t := range []struct {
+		name string
+		fc   fleetCallers
+	}{{"gRPC", grpcCallers(clients[0], clients[1:])}, {"REST", restFleet}} {
+		row := WakeRow{Transport: t.name, Rounds: wakeRounds, Waiters: wakeWaiters, DelayMs: ms(wakeDelay)}
+		var lags []time.Duration
+		for round := range wakeRounds + 1 {
+			req := inline("smartdocumentor", fmt.Sprintf("wake-%d", account))
+			account++
+			var mon *monitor
+			if round == wakeRounds {
+				// One more round, traced: MONITOR slows Redis a little.
+				if mon, err = startMonitor(redisAddr); err != nil {
+					return c, err
+				}
+			}
+			holder, waiters, err := waitOnHolder(ctx, sim, "smartdocumentor", t.fc, req, wakeWaiters, wakeDelay, nil)
+			if mon != nil {
+				lines := mon.stop()
+				if err == nil {
+					row.Trace = wakeTrace(lines, holder, waiters)
+				}
+			}
+			if err != nil {
+				return c, fmt.Errorf("wake-up over %s: %w", t.name, err)
+			}
+			if mon != nil {
+				break
+			}
+			for _, w := range waiters {
+				lags = append(lags, w.Sub(holder))
+			}
+		}
+		slices.Sort(lags)
+		row.LagP50Ms, row.LagP99Ms, row.LagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
+		c.Wake = append(c.Wake, row)
+	}
 
 	// Wrong password, spread over the replicas.
 	before := sim.Requests("abbyy_vantage")
@@ -184,12 +266,70 @@ vendors:
 // reached the simulator, to churnWaiters callers spread over others; then
 // runs crash (if any). It returns when each was answered.
 func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, crash func()) (time.Time, []time.Time, error) {
+	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, churnWaiters, 0, crash)
+}
+
+// caller makes one GetToken call, over gRPC or REST.
+type caller func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error
+
+// fleetCallers are the lease holder's caller and the waiters' replicas.
+type fleetCallers struct {
+	holder caller
+	others []caller
+}
+
+func grpcCaller(c tokenbrokerv1.TokenServiceClient) caller {
+	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
+		_, err := c.GetToken(ctx, req, grpc.WaitForReady(true))
+		return err
+	}
+}
+
+func grpcCallers(holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient) fleetCallers {
+	fc := fleetCallers{holder: grpcCaller(holder)}
+	for _, o := range others {
+		fc.others = append(fc.others, grpcCaller(o))
+	}
+	return fc
+}
+
+// restCaller POSTs the request to base's /v1/token.
+func restCaller(client *http.Client, base string) caller {
+	url := base + "/v1/token"
+	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
+		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
+		if err != nil {
+			return err
+		}
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		hreq.Header.Set("Content-Type", "application/json")
+		r, err := client.Do(hreq)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", r.StatusCode)
+		}
+		return nil
+	}
+}
+
+// waitOnHolder sends req to fc.holder, and delay after its vendor
+// request has reached the simulator, to waiters callers spread over
+// fc.others; then runs crash (if any). It returns when each was answered
+// (the holder's time is zero after a crash).
+func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fleetCallers, req *tokenbrokerv1.GetTokenRequest, waiters int, delay time.Duration, crash func()) (time.Time, []time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	before := sim.Requests(vendor)
 	holderDone := make(chan time.Time, 1)
 	go func() {
-		_, _ = holder.GetToken(ctx, req, grpc.WaitForReady(true))
+		_ = fc.holder(ctx, req)
 		holderDone <- time.Now()
 	}()
 	for sim.Requests(vendor) == before {
@@ -198,14 +338,17 @@ func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, ho
 		}
 		time.Sleep(time.Millisecond)
 	}
-	answered := make([]time.Time, churnWaiters)
-	errs := make([]error, churnWaiters)
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	answered := make([]time.Time, waiters)
+	errs := make([]error, waiters)
 	var wg sync.WaitGroup
-	for i := range churnWaiters {
+	for i := range waiters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = others[i%len(others)].GetToken(ctx, req)
+			errs[i] = fc.others[i%len(fc.others)](ctx, req)
 			answered[i] = time.Now()
 		}()
 	}
@@ -221,6 +364,29 @@ func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, ho
 		holderAt = <-holderDone
 	}
 	return holderAt, answered, nil
+}
+
+// wakeTrace is a MONITOR trace of one wake-up round from 5 ms before
+// the holder's answer: each command's time relative to it, then the
+// waiters' answers.
+func wakeTrace(lines []string, holder time.Time, waiters []time.Time) []string {
+	var out []string
+	for _, l := range lines {
+		ts, rest, _ := strings.Cut(l, " ")
+		sec, err := strconv.ParseFloat(ts, 64)
+		if err != nil {
+			continue
+		}
+		at := time.Unix(0, int64(sec*1e9))
+		if d := at.Sub(holder); d > -5*time.Millisecond {
+			out = append(out, fmt.Sprintf("%+.2f ms %s", ms(d), rest))
+		}
+	}
+	slices.SortFunc(waiters, time.Time.Compare)
+	out = append(out, fmt.Sprintf("%+.2f ms holder's caller answered", 0.0),
+		fmt.Sprintf("%+.2f ms first waiter answered", ms(waiters[0].Sub(holder))),
+		fmt.Sprintf("%+.2f ms last waiter answered", ms(waiters[len(waiters)-1].Sub(holder))))
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
