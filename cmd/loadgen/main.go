@@ -270,6 +270,9 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "  waiter lag, holder on replica 0, 90 waiters on the 9 others: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d keys (a latency: rerun on a quiet machine)\n",
 			f.WaiterLagP50Ms, f.WaiterLagP99Ms, f.WaiterLagMaxMs, f.WaiterRounds)
 		fmt.Fprintf(w, "  Redis connections held by the ten: %d\n", f.RedisClients)
+		for _, t := range f.RedisTrouble {
+			fmt.Fprintf(w, "  after %s: Redis errors %.0f, skipped by an open breaker %.0f, breaker openings %.0f (cumulative over the ten)\n", t.Step, t.Errors, t.Skipped, t.BreakerOpens)
+		}
 		fmt.Fprintf(w, "  trace of one cold fetch alone (MONITOR; time client command key):\n")
 		for _, l := range f.SoloTrace {
 			fmt.Fprintf(w, "      %s\n", l)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +65,18 @@ type FleetTen struct {
 	WaiterLagP99Ms float64 `json:"waiter_lag_p99_ms"`
 	WaiterLagMaxMs float64 `json:"waiter_lag_max_ms"`
 	WaiterRounds   int     `json:"waiter_rounds"`
+	// Summed over the ten from /metrics after each step: failed Redis
+	// commands, commands the open breaker refused, breaker openings. Counts
+	// taken with these above zero were partly served without Redis.
+	RedisTrouble []StepTrouble `json:"redis_trouble"`
+}
+
+// StepTrouble is the fleet's Redis failures after one step.
+type StepTrouble struct {
+	Step         string  `json:"step"`
+	Errors       float64 `json:"redis_errors"`
+	Skipped      float64 `json:"redis_skipped"`
+	BreakerOpens float64 `json:"breaker_opens"`
 }
 
 const (
@@ -111,7 +125,7 @@ vendors:
   smartdocumentor:
     token_url: %s/smartdocumentor/connect/token
 `, redisCacheYAML(redisAddr, cacheKeyB64(), true), sim.URL())
-	clients, stop, err := startChildren(ctx, fleetTenReplicas, yaml)
+	clients, httpAddrs, stop, err := startChildren(ctx, fleetTenReplicas, yaml)
 	if err != nil {
 		return f, err
 	}
@@ -134,6 +148,7 @@ vendors:
 		return f, err
 	}
 	f.ColdCommandsPerRep = float64(total(f.ColdRedisCommands)) / float64(fleetTenReplicas)
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cold callers", httpAddrs))
 
 	// 200 cold credential sets at once.
 	if err := stats.reset(ctx); err != nil {
@@ -148,6 +163,7 @@ vendors:
 	if f.SetsRedisCommands, err = stats.commands(ctx); err != nil {
 		return f, err
 	}
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cold sets", httpAddrs))
 
 	// One cold fetch alone, then with a waiter on each other replica; the
 	// first of each traced with MONITOR.
@@ -163,6 +179,7 @@ vendors:
 	}); err != nil {
 		return f, fmt.Errorf("waited fetches: %w", err)
 	}
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "single fetches", httpAddrs))
 
 	// Cached calls: every replica has the cold token in L1.
 	if err := stats.reset(ctx); err != nil {
@@ -182,6 +199,7 @@ vendors:
 	if f.CachedRedisCommands, err = stats.commands(ctx); err != nil {
 		return f, err
 	}
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cached calls", httpAddrs))
 
 	// Invalidations: a token cached on every replica, invalidated on one.
 	if f.InvalidationSubscribers, err = subscribers(ctx, rc, redisstore.DefaultChannel); err != nil {
@@ -226,6 +244,7 @@ vendors:
 	f.InvalidationCommands = divide(invalCommands, fleetTenInvalidates)
 	f.InvalidationOutBytes = float64(outBytes) / fleetTenInvalidates
 	f.InvalidationMessageBytes = messageBytes(redisstore.DefaultChannel, "0123456789abcdef "+key)
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "invalidations", httpAddrs))
 
 	// Waiter lag with ten replicas.
 	var lags []time.Duration
@@ -240,6 +259,7 @@ vendors:
 	}
 	slices.Sort(lags)
 	f.WaiterLagP50Ms, f.WaiterLagP99Ms, f.WaiterLagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
+	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "waiter lag", httpAddrs))
 	info, err := rc.Info(ctx, "clients").Result()
 	if err != nil {
 		return f, err
@@ -250,7 +270,7 @@ vendors:
 
 // startChildren starts n broker processes from yaml and returns a gRPC
 // client of each; stop stops them all.
-func startChildren(ctx context.Context, n int, yaml string) ([]tokenbrokerv1.TokenServiceClient, func(), error) {
+func startChildren(ctx context.Context, n int, yaml string) ([]tokenbrokerv1.TokenServiceClient, []string, func(), error) {
 	var stops []func()
 	stop := func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -258,22 +278,24 @@ func startChildren(ctx context.Context, n int, yaml string) ([]tokenbrokerv1.Tok
 		}
 	}
 	clients := make([]tokenbrokerv1.TokenServiceClient, 0, n)
+	var httpAddrs []string
 	for range n {
 		ch, err := startMemoryChild(ctx, yaml)
 		if err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		stops = append(stops, ch.stop)
 		conn, err := dial(ch.grpcAddr)
 		if err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		stops = append(stops, func() { conn.Close() })
 		clients = append(clients, tokenbrokerv1.NewTokenServiceClient(conn))
+		httpAddrs = append(httpAddrs, ch.httpAddr)
 	}
-	return clients, stop, nil
+	return clients, httpAddrs, stop, nil
 }
 
 // callAtOnce runs n calls of op at once (each in its own goroutine, all
@@ -498,4 +520,45 @@ func summarizeMonitorLine(line string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// fleetTrouble sums the replicas' Redis failure counters (cumulative).
+func fleetTrouble(ctx context.Context, step string, httpAddrs []string) StepTrouble {
+	t := StepTrouble{Step: step}
+	for _, addr := range httpAddrs {
+		m := scrape(ctx, "http://"+addr+"/metrics")
+		t.Errors += m["tokenbroker_redis_errors_total"]
+		t.Skipped += m["tokenbroker_redis_skipped_total"]
+		t.BreakerOpens += m["tokenbroker_redis_breaker_opens_total"]
+	}
+	return t
+}
+
+// scrape reads the unlabelled samples of a Prometheus text page (at most
+// 4 MiB, within 5 s); nothing on failure.
+func scrape(ctx context.Context, url string) map[string]float64 {
+	out := map[string]float64{}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
