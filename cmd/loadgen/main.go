@@ -246,6 +246,8 @@ func printTable(w io.Writer, rep Report) {
 		for _, r := range c.Wake {
 			fmt.Fprintf(w, "  wake-up over %s: %d callers on replicas 1-2, %.0f ms after replica 0 took the lease; after its answer: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d rounds (goal p99 <= 5 ms)\n",
 				r.Transport, r.Waiters, r.DelayMs, r.LagP50Ms, r.LagP99Ms, r.LagMaxMs, r.Rounds)
+			fmt.Fprintf(w, "    CPU of replicas 1-2 from the wait to the last answer, per caller answered: %.0f µs (idle %.0f µs/s subtracted); %d callers a replica: %.1f ms of CPU each\n",
+				r.WaitingCPUPerAnswerUs, r.IdleUsPerSec, r.Waiters/2, r.WaitingCPUPerAnswerUs*float64(r.Waiters/2)/1000)
 			for _, line := range r.Trace {
 				fmt.Fprintf(w, "      %s\n", line)
 			}

@@ -61,7 +61,14 @@ type WakeRow struct {
 	LagP50Ms  float64 `json:"lag_p50_ms"`
 	LagP99Ms  float64 `json:"lag_p99_ms"`
 	LagMaxMs  float64 `json:"lag_max_ms"`
-	// FirstLagMs and the trace: one extra round with Redis MONITOR on,
+	// WaitingCPUPerAnswerUs is the CPU time replicas 1 and 2 spent from
+	// 150 ms into the wait until their last caller was answered, less
+	// their idle rate (IdleUsPerSec, both together) over that time, per
+	// caller answered: the wake-up and fan-out's cost, which the
+	// machine's load moves far less than the lag.
+	WaitingCPUPerAnswerUs float64 `json:"waiting_cpu_per_answer_us"`
+	IdleUsPerSec          float64 `json:"waiting_replicas_idle_cpu_us_per_s"`
+	// The trace: one extra round with Redis MONITOR on,
 	// each command with its time relative to the holder's answer (ms).
 	Trace []string `json:"trace,omitempty"`
 }
@@ -78,6 +85,10 @@ const (
 	wakeRounds        = 5
 	wakeWaiters       = 100
 	wakeDelay         = 50 * time.Millisecond
+	// wakeSettle is when, after the waiters started, their replicas' CPU
+	// is read: their calls wait on the lease by then, and the holder's
+	// vendor answer (ChurnVendorLatency - wakeDelay away) has not come.
+	wakeSettle = 150 * time.Millisecond
 )
 
 // FleetChurn measures the fleet under churn with Redis at redisAddr.
@@ -168,6 +179,26 @@ vendors:
 			restFleet.others = append(restFleet.others, c)
 		}
 	}
+	// The waiting replicas' idle CPU rate, to subtract from the fan-out's.
+	var idle float64
+	for _, ch := range children[1:] {
+		rate, err := idleCPU(ctx, ch)
+		if err != nil {
+			return c, err
+		}
+		idle += rate
+	}
+	waitingCPU := func() (time.Duration, time.Time, error) {
+		var sum time.Duration
+		for _, ch := range children[1:] {
+			d, err := ch.cpu()
+			if err != nil {
+				return 0, time.Time{}, err
+			}
+			sum += d
+		}
+		return sum, time.Now(), nil
+	}
 	account := 0
 	for _, t := range []struct {
 		name    string
@@ -179,8 +210,10 @@ vendors:
 		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters}, {"REST", restFleet, wakeWaiters},
 		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters / 5}, {"REST", restFleet, wakeWaiters / 5},
 	} {
-		row := WakeRow{Transport: t.name, Rounds: wakeRounds, Waiters: t.waiters, DelayMs: ms(wakeDelay)}
+		row := WakeRow{Transport: t.name, Rounds: wakeRounds, Waiters: t.waiters, DelayMs: ms(wakeDelay), IdleUsPerSec: idle}
 		var lags []time.Duration
+		var fanoutCPU float64 // µs, idle subtracted
+		var answers int
 		for round := range wakeRounds + 1 {
 			req := inline("smartdocumentor", fmt.Sprintf("wake-%d", account))
 			account++
@@ -191,7 +224,25 @@ vendors:
 					return c, err
 				}
 			}
-			holder, waiters, err := waitOnHolder(ctx, sim, "smartdocumentor", t.fc, req, t.waiters, wakeDelay, nil)
+			var cpu0 time.Duration
+			var t0 time.Time
+			var cpuErr error
+			settled := func() {
+				time.Sleep(wakeSettle)
+				cpu0, t0, cpuErr = waitingCPU()
+			}
+			holder, waiters, err := waitOnHolder(ctx, sim, "smartdocumentor", t.fc, req, holderRound{waiters: t.waiters, delay: wakeDelay, settled: settled})
+			if err == nil && cpuErr == nil && mon == nil {
+				cpu1, t1, err := waitingCPU()
+				if err != nil {
+					return c, err
+				}
+				fanoutCPU += float64((cpu1 - cpu0).Microseconds()) - idle*t1.Sub(t0).Seconds()
+				answers += len(waiters)
+			}
+			if cpuErr != nil {
+				return c, cpuErr
+			}
 			if mon != nil {
 				lines := mon.stop()
 				if err == nil {
@@ -210,6 +261,9 @@ vendors:
 		}
 		slices.Sort(lags)
 		row.LagP50Ms, row.LagP99Ms, row.LagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
+		if answers > 0 {
+			row.WaitingCPUPerAnswerUs = fanoutCPU / float64(answers)
+		}
 		c.Wake = append(c.Wake, row)
 	}
 
@@ -272,7 +326,7 @@ vendors:
 // reached the simulator, to churnWaiters callers spread over others; then
 // runs crash (if any). It returns when each was answered.
 func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, crash func()) (time.Time, []time.Time, error) {
-	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, churnWaiters, 0, crash)
+	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, holderRound{waiters: churnWaiters, crash: crash})
 }
 
 // caller makes one GetToken call, over gRPC or REST.
@@ -325,11 +379,26 @@ func restCaller(client *http.Client, base string) caller {
 	}
 }
 
-// waitOnHolder sends req to fc.holder, and delay after its vendor
-// request has reached the simulator, to waiters callers spread over
-// fc.others; then runs crash (if any). It returns when each was answered
-// (the holder's time is zero after a crash).
-func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fleetCallers, req *tokenbrokerv1.GetTokenRequest, waiters int, delay time.Duration, crash func()) (time.Time, []time.Time, error) {
+// holderRound shapes one waitOnHolder round.
+type holderRound struct {
+	// waiters callers start delay after the holder's vendor request
+	// reached the simulator.
+	waiters int
+	delay   time.Duration
+	// crash, if set, runs once the waiters have started (it kills the
+	// holder: no holder's answer time is returned).
+	crash func()
+	// settled, if set, runs once the waiters have started, while they
+	// wait (it may block, not past the holder's answer).
+	settled func()
+}
+
+// waitOnHolder sends req to fc.holder, and round.delay after its vendor
+// request has reached the simulator, to round.waiters callers spread over
+// fc.others; then runs round.crash or round.settled. It returns when each
+// was answered (the holder's time is zero after a crash).
+func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fleetCallers, req *tokenbrokerv1.GetTokenRequest, round holderRound) (time.Time, []time.Time, error) {
+	waiters, delay, crash := round.waiters, round.delay, round.crash
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	before := sim.Requests(vendor)
@@ -360,6 +429,9 @@ func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fle
 	}
 	if crash != nil {
 		crash()
+	}
+	if round.settled != nil {
+		round.settled()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -353,7 +353,7 @@ func perFetch(ctx context.Context, stats *redisStats, redisAddr string, n int, o
 
 // holderAndWaitersN is holderAndWaiters with waiters callers.
 func holderAndWaitersN(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, waiters int) (time.Time, []time.Time, error) {
-	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, waiters, 0, nil)
+	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, holderRound{waiters: waiters})
 }
 
 // redisStats reads Redis's own counters. The commands this reader sends
