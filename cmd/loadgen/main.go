@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,7 +27,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	child, err := bench.ServeMemoryChild(ctx)
+	child, err := bench.ServeChild(ctx)
 	if !child {
 		err = realMain(ctx, os.Args[1:], os.Stdout)
 	}
@@ -42,8 +44,10 @@ type Report struct {
 	GoVersion   string             `json:"go_version"`
 	CPUs        int                `json:"cpus"`
 	Comparisons []bench.Comparison `json:"comparisons"`
+	CPU         []bench.CPUCost    `json:"cpu_per_call,omitempty"`
 	Fleet       *bench.Fleet       `json:"fleet,omitempty"`
 	Churn       *bench.Churn       `json:"churn,omitempty"`
+	FleetTen    *bench.FleetTen    `json:"fleet_of_ten,omitempty"`
 	RedisDown   *bench.Outage      `json:"redis_down,omitempty"`
 	Memory      *bench.Memory      `json:"memory,omitempty"`
 	Elapsed     string             `json:"elapsed"`
@@ -58,7 +62,9 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := fs.String("only", "hot,rest,mtls,jwt,redis,fleet,churn,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
+	cpuCalls := fs.Int64("cpu-calls", 20_000, "calls per side and round of the CPU-per-call rows")
+	childProfiles := fs.String("child-cpuprofile", "", "directory for CPU profiles of the CPU rows' server processes (broker and echo, measured rounds only)")
+	only := fs.String("only", "hot,rest,mtls,jwt,cpu,redis,fleet,churn,fleet10,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias; cpu-grpc, cpu-rest, cpu-mtls: one CPU row)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +115,30 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Comparisons = append(rep.Comparisons, c)
 		}
 	}
-	if run["redis"] || run["fleet"] || run["churn"] {
+	// The server processes' CPU time per call, each hot path.
+	if *childProfiles != "" {
+		if err := os.MkdirAll(*childProfiles, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, path := range []string{bench.CPUPathGRPC, bench.CPUPathREST, bench.CPUPathMTLS} {
+		if !run["cpu"] && !run["cpu-"+path] {
+			continue
+		}
+		for _, conc := range []int{1, 64} {
+			progress("CPU per call, %s, %d in flight", path, conc)
+			calls := *cpuCalls
+			if conc == 1 {
+				calls /= 4 // one in flight is slower; the same rounds take as long
+			}
+			c, err := env.CPUPerCall(ctx, path, conc, *rounds, calls, *childProfiles)
+			if err != nil {
+				return err
+			}
+			rep.CPU = append(rep.CPU, c)
+		}
+	}
+	if run["redis"] || run["fleet"] || run["churn"] || run["fleet10"] {
 		redis, err := bench.StartRedis()
 		if err != nil {
 			return err
@@ -141,6 +170,14 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			rep.Churn = &c
 		}
+		if run["fleet10"] {
+			progress("fleet of ten: 10 broker processes, one Redis, counts of vendor requests and Redis commands")
+			f, err := bench.FleetOfTen(ctx, redis.Addr)
+			if err != nil {
+				return err
+			}
+			rep.FleetTen = &f
+		}
 	}
 	if run["down"] {
 		progress("hot path with Redis up, then SIGSTOPped")
@@ -170,14 +207,31 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 func printTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "tokenbroker bench, %s, %d CPUs, %s\n\n", rep.GoVersion, rep.CPUs, rep.When.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tin flight\tQPS\tbaseline QPS\tratio\tp50\tp99\tbaseline p99\tp99 ratio\terrors\tgoal")
-	for _, c := range rep.Comparisons {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%s\t%s\t%.2fx\t%d\t%s\n",
-			c.Name, c.Concurrency, c.Subject.QPS, c.Baseline.QPS, c.QPSRatio,
-			c.Subject.P50.Round(time.Microsecond), c.Subject.P99.Round(time.Microsecond), c.Baseline.P99.Round(time.Microsecond),
-			c.P99Ratio, c.Subject.Errors+c.Baseline.Errors, c.Goal)
+	if len(rep.Comparisons) > 0 {
+		fmt.Fprintln(tw, "scenario\tin flight\tQPS\tbaseline QPS\tratio\tp50\tp99\tbaseline p99\tp99 ratio\terrors\tgoal")
+		for _, c := range rep.Comparisons {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%s\t%s\t%.2fx\t%d\t%s\n",
+				c.Name, c.Concurrency, c.Subject.QPS, c.Baseline.QPS, c.QPSRatio,
+				c.Subject.P50.Round(time.Microsecond), c.Subject.P99.Round(time.Microsecond), c.Baseline.P99.Round(time.Microsecond),
+				c.P99Ratio, c.Subject.Errors+c.Baseline.Errors, c.Goal)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
+	if len(rep.CPU) > 0 {
+		fmt.Fprintf(w, "\nCPU time per call of the server process (broker and echo each in a process of their own, same calls, same run)\n")
+		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "scenario\tin flight\tbroker µs/call\techo µs/call\tratio\trounds\tcalls\tidle µs/s\terrors\tgoal")
+		for _, c := range rep.CPU {
+			rounds := make([]string, len(c.RoundRatios))
+			for i, r := range c.RoundRatios {
+				rounds[i] = fmt.Sprintf("%.2f", r)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%s\t%d/%d\t%.0f/%.0f\t%d\t%s\n",
+				c.Name, c.Concurrency, c.SubjectCPUPerCallUs, c.BaselineCPUPerCallUs, c.Ratio,
+				strings.Join(rounds, " "), c.SubjectCalls, c.BaselineCalls, c.SubjectIdleUsPerSec, c.BaselineIdleUsPerSec, c.Errors, c.Goal)
+		}
+		tw.Flush()
+	}
 	if f := rep.Fleet; f != nil {
 		fmt.Fprintf(w, "\nfleet economy (%d replicas, one Redis)\n", f.Replicas)
 		fmt.Fprintf(w, "  %d concurrent cold callers: %d upstream request(s) (goal 1)\n", f.ColdCallers, f.ColdUpstream)
@@ -190,11 +244,46 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "\nfleet under churn (%d broker processes, one Redis, vendor latency %s)\n", c.Replicas, c.VendorLatency)
 		fmt.Fprintf(w, "  waiters on other replicas, after the lease holder's answer: p50 %.1f ms, p99 %.1f ms over %d cold keys (goal p99 <= 5 ms)\n",
 			c.WaiterLagP50Ms, c.WaiterLagP99Ms, c.WaiterRounds)
+		for _, r := range c.Wake {
+			fmt.Fprintf(w, "  wake-up over %s: %d callers on replicas 1-2, %.0f ms after replica 0 took the lease; after its answer: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d rounds (goal p99 <= 5 ms)\n",
+				r.Transport, r.Waiters, r.DelayMs, r.LagP50Ms, r.LagP99Ms, r.LagMaxMs, r.Rounds)
+			fmt.Fprintf(w, "    CPU of replicas 1-2 from the wait to the last answer, per caller answered: %.0f µs (idle %.0f µs/s subtracted); %d callers a replica: %.1f ms of CPU each\n",
+				r.WaitingCPUPerAnswerUs, r.IdleUsPerSec, r.Waiters/2, r.WaitingCPUPerAnswerUs*float64(r.Waiters/2)/1000)
+			for _, line := range r.Trace {
+				fmt.Fprintf(w, "      %s\n", line)
+			}
+		}
 		fmt.Fprintf(w, "  holder SIGKILLed mid-fetch: last caller answered %.0f ms after the kill, %d upstream requests (goal <= lease TTL %s + vendor latency + 1 s, <= 2)\n",
 			c.CrashAnsweredMs, c.CrashUpstream, c.CrashLeaseTTL)
 		fmt.Fprintf(w, "  %d wrong-password calls over the fleet: %d upstream request(s) (goal 1 per negative_ttl)\n", c.WrongPasswordCalls, c.WrongPasswordUpstream)
 		fmt.Fprintf(w, "  %d cold credential sets, budget %d/s: busiest second %d requests (%.2fx the budget; goal <= 1x + jitter)\n",
 			c.BudgetSets, c.BudgetPerSecond, c.BudgetPeak, float64(c.BudgetPeak)/float64(c.BudgetPerSecond))
+	}
+	if f := rep.FleetTen; f != nil {
+		fmt.Fprintf(w, "\nfleet of ten (%d broker processes, one Redis, vendor latency %s; Redis commands from INFO commandstats)\n", f.Replicas, f.VendorLatency)
+		fmt.Fprintf(w, "  %d cold callers for one token: %d vendor request(s) (goal 1), %d errors, Redis %s (%.1f per replica)\n",
+			f.ColdCallers, f.ColdUpstream, f.ColdErrors, formatCommands(f.ColdRedisCommands), f.ColdCommandsPerRep)
+		fmt.Fprintf(w, "  %d cold credential sets: %d vendor requests (goal %d), %d errors, Redis %s\n",
+			f.Sets, f.SetsUpstream, f.Sets, f.SetsErrors, formatCommands(f.SetsRedisCommands))
+		fmt.Fprintf(w, "  one cold fetch alone, per fetch (%d fetches): Redis %s\n", f.SoloFetches, formatCommands(f.SoloCommandsPerFetch))
+		fmt.Fprintf(w, "  one cold fetch with a waiter on each of the 9 others, per fetch: Redis %s\n", formatCommands(f.WaitedCommandsPerFetch))
+		fmt.Fprintf(w, "  %d cached calls over %.1fs: Redis %s\n", f.CachedCalls, f.CachedSeconds, formatCommands(f.CachedRedisCommands))
+		fmt.Fprintf(w, "  one invalidation (%d, averaged): Redis %s; %d subscribers; %.0f bytes out of Redis (one message: %d bytes to each subscriber)\n",
+			f.Invalidations, formatCommands(f.InvalidationCommands), f.InvalidationSubscribers, f.InvalidationOutBytes, f.InvalidationMessageBytes)
+		fmt.Fprintf(w, "  waiter lag, holder on replica 0, 90 waiters on the 9 others: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d keys (a latency: rerun on a quiet machine)\n",
+			f.WaiterLagP50Ms, f.WaiterLagP99Ms, f.WaiterLagMaxMs, f.WaiterRounds)
+		fmt.Fprintf(w, "  Redis connections held by the ten: %d\n", f.RedisClients)
+		for _, t := range f.RedisTrouble {
+			fmt.Fprintf(w, "  after %s: Redis errors %.0f, skipped by an open breaker %.0f, breaker openings %.0f (cumulative over the ten)\n", t.Step, t.Errors, t.Skipped, t.BreakerOpens)
+		}
+		fmt.Fprintf(w, "  trace of one cold fetch alone (MONITOR; time client command key):\n")
+		for _, l := range f.SoloTrace {
+			fmt.Fprintf(w, "      %s\n", l)
+		}
+		fmt.Fprintf(w, "  trace of one cold fetch with 9 waiters:\n")
+		for _, l := range f.WaitedTrace {
+			fmt.Fprintf(w, "      %s\n", l)
+		}
 	}
 	if o := rep.RedisDown; o != nil {
 		fmt.Fprintf(w, "\nRedis down (hot path, 64 in flight, %s): p99 up %s, frozen %s, added %s (goal %s); errors %d/%d\n",
@@ -205,4 +294,22 @@ func printTable(w io.Writer, rep Report) {
 			m.Tokens, m.HeapBeforeMB, m.HeapAfterMB, m.HeapPerToken, m.RSSBeforeMB, m.RSSAfterMB, m.Goal, m.FillSeconds, m.FillErrors)
 	}
 	fmt.Fprintf(w, "\ntotal time %s\n", rep.Elapsed)
+}
+
+// formatCommands prints Redis command counts, most first: "12 (get 8, evalsha 4)".
+func formatCommands(m map[string]int64) string {
+	names := make([]string, 0, len(m))
+	var total int64
+	for name, n := range m {
+		if n > 0 {
+			names = append(names, name)
+			total += n
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %d", name, m[name])
+	}
+	return fmt.Sprintf("%d commands (%s)", total, strings.Join(parts, ", "))
 }

@@ -1,14 +1,20 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
@@ -26,6 +32,11 @@ type Churn struct {
 	WaiterRounds   int     `json:"waiter_rounds"`
 	WaiterLagP50Ms float64 `json:"waiter_lag_p50_ms"`
 	WaiterLagP99Ms float64 `json:"waiter_lag_p99_ms"`
+	// Wake-up: the issue's shape. Replica 0's caller takes the lease
+	// (vendor latency 300 ms); WakeDelay later WakeWaiters callers on
+	// replicas 1 and 2 wait; each one's completion after the holder's
+	// caller was answered, per transport.
+	Wake []WakeRow `json:"wake,omitempty"`
 	// Crash: the holder's process is SIGKILLed mid-fetch; the last caller
 	// on the other replicas is answered CrashAnsweredMs after the kill.
 	CrashLeaseTTL   string  `json:"crash_lease_ttl"`
@@ -41,6 +52,27 @@ type Churn struct {
 	BudgetPeak      int `json:"budget_busiest_second"`
 }
 
+// WakeRow is the wake-up path over one transport.
+type WakeRow struct {
+	Transport string  `json:"transport"`
+	Rounds    int     `json:"rounds"`
+	Waiters   int     `json:"waiters"`
+	DelayMs   float64 `json:"delay_ms"`
+	LagP50Ms  float64 `json:"lag_p50_ms"`
+	LagP99Ms  float64 `json:"lag_p99_ms"`
+	LagMaxMs  float64 `json:"lag_max_ms"`
+	// WaitingCPUPerAnswerUs is the CPU time replicas 1 and 2 spent from
+	// 150 ms into the wait until their last caller was answered, less
+	// their idle rate (IdleUsPerSec, both together) over that time, per
+	// caller answered: the wake-up and fan-out's cost, which the
+	// machine's load moves far less than the lag.
+	WaitingCPUPerAnswerUs float64 `json:"waiting_cpu_per_answer_us"`
+	IdleUsPerSec          float64 `json:"waiting_replicas_idle_cpu_us_per_s"`
+	// The trace: one extra round with Redis MONITOR on,
+	// each command with its time relative to the holder's answer (ms).
+	Trace []string `json:"trace,omitempty"`
+}
+
 // ChurnVendorLatency is how long the simulated vendor takes to answer.
 const ChurnVendorLatency = 300 * time.Millisecond
 
@@ -50,6 +82,13 @@ const (
 	churnWrongCalls   = 300
 	churnBudgetSets   = 500
 	churnBudgetPerSec = 100
+	wakeRounds        = 5
+	wakeWaiters       = 100
+	wakeDelay         = 50 * time.Millisecond
+	// wakeSettle is when, after the waiters started, their replicas' CPU
+	// is read: their calls wait on the lease by then, and the holder's
+	// vendor answer (ChurnVendorLatency - wakeDelay away) has not come.
+	wakeSettle = 150 * time.Millisecond
 )
 
 // FleetChurn measures the fleet under churn with Redis at redisAddr.
@@ -66,6 +105,9 @@ func FleetChurn(ctx context.Context, redisAddr string) (Churn, error) {
 	}
 	for i := range churnRounds + 1 {
 		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("lag-%d", i), "client_secret": "s"})
+	}
+	for i := range 4 * (wakeRounds + 1) {
+		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("wake-%d", i), "client_secret": "s"})
 	}
 	for i := range churnBudgetSets {
 		sim.AddAccount("oauth2", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
@@ -85,7 +127,7 @@ vendors:
     max_requests_per_second: %d
     max_concurrent_requests: 16
 `, redisCacheYAML(redisAddr, cacheKeyB64(), true), sim.URL(), churnBudgetPerSec)
-	var children []*memoryChild
+	var children []*childProcess
 	var clients []tokenbrokerv1.TokenServiceClient
 	defer func() {
 		for _, ch := range children {
@@ -124,6 +166,106 @@ vendors:
 	slices.Sort(lags)
 	c.WaiterLagP50Ms = ms(percentile(lags, 0.50))
 	c.WaiterLagP99Ms = ms(percentile(lags, 0.99))
+
+	// Wake-up, the issue's shape, over gRPC and REST.
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: wakeWaiters, MaxConnsPerHost: wakeWaiters}}
+	defer httpClient.CloseIdleConnections()
+	var restFleet fleetCallers
+	for i, ch := range children {
+		c := restCaller(httpClient, "http://"+ch.httpAddr)
+		if i == 0 {
+			restFleet.holder = c
+		} else {
+			restFleet.others = append(restFleet.others, c)
+		}
+	}
+	// The waiting replicas' idle CPU rate, to subtract from the fan-out's.
+	var idle float64
+	for _, ch := range children[1:] {
+		rate, err := idleCPU(ctx, ch)
+		if err != nil {
+			return c, err
+		}
+		idle += rate
+	}
+	waitingCPU := func() (time.Duration, time.Time, error) {
+		var sum time.Duration
+		for _, ch := range children[1:] {
+			d, err := ch.cpu()
+			if err != nil {
+				return 0, time.Time{}, err
+			}
+			sum += d
+		}
+		return sum, time.Now(), nil
+	}
+	account := 0
+	for _, t := range []struct {
+		name    string
+		fc      fleetCallers
+		waiters int
+	}{
+		// The issue's shape, and a fifth of it: how the lag grows with the
+		// callers each replica must answer is the fan-out's cost.
+		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters}, {"REST", restFleet, wakeWaiters},
+		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters / 5}, {"REST", restFleet, wakeWaiters / 5},
+	} {
+		row := WakeRow{Transport: t.name, Rounds: wakeRounds, Waiters: t.waiters, DelayMs: ms(wakeDelay), IdleUsPerSec: idle}
+		var lags []time.Duration
+		var fanoutCPU float64 // µs, idle subtracted
+		var answers int
+		for round := range wakeRounds + 1 {
+			req := inline("smartdocumentor", fmt.Sprintf("wake-%d", account))
+			account++
+			var mon *monitor
+			if round == wakeRounds {
+				// One more round, traced: MONITOR slows Redis a little.
+				if mon, err = startMonitor(redisAddr); err != nil {
+					return c, err
+				}
+			}
+			var cpu0 time.Duration
+			var t0 time.Time
+			var cpuErr error
+			settled := func() {
+				time.Sleep(wakeSettle)
+				cpu0, t0, cpuErr = waitingCPU()
+			}
+			holder, waiters, err := waitOnHolder(ctx, sim, "smartdocumentor", t.fc, req, holderRound{waiters: t.waiters, delay: wakeDelay, settled: settled})
+			if err == nil && cpuErr == nil && mon == nil {
+				cpu1, t1, err := waitingCPU()
+				if err != nil {
+					return c, err
+				}
+				fanoutCPU += float64((cpu1 - cpu0).Microseconds()) - idle*t1.Sub(t0).Seconds()
+				answers += len(waiters)
+			}
+			if cpuErr != nil {
+				return c, cpuErr
+			}
+			if mon != nil {
+				lines := mon.stop()
+				if err == nil {
+					row.Trace = wakeTrace(lines, holder, waiters)
+				}
+			}
+			if err != nil {
+				return c, fmt.Errorf("wake-up over %s: %w", t.name, err)
+			}
+			if mon != nil {
+				break
+			}
+			for _, w := range waiters {
+				lags = append(lags, w.Sub(holder))
+			}
+		}
+		slices.Sort(lags)
+		row.LagP50Ms, row.LagP99Ms, row.LagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
+		if answers > 0 {
+			row.WaitingCPUPerAnswerUs = fanoutCPU / float64(answers)
+		}
+		c.Wake = append(c.Wake, row)
+	}
 
 	// Wrong password, spread over the replicas.
 	before := sim.Requests("abbyy_vantage")
@@ -184,12 +326,85 @@ vendors:
 // reached the simulator, to churnWaiters callers spread over others; then
 // runs crash (if any). It returns when each was answered.
 func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, crash func()) (time.Time, []time.Time, error) {
+	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, holderRound{waiters: churnWaiters, crash: crash})
+}
+
+// caller makes one GetToken call, over gRPC or REST.
+type caller func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error
+
+// fleetCallers are the lease holder's caller and the waiters' replicas.
+type fleetCallers struct {
+	holder caller
+	others []caller
+}
+
+func grpcCaller(c tokenbrokerv1.TokenServiceClient) caller {
+	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
+		_, err := c.GetToken(ctx, req, grpc.WaitForReady(true))
+		return err
+	}
+}
+
+func grpcCallers(holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient) fleetCallers {
+	fc := fleetCallers{holder: grpcCaller(holder)}
+	for _, o := range others {
+		fc.others = append(fc.others, grpcCaller(o))
+	}
+	return fc
+}
+
+// restCaller POSTs the request to base's /v1/token.
+func restCaller(client *http.Client, base string) caller {
+	url := base + "/v1/token"
+	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
+		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
+		if err != nil {
+			return err
+		}
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		hreq.Header.Set("Content-Type", "application/json")
+		r, err := client.Do(hreq)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", r.StatusCode)
+		}
+		return nil
+	}
+}
+
+// holderRound shapes one waitOnHolder round.
+type holderRound struct {
+	// waiters callers start delay after the holder's vendor request
+	// reached the simulator.
+	waiters int
+	delay   time.Duration
+	// crash, if set, runs once the waiters have started (it kills the
+	// holder: no holder's answer time is returned).
+	crash func()
+	// settled, if set, runs once the waiters have started, while they
+	// wait (it may block, not past the holder's answer).
+	settled func()
+}
+
+// waitOnHolder sends req to fc.holder, and round.delay after its vendor
+// request has reached the simulator, to round.waiters callers spread over
+// fc.others; then runs round.crash or round.settled. It returns when each
+// was answered (the holder's time is zero after a crash).
+func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fleetCallers, req *tokenbrokerv1.GetTokenRequest, round holderRound) (time.Time, []time.Time, error) {
+	waiters, delay, crash := round.waiters, round.delay, round.crash
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	before := sim.Requests(vendor)
 	holderDone := make(chan time.Time, 1)
 	go func() {
-		_, _ = holder.GetToken(ctx, req, grpc.WaitForReady(true))
+		_ = fc.holder(ctx, req)
 		holderDone <- time.Now()
 	}()
 	for sim.Requests(vendor) == before {
@@ -198,19 +413,25 @@ func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, ho
 		}
 		time.Sleep(time.Millisecond)
 	}
-	answered := make([]time.Time, churnWaiters)
-	errs := make([]error, churnWaiters)
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	answered := make([]time.Time, waiters)
+	errs := make([]error, waiters)
 	var wg sync.WaitGroup
-	for i := range churnWaiters {
+	for i := range waiters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = others[i%len(others)].GetToken(ctx, req)
+			errs[i] = fc.others[i%len(fc.others)](ctx, req)
 			answered[i] = time.Now()
 		}()
 	}
 	if crash != nil {
 		crash()
+	}
+	if round.settled != nil {
+		round.settled()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -221,6 +442,38 @@ func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, ho
 		holderAt = <-holderDone
 	}
 	return holderAt, answered, nil
+}
+
+// wakeTrace is a MONITOR trace of one wake-up round from the holder's
+// token write on: each command's time relative to the holder's answer,
+// then the waiters' answers.
+func wakeTrace(lines []string, holder time.Time, waiters []time.Time) []string {
+	var out []string
+	// The holder's write: the last script call whose script SETs the
+	// token key.
+	from, call := 0, 0
+	for i, l := range lines {
+		if strings.Contains(l, " evalsha ") {
+			call = i
+		}
+		if strings.HasSuffix(l, "lua set {key}:token") {
+			from = call
+		}
+	}
+	for _, l := range lines[from:] {
+		ts, rest, _ := strings.Cut(l, " ")
+		sec, err := strconv.ParseFloat(ts, 64)
+		if err != nil {
+			continue
+		}
+		at := time.Unix(0, int64(sec*1e9))
+		out = append(out, fmt.Sprintf("%+.2f ms %s", ms(at.Sub(holder)), rest))
+	}
+	slices.SortFunc(waiters, time.Time.Compare)
+	out = append(out, fmt.Sprintf("%+.2f ms holder's caller answered", 0.0),
+		fmt.Sprintf("%+.2f ms first waiter answered", ms(waiters[0].Sub(holder))),
+		fmt.Sprintf("%+.2f ms last waiter answered", ms(waiters[len(waiters)-1].Sub(holder))))
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/server"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -47,7 +45,12 @@ type Env struct {
 // brokerConfig is a broker on free loopback ports whose vendors point at
 // sim; extra YAML is appended.
 func brokerConfig(sim *vendorsim.Sim, extra string) (*config.Config, error) {
-	y := strings.ReplaceAll(`
+	return parseConfig(brokerYAML(sim, extra))
+}
+
+// brokerYAML is brokerConfig's YAML.
+func brokerYAML(sim *vendorsim.Sim, extra string) string {
+	return strings.ReplaceAll(`
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
 vendors:
@@ -65,7 +68,6 @@ profiles:
     credentials: {client_id: demo-client, client_secret: demo-secret}
     settings: {timeout: 9s}
 `+extra, "{sim}", sim.URL())
-	return config.Parse([]byte(y), func(string) (string, bool) { return "", false })
 }
 
 // NewEnv starts the simulator and an in-memory broker. The broker logs to
@@ -80,15 +82,13 @@ func NewEnv(ctx context.Context, extraConfig string) (*Env, error) {
 		sim.AddAccount(v, c)
 	}
 	env := &Env{Sim: sim, stop: []func(){func() { _ = sim.Close() }}}
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	log, closeLog, err := benchLogger()
 	if err != nil {
 		env.Close()
 		return nil, err
 	}
-	// The same batched writer as cmd/server.
-	logOut := logbuf.New(devnull, 100*time.Millisecond)
-	env.stop = append(env.stop, func() { logOut.Close(); devnull.Close() })
-	env.log = slog.New(logOut.Handler(slog.NewJSONHandler(logOut, nil)))
+	env.stop = append(env.stop, closeLog)
+	env.log = log
 	cfg, err := brokerConfig(sim, extraConfig)
 	if err != nil {
 		env.Close()
@@ -178,14 +178,21 @@ func startBareEcho(resp *tokenbrokerv1.GetTokenResponse) (client tokenbrokerv1.T
 // startGatewayEcho serves echo through the broker's own server package:
 // the same gateway, listeners and limits, no service work.
 func startGatewayEcho(ctx context.Context, resp *tokenbrokerv1.GetTokenResponse, log *slog.Logger) (httpBase string, stop func(), err error) {
+	httpBase, stop, _, err = startGatewayEchoAddrs(ctx, resp, log)
+	return httpBase, stop, err
+}
+
+// startGatewayEchoAddrs is startGatewayEcho that also returns the gRPC
+// listener's address.
+func startGatewayEchoAddrs(ctx context.Context, resp *tokenbrokerv1.GetTokenResponse, log *slog.Logger) (httpBase string, stop func(), grpcAddr string, err error) {
 	srv, err := server.New(server.Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Service: &echoService{resp: resp}, Logger: log})
 	if err != nil {
-		return "", nil, err
+		return "", nil, "", err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ctx); close(done) }()
-	return "http://" + srv.HTTPAddr().String(), func() { cancel(); <-done }, nil
+	return "http://" + srv.HTTPAddr().String(), func() { cancel(); <-done }, srv.GRPCAddr().String(), nil
 }
 
 // GRPCHotPath compares GetToken of a cached token with the bare echo.
@@ -224,29 +231,8 @@ func (e *Env) RESTHotPath(ctx context.Context, concurrency, rounds int, roundTim
 	defer stopEcho()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
 	defer client.CloseIdleConnections()
-	body := []byte(`{"profile":"bench","min_ttl":"0s"}`)
-	post := func(base string) func(context.Context) error {
-		url := base + "/v1/token"
-		return func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			r, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-			if r.StatusCode != http.StatusOK {
-				return fmt.Errorf("status %d", r.StatusCode)
-			}
-			return nil
-		}
-	}
 	c := Compare(ctx, "REST POST /v1/token (cached) vs gateway echo", concurrency, rounds, roundTime,
-		post("http://"+e.Broker.Server.HTTPAddr().String()), post(echoBase))
+		postToken(client, "http://"+e.Broker.Server.HTTPAddr().String()), postToken(client, echoBase))
 	c.Goal = "QPS >= 0.9x"
 	return c, nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -91,16 +92,7 @@ func (e *Env) MTLSHotPath(ctx context.Context, concurrency, rounds int, roundTim
 		return Comparison{}, err
 	}
 	defer p.remove()
-	cfg, err := brokerConfig(e.Sim, fmt.Sprintf(`
-clients:
-  %s:
-    cert_subject: "CN=%s"
-    allow: [bench]
-tls:
-  cert_file: %s
-  key_file: %s
-  client_ca_file: %s
-`, mtlsCaller, mtlsCaller, p.certFile, p.keyFile, p.caFile))
+	cfg, err := brokerConfig(e.Sim, mtlsBrokerYAML(p))
 	if err != nil {
 		return Comparison{}, err
 	}
@@ -137,4 +129,41 @@ tls:
 		getToken(broker), getToken(tokenbrokerv1.NewTokenServiceClient(econn)))
 	c.Goal = "QPS >= 0.9x"
 	return c, nil
+}
+
+// serverMTLS is pki.server read back from its files: the mTLS echo's
+// configuration in a process of its own.
+func serverMTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	}, nil
+}
+
+// mtlsBrokerYAML is the broker's extra config of the mTLS rows: p's
+// server certificate and client CA, and the one client, allowed the bench
+// profile.
+func mtlsBrokerYAML(p *pki) string {
+	return fmt.Sprintf(`
+clients:
+  %s:
+    cert_subject: "CN=%s"
+    allow: [bench]
+tls:
+  cert_file: %s
+  key_file: %s
+  client_ca_file: %s
+`, mtlsCaller, mtlsCaller, p.certFile, p.keyFile, p.caFile)
 }

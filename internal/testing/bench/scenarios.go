@@ -1,15 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -355,10 +350,6 @@ type Memory struct {
 	GoMemLimitSet bool    `json:"go_mem_limit_set"`
 }
 
-// memoryChildEnv, set to a broker config, makes the load tool's binary run
-// that broker instead (see ServeMemoryChild).
-const memoryChildEnv = "TOKENBROKER_BENCH_MEMORY_BROKER"
-
 // MemoryFootprint caches n distinct tokens (n inline credential sets of the
 // generic vendor against a minimal token endpoint) in an in-memory broker
 // running in a process of its own (this binary, re-executed), and measures
@@ -425,140 +416,6 @@ vendors:
 		m.HeapPerToken = (m.HeapAfterMB - m.HeapBeforeMB) * (1 << 20) / float64(cached)
 	}
 	return m, nil
-}
-
-// footprint is one measurement of the broker process.
-type footprint struct {
-	HeapMB      float64 `json:"heap_mb"`
-	RSSMB       float64 `json:"rss_mb"`
-	MemLimitSet bool    `json:"mem_limit_set"`
-}
-
-// memoryChild is a broker process started by startMemoryChild. It answers
-// each line on its stdin with a footprint (JSON) on its stdout.
-type memoryChild struct {
-	cmd      *exec.Cmd
-	in       io.WriteCloser
-	out      *bufio.Scanner
-	grpcAddr string
-	stopped  bool
-}
-
-// childAnswerTimeout bounds each wait for a line from the child: its
-// start, and each measurement (two forced GCs).
-const childAnswerTimeout = 30 * time.Second
-
-func startMemoryChild(ctx context.Context, cfgYAML string) (*memoryChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), memoryChildEnv+"="+cfgYAML)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &memoryChild{cmd: cmd, in: in, out: bufio.NewScanner(outPipe)}
-	line, err := c.line()
-	if err != nil {
-		return nil, fmt.Errorf("memory broker did not start: %w", err)
-	}
-	addr, ok := strings.CutPrefix(line, "grpc ")
-	if !ok {
-		c.stop()
-		return nil, fmt.Errorf("memory broker: first line %q, want its gRPC address", line)
-	}
-	c.grpcAddr = addr
-	return c, nil
-}
-
-// line reads the child's next line within childAnswerTimeout. On failure
-// the child is stopped and the error says how it ended.
-func (c *memoryChild) line() (string, error) {
-	got := make(chan bool, 1)
-	go func() { got <- c.out.Scan() }()
-	select {
-	case ok := <-got:
-		if ok {
-			return c.out.Text(), nil
-		}
-		err := c.out.Err()
-		c.stop()
-		if err == nil {
-			err = fmt.Errorf("it exited (%v)", c.cmd.ProcessState)
-		}
-		return "", err
-	case <-time.After(childAnswerTimeout):
-		c.stop() // closes its stdout, which ends the Scan above
-		<-got
-		return "", fmt.Errorf("no answer within %v", childAnswerTimeout)
-	}
-}
-
-func (c *memoryChild) measure() (footprint, error) {
-	var f footprint
-	if _, err := io.WriteString(c.in, "measure\n"); err != nil {
-		return f, err
-	}
-	line, err := c.line()
-	if err != nil {
-		return f, fmt.Errorf("memory broker: no measurement: %w", err)
-	}
-	err = json.Unmarshal([]byte(line), &f)
-	return f, err
-}
-
-func (c *memoryChild) stop() {
-	if c.stopped {
-		return
-	}
-	c.stopped = true
-	c.in.Close() // the child exits at the end of its stdin
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// ServeMemoryChild runs the memory scenario's broker when this process was
-// started as one (it returns false at once otherwise): it prints the gRPC
-// address, then a footprint for each line read from stdin, until stdin
-// ends. The load tool's main calls it first.
-func ServeMemoryChild(ctx context.Context) (bool, error) {
-	cfgYAML, ok := os.LookupEnv(memoryChildEnv)
-	if !ok {
-		return false, nil
-	}
-	cfg, err := parseConfig(cfgYAML)
-	if err != nil {
-		return true, err
-	}
-	b, err := startApp(ctx, cfg, discardLogger())
-	if err != nil {
-		return true, err
-	}
-	defer b.stop()
-	fmt.Printf("grpc %s\n", b.app.Server.GRPCAddr())
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		f := footprint{HeapMB: liveHeapMB(), RSSMB: rssMB(), MemLimitSet: debugMemLimitSet()}
-		line, _ := json.Marshal(f)
-		fmt.Printf("%s\n", line)
-	}
-	return true, in.Err()
 }
 
 func liveHeapMB() float64 {

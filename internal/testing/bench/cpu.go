@@ -1,0 +1,263 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+
+	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+)
+
+// CPUCost is the CPU time a server process spends per call, the broker's
+// against its echo's, for the same calls in the same run. On a saturated
+// machine QPS mixes the load client's cost with the server's; a server's
+// own CPU time per call does not, and it moves far less with what else
+// the machine is doing.
+type CPUCost struct {
+	Name        string `json:"name"`
+	Concurrency int    `json:"concurrency"`
+	// Calls each side answered in the measured rounds.
+	SubjectCalls  int64 `json:"subject_calls"`
+	BaselineCalls int64 `json:"baseline_calls"`
+	// Microseconds of the server process's CPU (user + system, every
+	// thread) per call.
+	SubjectCPUPerCallUs  float64 `json:"subject_cpu_per_call_us"`
+	BaselineCPUPerCallUs float64 `json:"baseline_cpu_per_call_us"`
+	Ratio                float64 `json:"cpu_ratio"`
+	// CPU each server spends per second with no call (timers, flushers),
+	// measured over idleWindow before the rounds: at one call in flight
+	// it is a visible part of the per-call figures.
+	SubjectIdleUsPerSec  float64 `json:"subject_idle_cpu_us_per_s"`
+	BaselineIdleUsPerSec float64 `json:"baseline_idle_cpu_us_per_s"`
+	// Rounds' per-call CPU ratios, for how much they vary.
+	RoundRatios []float64 `json:"round_ratios"`
+	Errors      int64     `json:"errors"`
+	FirstError  string    `json:"first_error,omitempty"`
+	Goal        string    `json:"goal"`
+	// Profiles written for this row (--child-cpuprofile).
+	SubjectProfile  string `json:"subject_profile,omitempty"`
+	BaselineProfile string `json:"baseline_profile,omitempty"`
+}
+
+// CPU rows, one per hot path.
+const (
+	CPUPathGRPC = "grpc"
+	CPUPathREST = "rest"
+	CPUPathMTLS = "mtls"
+)
+
+// cpuRoundLimit bounds one measured round in time; calls bounds it in
+// count.
+const cpuRoundLimit = 30 * time.Second
+
+// CPUPerCall measures one hot path with the broker and its echo each in a
+// process of its own (this binary, re-executed): rounds of calls calls at
+// concurrency in flight, alternating which side goes first, reading each
+// server's CPU time before and after its round. With profileDir, both
+// children write a CPU profile of the measured rounds there.
+func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds int, calls int64, profileDir string) (CPUCost, error) {
+	c := CPUCost{Concurrency: concurrency, Goal: "<= 1.15x"}
+	var brokerExtra string
+	var p *pki
+	echoKind := childEchoGRPC
+	switch path {
+	case CPUPathGRPC:
+		c.Name = "gRPC GetToken (cached) vs bare grpc-go echo"
+	case CPUPathREST:
+		c.Name = "REST POST /v1/token (cached) vs gateway echo"
+		echoKind = childEchoGateway
+	case CPUPathMTLS:
+		c.Name = "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS"
+		echoKind = childEchoMTLS
+		var err error
+		if p, err = newPKI(); err != nil {
+			return c, err
+		}
+		defer p.remove()
+		brokerExtra = mtlsBrokerYAML(p)
+	default:
+		return c, fmt.Errorf("CPU rows: unknown path %q", path)
+	}
+	dialOpts := []grpc.DialOption{}
+	if p != nil {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(p.client)))
+	}
+	broker, err := startServerChild(ctx, childSpec{Kind: childBroker, Config: brokerYAML(e.Sim, brokerExtra)})
+	if err != nil {
+		return c, err
+	}
+	defer broker.stop()
+	bconn, err := dialWith(broker.grpcAddr, dialOpts)
+	if err != nil {
+		return c, err
+	}
+	defer bconn.Close()
+	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(bconn))
+	if err != nil {
+		return c, err
+	}
+	respBytes, err := proto.Marshal(resp)
+	if err != nil {
+		return c, err
+	}
+	spec := childSpec{Kind: echoKind, Response: respBytes}
+	if p != nil {
+		spec.CertFile, spec.KeyFile, spec.CAFile = p.certFile, p.keyFile, p.caFile
+	}
+	echo, err := startServerChild(ctx, spec)
+	if err != nil {
+		return c, err
+	}
+	defer echo.stop()
+
+	var subject, baseline func(context.Context) error
+	if path == CPUPathREST {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
+		defer client.CloseIdleConnections()
+		subject, baseline = postToken(client, "http://"+broker.httpAddr), postToken(client, "http://"+echo.httpAddr)
+	} else {
+		econn, err := dialWith(echo.grpcAddr, dialOpts)
+		if err != nil {
+			return c, err
+		}
+		defer econn.Close()
+		subject = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
+		baseline = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
+	}
+	// Warm both (connections, goroutines, caches) before measuring.
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), subject)
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), baseline)
+
+	if c.SubjectIdleUsPerSec, err = idleCPU(ctx, broker); err != nil {
+		return c, err
+	}
+	if c.BaselineIdleUsPerSec, err = idleCPU(ctx, echo); err != nil {
+		return c, err
+	}
+	if profileDir != "" {
+		c.SubjectProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-broker.prof", path, concurrency))
+		c.BaselineProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-echo.prof", path, concurrency))
+		if err := broker.startProfile(c.SubjectProfile); err != nil {
+			return c, err
+		}
+		if err := echo.startProfile(c.BaselineProfile); err != nil {
+			return c, err
+		}
+	}
+	type side struct {
+		child *childProcess
+		op    func(context.Context) error
+		cpu   time.Duration
+		calls int64
+	}
+	sides := [2]*side{{child: broker, op: subject}, {child: echo, op: baseline}}
+	for r := range rounds {
+		var per [2]float64
+		for j := range 2 {
+			k := (r + j) % 2 // broker, echo; then echo, broker
+			s := sides[k]
+			before, err := s.child.cpu()
+			if err != nil {
+				return c, err
+			}
+			st := Load(ctx, concurrency, cpuRoundLimit, calls, s.op)
+			after, err := s.child.cpu()
+			if err != nil {
+				return c, err
+			}
+			s.cpu += after - before
+			s.calls += st.Requests
+			c.Errors += st.Errors
+			if c.FirstError == "" {
+				c.FirstError = st.FirstError
+			}
+			if st.Requests > 0 {
+				per[k] = float64(after-before) / float64(st.Requests)
+			}
+		}
+		if per[1] > 0 {
+			c.RoundRatios = append(c.RoundRatios, per[0]/per[1])
+		}
+	}
+	if profileDir != "" {
+		if err := broker.stopProfile(); err != nil {
+			return c, err
+		}
+		if err := echo.stopProfile(); err != nil {
+			return c, err
+		}
+	}
+	c.SubjectCalls, c.BaselineCalls = sides[0].calls, sides[1].calls
+	if c.SubjectCalls > 0 {
+		c.SubjectCPUPerCallUs = float64(sides[0].cpu.Microseconds()) / float64(c.SubjectCalls)
+	}
+	if c.BaselineCalls > 0 {
+		c.BaselineCPUPerCallUs = float64(sides[1].cpu.Microseconds()) / float64(c.BaselineCalls)
+	}
+	if c.BaselineCPUPerCallUs > 0 {
+		c.Ratio = c.SubjectCPUPerCallUs / c.BaselineCPUPerCallUs
+	}
+	return c, nil
+}
+
+// idleWindow is how long idleCPU watches a server with no call.
+const idleWindow = time.Second
+
+// idleCPU is child's CPU time per second while nobody calls it, in
+// microseconds.
+func idleCPU(ctx context.Context, child *childProcess) (float64, error) {
+	before, err := child.cpu()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(idleWindow):
+	}
+	after, err := child.cpu()
+	if err != nil {
+		return 0, err
+	}
+	return float64((after - before).Microseconds()) / time.Since(start).Seconds(), nil
+}
+
+// postToken is the load operation of the REST comparisons.
+func postToken(client *http.Client, base string) func(context.Context) error {
+	url := base + "/v1/token"
+	body := []byte(`{"profile":"bench","min_ttl":"0s"}`)
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		r, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", r.StatusCode)
+		}
+		return nil
+	}
+}
+
+// dialWith is dial with other options (mTLS) in place of plaintext.
+func dialWith(addr string, opts []grpc.DialOption) (*grpc.ClientConn, error) {
+	if len(opts) == 0 {
+		return dial(addr)
+	}
+	return grpc.NewClient(addr, opts...)
+}
