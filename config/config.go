@@ -106,6 +106,10 @@ type Profile struct {
 	Credentials map[string]secret.Secret `yaml:"credentials"`
 	Params      map[string]string        `yaml:"params"`
 	Settings    Settings                 `yaml:"settings"`
+	// KeepWarm: the fleet refreshes this profile's token at the
+	// refresh-ahead point even without callers (at most
+	// service.keep_warm_max profiles).
+	KeepWarm bool `yaml:"keep_warm"`
 }
 
 // Client is a caller of the broker (issue: caller authentication).
@@ -149,6 +153,8 @@ type ServiceTuning struct {
 	DefaultMinTTL        string  `yaml:"default_min_ttl"`
 	ForceRefreshInterval string  `yaml:"force_refresh_interval"`
 	RefreshAhead         float64 `yaml:"refresh_ahead"`
+	// KeepWarmMax bounds the profiles with keep_warm (0: 100).
+	KeepWarmMax int `yaml:"keep_warm_max"`
 }
 
 // Defaults are the safe local defaults used with no file.

@@ -272,6 +272,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		}
 		release, err := s.cfg.Budget.Acquire(bctx, r.vendor, r.settings.Limits())
 		if err != nil {
+			s.recordOutcome(r, nil, err)
 			return store.Entry{}, false, err
 		}
 		defer release()
@@ -281,6 +282,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	tok, err := r.call.Fetch(fetchCtx, refreshToken)
 	endUpstreamSpan(span, outcome(err))
 	s.obs.Upstream(r.vendor, outcome(err), s.now().Sub(start))
+	s.recordOutcome(r, tok, err)
 	if err != nil {
 		var ve *vendors.Error
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {

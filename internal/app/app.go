@@ -107,6 +107,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		shared = b
 	}
 	svcCfg.Budget = budget.New(shared, opts.Logger)
+	a.configureHealth(&svcCfg, st)
 	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err
@@ -222,7 +223,11 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 			Credentials: secret.Map(p.Credentials),
 			Params:      p.Params,
 			Settings:    s,
+			KeepWarm:    p.KeepWarm,
 		}
+	}
+	if err := checkKeepWarm(cfg); err != nil {
+		return out, err
 	}
 	var err error
 	// An explicit 0s means none, which service.Config spells negative (its

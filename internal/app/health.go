@@ -1,0 +1,54 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/service"
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// configureHealth wires credential status (docs/design.md section 8,
+// "Credential status and events"): with Redis the fleet's status book is
+// the Redis backend, and the status answer reports its breaker.
+func (a *App) configureHealth(svcCfg *service.Config, st store.Store) {
+	svcCfg.Health.Replica = replicaName()
+	if sc, ok := st.(*sharedCache); ok {
+		svcCfg.Health.Book = sc.backend
+		svcCfg.Health.BreakerOpen = func() bool { return sc.backend.Stats().BreakerOpen }
+	}
+}
+
+// replicaName names this process in status records and events: the host
+// (a pod's name) and the process id, so that replicas on one host differ.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
+}
+
+// checkKeepWarm bounds the keep_warm profiles by service.keep_warm_max:
+// each costs its vendor a request per token lifetime, callers or not.
+func checkKeepWarm(cfg *config.Config) error {
+	limit := cfg.Service.KeepWarmMax
+	if limit < 0 {
+		return fmt.Errorf("service.keep_warm_max: %d is negative", limit)
+	}
+	if limit == 0 {
+		limit = service.DefaultKeepWarmMax
+	}
+	n := 0
+	for _, p := range cfg.Profiles {
+		if p.KeepWarm {
+			n++
+		}
+	}
+	if n > limit {
+		return fmt.Errorf("profiles: %d profiles have keep_warm, more than service.keep_warm_max (%d)", n, limit)
+	}
+	return nil
+}
