@@ -34,6 +34,7 @@ type Config struct {
 	TLS           TLS                 `yaml:"tls"`
 	Service       ServiceTuning       `yaml:"service"`
 	Limits        Limits              `yaml:"limits"`
+	Events        Events              `yaml:"events"`
 
 	// secretFiles are the paths of the file: secrets, in the order met.
 	secretFiles []string
@@ -155,6 +156,19 @@ type ServiceTuning struct {
 	RefreshAhead         float64 `yaml:"refresh_ahead"`
 	// KeepWarmMax bounds the profiles with keep_warm (0: 100).
 	KeepWarmMax int `yaml:"keep_warm_max"`
+}
+
+// Events configures where credential state changes are sent (CloudEvents
+// over HTTP).
+type Events struct {
+	Sinks []EventSink `yaml:"sinks"`
+}
+
+// EventSink is one receiver of events.
+type EventSink struct {
+	URL string `yaml:"url"`
+	// Headers go with every event (e.g. authorization: ${SINK_TOKEN}).
+	Headers map[string]secret.Secret `yaml:"headers"`
 }
 
 // Defaults are the safe local defaults used with no file.

@@ -107,7 +107,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		shared = b
 	}
 	svcCfg.Budget = budget.New(shared, opts.Logger)
-	a.configureHealth(&svcCfg, st)
+	if err := a.configureHealth(&svcCfg, st, cfg); err != nil {
+		a.Close()
+		return nil, err
+	}
 	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err

@@ -6,19 +6,39 @@ import (
 	"strconv"
 
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/events"
 	"github.com/tokenbroker/tokenbroker/service"
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // configureHealth wires credential status (docs/design.md section 8,
 // "Credential status and events"): with Redis the fleet's status book is
-// the Redis backend, and the status answer reports its breaker.
-func (a *App) configureHealth(svcCfg *service.Config, st store.Store) {
+// the Redis backend, and the status answer reports its breaker; with
+// events.sinks a dispatcher sends the changes.
+func (a *App) configureHealth(svcCfg *service.Config, st store.Store, cfg *config.Config) error {
 	svcCfg.Health.Replica = replicaName()
 	if sc, ok := st.(*sharedCache); ok {
 		svcCfg.Health.Book = sc.backend
 		svcCfg.Health.BreakerOpen = func() bool { return sc.backend.Stats().BreakerOpen }
 	}
+	if len(cfg.Events.Sinks) == 0 {
+		return nil
+	}
+	sinks := make([]events.Sink, len(cfg.Events.Sinks))
+	for i, s := range cfg.Events.Sinks {
+		headers := make(map[string]string, len(s.Headers))
+		for k, v := range s.Headers {
+			headers[k] = v.Reveal()
+		}
+		sinks[i] = events.Sink{URL: s.URL, Headers: headers}
+	}
+	d, err := events.New(events.Options{Sinks: sinks, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, d.Close)
+	svcCfg.Health.Events = d
+	return nil
 }
 
 // replicaName names this process in status records and events: the host
