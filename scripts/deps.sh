@@ -2,7 +2,9 @@
 # Installs what the tests need beyond Go: redis-server and redis-cli (the
 # integration tests start real Redis processes), docker-compose (only to
 # validate docker-compose.yml; no engine is used) and promtool (Debian's
-# prometheus package: checks and unit-tests deploy/prometheus/alerts.yaml).
+# prometheus package: checks and unit-tests deploy/prometheus/alerts.yaml)
+# and, with WITH_CHROMIUM=1, Debian's chromium (the status page's headless
+# browser test).
 # Debian/Ubuntu, as root or with sudo; does nothing when everything is
 # there.
 set -euo pipefail
@@ -14,6 +16,9 @@ if [ "${WITH_COMPOSE:-0}" = 1 ]; then
 fi
 if [ "${WITH_PROMTOOL:-0}" = 1 ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
+if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
