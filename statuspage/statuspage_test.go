@@ -39,7 +39,7 @@ func TestPage(t *testing.T) {
 			{Profile: "acme", Vendor: "saasu", State: tokenbrokerv1.CredentialState_CREDENTIAL_STATE_WORKING,
 				ExpiresAt: timestamppb.New(now.Add(time.Hour)), FetchedBy: "host-a/42", Budget: &tokenbrokerv1.BudgetState{}},
 			{Profile: "<b>odd</b>", Vendor: "oauth2", State: tokenbrokerv1.CredentialState_CREDENTIAL_STATE_REJECTED,
-				LastRejection: &tokenbrokerv1.VendorRejection{OauthError: "invalid_client", HttpStatus: 401, At: timestamppb.New(now)},
+				LastRejection:       &tokenbrokerv1.VendorRejection{OauthError: "invalid_client", HttpStatus: 401, At: timestamppb.New(now)},
 				ConsecutiveFailures: 2, LastFailure: "rejected", Budget: &tokenbrokerv1.BudgetState{MaxRequestsPerSecond: 2, Burst: 1}},
 		},
 	}
