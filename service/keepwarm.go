@@ -77,8 +77,10 @@ func (s *Service) keepWarm(conf *snapshot, latest time.Time) time.Time {
 		r, err := s.resolve(conf, selector{profile: name})
 		if err != nil {
 			// A profile that needs a caller's params cannot be fetched
-			// without a caller.
-			s.healthWarn("keep_warm: profile "+name+" cannot be resolved without a caller: "+err.Error(), conf.profiles[name].Vendor)
+			// without a caller: said once per configuration.
+			if prev, _ := s.health.unresolvable.Swap(name, conf); prev != conf {
+				s.log.Warn("keep_warm: the profile cannot be fetched without a caller's params; not kept warm", "profile", name, "vendor", conf.profiles[name].Vendor, "err", err)
+			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.bgCtx, statusWriteTimeout)

@@ -67,6 +67,9 @@ type health struct {
 	// loops owns the recorder and keep-warm goroutines (apart from
 	// Service.bg, which tests wait on for refreshes to end).
 	loops sync.WaitGroup
+	// unresolvable maps keep-warm profiles that need a caller's params to
+	// the configuration they were warned about under.
+	unresolvable sync.Map
 }
 
 // startHealth starts the status recorder (and keep-warm); both stop at

@@ -282,6 +282,15 @@ clients:
 			t.Error("Redis holds no key: the flow did not reach the shared store")
 		}
 		for _, k := range keys {
+			if typ, err := rc.Type(context.Background(), k).Result(); err == nil && typ == "hash" {
+				// Credential status records.
+				h, err := rc.HGetAll(context.Background(), k).Result()
+				if err != nil {
+					t.Fatalf("HGETALL %s: %v", k, err)
+				}
+				redisDump.WriteString(k + "\n" + fmt.Sprint(h) + "\n")
+				continue
+			}
 			v, err := rc.Get(context.Background(), k).Bytes()
 			if err != nil && err != redis.Nil {
 				t.Fatalf("GET %s: %v", k, err)

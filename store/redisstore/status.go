@@ -23,6 +23,12 @@ func StatusKey(profile string) string { return "tokenbroker:v1:{status}:" + prof
 // removed from the configuration leaves no record for long.
 const StatusTTL = 31 * 24 * time.Hour
 
+// statusTimeout bounds a status command. Neither is on a caller's path
+// (the service records off it; the status RPC is for operators), so it is
+// longer than DefaultOpTimeout: a loaded machine must not turn a record
+// into a per-replica one (and a duplicate event), nor trip the breaker.
+const statusTimeout = time.Second
+
 var _ store.StatusBook = (*Backend)(nil)
 
 // recordStatus is store.ApplyStatus in one script, so that replicas
@@ -78,7 +84,7 @@ func (b *Backend) RecordStatus(ctx context.Context, u store.StatusUpdate) (store
 	}
 	key := StatusKey(u.Profile)
 	var reply []any
-	err := b.do(ctx, key, func(ctx context.Context) error {
+	err := b.doWithin(ctx, key, statusTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = recordStatus.Run(ctx, b.client, []string{key},
 			u.Outcome, millis(u.At), u.Vendor, u.Replica, millis(u.ExpiresAt),
@@ -105,7 +111,7 @@ func (b *Backend) ListStatus(ctx context.Context, profiles []string) ([]store.Cr
 		return nil, nil
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(profiles))
-	err := b.do(ctx, StatusKey(profiles[0]), func(ctx context.Context) error {
+	err := b.doWithin(ctx, StatusKey(profiles[0]), statusTimeout, func(ctx context.Context) error {
 		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, name := range profiles {
 				cmds[i] = p.HGetAll(ctx, StatusKey(name))
