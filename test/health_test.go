@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -193,6 +194,19 @@ func TestCredentialHealthFleet(t *testing.T) {
 	types, bodies, auth := sink.all()
 	if sink.count("io.tokenbroker.credential.recovered") != 1 || len(types) != 2 {
 		t.Fatalf("events = %v; want one rejected, one recovered", types)
+	}
+	// The replicas counted each event once, as sent.
+	sent := 0
+	for _, r := range f.replicas {
+		for _, line := range strings.Split(getBody(t, "http://"+r.httpAddr+"/metrics"), "\n") {
+			if v, ok := strings.CutPrefix(line, `tokenbroker_credential_events_total{result="sent"} `); ok {
+				n, _ := strconv.Atoi(v)
+				sent += n
+			}
+		}
+	}
+	if sent != 2 {
+		t.Fatalf("tokenbroker_credential_events_total{result=\"sent\"} over the replicas = %d, want 2", sent)
 	}
 	for i, body := range bodies {
 		var data map[string]any

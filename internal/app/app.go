@@ -107,11 +107,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		shared = b
 	}
 	svcCfg.Budget = budget.New(shared, opts.Logger)
-	if err := a.configureHealth(&svcCfg, st, cfg); err != nil {
+	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err
 	}
-	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
+	if err := a.configureHealth(&svcCfg, st, cfg); err != nil {
 		a.Close()
 		return nil, err
 	}

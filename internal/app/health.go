@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/events"
+	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/service"
 	"github.com/tokenbroker/tokenbroker/store"
 )
@@ -14,7 +15,8 @@ import (
 // configureHealth wires credential status (docs/design.md section 8,
 // "Credential status and events"): with Redis the fleet's status book is
 // the Redis backend, and the status answer reports its breaker; with
-// events.sinks a dispatcher sends the changes.
+// events.sinks a dispatcher sends the changes (counted in metrics; call it
+// after instrument).
 func (a *App) configureHealth(svcCfg *service.Config, st store.Store, cfg *config.Config) error {
 	svcCfg.Health.Replica = replicaName()
 	if sc, ok := st.(*sharedCache); ok {
@@ -38,7 +40,15 @@ func (a *App) configureHealth(svcCfg *service.Config, st store.Store, cfg *confi
 	}
 	a.closers = append(a.closers, d.Close)
 	svcCfg.Health.Events = d
-	return nil
+	return a.ops.metrics.WatchCredentialEvents(func() metrics.EventStats {
+		var sum metrics.EventStats
+		for _, s := range d.Stats() {
+			sum.Sent += s.Sent
+			sum.Failed += s.Failed
+			sum.Dropped += s.Dropped
+		}
+		return sum
+	})
 }
 
 // replicaName names this process in status records and events: the host
