@@ -11,12 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tokenbroker/tokenbroker/events"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // switchingVendor issues tokens of life seconds, or rejects the client
@@ -151,5 +154,63 @@ func TestCredentialStatusAndEvents(t *testing.T) {
 	rec.mu.Unlock()
 	if first.Profile != "acme" || first.Vendor != "smartdocumentor" || first.Reason != "invalid_client" || first.State != "rejected" || first.PreviousState != "working" {
 		t.Fatalf("rejected event = %+v", first)
+	}
+}
+
+// TestBudgetExhaustedEvent: a fetch that finds the vendor's budget spent
+// is recorded and told once, until a token is fetched again.
+func TestBudgetExhaustedEvent(t *testing.T) {
+	t.Parallel()
+	v := &switchingVendor{life: 3600}
+	srv := httptest.NewServer(v)
+	t.Cleanup(srv.Close)
+	rec := &eventRecorder{}
+	s := New(Config{
+		// One request every 1000 s: the second fetch finds no slot.
+		VendorSettings: map[string]vendors.Settings{"smartdocumentor": {"token_url": srv.URL + "/connect/token", "max_requests_per_second": "0.001"}},
+		Profiles: map[string]Profile{
+			"acme": {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}},
+		},
+		FingerprintKey:       []byte("k"),
+		ForceRefreshInterval: -1,
+		Budget:               budget.New(nil, nil),
+		Health:               Health{Replica: "replica-1", Events: rec},
+	})
+	t.Cleanup(s.Close)
+	get := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme", ForceRefresh: true})
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	var lastTry time.Time
+	for range 3 {
+		lastTry = time.Now()
+		if err := get(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("err = %v, want the budget exhausted", err)
+		}
+	}
+	var got *tokenbrokerv1.CredentialStatus
+	eventually(t, "three exhaustions recorded", func() bool {
+		resp, err := s.ListCredentialStatus(context.Background(), &tokenbrokerv1.ListCredentialStatusRequest{})
+		if err != nil || len(resp.Profiles) != 1 {
+			return false
+		}
+		got = resp.Profiles[0]
+		// The recorder works in order: once the last try is recorded,
+		// every event there will be has been published.
+		return got.Budget.GetExhausted() && !got.Budget.GetExhaustedAt().AsTime().Before(lastTry)
+	})
+	if types := rec.types(); len(types) != 1 {
+		t.Fatalf("events = %v, want one budget_exhausted", types)
+	}
+	if got.State != tokenbrokerv1.CredentialState_CREDENTIAL_STATE_WORKING || got.Budget.GetMaxRequestsPerSecond() != 0.001 || got.Budget.GetExhaustedAt() == nil {
+		t.Fatalf("status = %v", got)
+	}
+	if types := rec.types(); types[0] != events.TypeBudgetExhausted || got.LastFailure != "budget_exhausted" {
+		t.Fatalf("events = %v, want one budget_exhausted", types)
 	}
 }
