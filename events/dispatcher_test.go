@@ -166,3 +166,58 @@ func TestSinkURLChecked(t *testing.T) {
 		}
 	}
 }
+
+// syncBuf is a log destination safe for the sender's goroutine.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFailureLogNamesNoSecret: a sink that answers with the request's
+// own headers (as some echo their input) is logged by its host and HTTP
+// status, never its answer or the configured headers.
+func TestFailureLogNamesNoSecret(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad auth "+r.Header.Get("Authorization"), http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	var logs syncBuf
+	d, err := New(Options{
+		Sinks:       []Sink{{URL: srv.URL + "/hook?token=query-secret", Headers: map[string]string{"Authorization": "Bearer header-secret"}}},
+		MaxAttempts: 2, Backoff: time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	d.Publish(Event{ID: "p:1", Type: TypeFailing, Profile: "p", Vendor: "saasu", Time: time.Now()})
+	for range 500 {
+		if d.Stats()[0].Failed == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := logs.String()
+	if d.Stats()[0].Failed != 1 || !strings.Contains(out, "event not delivered") || !strings.Contains(out, "HTTP 500") {
+		t.Fatalf("stats %+v, log:\n%s", d.Stats()[0], out)
+	}
+	for _, secret := range []string{"header-secret", "query-secret", "bad auth"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("the log contains %q:\n%s", secret, out)
+		}
+	}
+}
