@@ -1,5 +1,6 @@
 # tokenbroker: every entry point. Tool versions are pinned in go.mod (protoc
-# plugins) and tools/go.mod (buf, staticcheck, helm); nothing is installed by
+# plugins), tools/go.mod (buf, staticcheck, helm, kubeconform, helm-docs) and
+# here (kube-score, by go run module@version); nothing is installed by
 # hand (scripts/deps.sh installs redis-server, docker-compose and promtool
 # from Debian's packages).
 GO        ?= go
@@ -14,7 +15,7 @@ LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VE
              -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
 .PHONY: run build test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check \
-	helm-check rules-check deploy-test deploy-check image ci
+	helm-check chart-lint chart-docs rules-check deploy-test deploy-check openapi-lint client-examples image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
 run:
@@ -52,6 +53,20 @@ generate-check: generate
 	@git diff --exit-code -- gen/ && test -z "$$(git status --porcelain -- gen/)" || \
 		(echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1)
 
+## openapi-lint: Spectral (spectral:oas; the version pinned in tools/spectral's
+## package-lock.json, installed by npm ci) on the generated OpenAPI document: no error
+openapi-lint:
+	cd tools/spectral && { [ -x node_modules/.bin/spectral ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --no-audit --no-fund; }
+	cd tools/spectral && node_modules/.bin/spectral lint --ruleset .spectral.yaml --fail-severity error ../../gen/openapi/tokenbroker.swagger.json
+
+## client-examples: docs/clients.md's Node.js example (examples/node, its packages
+## from npm through its package-lock.json) against a broker on loopback
+client-examples:
+	cd examples/node && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --no-audit --no-fund; }
+	$(GO) test -race -count=1 -run '^TestNodeClientExample$$' ./test/
+
 ## lint: gofmt, go vet, staticcheck (the service and the deploy module), buf lint
 lint:
 	@out=$$(gofmt -s -l $$(git ls-files '*.go' | grep -v '^gen/')); \
@@ -84,12 +99,42 @@ compose-check:
 	@test -f docker-compose.yml || { echo "compose-check: no docker-compose.yml yet"; exit 0; }; \
 	docker-compose -f docker-compose.yml config -q
 
-## helm-check: helm lint, and helm template with the default and the production values
+## helm-check: helm lint and helm template (values.schema.json included) with the
+## minimal and the production values; the defaults alone must refuse to render; the
+## chart's README must be what helm-docs generates
 helm-check:
-	$(TOOL) helm lint --strict $(CHART)
-	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml
-	$(TOOL) helm template tokenbroker $(CHART) >/dev/null
+	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/minimal-values.yaml --kube-version 1.31
+	$(TOOL) helm lint --strict $(CHART) -f $(CHART)/ci/production-values.yaml --kube-version 1.31
+	$(TOOL) helm template tokenbroker $(CHART) -f $(CHART)/ci/minimal-values.yaml --kube-version 1.31 >/dev/null
 	$(TOOL) helm template tokenbroker $(CHART) -f $(CHART)/ci/production-values.yaml --kube-version 1.31 >/dev/null
+	@if $(TOOL) helm template tokenbroker $(CHART) --kube-version 1.31 >/dev/null 2>&1; then \
+		echo "helm-check: the default values render, but without callers the broker cannot start" >&2; exit 1; fi
+	@$(TOOL) helm-docs --chart-search-root $(CHART) --dry-run 2>/dev/null | diff -u $(CHART)/README.md - || \
+		(echo "$(CHART)/README.md is stale: run 'make chart-docs' and commit the result" >&2; exit 1)
+
+## chart-lint: kubeconform (strict, with schemas made offline from k8s.io/client-go's
+## built-in types) and kube-score over the minimal and the production renders; the
+## ignored kube-score checks are the decisions in deploy/helm/tokenbroker/README.md
+KUBE_SCORE := $(GO) run github.com/zegl/kube-score/cmd/kube-score@v1.20.0
+CHART_OUT  := bin/chart-lint
+chart-lint:
+	rm -rf $(CHART_OUT) && mkdir -p $(CHART_OUT)/schemas
+	$(TOOL) helm template tokenbroker $(CHART) -n tokens -f $(CHART)/ci/minimal-values.yaml --kube-version 1.31 >$(CHART_OUT)/minimal.yaml
+	$(TOOL) helm template tokenbroker $(CHART) -n tokens -f $(CHART)/ci/production-values.yaml --kube-version 1.31 >$(CHART_OUT)/production.yaml
+	$(GO) mod download -modfile=tools/go.mod k8s.io/client-go
+	cd deploy && $(GO) run ./cmd/kubeschemas -o ../$(CHART_OUT)/schemas \
+		"$$(cd .. && $(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' k8s.io/client-go)/applyconfigurations/internal/internal.go"
+	$(TOOL) kubeconform -strict -summary -skip ServiceMonitor,PrometheusRule \
+		-schema-location '$(CHART_OUT)/schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json' $(CHART_OUT)/minimal.yaml $(CHART_OUT)/production.yaml
+	$(KUBE_SCORE) score --exit-one-on-warning --output-format ci --ignore-container-cpu-limit \
+		--ignore-test container-image-pull-policy --ignore-test deployment-has-host-podantiaffinity $(CHART_OUT)/production.yaml
+	$(KUBE_SCORE) score --exit-one-on-warning --output-format ci --ignore-container-cpu-limit \
+		--ignore-test container-image-pull-policy --ignore-test deployment-has-host-podantiaffinity \
+		--ignore-test pod-networkpolicy $(CHART_OUT)/minimal.yaml
+
+## chart-docs: regenerate deploy/helm/tokenbroker/README.md from values.yaml (helm-docs)
+chart-docs:
+	$(TOOL) helm-docs --chart-search-root $(CHART)
 
 ## rules-check: promtool check rules and the alerts' unit tests
 rules-check:
@@ -101,11 +146,11 @@ deploy-test:
 	cd deploy && $(GO) test -count=1 ./...
 
 ## deploy-check: everything that checks deploy/ (needs promtool, redis-server: scripts/deps.sh)
-deploy-check: helm-check rules-check deploy-test
+deploy-check: helm-check chart-lint rules-check deploy-test
 
 ## image: the production image (needs a Docker engine)
 image:
 	docker build --target tokenbroker --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t tokenbroker:$(VERSION) .
 
 ## ci: what .ci/run runs
-ci: lint generate-check breaking test fuzz compose-check deploy-check
+ci: lint generate-check openapi-lint breaking client-examples test fuzz compose-check deploy-check

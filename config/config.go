@@ -34,6 +34,7 @@ type Config struct {
 	TLS           TLS                 `yaml:"tls"`
 	Service       ServiceTuning       `yaml:"service"`
 	Limits        Limits              `yaml:"limits"`
+	AccessLog     AccessLog           `yaml:"access_log"`
 	Events        Events              `yaml:"events"`
 
 	// secretFiles are the paths of the file: secrets, in the order met.
@@ -53,6 +54,17 @@ type Limits struct {
 	// RefreshBurst is how many such calls a client may make at once
 	// (default 30).
 	RefreshBurst int `yaml:"refresh_burst"`
+	// MissesPerMinute is each client's sustained rate of vendor token
+	// requests caused by its cache misses, counted fleet-wide (default
+	// 600).
+	MissesPerMinute int `yaml:"misses_per_minute"`
+	// MissBurst is how many such requests a client may cause at once
+	// (default 300).
+	MissBurst int `yaml:"miss_burst"`
+	// MaxClientShare is the largest fraction of a vendor's
+	// max_requests_per_second budget one client may take while other
+	// clients wait for it (default 0.5; 1: no bound).
+	MaxClientShare float64 `yaml:"max_client_share"`
 }
 
 // Cache configures the token store.
@@ -94,6 +106,11 @@ type Redis struct {
 	// certificates, when they are not in the system's trust store.
 	TLSCAFile string `yaml:"tls_ca_file"`
 	DB        int    `yaml:"db"`
+	// AllowEviction lets the broker start on a Redis whose
+	// maxmemory-policy may evict its keys (allkeys-*, volatile-*): the
+	// fetch lease, generations and refresh-token claims are then lost
+	// under memory pressure (docs/operations.md, Redis requirements).
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // Settings are a vendor's or profile's settings (docs/design.md section 5); map
@@ -106,11 +123,57 @@ type Profile struct {
 	Vendor      string                   `yaml:"vendor"`
 	Credentials map[string]secret.Secret `yaml:"credentials"`
 	Params      map[string]string        `yaml:"params"`
-	Settings    Settings                 `yaml:"settings"`
+	// AllowParams are the params a caller of this profile may set
+	// (default: none); see AllowParams.
+	AllowParams AllowParams `yaml:"allow_params"`
+	Settings    Settings    `yaml:"settings"`
 	// KeepWarm: the fleet refreshes this profile's token at the
 	// refresh-ahead point even without callers (at most
 	// service.keep_warm_max profiles).
 	KeepWarm bool `yaml:"keep_warm"`
+}
+
+// AllowParams names the params a profile's callers may set, each with the
+// values it may take (nil: any value). In YAML either a list of names
+// (any value) or a map of name to a list of values:
+//
+//	allow_params: [scope]
+//	allow_params: {scope: [read, "read write"], tenancy: [acme, acme-test]}
+//
+// A param that chooses where the request goes (a host or a path: tenancy,
+// region, tenant_id, any placeholder of a URL setting) needs a value list
+// (docs/design.md, Security model).
+type AllowParams map[string][]string
+
+// UnmarshalYAML accepts a sequence of names or a mapping of name to a
+// sequence of values (or null for any value).
+func (a *AllowParams) UnmarshalYAML(n *yaml.Node) error {
+	out := AllowParams{}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			out[name] = nil
+		}
+	case yaml.MappingNode:
+		var m map[string][]string
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		for name, values := range m {
+			if values != nil && len(values) == 0 {
+				return fmt.Errorf("line %d: allow_params.%s: an empty list allows nothing; list the values, or write null for any value", n.Line, name)
+			}
+			out[name] = values
+		}
+	default:
+		return fmt.Errorf("line %d: allow_params: a list of param names, or a map of param name to allowed values", n.Line)
+	}
+	*a = out
+	return nil
 }
 
 // Client is a caller of the broker (issue: caller authentication).
@@ -147,6 +210,57 @@ type TLS struct {
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
 	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// AccessLog is the access log policy (docs/design.md section 8, "Access
+// log policy"): which successful cache hits get a "request" line. Misses,
+// errors and every other call are always logged, and so is every
+// authorization decision (its own audit line).
+type AccessLog struct {
+	// CacheHits is "all" (the default, also when empty), "sampled" (one
+	// line per SampleOneIn hits) or "none".
+	CacheHits string `yaml:"cache_hits"`
+	// SampleOneIn is N of "one in N", 2..1000000; only with sampled.
+	SampleOneIn int `yaml:"sample_one_in"`
+}
+
+// Access log policies (AccessLog.CacheHits).
+const (
+	CacheHitsAll     = "all"
+	CacheHitsSampled = "sampled"
+	CacheHitsNone    = "none"
+)
+
+// maxSampleOneIn bounds access_log.sample_one_in: beyond it a sampled log
+// is as good as none, which says so more plainly.
+const maxSampleOneIn = 1_000_000
+
+// HitsOneIn returns how many successful cache hits share one access line:
+// 1 for all, 0 for none, N when sampled. The AccessLog must be valid.
+func (a AccessLog) HitsOneIn() uint64 {
+	switch a.CacheHits {
+	case CacheHitsNone:
+		return 0
+	case CacheHitsSampled:
+		return uint64(a.SampleOneIn)
+	}
+	return 1
+}
+
+func (a AccessLog) validate() error {
+	switch a.CacheHits {
+	case "", CacheHitsAll, CacheHitsNone:
+		if a.SampleOneIn != 0 {
+			return fmt.Errorf("access_log.sample_one_in needs access_log.cache_hits: %s", CacheHitsSampled)
+		}
+	case CacheHitsSampled:
+		if a.SampleOneIn < 2 || a.SampleOneIn > maxSampleOneIn {
+			return fmt.Errorf("access_log.sample_one_in: %d is not in 2..%d (one line per that many cache hits)", a.SampleOneIn, maxSampleOneIn)
+		}
+	default:
+		return fmt.Errorf("access_log.cache_hits: %q is not one of %s, %s, %s", a.CacheHits, CacheHitsAll, CacheHitsSampled, CacheHitsNone)
+	}
+	return nil
 }
 
 // ServiceTuning holds the token semantics' knobs (docs/design.md section 4).
@@ -250,6 +364,12 @@ func (c *Config) validate() error {
 	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
 		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
 	}
+	if c.Limits.MissesPerMinute < 0 || c.Limits.MissBurst < 0 {
+		return errors.New("limits: misses_per_minute and miss_burst must not be negative")
+	}
+	if s := c.Limits.MaxClientShare; s < 0 || s > 1 {
+		return fmt.Errorf("limits.max_client_share: %v is not a fraction between 0 (the default, 0.5) and 1 (no bound)", s)
+	}
 	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
 		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")
 	}
@@ -261,6 +381,9 @@ func (c *Config) validate() error {
 	}
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file")
+	}
+	if err := c.AccessLog.validate(); err != nil {
+		return err
 	}
 	return nil
 }

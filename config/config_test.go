@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,25 @@ profiles:
 		{name: "client without credential", yaml: "clients:\n  c: {allow: [p]}\n", wantErr: "clients.c"},
 		{name: "sentinel password without sentinel", yaml: "cache:\n  redis: {addrs: [127.0.0.1:6379], sentinel_password: x}\n", wantErr: "need cache.redis.master_name"},
 		{name: "sentinel password from a missing env", yaml: "cache:\n  redis: {addrs: [127.0.0.1:26379], master_name: m, sentinel_password: \"${NOPE}\"}\n", wantErr: "cache.redis.sentinel_password: environment variable NOPE is not set"},
+		{name: "access log default logs every hit", yaml: "", check: func(t *testing.T, c *Config) {
+			if got := c.AccessLog.HitsOneIn(); got != 1 {
+				t.Errorf("HitsOneIn() = %d, want 1 (all)", got)
+			}
+		}},
+		{name: "access log sampled", yaml: "access_log: {cache_hits: sampled, sample_one_in: 100}\n", check: func(t *testing.T, c *Config) {
+			if got := c.AccessLog.HitsOneIn(); got != 100 {
+				t.Errorf("HitsOneIn() = %d, want 100", got)
+			}
+		}},
+		{name: "access log none", yaml: "access_log: {cache_hits: none}\n", check: func(t *testing.T, c *Config) {
+			if got := c.AccessLog.HitsOneIn(); got != 0 {
+				t.Errorf("HitsOneIn() = %d, want 0 (none)", got)
+			}
+		}},
+		{name: "access log unknown policy", yaml: "access_log: {cache_hits: some}\n", wantErr: `access_log.cache_hits: "some" is not one of all, sampled, none`},
+		{name: "access log sampled without a rate", yaml: "access_log: {cache_hits: sampled}\n", wantErr: "access_log.sample_one_in: 0 is not in 2..1000000"},
+		{name: "access log sampled one in one", yaml: "access_log: {cache_hits: sampled, sample_one_in: 1}\n", wantErr: "access_log.sample_one_in: 1 is not in 2..1000000"},
+		{name: "access log rate without sampling", yaml: "access_log: {sample_one_in: 10}\n", wantErr: "access_log.sample_one_in needs access_log.cache_hits: sampled"},
 		{name: "redis CA file without TLS", yaml: "cache:\n  redis: {addrs: [127.0.0.1:6379], tls_ca_file: /ca.pem}\n", wantErr: "cache.redis.tls_ca_file needs cache.redis.tls: true"},
 	}
 	for _, tc := range tests {
@@ -111,5 +131,37 @@ func TestExtraParamsFromYAML(t *testing.T) {
 		if got["extra_params.resource"] != "x" || got["extra_params.n"] != "1" {
 			t.Fatalf("%q: flattened to %v", y, got)
 		}
+	}
+}
+
+func TestAllowParamsForms(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml string
+		want       AllowParams
+		wantErr    string
+	}{
+		{"list of names", "[scope, tenancy]", AllowParams{"scope": nil, "tenancy": nil}, ""},
+		{"map of values", "{scope: [read, 'read write'], tenancy: null}", AllowParams{"scope": {"read", "read write"}, "tenancy": nil}, ""},
+		{"empty value list", "{scope: []}", nil, "an empty list allows nothing"},
+		{"scalar", "scope", nil, "a list of param names, or a map"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse([]byte("profiles:\n  p:\n    vendor: oauth2\n    allow_params: "+tc.yaml+"\n"), nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Profiles["p"].AllowParams; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("allow_params = %#v, want %#v", got, tc.want)
+			}
+		})
 	}
 }

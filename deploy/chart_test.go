@@ -42,11 +42,20 @@ import (
 
 const chartDir = "deploy/helm/tokenbroker"
 
-// The value sets CI renders: the defaults, and the full production example.
+// The value sets CI renders: the smallest install that runs (the defaults
+// and one caller; the defaults alone refuse to render), and the full
+// production example.
 var valueSets = map[string][]string{
-	"default values":    nil,
+	"minimal values":    minimalValues,
 	"production values": {"-f", chartDir + "/ci/production-values.yaml", "--kube-version", "1.31"},
 }
+
+// minimalValues render for a current cluster: offline, Helm assumes
+// Kubernetes 1.20, which the chart's kubeVersion (>= 1.23) refuses.
+var minimalValues = []string{"-f", chartDir + "/ci/minimal-values.yaml", "--kube-version", "1.31"}
+
+// exampleAPIKey is the key whose SHA-256 both CI value sets give a caller.
+const exampleAPIKey = "example-api-key-change-me"
 
 // rendered is one install's objects, by kind and name.
 type rendered map[string]any
@@ -70,6 +79,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &corev1.Service{}, nil
 	case "v1 ServiceAccount":
 		return &corev1.ServiceAccount{}, nil
+	case "v1 Pod":
+		return &corev1.Pod{}, nil
 	case "apps/v1 Deployment":
 		return &appsv1.Deployment{}, nil
 	case "policy/v1 PodDisruptionBudget":
@@ -168,6 +179,15 @@ func TestChartRefusesContradictions(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
+		{"the defaults: no callers", []string{"--set", "config.clients=null"}, "no callers are configured"},
+		{"Kubernetes older than the chart's kubeVersion", []string{"--kube-version", "1.22"}, "chart requires kubeVersion: >=1.23.0-0"},
+		{"a value of the wrong type", []string{"--set", "replicaCount=three"}, "at '/replicaCount': got string, want integer"},
+		{"a misspelled value", []string{"--set", "replicaCont=5"}, "additional properties 'replicaCont' not allowed"},
+		{"a misspelled nested value", []string{"--set", "redis.adrs[0]=redis:6379"}, "at '/redis': additional properties 'adrs' not allowed"},
+		{"a port out of range", []string{"--set", "ports.http=80800"}, "at '/ports/http'"},
+		{"an unknown broker config key", []string{"--set", "config.servce.refresh_ahead=0.5"}, "additional properties 'servce' not allowed"},
+		{"an unknown access log policy", []string{"--set", "config.access_log.cache_hits=some"}, "at '/config/access_log/cache_hits'"},
+		{"alerts that cannot select this install", []string{"--set", "metrics.prometheusRule.enabled=true"}, "set metrics.prometheusRule.selector"},
 		{"Redis without encryption keys", []string{"--set", "redis.addrs[0]=redis:6379"}, "redis needs encryptionKeys"},
 		{"listeners in config", []string{"--set", "config.grpc_addr=0.0.0.0:1"}, "config.grpc_addr is set by the chart"},
 		{"mTLS without TLS", []string{"--set", "tls.clientCA.enabled=true"}, "needs tls.secretName"},
@@ -179,7 +199,12 @@ func TestChartRefusesContradictions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := run(t, nil, "helm", append([]string{"template", "tokenbroker", chartDir}, tc.args...)...)
+			args := tc.args
+			if args != nil {
+				// Callers configured, so that each case fails on its own.
+				args = append(slices.Clone(minimalValues), args...)
+			}
+			_, err := run(t, nil, "helm", append([]string{"template", "tokenbroker", chartDir}, args...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("helm template %v = %v, want an error containing %q", tc.args, err, tc.wantErr)
 			}
@@ -336,7 +361,7 @@ func checkInstall(t *testing.T, objects rendered) {
 	}
 
 	checkServices(t, objects, pod.Labels, ports)
-	checkBrokerRuns(t, configText, configPath, cfg, env, mounts)
+	checkBrokerRuns(t, configText, configPath, cfg, env, mounts, helmTestArgs(t, objects, cfg))
 }
 
 // brokerConfig is the part of tokenbroker.yaml the checks read; the
@@ -419,18 +444,31 @@ func checkServices(t *testing.T, objects rendered, podLabels map[string]string, 
 		if main.Labels[sm.Spec.JobLabel] != "tokenbroker" {
 			t.Errorf("the scrape job would be %q: the alert rules select job=\"tokenbroker\"", main.Labels[sm.Spec.JobLabel])
 		}
+		if ep := sm.Spec.Endpoints[0]; ep.Scheme != nil && *ep.Scheme == "https" {
+			tc := ep.TLSConfig
+			if tc == nil || tc.InsecureSkipVerify != nil && *tc.InsecureSkipVerify ||
+				tc.ServerName == nil || *tc.ServerName != "tokenbroker.tokens.svc" ||
+				tc.CA.Secret == nil || tc.CA.Secret.Key != "ca.crt" {
+				t.Errorf("the HTTPS scrape must verify the certificate (CA ca.crt, server name tokenbroker.tokens.svc): %+v", tc)
+			}
+		}
 	}
 	if obj, ok := objects["PrometheusRule/tokenbroker"]; ok {
 		var file struct {
 			Groups []monitoringv1.RuleGroup `json:"groups"`
 		}
-		if err := decodeStrict(readRepoFile(t, "deploy/prometheus/alerts.yaml"), &file); err != nil {
+		// The install's own matchers in place of the plain file's.
+		installs := strings.NewReplacer(
+			`job="tokenbroker"`, `job="tokenbroker", namespace="tokens", service="tokenbroker"`,
+			`deployment="tokenbroker"`, `namespace="tokens", deployment="tokenbroker"`,
+		).Replace(string(readRepoFile(t, "deploy/prometheus/alerts.yaml")))
+		if err := decodeStrict([]byte(installs), &file); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := json.Marshal(obj.(*monitoringv1.PrometheusRule).Spec.Groups)
 		want, _ := json.Marshal(file.Groups)
 		if !bytes.Equal(got, want) {
-			t.Error("the PrometheusRule's groups are not deploy/prometheus/alerts.yaml's")
+			t.Errorf("the PrometheusRule's groups are not deploy/prometheus/alerts.yaml's for this install:\n%s\nwant\n%s", got, want)
 		}
 	}
 	if obj, ok := objects["ConfigMap/tokenbroker-dashboard"]; ok {
@@ -471,7 +509,7 @@ func readRepoFile(t *testing.T, name string) []byte {
 // moved to loopback: --check-config accepts it, the server starts, its
 // probe and scrape paths answer 200 within 1 s, and the healthcheck
 // subcommand agrees.
-func checkBrokerRuns(t *testing.T, configText, configPath string, cfg brokerConfig, env map[string]corev1.EnvVar, mounts map[string]corev1.Volume) {
+func checkBrokerRuns(t *testing.T, configText, configPath string, cfg brokerConfig, env map[string]corev1.EnvVar, mounts map[string]corev1.Volume, helmTest []string) {
 	t.Helper()
 	root := t.TempDir()
 	moved := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
@@ -556,6 +594,66 @@ func checkBrokerRuns(t *testing.T, configText, configPath string, cfg brokerConf
 	if _, err := run(t, environ, "tokenbroker", "healthcheck", "--config", file); err != nil {
 		t.Errorf("healthcheck against a ready broker: %v", err)
 	}
+
+	// helm test's command, with the Service's address replaced by the
+	// broker's and its files by local ones.
+	var testFiles []string
+	for i, a := range helmTest {
+		switch {
+		case i > 0 && helmTest[i-1] == "--addr":
+			helmTest[i] = httpAddr
+		case strings.HasPrefix(a, "/etc/tokenbroker/"):
+			helmTest[i] = moved(a)
+			testFiles = append(testFiles, a)
+		}
+	}
+	for _, f := range testFiles {
+		switch path.Base(f) {
+		case "ca.crt":
+			writeFile(t, moved(f), tlsFiles["ca"])
+		default:
+			writeFile(t, moved(f), []byte(exampleAPIKey+"\n"))
+		}
+	}
+	out, err := run(t, environ, "tokenbroker", helmTest...)
+	if err != nil {
+		t.Errorf("helm test's command against the broker: %v", err)
+	} else if slices.Contains(helmTest, "--api-key-file") && !strings.Contains(out, "ListVendors: 6 vendors") {
+		t.Errorf("helm test's command printed %q, want ListVendors' six vendors", out)
+	}
+}
+
+// helmTestArgs returns the helm test pod's command, after checking it
+// reaches the Service over the scheme the broker serves, verifies the
+// certificate with TLS, and calls ListVendors with a key.
+func helmTestArgs(t *testing.T, objects rendered, cfg brokerConfig) []string {
+	t.Helper()
+	pod := objects.get(t, "Pod", "tokenbroker-test").(*corev1.Pod)
+	if pod.Annotations["helm.sh/hook"] != "test" || pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("the test pod is not a helm test hook that runs once: %v, restartPolicy %q", pod.Annotations, pod.Spec.RestartPolicy)
+	}
+	for key, obj := range objects {
+		if svc, ok := obj.(*corev1.Service); ok && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+			t.Errorf("%s selects the test pod: callers would reach it", key)
+		}
+	}
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatalf("test pod containers = %d, want 1", len(pod.Spec.Containers))
+	}
+	args := slices.Clone(pod.Spec.Containers[0].Args)
+	if len(args) == 0 || args[0] != "healthcheck" {
+		t.Fatalf("the test pod runs %v, want the broker's healthcheck", args)
+	}
+	if got := flagValue(t, args, "--addr"); got != "tokenbroker.tokens.svc:8080" {
+		t.Errorf("the test pod checks %s, want the Service's HTTP port", got)
+	}
+	if cfg.TLS.CertFile != "" && flagValue(t, args, "--server-name") != "tokenbroker.tokens.svc" {
+		t.Errorf("with TLS the test pod must verify the certificate's name: %v", args)
+	}
+	if !slices.Contains(args, "--api-key-file") {
+		t.Errorf("both CI value sets give the test an API key: %v", args)
+	}
+	return args
 }
 
 func writeFile(t *testing.T, name string, data []byte) {
@@ -568,7 +666,9 @@ func writeFile(t *testing.T, name string, data []byte) {
 	}
 }
 
-// testTLS returns a CA and a server certificate for 127.0.0.1 it signed,
+// testTLS returns a CA and a server certificate for 127.0.0.1 and
+// tokenbroker.tokens.svc (the Service's name, which helm test verifies) it
+// signed,
 // PEM: "ca", "cert", "key".
 func testTLS(t *testing.T) map[string][]byte {
 	t.Helper()
@@ -594,7 +694,7 @@ func testTLS(t *testing.T) map[string][]byte {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "tokenbroker"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"tokenbroker.tokens.svc"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)

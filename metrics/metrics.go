@@ -63,6 +63,7 @@ type Metrics struct {
 	invalidations    *prometheus.CounterVec
 	staleWrites      *prometheus.CounterVec
 	configReloads    *prometheus.CounterVec
+	panics           prometheus.Counter
 
 	configGeneration prometheus.Gauge
 }
@@ -119,6 +120,10 @@ func New() *Metrics {
 			Help: "Fetched tokens not stored because a later fetch lease holder had stored a newer one (this replica had lost its lease), by vendor.",
 		}, []string{"vendor"}),
 		configReloads: newConfigReloads(),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "panics_total",
+			Help: "Panics recovered while handling a call (gRPC or HTTP): each was answered internal error and logged with its stack, and the process kept serving.",
+		}),
 		configGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "config_generation",
 			Help: "Generation of the configuration in use: 1 at startup, one more at each successful reload.",
@@ -143,6 +148,7 @@ func New() *Metrics {
 		m.grpcRequests, m.grpcDuration, m.httpRequests,
 		m.cacheRequests, m.upstreamRequests, m.upstreamDuration,
 		m.lockWait, m.refreshAhead, m.negativeHits, m.invalidations, m.staleWrites,
+		m.panics,
 	)
 	return m
 }
@@ -163,6 +169,9 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) SetConfigGeneration(generation uint64) {
 	m.configGeneration.Set(float64(generation))
 }
+
+// Panic counts a panic the server recovered from (server.Options.OnPanic).
+func (m *Metrics) Panic() { m.panics.Inc() }
 
 // Gatherer is the registry, for tests and extra exporters.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.registry }

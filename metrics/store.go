@@ -35,6 +35,9 @@ type StoreStats struct {
 	// LeasesLost counts fetch leases that expired before their holder
 	// ended (a stalled process; its late write is refused).
 	LeasesLost uint64
+	// ClaimsInDoubt counts refresh-token claims no Redis replica
+	// acknowledged in time (the primary grant was used instead).
+	ClaimsInDoubt uint64
 }
 
 // WatchStore makes every scrape read stats (which must be cheap and safe
@@ -71,6 +74,8 @@ var (
 		"Invalidation messages this replica could not send; the other replicas' in-process levels catch up at their next revalidation (within seconds).", nil, nil)
 	descLeasesLost = prometheus.NewDesc(namespace+"_redis_leases_lost_total",
 		"Fetch leases that expired before their holder ended (this replica stalled past the lease TTL).", nil, nil)
+	descClaimsInDoubt = prometheus.NewDesc(namespace+"_redis_refresh_claims_in_doubt_total",
+		"Refresh-token claims no Redis replica acknowledged within the claim wait; each fetch used the primary grant instead of the refresh token.", nil, nil)
 	descSealOpenFailures = prometheus.NewDesc(namespace+"_seal_open_failures_total",
 		"Sealed cache values that failed to open (unknown key id, wrong key, tampering); each is treated as a miss.", nil, nil)
 )
@@ -83,7 +88,7 @@ type storeCollector struct {
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheLookups, descL1Fallbacks, descL1Entries, descRedisReads, descSharedReads, descRedisErrors,
-		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descInvalidations, descPublishErrors, descSealOpenFailures, descLeasesLost} {
+		descRedisSkipped, descBreakerOpen, descBreakerOpens, descResyncs, descInvalidations, descPublishErrors, descSealOpenFailures, descLeasesLost, descClaimsInDoubt} {
 		ch <- d
 	}
 }
@@ -115,4 +120,5 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPublishErrors, s.PublishErrors)
 	counter(descSealOpenFailures, s.SealOpenFailures)
 	counter(descLeasesLost, s.LeasesLost)
+	counter(descClaimsInDoubt, s.ClaimsInDoubt)
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tokenbroker/tokenbroker/gen/openapi"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/statuspage"
 )
@@ -55,6 +55,19 @@ const (
 	// finish.
 	maxConnectionAge      = 5 * time.Minute
 	maxConnectionAgeGrace = 30 * time.Second
+	// handshakeTimeout bounds a new gRPC connection's TLS handshake and
+	// HTTP/2 preface (gRPC's default is 120 s): a peer that connects and
+	// stalls holds a goroutine and a socket only this long, as
+	// readHeaderTimeout bounds the same on the HTTP listener.
+	handshakeTimeout = 5 * time.Second
+	// MaxConcurrentStreams bounds the calls one gRPC connection carries at
+	// once (gRPC's default is unbounded): one client cannot hold more than
+	// this many handler goroutines; further calls wait in the client for
+	// a free stream. The gateway's in-process connection is one
+	// connection too, so at most this many REST calls are in the service
+	// at once. It is well above what the load tests put on a connection
+	// (docs/performance.md: 64 in flight).
+	MaxConcurrentStreams = 1024
 )
 
 // Options configure a Server.
@@ -88,6 +101,9 @@ type Options struct {
 	// ShutdownGrace bounds the drain of in-flight calls after the delay;
 	// 0 means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// OnPanic is called once for each panic the server recovered from in
+	// a call (tokenbroker_panics_total); nil: not counted.
+	OnPanic func()
 }
 
 // Server is the pair of listeners.
@@ -127,7 +143,16 @@ func New(opts Options) (*Server, error) {
 		// interceptor chain: a new goroutine per call spent a tenth of a
 		// cached call's CPU copying stacks (docs/performance.md).
 		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
-		grpc.ChainUnaryInterceptor(opts.UnaryInterceptors...),
+		// Recovery first, so a panic in any interceptor is caught, and
+		// last, so the access log and metrics see the handler's panic
+		// as the INTERNAL it is answered with.
+		grpc.ChainUnaryInterceptor(slices.Concat(
+			[]grpc.UnaryServerInterceptor{s.recoverUnary},
+			opts.UnaryInterceptors,
+			[]grpc.UnaryServerInterceptor{s.recoverUnary})...),
+		grpc.ChainStreamInterceptor(s.recoverStream),
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      maxConnectionAge,
 			MaxConnectionAgeGrace: maxConnectionAgeGrace,
@@ -246,7 +271,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	mux.Handle("/v1/", noStore(http.MaxBytesHandler(gw, MaxHTTPBodyBytes)))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(openAPIDocument())
 	})
 	// The status page asks the service in process, like the gateway.
 	mux.Handle("GET /status", statuspage.Handler(tokenbrokerv1.NewTokenServiceClient(s.gwConn), s.opts.ForwardHeaders))
@@ -257,7 +282,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	for i := len(s.opts.HTTPMiddleware) - 1; i >= 0; i-- {
 		h = s.opts.HTTPMiddleware[i](h)
 	}
-	return s.closeWhileDraining(h), nil
+	return s.recoverHTTP(s.closeWhileDraining(h)), nil
 }
 
 // closeWhileDraining asks HTTP/1.1 keep-alive clients to leave while the

@@ -31,6 +31,10 @@ const (
 	// the vendor (max_requests_per_second) has no slot within the
 	// caller's deadline; the vendor was not asked.
 	ReasonBudgetExhausted = "VENDOR_BUDGET_EXHAUSTED"
+	// ReasonClientMissLimit: the calling client's cache misses caused
+	// more vendor requests than limits.misses_per_minute allows; the
+	// vendor was not asked.
+	ReasonClientMissLimit = "CLIENT_MISS_LIMIT_EXCEEDED"
 )
 
 type notFoundError struct{ what, name string }
@@ -67,6 +71,7 @@ func toStatus(err error) error {
 		ve  *vendors.Error
 		se  *storeError
 		be  *budget.ExhaustedError
+		ml  *missLimitError
 	)
 	switch {
 	case errors.As(err, &arg):
@@ -83,6 +88,8 @@ func toStatus(err error) error {
 		return vendorStatus(ve)
 	case errors.As(err, &be):
 		return budgetStatus(be)
+	case errors.As(err, &ml):
+		return missLimitStatus(ml)
 	case errors.As(err, &se):
 		slog.Error("token cache failed", "err", err)
 		return status.Error(codes.Unavailable, "the token cache is unavailable; retry")
@@ -93,6 +100,19 @@ func toStatus(err error) error {
 	}
 	slog.Error("internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// missLimitStatus is RESOURCE_EXHAUSTED with RetryInfo, like the auth
+// package's per-client force_refresh limit, and ErrorInfo
+// CLIENT_MISS_LIMIT_EXCEEDED.
+func missLimitStatus(ml *missLimitError) error {
+	retry := max(ml.retryAfter, time.Millisecond)
+	if r := retry.Truncate(time.Millisecond); r < retry {
+		retry = r + time.Millisecond
+	}
+	return withDetails(status.New(codes.ResourceExhausted, ml.Error()),
+		&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: ReasonClientMissLimit, Metadata: map[string]string{"vendor": ml.vendor}},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 }
 
 // budgetStatus is RESOURCE_EXHAUSTED with RetryInfo, like a vendor's 429

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/maphash"
+	"runtime/debug"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/store"
@@ -44,24 +48,44 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 // starting it). stale is what the cache held, if anything. It is apart
 // from token so that only a miss moves the entry to the heap (the
 // flight's closure captures it), not every hit.
+//
+// Every fetch of a key in this process, refresh-ahead included, is one
+// flight (docs/design.md, Token semantics), so no two ever present the
+// same refresh token. A caller that joined another's flight (a refresh
+// ahead, a caller with a smaller min_ttl) whose answer does not fit its
+// own request starts or joins the next one.
 func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
-	ch := s.flight.DoChan(r.key, func() (any, error) {
-		// The fetch outlives any one caller: a caller that gives up must
-		// not fail the others waiting on the same flight. Its retries
-		// still fit in the starting caller's deadline, so a throttled
-		// vendor's Retry-After reaches the caller in time.
-		fctx := context.WithoutCancel(ctx)
-		if deadline, ok := ctx.Deadline(); ok {
-			fctx = vendors.WithRetryDeadline(fctx, deadline)
+	start := s.now()
+	for joins := 0; ; joins++ {
+		mine := false
+		ch := s.flight.DoChan(r.key, func() (res any, err error) {
+			mine = true
+			defer s.recoverFlight(r, &err)
+			// The fetch outlives any one caller: a caller that gives up
+			// must not fail the others waiting on the same flight. Its
+			// retries still fit in the starting caller's deadline, so a
+			// throttled vendor's Retry-After reaches the caller in time.
+			fctx := context.WithoutCancel(ctx)
+			if deadline, ok := ctx.Deadline(); ok {
+				fctx = vendors.WithRetryDeadline(fctx, deadline)
+			}
+			// Bounded all the same: a wait on other replicas' leases
+			// ends within the vendor's timeout plus a lease's worth of
+			// slack.
+			fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
+			defer cancel()
+			return s.fetch(fctx, r, minTTL, force, stale)
+		})
+		var res singleflight.Result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			// The flight goes on for the others (and fills the cache).
+			return store.Entry{}, false, ctx.Err()
 		}
-		// Bounded all the same: a wait on other replicas' leases ends
-		// within the vendor's timeout plus a lease's worth of slack.
-		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
-		defer cancel()
-		return s.fetch(fctx, r, minTTL, force, stale)
-	})
-	select {
-	case res := <-ch:
+		if !mine && joins < maxFlightJoins && !s.answers(ctx, r, res, minTTL, force, start) {
+			continue
+		}
 		if res.Err != nil {
 			var remembered *rememberedRejection
 			if errors.As(res.Err, &remembered) {
@@ -72,10 +96,47 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 		}
 		f := res.Val.(fetched)
 		return f.entry, f.cached, nil
-	case <-ctx.Done():
-		// The flight goes on for the others (and fills the cache).
-		return store.Entry{}, false, ctx.Err()
 	}
+}
+
+// recoverFlight turns a panic in a flight (a strategy's Fetch, a store)
+// into an error for its callers: singleflight re-raises a panic on a
+// goroutine of its own, where no interceptor could catch it, and the
+// process with every fetch in flight would die. Deferred in every flight.
+func (s *Service) recoverFlight(r *resolved, err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.obs.Panic()
+	s.log.Error("panic in a token fetch; its callers get internal error", "vendor", r.vendor, "profile", r.profile,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	*err = errFlightPanicked
+}
+
+// errFlightPanicked is what the callers of a flight that panicked get
+// (INTERNAL "internal error").
+var errFlightPanicked = errors.New("service: a token fetch panicked")
+
+// maxFlightJoins bounds how many other callers' flights a miss joins
+// before it takes whatever the last one answered.
+const maxFlightJoins = 3
+
+// answers reports whether the result of another caller's flight answers
+// this request (started at start): a token fetched from the vendor does,
+// a cached one if it is servable; an error does unless it was the other
+// caller's own (its cancellation, a background refresh's end, its miss
+// limit).
+func (s *Service) answers(ctx context.Context, r *resolved, res singleflight.Result, minTTL time.Duration, force bool, start time.Time) bool {
+	if res.Err != nil {
+		var ml *missLimitError
+		if errors.As(res.Err, &ml) {
+			return ml.principal == reqinfo.Principal(ctx)
+		}
+		return !errors.Is(res.Err, context.Canceled) && !errors.Is(res.Err, context.DeadlineExceeded)
+	}
+	f := res.Val.(fetched)
+	return !f.cached || s.servable(r, f.entry, minTTL, force, start)
 }
 
 // fetched is a flight's result.
@@ -260,6 +321,9 @@ func (e *rememberedRejection) Unwrap() error { return e.err }
 // lease holder had stored a token meanwhile (the fetched token is still
 // valid).
 func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
+	if err := s.chargeMiss(ctx, r); err != nil {
+		return store.Entry{}, false, err
+	}
 	if s.cfg.Budget != nil {
 		// The vendor's budget: callers over it queue for a slot within
 		// the deadline of the caller who started the fetch, or get
@@ -270,7 +334,9 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 			bctx, cancel = context.WithDeadline(ctx, limit)
 			defer cancel()
 		}
-		release, err := s.cfg.Budget.Acquire(bctx, r.vendor, r.settings.Limits())
+		lim := r.settings.Limits()
+		lim.MaxClientShare = r.conf.maxClientShare
+		release, err := s.cfg.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
 		if err != nil {
 			s.recordOutcome(r, nil, err)
 			return store.Entry{}, false, err
@@ -311,6 +377,11 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	case errors.Is(err, store.ErrStale):
 		s.obs.StaleWrite(r.vendor)
 		return e, true, nil
+	case errors.Is(err, store.ErrRevoked):
+		// The vendor answered with a token a caller reported rejected
+		// (some vendors hand out the same token until it expires): it
+		// is served to this caller, never cached for the fleet.
+		s.log.Warn("the vendor issued a token a caller had reported rejected; served uncached", "vendor", r.vendor, "profile", r.profile)
 	case err != nil:
 		s.cacheWarn("cache write failed; token served uncached", r.vendor, err)
 	}
@@ -383,15 +454,9 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 	if now.Before(lifeFraction(e, r.conf.refreshAhead-refreshAheadJitter)) || now.Before(s.refreshAheadAt(r, e)) {
 		return
 	}
-	if until, busy := s.ahead.Load(r.key); busy && now.Before(until.(time.Time)) {
-		return
-	}
 	// One refresh per key at a time in this process.
-	busyUntil := now.Add(s.refreshBudget(r))
-	if prev, loaded := s.ahead.LoadOrStore(r.key, busyUntil); loaded {
-		if now.Before(prev.(time.Time)) || !s.ahead.CompareAndSwap(r.key, prev, busyUntil) {
-			return
-		}
+	if !s.ahead.start(r.key, now, now.Add(s.refreshBudget(r))) {
+		return
 	}
 	s.startRefreshAhead(r, e)
 }
@@ -402,18 +467,30 @@ func (s *Service) refreshBudget(r *resolved) time.Duration {
 	return r.settings.Timeout() + s.cfg.FlightSlack
 }
 
-// startRefreshAhead runs refreshAhead in the background. It is apart from
-// maybeRefreshAhead so that only a refresh moves the entry to the heap
-// (the goroutine captures it), not every cache hit.
+// startRefreshAhead runs refreshAhead in the background, as the key's one
+// flight in this process (misses meanwhile join it, and it joins a miss's
+// flight already running). It is apart from maybeRefreshAhead so that only
+// a refresh moves the entry to the heap (the goroutine captures it), not
+// every cache hit.
 func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
-		defer cancel()
-		err := s.refreshAhead(ctx, r, e)
+		ch := s.flight.DoChan(r.key, func() (res any, err error) {
+			defer s.recoverFlight(r, &err)
+			ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
+			defer cancel()
+			return s.refreshAhead(ctx, r, e)
+		})
+		var err error
+		select {
+		case res := <-ch:
+			err = res.Err
+		case <-s.bgCtx.Done():
+			err = s.bgCtx.Err()
+		}
 		if err == nil {
-			s.ahead.Delete(r.key)
+			s.ahead.done(r.key)
 			return
 		}
 		// Not again for a while: a vendor outage is not hammered by every
@@ -424,46 +501,51 @@ func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
 			backoff = max(backoff, r.settings.NegativeTTL())
 		}
-		s.ahead.Store(r.key, s.now().Add(backoff))
+		s.ahead.failed(r.key, s.now().Add(backoff))
 	}()
 }
 
-// refreshAhead replaces seen unless another replica already did. When
-// another replica holds the lease it waits for it to end, then looks
+// refreshAhead replaces seen unless another flight or replica already did.
+// When another replica holds the lease it waits for it to end, then looks
 // again; it never drops the key from L1 (hits go on being served from
 // memory meanwhile).
-func (s *Service) refreshAhead(ctx context.Context, r *resolved, seen store.Entry) error {
+func (s *Service) refreshAhead(ctx context.Context, r *resolved, seen store.Entry) (fetched, error) {
 	newer := func(e store.Entry) bool { return e.AccessToken != "" && e.IssuedAt.After(seen.IssuedAt) }
 	// A hit that read the entry just before another refresh stored its
 	// successor asks for nothing.
-	if cur, err := s.store.Get(ctx, r.key); err == nil && newer(cur) {
-		return nil
+	cur, err := s.store.Get(ctx, r.key)
+	if err == nil && newer(cur) {
+		return fetched{entry: cur, cached: true}, nil
 	}
 	if s.leases == nil {
+		// One process, and this is the key's one flight: the refresh
+		// token read now is the newest.
+		if err != nil {
+			cur = seen
+		}
 		s.obs.RefreshAhead(r.vendor)
-		_, _, err := s.fetchFromVendor(ctx, r, seen.RefreshToken, seen.Gen)
-		return err
+		e, _, err := s.fetchFromVendor(ctx, r, cur.RefreshToken, cur.Gen)
+		return fetched{entry: e}, err
 	}
 	for {
 		woken, stop := s.leases.Notify(r.key)
 		lease, err := s.leases.TryLease(ctx, r.key)
 		if err != nil {
 			stop()
-			return err // Redis is failing: the cached token serves on
+			return fetched{}, err // Redis is failing: the cached token serves on
 		}
 		if lease != nil {
 			stop()
 			s.obs.RefreshAhead(r.vendor)
-			_, err := s.fetchUnderLease(ctx, r, lease, newer)
-			return err
+			return s.fetchUnderLease(ctx, r, lease, newer)
 		}
 		err = s.waitFor(ctx, woken)
 		stop()
 		if err != nil {
-			return err
+			return fetched{}, err
 		}
 		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && newer(e) {
-			return nil
+			return fetched{entry: e, cached: true}, nil
 		}
 	}
 }

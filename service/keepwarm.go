@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/store"
-	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
 // Keep-warm (docs/design.md section 4, "Keep warm"): profiles with
@@ -111,33 +110,15 @@ func (s *Service) keepWarm(conf *snapshot, latest time.Time) time.Time {
 	return next
 }
 
-// startKeepWarmFetch fetches r's token in the background, as a miss would
-// (the key's one flight, the lease, the negative cache), unless a fetch
-// of the key is already running in this process or backing off.
+// startKeepWarmFetch fetches r's missing token in the background through
+// the refresh-ahead path with nothing seen before (the key's one flight,
+// the lease, the negative cache under it, the back-off after a failure),
+// unless a refresh of the key is already running in this process or
+// backing off.
 func (s *Service) startKeepWarmFetch(r *resolved) {
 	now := s.now()
-	if until, busy := s.ahead.Load(r.key); busy && now.Before(until.(time.Time)) {
+	if !s.ahead.start(r.key, now, now.Add(s.refreshBudget(r))) {
 		return
 	}
-	busyUntil := now.Add(s.refreshBudget(r))
-	if prev, loaded := s.ahead.LoadOrStore(r.key, busyUntil); loaded {
-		if now.Before(prev.(time.Time)) || !s.ahead.CompareAndSwap(r.key, prev, busyUntil) {
-			return
-		}
-	}
-	s.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
-		defer cancel()
-		_, _, err := s.miss(ctx, r, 0, false, store.Entry{})
-		if err == nil {
-			s.ahead.Delete(r.key)
-			return
-		}
-		backoff := time.Second
-		var ve *vendors.Error
-		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
-			backoff = max(backoff, r.settings.NegativeTTL())
-		}
-		s.ahead.Store(r.key, s.now().Add(backoff))
-	})
+	s.startRefreshAhead(r, store.Entry{})
 }

@@ -22,6 +22,9 @@ type Observer interface {
 	// StaleWrite: a fetched token was not stored because a later lease
 	// holder had stored one (this holder had lost its lease).
 	StaleWrite(vendor string)
+	// Panic: a fetch flight panicked; it was recovered, logged with its
+	// stack, and its callers answered INTERNAL.
+	Panic()
 }
 
 type nopObserver struct{}
@@ -33,3 +36,4 @@ func (nopObserver) RefreshAhead(string)                    {}
 func (nopObserver) NegativeHit(string)                     {}
 func (nopObserver) Invalidated(string, bool)               {}
 func (nopObserver) StaleWrite(string)                      {}
+func (nopObserver) Panic()                                 {}

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,15 +157,9 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		if len(sel.credentials) > 0 {
 			return nil, &vendors.ArgumentError{Field: "credentials", Reason: "must be empty when a profile is used: the profile holds the credentials"}
 		}
-		merged := make(map[string]string, len(p.Params)+len(params))
-		for k, v := range p.Params {
-			merged[k] = v
-		}
-		for k, v := range params {
-			if fixed, ok := p.Params[k]; ok && fixed != v {
-				return nil, &vendors.ArgumentError{Field: "params." + k, Reason: "is fixed by profile " + sel.profile}
-			}
-			merged[k] = v
+		merged, err := profileParams(sel.profile, p, params)
+		if err != nil {
+			return nil, err
 		}
 		vendorID, creds, params, profileSettings = p.Vendor, p.Credentials, merged, p.Settings
 	case vendorID == "":
@@ -178,6 +174,21 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		return nil, &notFoundError{what: "vendor", name: vendorID}
 	}
 	settings := conf.vendorSettings[vendorID].Overlay(profileSettings)
+	source := "profile:" + sel.profile
+	if sel.profile == "" {
+		// An inline call brings its own secret and never borrows the
+		// operator's (docs/design.md, Security model): the broker's
+		// certificate or extra_params must not authenticate a client_id
+		// the caller picked.
+		if !vendors.HasSecretCredential(creds) {
+			return nil, &isolationError{ArgumentError: vendors.ArgumentError{
+				Field:  missingSecretField(strategy.Info(), creds),
+				Reason: fmt.Sprintf("an inline call must bring its own secret (one of %s); the server's vendor-level secrets serve profiles only", strings.Join(vendors.SecretCredentials(strategy.Info()), ", ")),
+			}}
+		}
+		settings = vendors.InlineSettings(settings)
+		source = "inline"
+	}
 	call, err := strategy.Prepare(vendors.Input{
 		Settings:    settings,
 		Credentials: creds,
@@ -192,7 +203,7 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		profile:  sel.profile,
 		call:     call,
 		settings: settings,
-		key:      fingerprint(conf.fingerprintKey, vendorID, call.Target(), creds, params, settings),
+		key:      fingerprint(conf.fingerprintKey, source, vendorID, call.Target(), creds, params, settings),
 		conf:     conf,
 	}
 	if sc, ok := call.(interface{ RequestedScope() string }); ok {
@@ -200,6 +211,53 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 	}
 	return r, nil
 }
+
+// profileParams merges a request's params into profile p's: a request
+// may repeat a param the profile fixes, and set only the params the
+// profile's allow_params lists, to one of their values when it lists them
+// (docs/design.md, Security model).
+func profileParams(name string, p Profile, params map[string]string) (map[string]string, error) {
+	merged := make(map[string]string, len(p.Params)+len(params))
+	for k, v := range p.Params {
+		merged[k] = v
+	}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		v := params[k]
+		if fixed, ok := p.Params[k]; ok {
+			if fixed != v {
+				return nil, &vendors.ArgumentError{Field: "params." + k, Reason: "is fixed by profile " + name}
+			}
+			continue
+		}
+		allowed, ok := p.AllowParams[k]
+		if !ok {
+			return nil, &isolationError{ArgumentError: vendors.ArgumentError{Field: "params." + k, Reason: "is not in profile " + name + "'s allow_params: callers of this profile may not set it"}}
+		}
+		if allowed != nil && !slices.Contains(allowed, v) {
+			return nil, &isolationError{ArgumentError: vendors.ArgumentError{Field: "params." + k, Reason: fmt.Sprintf("%q is not one of the values profile %s allows", truncateKey(v), name)}}
+		}
+		merged[k] = v
+	}
+	return merged, nil
+}
+
+// missingSecretField names the field an inline call without a secret
+// should fill: the vendor's required secret credential it lacks, if there
+// is one, else "credentials" (the secret depends on the grant).
+func missingSecretField(info vendors.Info, creds secret.Map) string {
+	for _, name := range info.RequiredCredentials {
+		if vendors.IsSecretCredential(name) && creds[name].IsZero() {
+			return "credentials." + name
+		}
+	}
+	return "credentials"
+}
+
+// isolationError is an ArgumentError that refuses a caller something
+// another caller or the operator owns; it is audited.
+type isolationError struct{ vendors.ArgumentError }
+
+func (e *isolationError) Unwrap() error { return &e.ArgumentError }
 
 // checkMap bounds a request map and its keys' syntax.
 func checkMap(field string, m map[string]string, secretValues bool) error {
@@ -248,9 +306,14 @@ func durationField(field string, d *durationpb.Duration, def time.Duration) (tim
 // fingerprint is the cache key of docs/design.md section 7: an HMAC over everything
 // that shapes the token, so that only a caller who knows the credentials can
 // reach an entry and the key reveals nothing.
-func fingerprint(macKey []byte, vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
+//
+// source is where the credentials come from ("profile:<name>" or
+// "inline"), so an inline call never shares a profile's entry even with
+// the same credentials.
+func fingerprint(macKey []byte, source, vendorID, target string, creds secret.Map, params map[string]string, settings vendors.Settings) string {
 	mac := hmac.New(sha256.New, macKey)
-	writeField(mac, "v1")
+	writeField(mac, "v2")
+	writeField(mac, source)
 	writeField(mac, vendorID)
 	writeField(mac, target)
 	writeSorted(mac, "c", len(creds), func(yield func(k, v string)) {

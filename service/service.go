@@ -8,6 +8,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,13 @@ const (
 	// DefaultFlightSlack is how long, beyond the vendor's timeout, one
 	// fetch may wait on other replicas' leases.
 	DefaultFlightSlack = 5 * time.Second
+	// DefaultMissesPerMinute and DefaultMissBurst bound the vendor
+	// requests one client's cache misses may cause.
+	DefaultMissesPerMinute = 600
+	DefaultMissBurst       = 300
+	// DefaultMaxClientShare: while other clients wait for a vendor's
+	// budget, one client may take at most half of it.
+	DefaultMaxClientShare = 0.5
 )
 
 // Profile is a credential set configured server-side.
@@ -42,6 +50,9 @@ type Profile struct {
 	Vendor      string
 	Credentials secret.Map
 	Params      map[string]string
+	// AllowParams are the params a request for this profile may set, each
+	// with its allowed values (nil: any value); absent params are refused.
+	AllowParams map[string][]string
 	// Settings override the vendor's settings for this profile.
 	Settings vendors.Settings
 	// KeepWarm: the fleet keeps its token fresh without callers
@@ -77,6 +88,18 @@ type Config struct {
 	// FlightSlack (DefaultFlightSlack) bounds, beyond the vendor's
 	// timeout, how long a fetch waits on other replicas' leases.
 	FlightSlack time.Duration
+	// Misses counts each authenticated client's vendor requests against
+	// MissesPerMinute and MissBurst; nil means a per-process count.
+	Misses *budget.ClientLimiter
+	// MissesPerMinute and MissBurst bound the vendor requests one
+	// authenticated client's cache misses may cause, fleet-wide (config
+	// limits.misses_per_minute, limits.miss_burst); 0 means the
+	// defaults.
+	MissesPerMinute, MissBurst int
+	// MaxClientShare is the largest fraction of a vendor's budget one
+	// authenticated client may take while others wait for it (config
+	// limits.max_client_share); 0 means DefaultMaxClientShare, >= 1 none.
+	MaxClientShare float64
 	// Budget applies the vendors' request budgets and concurrency caps
 	// (settings max_requests_per_second, burst, max_concurrent_requests);
 	// nil means none.
@@ -107,9 +130,9 @@ type Service struct {
 	jitterSeed maphash.Seed
 	// cacheWarnings throttles cache failure warnings.
 	cacheWarnings logThrottle
-	// ahead maps keys with a refresh-ahead running (or recently failed)
-	// to the time a new one may start.
-	ahead   sync.Map
+	// ahead holds keys with a refresh-ahead running (or recently failed)
+	// and the time a new one may start.
+	ahead   *aheadTable
 	vendors *tokenbrokerv1.ListVendorsResponse
 	health  *health
 
@@ -138,6 +161,9 @@ func New(cfg Config) *Service {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
+	if cfg.Misses == nil {
+		cfg.Misses = budget.NewClientLimiter(nil, cfg.Logger)
+	}
 	s := &Service{
 		cfg:        cfg,
 		store:      cfg.Store,
@@ -147,6 +173,7 @@ func New(cfg Config) *Service {
 		now:        time.Now,
 		jitterSeed: maphash.MakeSeed(),
 		vendors:    describeVendors(cfg.Registry),
+		ahead:      newAheadTable(maxAheadKeys),
 	}
 	s.conf.Store(newSnapshot(cfg))
 	s.cacheWarnings.interval = time.Second
@@ -166,6 +193,9 @@ type snapshot struct {
 	forceRefreshInterval time.Duration
 	defaultMinTTL        time.Duration
 	refreshAhead         float64
+	missesPerMinute      int
+	missBurst            int
+	maxClientShare       float64
 	// resolutions memoises validated selectors under this configuration.
 	resolutions *resolutionCache
 }
@@ -179,6 +209,9 @@ func newSnapshot(cfg Config) *snapshot {
 		forceRefreshInterval: cfg.ForceRefreshInterval,
 		defaultMinTTL:        cfg.DefaultMinTTL,
 		refreshAhead:         cfg.RefreshAhead,
+		missesPerMinute:      cfg.MissesPerMinute,
+		missBurst:            cfg.MissBurst,
+		maxClientShare:       cfg.MaxClientShare,
 		resolutions:          newResolutionCache(maxResolutions),
 	}
 	switch {
@@ -196,6 +229,15 @@ func newSnapshot(cfg Config) *snapshot {
 	if c.refreshAhead == 0 {
 		c.refreshAhead = DefaultRefreshAhead
 	}
+	if c.missesPerMinute <= 0 {
+		c.missesPerMinute = DefaultMissesPerMinute
+	}
+	if c.missBurst <= 0 {
+		c.missBurst = DefaultMissBurst
+	}
+	if c.maxClientShare <= 0 {
+		c.maxClientShare = DefaultMaxClientShare
+	}
 	return c
 }
 
@@ -204,7 +246,7 @@ type Snapshot struct{ c *snapshot }
 
 // Prepare builds a Snapshot of cfg's profiles, vendor settings,
 // fingerprint key and tuning (ForceRefreshInterval, DefaultMinTTL,
-// RefreshAhead); its other fields are ignored: the store, locker,
+// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, locker,
 // registry and HTTP client stay those New was given.
 func Prepare(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
 
@@ -278,10 +320,36 @@ func (s *Service) resolveFor(ctx context.Context, conf *snapshot, req tokenSelec
 		params:      req.GetParams(),
 	})
 	if err != nil {
+		var iso *isolationError
+		if errors.As(err, &iso) {
+			s.auditRefusal(ctx, req, iso)
+		}
 		return nil, err
 	}
 	reqinfo.SetTarget(ctx, r.vendor, r.profile)
 	return r, nil
+}
+
+// auditRefusal writes the audit line of a call refused because it
+// reached for what the caller does not own (an isolation rule of
+// docs/design.md, Security model), in the shape of the auth package's
+// authorization lines; never a credential or param value.
+func (s *Service) auditRefusal(ctx context.Context, req tokenSelector, iso *isolationError) {
+	target := req.GetProfile()
+	if target == "" {
+		target = "vendor:" + req.GetVendor()
+	}
+	attrs := []slog.Attr{slog.String("audit", "authorization")}
+	if ri := reqinfo.From(ctx); ri != nil {
+		snap := ri.Snapshot()
+		attrs = append(attrs, slog.String("request_id", snap.RequestID), slog.String("principal", snap.Principal))
+	}
+	attrs = append(attrs,
+		slog.String("target", target),
+		slog.String("decision", "deny"),
+		slog.String("reason", "isolation: "+iso.Field+" "+iso.Reason),
+	)
+	s.log.LogAttrs(ctx, slog.LevelWarn, "authorization", attrs...)
 }
 
 // InvalidateToken implements TokenService.InvalidateToken.

@@ -59,26 +59,27 @@ func TestFingerprintSeparatesEveryInput(t *testing.T) {
 	t.Parallel()
 	s, _ := newTestService(t, 60, nil)
 	creds := secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}
-	base := fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
+	base := fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
 	variants := map[string]string{
-		"vendor":   fingerprint(s.conf.Load().fingerprintKey, "w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"url":      fingerprint(s.conf.Load().fingerprintKey, "v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"secret":   fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"param":    fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
-		"setting":  fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
-		"boundary": fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"source":   fingerprint(s.conf.Load().fingerprintKey, "profile:p", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"vendor":   fingerprint(s.conf.Load().fingerprintKey, "inline", "w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"url":      fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"secret":   fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"param":    fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
+		"setting":  fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
+		"boundary": fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
 	}
 	for name, fp := range variants {
 		if fp == base {
 			t.Errorf("changing the %s did not change the fingerprint", name)
 		}
 	}
-	if again := fingerprint(s.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
+	if again := fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
 		t.Error("fingerprint is not deterministic")
 	}
 	other := New(Config{FingerprintKey: []byte("other key")})
 	defer other.Close()
-	if fingerprint(other.conf.Load().fingerprintKey, "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
+	if fingerprint(other.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
 		t.Error("fingerprint does not depend on the key")
 	}
 }

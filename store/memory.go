@@ -56,15 +56,30 @@ func (m *Memory) Get(_ context.Context, key string) (Entry, error) {
 	return e, nil
 }
 
-// Put implements Store.
+// Put implements Store. Like the Redis store's fenced write, it refuses
+// (ErrStale) a write older than what it holds: a lower generation, or a
+// token issued before the cached one, so a slow fetch never replaces a
+// newer token (and its rotated refresh token) with an older one.
 func (m *Memory) Put(_ context.Context, key string, e Entry) error {
-	if !e.ExpiresAt.After(m.now()) {
+	now := m.now()
+	if !e.ExpiresAt.After(now) {
 		return nil
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.entries.Peek(key); ok && cur.ExpiresAt.After(now) && older(e, cur) {
+		return ErrStale
+	}
 	m.entries.Add(key, e)
-	m.mu.Unlock()
 	return nil
+}
+
+// older reports whether e is older than cur, the entry it would replace.
+func older(e, cur Entry) bool {
+	if e.Gen != cur.Gen {
+		return e.Gen < cur.Gen
+	}
+	return e.AccessToken != "" && cur.AccessToken != "" && e.IssuedAt.Before(cur.IssuedAt)
 }
 
 // CompareAndDelete implements Store.

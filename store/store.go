@@ -56,6 +56,12 @@ type Rejection struct {
 // the key than the entry's Gen: the write was refused.
 var ErrStale = errors.New("store: write refused: a newer generation is stored")
 
+// ErrRevoked is returned by Put when the entry's access token was
+// reported rejected (CompareAndDelete named it) and is remembered as such:
+// the write was refused, so a copy kept somewhere during an outage never
+// comes back for the whole fleet.
+var ErrRevoked = errors.New("store: write refused: the token was reported rejected")
+
 // Store is a token cache. Implementations are safe for concurrent use.
 type Store interface {
 	// Get returns the live entry for key, or ErrNotFound.
@@ -64,7 +70,9 @@ type Store interface {
 	// is not stored.
 	Put(ctx context.Context, key string, e Entry) error
 	// CompareAndDelete deletes key's entry only if its access token is
-	// accessToken, atomically, and reports whether it did.
+	// accessToken, atomically, and reports whether it did. A shared store
+	// also remembers accessToken as rejected, whether or not it deleted
+	// anything, and refuses to store it again (ErrRevoked).
 	CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error)
 }
 

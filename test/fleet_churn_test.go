@@ -30,7 +30,7 @@ import (
 // master killed. Subtests run one after another (two cores).
 func TestFleetChurn(t *testing.T) {
 	redistest.Binary(t, "redis-server")
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 
 	t.Run("wrong password: one vendor request per negative_ttl for the fleet", func(t *testing.T) {
 		testFleetWrongPassword(t, bin)
@@ -42,7 +42,13 @@ func TestFleetChurn(t *testing.T) {
 		testHolderFrozen(t, bin)
 	})
 	t.Run("refresh tokens are never presented twice", func(t *testing.T) {
-		testRefreshTokenStorm(t, bin)
+		testRefreshTokenStorm(t, bin, stormRedis)
+	})
+	t.Run("refresh tokens are never presented twice: memory store", func(t *testing.T) {
+		testRefreshTokenStorm(t, bin, stormMemory)
+	})
+	t.Run("refresh tokens are never presented twice: Redis frozen mid-storm", func(t *testing.T) {
+		testRefreshTokenStorm(t, bin, stormRedisFrozen)
 	})
 	t.Run("invalidation during a Redis outage holds after it", func(t *testing.T) {
 		testInvalidateDuringOutage(t, bin)
@@ -216,14 +222,14 @@ func testHolderFrozen(t *testing.T, bin string) {
 		late <- answer{resp, err}
 	}()
 	waitUntil(t, "the holder's vendor request", 10*time.Second, func() bool { return sim.Requests("smartdocumentor") == 1 })
-	f.replicas[0].signal(t, syscall.SIGSTOP)
+	f.replicas[0].freeze(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	fresh, err := f.replicas[1].client.GetToken(ctx, req)
 	if err != nil {
 		t.Fatalf("GetToken while the holder is frozen: %v", err)
 	}
-	f.replicas[0].signal(t, syscall.SIGCONT)
+	f.replicas[0].thaw(t)
 	got := <-late
 	if got.err != nil {
 		t.Fatalf("the thawed holder's caller: %v", got.err)
@@ -242,20 +248,44 @@ func testHolderFrozen(t *testing.T, bin string) {
 	t.Logf("frozen holder: %d vendor requests, its late write refused (%v)", sim.Requests("smartdocumentor"), refused)
 }
 
-// testRefreshTokenStorm: three replicas refresh short Saasu tokens under
+// Store modes of the refresh-token storm.
+type stormMode int
+
+const (
+	stormRedis       stormMode = iota // three replicas on one Redis
+	stormMemory                       // one replica, its memory store
+	stormRedisFrozen                  // three replicas; Redis frozen for 3 s in the middle
+)
+
+// testRefreshTokenStorm: replicas refresh short Saasu tokens under
 // min_ttl and force_refresh storms; the simulator detects refresh token
-// reuse (and would revoke the grant): it must never see one.
-func testRefreshTokenStorm(t *testing.T, bin string) {
+// reuse (and would revoke the grant): it must never see one, whatever the
+// store does.
+func testRefreshTokenStorm(t *testing.T, bin string, mode stormMode) {
 	duration := 30 * time.Second
-	if testing.Short() {
-		duration = 5 * time.Second
+	if testing.Short() || mode != stormRedis {
+		duration = 8 * time.Second
 	}
 	sim := startSim(t, vendorsim.WithTokenTTL(4*time.Second))
-	srv := redistest.Start(t)
-	yaml := churnYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), "saasu",
+	cache, replicas := "", 1
+	var srv *redistest.Server
+	if mode != stormMemory {
+		srv = redistest.Start(t)
+		cache, replicas = redisCacheYAML(cacheKey(), srv.Addr), fleetReplicas
+	}
+	yaml := churnYAML(sim, cache, "saasu",
 		"    token_url: {sim}/saasu/authorisation/token\n    refresh_url: {sim}/saasu/authorisation/refresh\n",
 		"service:\n  force_refresh_interval: 200ms\n  default_min_ttl: 0s\n", nil)
-	f := startFleet(t, bin, sim, fleetReplicas, yaml)
+	f := startFleet(t, bin, sim, replicas, yaml)
+	if mode == stormRedisFrozen {
+		freeze := time.AfterFunc(duration/2-1500*time.Millisecond, srv.Freeze)
+		thaw := time.AfterFunc(duration/2+1500*time.Millisecond, srv.Thaw)
+		t.Cleanup(func() {
+			freeze.Stop()
+			thaw.Stop()
+			srv.Thaw()
+		})
+	}
 
 	stop := time.Now().Add(duration)
 	var calls, failed atomic.Int64
@@ -287,7 +317,7 @@ func testRefreshTokenStorm(t *testing.T, bin string) {
 	wg.Wait()
 	redeemed, reused := sim.RefreshTokensRedeemed(), sim.RefreshTokenReuses()
 	t.Logf("%v of min_ttl and force_refresh storms over %d replicas: %d calls (%d failed), %d vendor requests, %d refresh tokens redeemed, %d presented twice",
-		duration, fleetReplicas, calls.Load(), failed.Load(), sim.Requests("saasu"), redeemed, reused)
+		duration, replicas, calls.Load(), failed.Load(), sim.Requests("saasu"), redeemed, reused)
 	if reused != 0 {
 		t.Fatalf("%d refresh tokens were presented twice: the grant was revoked", reused)
 	}

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
@@ -27,21 +29,49 @@ import (
 // Redis, behind a client that spreads calls over them as a load balancer
 // would.
 
-// buildServer compiles ./cmd/server into dir, with extra go build flags
-// (-race).
-func buildServer(t *testing.T, dir string, flags ...string) string {
+// The race-enabled server binary is built once per test process and
+// shared by every test that starts server processes.
+var (
+	serverBinOnce sync.Once
+	serverBinPath string
+	serverBinErr  error
+)
+
+// serverBinary returns ./cmd/server built with -race, building it on first
+// use; TestMain removes it.
+func serverBinary(t *testing.T) string {
 	t.Helper()
+	serverBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tokenbroker-test-bin-")
+		if err != nil {
+			serverBinErr = err
+			return
+		}
+		sharedBinDir = dir
+		serverBinPath, serverBinErr = goBuildServer(dir, "-race")
+	})
+	if serverBinErr != nil {
+		t.Fatal(serverBinErr)
+	}
+	return serverBinPath
+}
+
+// sharedBinDir is serverBinary's directory, removed by TestMain.
+var sharedBinDir string
+
+// goBuildServer compiles ./cmd/server into dir with extra go build flags.
+func goBuildServer(dir string, flags ...string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
+		return "", fmt.Errorf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, "tokenbroker-server")
 	cmd := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", bin, "./cmd/server")...)
 	cmd.Dir = ".." // the module root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/server: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
 }
 
 // replica is one server process.
@@ -164,7 +194,9 @@ func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_, err := r.client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{})
 		cancel()
-		if err == nil {
+		// With clients configured the server answers, but not this
+		// anonymous call.
+		if err == nil || status.Code(err) == codes.Unauthenticated {
 			return r, nil
 		}
 		select {
@@ -184,6 +216,23 @@ func (r *replica) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := r.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// freeze stops the replica's process (SIGSTOP) and returns once every
+// thread of it is stopped, so the fleet sees a stalled holder from then on.
+func (r *replica) freeze(t *testing.T) {
+	t.Helper()
+	if err := redistest.FreezeProcess(r.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// thaw resumes a frozen replica (SIGCONT) and returns once it runs again.
+func (r *replica) thaw(t *testing.T) {
+	t.Helper()
+	if err := redistest.ThawProcess(r.cmd.Process); err != nil {
+		t.Fatal(err)
 	}
 }
 

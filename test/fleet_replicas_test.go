@@ -25,7 +25,7 @@ const fleetReplicas = 3
 // fleets at once without distorting both.
 func TestFleet(t *testing.T) {
 	redistest.Binary(t, "redis-server") // skip (or fail under CI) before building anything
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 
 	t.Run("standalone/600 cold callers", func(t *testing.T) {
 		srv := redistest.Start(t)

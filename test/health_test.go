@@ -113,7 +113,7 @@ func statusOf(t *testing.T, r *replica) *tokenbrokerv1.CredentialStatus {
 // it accepts them again, one "recovered" event.
 func TestCredentialHealthFleet(t *testing.T) {
 	redistest.Binary(t, "redis-server")
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	srv := redistest.Start(t)
 	sim := startSim(t, vendorsim.WithTokenTTL(2*time.Second))
 	sink := &eventSink{}
@@ -231,7 +231,7 @@ func TestKeepWarmFleet(t *testing.T) {
 		t.Skip("30 s without callers, skipped in -short mode")
 	}
 	redistest.Binary(t, "redis-server")
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	srv := redistest.Start(t)
 	const life = 5 * time.Second
 	sim := startSim(t, vendorsim.WithTokenTTL(life))

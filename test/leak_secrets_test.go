@@ -297,20 +297,32 @@ clients:
 			t.Error("Redis holds no key: the flow did not reach the shared store")
 		}
 		for _, k := range keys {
-			if typ, err := rc.Type(context.Background(), k).Result(); err == nil && typ == "hash" {
+			// Values are strings, except the sorted set of rejected
+			// tokens' digests (:revoked) and the credential status
+			// records (hashes).
+			var v string
+			switch typ := rc.Type(context.Background(), k).Val(); typ {
+			case "hash":
 				// Credential status records.
 				h, err := rc.HGetAll(context.Background(), k).Result()
 				if err != nil {
 					t.Fatalf("HGETALL %s: %v", k, err)
 				}
-				redisDump.WriteString(k + "\n" + fmt.Sprint(h) + "\n")
-				continue
+				v = fmt.Sprint(h)
+			case "zset":
+				members, err := rc.ZRange(context.Background(), k, 0, -1).Result()
+				if err != nil {
+					t.Fatalf("ZRANGE %s: %v", k, err)
+				}
+				v = strings.Join(members, "\n")
+			default:
+				b, err := rc.Get(context.Background(), k).Bytes()
+				if err != nil && err != redis.Nil {
+					t.Fatalf("GET %s (%s): %v", k, typ, err)
+				}
+				v = string(b)
 			}
-			v, err := rc.Get(context.Background(), k).Bytes()
-			if err != nil && err != redis.Nil {
-				t.Fatalf("GET %s: %v", k, err)
-			}
-			redisDump.WriteString(k + "\n" + string(v) + "\n")
+			redisDump.WriteString(k + "\n" + v + "\n")
 		}
 	}
 

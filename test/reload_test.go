@@ -120,7 +120,7 @@ func (c reloadConfig) yaml() string {
 // an invalid file and a change that needs a restart are refused while the
 // previous configuration keeps serving, and not one call fails.
 func TestReloadUnderLoad(t *testing.T) {
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	sim := startSim(t)
 	// The rotated vendor secret is valid too (the vendor's overlap).
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": "demo-client", "client_secret": "rotated-secret"})

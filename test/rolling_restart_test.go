@@ -295,7 +295,7 @@ func waitFor(limit time.Duration, cond func() bool) bool {
 // balancer that polls /readyz once a second, and gRPC callers with
 // round_robin over the three addresses. Not one call may fail.
 func TestRollingRestartLosesNoCall(t *testing.T) {
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	sim := startSim(t)
 	const delay = 3 * time.Second // the balancer polls every second
 	yaml := `grpc_addr: 127.0.0.1:{grpc}

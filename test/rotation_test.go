@@ -50,7 +50,7 @@ func servedSerial(roots *x509.CertPool, addr string) string {
 // calling over TLS: not one call fails, and new connections get the new
 // certificate without a restart.
 func TestKeyRotationAndCertificateRenewalUnderLoad(t *testing.T) {
-	bin := buildServer(t, t.TempDir(), "-race")
+	bin := serverBinary(t)
 	sim := startSim(t)
 	ca := newTestCA(t, "rotation CA")
 	first := ca.issue(t, pkix.Name{CommonName: "broker"}, time.Now().Add(time.Hour), true)

@@ -34,6 +34,7 @@ var abbyyInfo = Info{
 	RequiredCredentials: []string{"client_id", "client_secret"},
 	OptionalCredentials: []string{"username", "password"},
 	Params:              []string{"region", "tenant_id"},
+	TargetParams:        []string{"region", "tenant_id"},
 	Settings:            []string{"tenant_token_url", "grant_type", "scope"},
 	DocumentationURL:    "https://help.abbyy.com/en-us/vantage/1/developer/developer_apiauthentication_ropc",
 }

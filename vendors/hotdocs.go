@@ -34,6 +34,7 @@ var hotDocsInfo = Info{
 	GrantTypes:          []string{"password"},
 	RequiredCredentials: []string{"client_name", "principal_name", "principal_password"},
 	Params:              []string{"tenancy"},
+	TargetParams:        []string{"tenancy"},
 	Settings:            []string{"domain"},
 	DocumentationURL:    "https://help.hotdocs.com/advance/cloud/current/admin/Getting_an_Access_Token_Using_the_Resource_Owner_Flow.htm",
 }

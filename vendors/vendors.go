@@ -50,6 +50,9 @@ type Info struct {
 	OptionalCredentials []string
 	// Params are the non-secret inputs a request may set.
 	Params []string
+	// TargetParams are the params the vendor's default token URLs place
+	// in a host or a path: they choose where credentials are sent.
+	TargetParams []string
 	// Settings are the vendor-specific settings keys (CommonSettings are
 	// accepted for every vendor too).
 	Settings         []string

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -132,5 +133,75 @@ func TestVersionFlag(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "tokenbroker ") || !strings.Contains(stdout.String(), "revision ") {
 		t.Errorf("--version printed %q", stdout.String())
+	}
+}
+
+// TestHealthcheckVerifiedAndAuthenticated is the chart's helm test: the
+// server's certificate verified against a CA, then ListVendors called
+// with an API key.
+func TestHealthcheckVerifiedAndAuthenticated(t *testing.T) {
+	t.Parallel()
+	const key = "test-api-key"
+	broker := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/readyz":
+			_, _ = w.Write([]byte("ready\n"))
+		case "/v1/vendors":
+			switch r.Header.Get("Authorization") {
+			case "Bearer " + key:
+				_, _ = w.Write([]byte(`{"vendors":[{"id":"oauth2"},{"id":"saasu"}]}`))
+			case "Bearer empty-list":
+				_, _ = w.Write([]byte(`{"vendors":[]}`))
+			default:
+				http.Error(w, `{"code":16,"message":"unauthenticated"}`, http.StatusUnauthorized)
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(broker.Close)
+	addr := strings.TrimPrefix(broker.URL, "https://")
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("ca.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: broker.Certificate().Raw}))
+	goodKey := write("key", []byte(key+"\n"))
+	wrongKey := write("wrong", []byte("not-the-key"))
+	emptyList := write("empty-list", []byte("empty-list"))
+	notPEM := write("not-pem", []byte("hello"))
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantErr    string
+		wantStdout string
+	}{
+		{"verified, no key", []string{"--addr", addr, "--ca-file", ca, "--server-name", "example.com"}, "", "ready\n"},
+		{"verified and ListVendors", []string{"--addr", addr, "--ca-file", ca, "--server-name", "example.com", "--api-key-file", goodKey}, "", "ready\nListVendors: 2 vendors\n"},
+		{"a name the certificate does not carry", []string{"--addr", addr, "--ca-file", ca, "--server-name", "tokenbroker.tokens.svc"}, "tokenbroker.tokens.svc", ""},
+		{"a wrong key", []string{"--addr", addr, "--ca-file", ca, "--server-name", "example.com", "--api-key-file", wrongKey}, "ListVendors: GET https://" + addr + "/v1/vendors: 401", ""},
+		{"no vendors", []string{"--addr", addr, "--ca-file", ca, "--server-name", "example.com", "--api-key-file", emptyList}, "want a list of vendors", ""},
+		{"a CA file that is not PEM", []string{"--addr", addr, "--ca-file", notPEM}, "no PEM certificate", ""},
+		{"a key file that is not there", []string{"--addr", addr, "--api-key-file", filepath.Join(dir, "nope")}, "--api-key-file", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			err := realMain(context.Background(), append([]string{"healthcheck"}, tc.args...), &stdout, &stderr, noEnv, nil)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("healthcheck %v: %v", tc.args, err)
+			case tc.wantErr == "" && stdout.String() != tc.wantStdout:
+				t.Errorf("stdout = %q, want %q", stdout.String(), tc.wantStdout)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("healthcheck %v = %v, want an error containing %q", tc.args, err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +110,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		shared = b
 	}
 	svcCfg.Budget = budget.New(shared, opts.Logger)
+	svcCfg.Misses = budget.NewClientLimiter(shared, opts.Logger)
 	if err := a.instrument(ctx, &svcCfg, cfg); err != nil {
 		a.Close()
 		return nil, err
@@ -193,6 +197,10 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		VendorSettings: map[string]vendors.Settings{},
 		Profiles:       map[string]service.Profile{},
 		RefreshAhead:   cfg.Service.RefreshAhead,
+		// Reloadable like the other limits.
+		MissesPerMinute: cfg.Limits.MissesPerMinute,
+		MissBurst:       cfg.Limits.MissBurst,
+		MaxClientShare:  cfg.Limits.MaxClientShare,
 	}
 	for id, raw := range cfg.Vendors {
 		st, ok := reg.Lookup(id)
@@ -221,10 +229,14 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		if err != nil {
 			return out, err
 		}
+		if err := checkAllowParams(name, p, info, out.VendorSettings[p.Vendor].Overlay(s)); err != nil {
+			return out, err
+		}
 		out.Profiles[name] = service.Profile{
 			Vendor:      p.Vendor,
 			Credentials: secret.Map(p.Credentials),
 			Params:      p.Params,
+			AllowParams: p.AllowParams,
 			Settings:    s,
 			KeepWarm:    p.KeepWarm,
 		}
@@ -249,6 +261,33 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 	}
 	out.FingerprintKey, err = fingerprintKey(cfg)
 	return out, err
+}
+
+// checkAllowParams checks a profile's allow_params: each names a param of
+// its vendor that the profile does not fix, and a param that chooses where
+// the request goes (vendors.TargetParams) comes with the values it may
+// take (docs/design.md, Security model).
+func checkAllowParams(name string, p config.Profile, info vendors.Info, set vendors.Settings) error {
+	targets := vendors.TargetParams(info, set)
+	for _, param := range slices.Sorted(maps.Keys(p.AllowParams)) {
+		field := "profiles." + name + ".allow_params." + param
+		if !slices.Contains(info.Params, param) {
+			return fmt.Errorf("%s: not a parameter of vendor %s (its params: %s)", field, info.ID, strings.Join(info.Params, ", "))
+		}
+		if _, fixed := p.Params[param]; fixed {
+			return fmt.Errorf("%s: the profile fixes this param in params.%s", field, param)
+		}
+		values := p.AllowParams[param]
+		if values == nil && slices.Contains(targets, param) {
+			return fmt.Errorf("%s: this param chooses where the vendor request (with the profile's credentials) is sent; list the values callers may choose", field)
+		}
+		for _, v := range values {
+			if v == "" {
+				return fmt.Errorf("%s: an empty value", field)
+			}
+		}
+	}
+	return nil
 }
 
 func settingsFor(field string, raw config.Settings, info vendors.Info) (vendors.Settings, error) {

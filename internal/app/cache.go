@@ -123,15 +123,42 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	// callers of one token still share one GET and one decryption, and
 	// replicas that do keep tokens in process hear of this one's changes.
 	c.l1 = tiered.New(c.sealer, tiered.Options{MaxEntries: cfg.Cache.L1MaxEntries, NoL1: cfg.Cache.L1Disabled, Publish: c.backend.Publish})
-	c.backend.Watch(c.l1)
 	c.Store = c.l1
 
 	pctx, cancel := context.WithTimeout(ctx, startupPing)
 	defer cancel()
 	if err := c.backend.Warm(pctx); err != nil {
-		logger.Warn("redis does not answer at startup; serving without the shared cache until it does", "addrs", strings.Join(rc.Addrs, ","), "err", err)
+		logger.Warn("redis does not answer at startup; serving without the shared cache until it does; its maxmemory-policy is not checked", "addrs", strings.Join(rc.Addrs, ","), "err", err)
+	} else if err := checkEviction(ctx, c.backend, rc.AllowEviction, logger); err != nil {
+		c.close()
+		return nil, err
 	}
+	c.backend.Watch(c.l1)
 	return c, nil
+}
+
+// checkEviction refuses a Redis that may evict the broker's keys, unless
+// cache.redis.allow_eviction (docs/operations.md, Redis requirements).
+func checkEviction(ctx context.Context, b *redisstore.Backend, allow bool, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, startupPing)
+	defer cancel()
+	err := b.CheckEviction(ctx)
+	var evicting *redisstore.EvictionError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &evicting) && allow:
+		logger.Warn("cache.redis.allow_eviction: "+err.Error(), "maxmemory_policy", evicting.Policy)
+		return nil
+	case errors.As(err, &evicting):
+		return fmt.Errorf("cache.redis: %w; set maxmemory-policy noeviction on Redis (a full Redis then refuses writes, which the broker survives), "+
+			"or set cache.redis.allow_eviction: true to run with the risk", err)
+	case errors.Is(err, redisstore.ErrPolicyUnknown):
+		logger.Warn("could not check Redis's maxmemory-policy (CONFIG GET and INFO refused); it must be noeviction", "err", err)
+	default:
+		logger.Warn("could not check Redis's maxmemory-policy; it must be noeviction", "err", err)
+	}
+	return nil
 }
 
 // encryptionKeys parses cache.encryption_keys. Without keys it returns a

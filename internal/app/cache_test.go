@@ -224,3 +224,39 @@ func TestProfileNamesAreTheVendors(t *testing.T) {
 		})
 	}
 }
+
+// TestProfileAllowParams: allow_params names the vendor's params, never
+// one the profile fixes, and a param that chooses where the request goes
+// only with the values it may take.
+func TestProfileAllowParams(t *testing.T) {
+	t.Parallel()
+	const hotdocs = "{vendor: hotdocs_advance, credentials: {client_name: c, principal_name: p, principal_password: x}"
+	const oauth = "{vendor: oauth2, settings: {token_url: 'https://idp.example/token'}, credentials: {client_id: a, client_secret: b}"
+	const oauthTemplated = "{vendor: oauth2, settings: {token_url: 'https://idp.example/{scope}/token'}, credentials: {client_id: a, client_secret: b}"
+	tests := []struct{ name, profile, wantErr string }{
+		{"scope, any value", oauth + ", allow_params: [scope]}", ""},
+		{"scope, listed values", oauth + ", allow_params: {scope: [read, 'read write']}}", ""},
+		{"scope, null is any value", oauth + ", allow_params: {scope: null}}", ""},
+		{"not a param", oauth + ", allow_params: [audience]}", "profiles.p.allow_params.audience: not a parameter of vendor oauth2"},
+		{"fixed by the profile", oauth + ", params: {scope: read}, allow_params: [scope]}", "profiles.p.allow_params.scope: the profile fixes this param"},
+		{"tenancy, any value", hotdocs + ", allow_params: [tenancy]}", "profiles.p.allow_params.tenancy: this param chooses where the vendor request"},
+		{"tenancy, listed", hotdocs + ", allow_params: {tenancy: [acme, acme-test]}}", ""},
+		{"a param in the operator's URL, any value", oauthTemplated + ", allow_params: [scope]}", "profiles.p.allow_params.scope: this param chooses where"},
+		{"abbyy region, any value", "{vendor: abbyy_vantage, credentials: {client_id: a, client_secret: b, username: u, password: p}, allow_params: [region]}", "allow_params.region: this param chooses where"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}

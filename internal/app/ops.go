@@ -29,6 +29,8 @@ type ops struct {
 	redisDown func(context.Context) error
 	// tracing is nil unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
 	tracing *observe.Tracing
+	// access is the access log policy (access_log), set again on reload.
+	access *observe.AccessPolicy
 }
 
 // setGeneration reports the configuration generation in service (1 at
@@ -45,6 +47,7 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 		log:     a.log,
 		metrics: metrics.New(),
 		health:  health.NewServer(),
+		access:  observe.NewAccessPolicy(cfg.AccessLog.HitsOneIn()),
 	}
 	// gRPC health says NOT_SERVING until Run: by then the config is loaded
 	// and, with Redis, buildStore has made the first round trip.
@@ -82,8 +85,9 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 		return fmt.Errorf("operations: instrument was not called before configureOps")
 	}
 	sopts.Health = o.health
+	sopts.OnPanic = o.metrics.Panic
 	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors,
-		observe.AccessLog(o.log),
+		observe.AccessLog(o.log, o.access),
 		o.metrics.UnaryServerInterceptor(),
 	)
 	// RequestIDs first so every response carries the id; the metrics

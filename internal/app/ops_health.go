@@ -64,6 +64,7 @@ func storeStats(c CacheStats, withL1 bool) metrics.StoreStats {
 		BreakerOpens:     c.Redis.BreakerOpens,
 		Resyncs:          c.Redis.Resyncs,
 		LeasesLost:       c.Redis.LeasesLost,
+		ClaimsInDoubt:    c.Redis.ClaimsInDoubt,
 		Invalidations:    c.L1.Forgotten,
 		PublishErrors:    c.L1.PublishErrors,
 		SealOpenFailures: c.Sealing.OpenFailures,

@@ -134,9 +134,9 @@ const (
 // Reload reads the configuration again (Options.Load) and, when the whole
 // of it is valid and needs no restart, makes it the one new calls get:
 // profiles, clients, allow lists, vendor settings, limits, service tuning,
-// encryption keys, the client CA and shutdown_delay. Otherwise nothing of
-// the file is applied, one log line says why, and the previous
-// configuration keeps serving. why says what triggered it, for the log.
+// the access log policy, encryption keys, the client CA and
+// shutdown_delay. Otherwise nothing of the file is applied, one log line
+// says why, and the previous configuration keeps serving. why says what triggered it, for the log.
 func (a *App) Reload(why string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -176,6 +176,7 @@ func (a *App) reload(prev *generation) (string, error) {
 		a.sealer.SetKeyring(g.ring)
 	}
 	a.Service.Use(g.service)
+	a.ops.access.Set(cfg.AccessLog.HitsOneIn())
 	a.gen.Store(g)
 	a.Server.SetShutdownDelay(g.shutdownDelay)
 	return reloadOK, nil

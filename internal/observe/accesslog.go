@@ -107,13 +107,57 @@ func firstOrEmpty(vals []string) string {
 	return vals[0]
 }
 
+// AccessPolicy decides which successful cache hits get an access line
+// (docs/design.md section 8, "Access log policy"): all of them (the
+// default), one in N, or none. Every other call (a miss, an error, a
+// ListVendors, a health check at debug) is always logged, and
+// authorization decisions are audit lines of their own (package auth),
+// whatever the policy. Safe for concurrent use; Set applies a reload.
+type AccessPolicy struct {
+	// oneIn is 1 for every hit, 0 for none, N for one in N.
+	oneIn atomic.Uint64
+	// hits counts the successful cache hits seen while sampling.
+	hits atomic.Uint64
+}
+
+// NewAccessPolicy returns a policy that logs one successful cache hit in
+// oneIn (1: all, 0: none).
+func NewAccessPolicy(oneIn uint64) *AccessPolicy {
+	p := &AccessPolicy{}
+	p.Set(oneIn)
+	return p
+}
+
+// Set changes the policy for the calls that end from now on.
+func (p *AccessPolicy) Set(oneIn uint64) { p.oneIn.Store(oneIn) }
+
+// logHit reports whether this successful cache hit gets its line, and the
+// sampling rate the line states (0 when every hit is logged). A nil policy
+// logs every hit. Sampling is a shared counter rather than a random draw:
+// exactly one line per N hits, the first of them included, so a quiet
+// broker's first hit is always seen.
+func (p *AccessPolicy) logHit() (log bool, sampledOneIn uint64) {
+	if p == nil {
+		return true, 0
+	}
+	switch n := p.oneIn.Load(); n {
+	case 0:
+		return false, 0
+	case 1:
+		return true, 0
+	default:
+		return (p.hits.Add(1)-1)%n == 0, n
+	}
+}
+
 // AccessLog is the outermost interceptor: it starts the request's reqinfo
 // with its id, returns the id in the response header, and logs one line per
-// call when it ends. The line carries who called (principal), what for
-// (vendor, profile), the cache outcome, the code and the duration; never a
-// token or secret (status messages are written to be shown to callers, so
-// they carry none either).
-func AccessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
+// call when it ends (for successful cache hits, as policy says; nil: all).
+// The line carries who called (principal), what for (vendor, profile), the
+// cache outcome, the code and the duration; never a token or secret
+// (status messages are written to be shown to callers, so they carry none
+// either). A sampled hit's line says so in sampled_one_in.
+func AccessLog(log *slog.Logger, policy *AccessPolicy) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		// ValueFromIncomingContext reads one key without copying the
@@ -139,8 +183,15 @@ func AccessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 			_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		}
 
-		st := status.Convert(err)
 		rec := ri.Snapshot()
+		var sampledOneIn uint64
+		if err == nil && rec.Cache == "hit" {
+			var logIt bool
+			if logIt, sampledOneIn = policy.logHit(); !logIt {
+				return resp, err
+			}
+		}
+		st := status.Convert(err)
 		attrs := []slog.Attr{
 			slog.String("request_id", rec.RequestID),
 			slog.String("method", info.FullMethod),
@@ -154,6 +205,9 @@ func AccessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		if err != nil {
 			attrs = append(attrs, slog.String("error", st.Message()))
+		}
+		if sampledOneIn != 0 {
+			attrs = append(attrs, slog.Uint64("sampled_one_in", sampledOneIn))
 		}
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))

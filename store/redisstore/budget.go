@@ -25,7 +25,15 @@ func BudgetKey(vendor string) string { return "tokenbroker:v1:{budget:" + vendor
 // {1, wait}; otherwise nothing changes and it answers {0, wait needed}.
 // The key expires when the bucket is full again. Redis 5 and later
 // replicate scripts by their effects, which allows TIME before a write.
+// The answer is remembered under the operation key KEYS[2] for ARGV[4] ms
+// (opid.go): a request sent again after its answer was lost is charged
+// once, and answered as the first time.
 var takeBudget = redis.NewScript(`
+local done = redis.call('GET', KEYS[2])
+if done then
+	local allowed, w = string.match(done, '^(%d+) (%d+)$')
+	return {tonumber(allowed), tonumber(w)}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -41,9 +49,11 @@ if wait < 0 then
 	wait = 0
 end
 if wait > max_wait then
+	redis.call('SET', KEYS[2], '0 ' .. string.format('%d', wait), 'PX', ARGV[4])
 	return {0, wait}
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+redis.call('SET', KEYS[2], '1 ' .. string.format('%d', wait), 'PX', ARGV[4])
 return {1, wait}
 `)
 
@@ -77,10 +87,14 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 	burst = max(burst, 1)
 	maxWaitMicros := max(maxWait.Microseconds(), 0)
 	var reply []int64
-	// One attempt only: a retry after a timeout could take twice.
-	err = b.doWithin(ctx, BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
+	// go-redis sends the script again when its answer is late (a read
+	// timeout); the operation id makes that a question, not a second
+	// charge.
+	key := BudgetKey(vendor)
+	keys := []string{key, OpKey(key, newOpID())}
+	err = b.doWithin(ctx, key, b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
-		reply, err = takeBudget.Run(ctx, b.client, []string{BudgetKey(vendor)}, interval, burst, maxWaitMicros).Int64Slice()
+		reply, err = takeBudget.Run(ctx, b.client, keys, interval, burst, maxWaitMicros, opMemory.Milliseconds()).Int64Slice()
 		return err
 	})
 	if err != nil {

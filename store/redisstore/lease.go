@@ -72,17 +72,25 @@ return 0
 // KEYS[2] (for ARGV[4] ms) if KEYS[1] still holds ARGV[1], extending the
 // lease by ARGV[2] ms: 1. It answers 0 when the token was already marked
 // (an earlier holder presented it and never stored its successor), -1
-// when the lease is not ours.
+// when the lease is not ours. It remembers its answer under the operation
+// key KEYS[3] for ARGV[5] ms (opid.go): a retry of a claim that landed
+// answers 1, not 0.
 var claimRefresh = redis.NewScript(`
+local done = redis.call('GET', KEYS[3])
+if done then
+	return tonumber(done)
+end
+local r = 1
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-	return -1
+	r = -1
+elseif redis.call('GET', KEYS[2]) == ARGV[3] then
+	r = 0
+else
+	redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+	redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-if redis.call('GET', KEYS[2]) == ARGV[3] then
-	return 0
-end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+redis.call('SET', KEYS[3], r, 'PX', ARGV[5])
+return r
 `)
 
 // spentFloor is how long the mark of a presented refresh token is kept:
@@ -97,13 +105,24 @@ func SpentKey(key string) string { return store.Sibling(key, ":rt") }
 // generation in KEYS[2] is newer than ARGV[3] (then it answers 0). The
 // counter keeps the newest generation written and lives at least as long
 // as the value (and ARGV[4] ms). A token write (KEYS[3] differs from
-// KEYS[1]) also deletes the negative cache entry KEYS[3]: the credentials
-// work again.
+// KEYS[1]) is refused, answering -1, when the value's tag (its first
+// ARGV[5] bytes) is marked in KEYS[4] until a time still to come (the token
+// was reported rejected, revoke.go); otherwise it also deletes the
+// negative cache entry KEYS[3]: the credentials work again.
 var saveFenced = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 local gen = tonumber(ARGV[3])
 if gen < cur then
 	return 0
+end
+if KEYS[3] ~= KEYS[1] then
+	local mark = redis.call('ZSCORE', KEYS[4], string.sub(ARGV[1], 1, tonumber(ARGV[5])))
+	if mark then
+		local t = redis.call('TIME')
+		if tonumber(mark) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+			return -1
+		end
+	end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if gen > 0 then
@@ -242,18 +261,23 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	return n == 1, nil
 }
 
-// ClaimRefreshToken implements store.Lease.
+// ClaimRefreshToken implements store.Lease. When the key's master has
+// replicas, the claim is not trusted until one of them has it (claim.go).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	var n int64
-	err := l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
-		var err error
-		n, err = claimRefresh.Run(ctx, l.b.client, []string{l.lockKey, SpentKey(l.key)},
-			l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds()).Int64()
-		return err
-	})
+	keys := []string{l.lockKey, SpentKey(l.key), OpKey(l.key, newOpID())}
+	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds(), opMemory.Milliseconds()}
+	n, replicated, err := l.b.claimReplicated(ctx, l.key, keys, args)
 	if err != nil {
 		return false, fmt.Errorf("redisstore: claim refresh token: %w", err)
+	}
+	if n == 1 && !replicated {
+		// In doubt: the claim may die with the master (claim.go). The
+		// primary grant presents no refresh token, so nothing can be
+		// presented twice.
+		l.b.claimsInDoubt.Add(1)
+		l.b.log.Warn("refresh-token claim not acknowledged by a Redis replica in time; using the primary grant", "wait", l.b.opts.ClaimWait.String())
+		return false, nil
 	}
 	return n == 1, nil
 }

@@ -7,8 +7,9 @@
 // Sentinel or Cluster through go-redis's UniversalClient.
 //
 // Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and beside
-// it :lock (the lease), :gen (the write generation) and :neg (the
-// negative cache entry); the hash tag puts them on one Cluster slot. A
+// it :lock (the lease), :gen (the write generation), :neg (the negative
+// cache entry), :rt (the refresh token last presented) and :revoked (the
+// tokens reported rejected); the hash tag puts them on one Cluster slot. A
 // value's TTL (PX, milliseconds, rounded down) is its token's remaining
 // lifetime when stored: nothing outlives its token.
 //
@@ -82,7 +83,10 @@ type Options struct {
 	// LeaseTTL is how long a fetch lease outlives its last renewal
 	// (DefaultLeaseTTL).
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// ClaimWait bounds the wait for a replica to acknowledge a
+	// refresh-token claim (DefaultClaimWait, claim.go).
+	ClaimWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Stats are a Backend's counters.
@@ -102,6 +106,9 @@ type Stats struct {
 	// LeasesLost counts leases that expired before their holder ended
 	// (refused writes are counted by the service, per vendor).
 	LeasesLost uint64
+	// ClaimsInDoubt counts refresh-token claims no replica acknowledged
+	// within ClaimWait: the primary grant was used instead.
+	ClaimsInDoubt uint64
 }
 
 // Backend is the Redis byte store, locker and invalidation channel.
@@ -119,10 +126,15 @@ type Backend struct {
 	// id tells this process's invalidation messages from other replicas'.
 	id string
 
-	errors     atomic.Uint64
-	skipped    atomic.Uint64
-	resyncs    atomic.Uint64
-	leasesLost atomic.Uint64
+	errors        atomic.Uint64
+	skipped       atomic.Uint64
+	resyncs       atomic.Uint64
+	leasesLost    atomic.Uint64
+	claimsInDoubt atomic.Uint64
+
+	// replicas caches, by master address, how many replicas it has
+	// (claim.go).
+	replicas sync.Map
 
 	// commands holds a slot per command in flight: at most PoolSize, so
 	// a command never waits for a pooled connection inside its timeout
@@ -175,6 +187,9 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.ClaimWait <= 0 {
+		opts.ClaimWait = DefaultClaimWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -242,12 +257,13 @@ func (b *Backend) Stats() Stats {
 		opens += br.opens.Load()
 	})
 	return Stats{
-		Errors:       b.errors.Load(),
-		Skipped:      b.skipped.Load(),
-		BreakerOpen:  open,
-		BreakerOpens: opens,
-		Resyncs:      b.resyncs.Load(),
-		LeasesLost:   b.leasesLost.Load(),
+		Errors:        b.errors.Load(),
+		Skipped:       b.skipped.Load(),
+		BreakerOpen:   open,
+		BreakerOpens:  opens,
+		Resyncs:       b.resyncs.Load(),
+		LeasesLost:    b.leasesLost.Load(),
+		ClaimsInDoubt: b.claimsInDoubt.Load(),
 	}
 }
 
@@ -289,8 +305,9 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 
 // Save implements sealed.Backend: SET with PX = the time left until
 // expiresAt, rounded down to the millisecond, unless the key's generation
-// is newer than gen (store.ErrStale). A value with less than a millisecond
-// left is not stored.
+// is newer than gen (store.ErrStale) or, for a token, its tag is marked
+// revoked (store.ErrRevoked, revoke.go). A value with less than a
+// millisecond left is not stored.
 func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
@@ -306,45 +323,20 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 			neg = store.Sibling(key, ":neg")
 		}
 		var err error
-		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg},
-			value, ttl.Milliseconds(), gen, genFloor.Milliseconds()).Int64()
+		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg, RevokedKey(key)},
+			value, ttl.Milliseconds(), gen, genFloor.Milliseconds(), TagLen).Int64()
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("redisstore: SET: %w", err)
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return store.ErrStale
+	case -1:
+		return store.ErrRevoked
 	}
 	return nil
-}
-
-// deleteIfPrefix deletes KEYS[1] if its value starts with ARGV[1]: the
-// digest of the access token the caller names (package sealed).
-var deleteIfPrefix = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
-	return redis.call('DEL', KEYS[1])
-end
-return 0
-`)
-
-// DeleteIfPrefix implements sealed.Backend with a Lua script, atomic in
-// Redis.
-func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error) {
-	if len(prefix) == 0 {
-		return false, errors.New("redisstore: empty prefix")
-	}
-	var n int64
-	err := b.doRetry(ctx, key, func(ctx context.Context) error {
-		var err error
-		n, err = deleteIfPrefix.Run(ctx, b.client, []string{key}, prefix).Int64()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("redisstore: compare-and-delete: %w", err)
-	}
-	return n == 1, nil
 }
 
 // doRetry is do with one more attempt when the first timed out. It is for
@@ -353,9 +345,14 @@ func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte)
 // process or the network should not. Redis down costs at most two
 // timeouts until the breaker opens, then nothing.
 func (b *Backend) doRetry(ctx context.Context, key string, op func(context.Context) error) error {
-	err := b.do(ctx, key, op)
+	return b.doRetryWithin(ctx, key, b.opts.OpTimeout, op)
+}
+
+// doRetryWithin is doRetry with another timeout per attempt.
+func (b *Backend) doRetryWithin(ctx context.Context, key string, timeout time.Duration, op func(context.Context) error) error {
+	err := b.doWithin(ctx, key, timeout, op)
 	if err != nil && ctx.Err() == nil && isTimeout(err) && b.breakerFor(ctx, key).allow() {
-		err = b.do(ctx, key, op)
+		err = b.doWithin(ctx, key, timeout, op)
 	}
 	return err
 }

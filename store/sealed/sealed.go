@@ -61,10 +61,13 @@ type Backend interface {
 	// Load returns key's value, or store.ErrNotFound.
 	Load(ctx context.Context, key string) ([]byte, error)
 	// Save stores value under key until expiresAt, unless the key's
-	// generation is newer than gen: then it returns store.ErrStale.
+	// generation is newer than gen: then it returns store.ErrStale. A
+	// shared backend also refuses a token value whose digest prefix
+	// DeleteIfPrefix named: store.ErrRevoked.
 	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
 	// DeleteIfPrefix deletes key, atomically, only if its value starts
-	// with prefix, and reports whether it did.
+	// with prefix, and reports whether it did. A shared backend remembers
+	// prefix as rejected either way (docs/design.md section 10).
 	DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error)
 }
 

@@ -7,8 +7,9 @@
 // one that a caller reported as rejected (InvalidateToken). L1 learns of it
 // by two means, each covering the other's blind spot:
 //
-//   - Push: every Put and successful CompareAndDelete publishes the key on
-//     a Redis pub/sub channel (Options.Publish), and each replica's
+//   - Push: every Put and every CompareAndDelete (deleted or not: another
+//     replica may hold the named token alone) publishes the key on a
+//     Redis pub/sub channel (Options.Publish), and each replica's
 //     subscriber calls Forget, dropping the key within milliseconds.
 //     Pub/sub was chosen over keyspace notifications (a server setting
 //     that managed Redis often forbids, and node-local in a Cluster) and
@@ -32,9 +33,12 @@
 // and written back, when the shared level answers that it has nothing for
 // the key and the write's generation is still current (store.ErrStale
 // otherwise: the entry is dropped); otherwise the newer token (by
-// IssuedAt) wins. A CompareAndDelete that could not reach the shared
-// level is remembered (up to MaxPendingDeletes) and done when the shared
-// level answers again: on the next read of the key, and on Resync.
+// IssuedAt) wins, after the same write-back when ours is the newer and
+// was never shared. A write the shared level refuses because the token
+// was reported rejected (store.ErrRevoked) drops the entry from L1 too
+// (docs/design.md section 10). A CompareAndDelete that could not reach the
+// shared level is remembered (up to MaxPendingDeletes) and done when the
+// shared level answers again: on the next read of the key, and on Resync.
 package tiered
 
 import (
@@ -289,8 +293,28 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, err
 	}
 	switch {
+	case found && live && cur.e.IssuedAt.After(e.IssuedAt) && !cur.synced:
+		// Ours is newer: fetched while the shared level was away. Share
+		// it, unless the shared level refuses it: then it is not ours to
+		// serve either, and the shared level's token is.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		switch perr := s.remote.Put(ctx, key, cur.e); {
+		case perr == nil:
+			s.markSynced(key, cur.seq)
+		case refused(perr):
+			s.mu.Lock()
+			if mine, ok := s.entries[key]; ok && mine.seq == cur.seq {
+				s.setLocked(key, slot{e: e, checked: now, epoch: epoch, synced: true}, now)
+			}
+			s.gen(key).Add(1)
+			s.mu.Unlock()
+			return e, nil
+		}
+		return cur.e, nil
 	case found && live && cur.e.IssuedAt.After(e.IssuedAt):
-		// Ours is newer: fetched while the shared level was away.
+		// Ours is newer and was stored: the shared level lost it.
 		cur.checked, cur.epoch = now, epoch
 		s.entries[key] = cur
 		s.mu.Unlock()
@@ -308,9 +332,10 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		switch perr := s.remote.Put(ctx, key, cur.e); {
 		case perr == nil:
 			s.markSynced(key, cur.seq)
-		case errors.Is(perr, store.ErrStale):
-			// A replica leased the key since this entry's fetch: it is
-			// not ours to share, nor to serve.
+		case refused(perr):
+			// A replica leased the key since this entry's fetch, or a
+			// caller reported the token rejected meanwhile (through any
+			// replica): it is not ours to share, nor to serve.
 			s.dropIf(key, cur.seq)
 			return store.Entry{}, store.ErrNotFound
 		}
@@ -372,7 +397,7 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 		return nil
 	}
 	err := s.remote.Put(ctx, key, e)
-	if errors.Is(err, store.ErrStale) {
+	if refused(err) {
 		s.drop(key)
 		return err
 	}
@@ -454,10 +479,17 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 		s.rememberDelete(key, accessToken, cur.e.ExpiresAt)
 		return localMatch, nil
 	}
-	if deleted {
-		s.publish(ctx, key)
-	}
+	// Told even when the shared level held another token or none: a
+	// replica may hold the rejected one in its L1 alone (fetched while it
+	// could not reach the shared level).
+	s.publish(ctx, key)
 	return deleted, nil
+}
+
+// refused reports whether the shared level refused a write for good: a
+// newer generation is stored, or the token was reported rejected.
+func refused(err error) bool {
+	return errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrRevoked)
 }
 
 // pendingDelete is a compare-and-delete the shared level missed.
@@ -557,16 +589,15 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 	if !ok {
 		return false
 	}
-	deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken)
+	_, err := s.remote.CompareAndDelete(ctx, key, accessToken)
 	if err == nil {
 		s.pendingMu.Lock()
 		if cur, still := s.pending[key]; still && cur == p {
 			delete(s.pending, key)
 		}
 		s.pendingMu.Unlock()
-		if deleted {
-			s.publish(ctx, key)
-		}
+		// Told either way, as in compareAndDelete.
+		s.publish(ctx, key)
 	}
 	return true
 }

@@ -43,6 +43,21 @@ type Limits struct {
 	// MaxConcurrent caps this replica's requests in flight to the vendor
 	// (setting max_concurrent_requests).
 	MaxConcurrent int
+	// MaxClientShare is the largest fraction of the budget one client of
+	// the broker may take while other clients wait for it (config
+	// limits.max_client_share); 0 or >= 1 means no bound. Kept by a
+	// Shared budget that implements ShareReserver; per process while it
+	// is down, the bound does not apply.
+	MaxClientShare float64
+}
+
+// ShareReserver is implemented by a Shared budget that can bound one
+// client's share of a vendor's budget (*redisstore.Backend).
+type ShareReserver interface {
+	// ReserveBudgetShare is ReserveBudget for a request of client, who
+	// may take at most share of the budget while other clients wait;
+	// byShare reports a refusal for the client's share.
+	ReserveBudgetShare(ctx context.Context, vendor, client string, ratePerSec float64, burst int, maxWait time.Duration, share float64) (wait time.Duration, reserved, byShare bool, err error)
 }
 
 // burst is the effective burst.
@@ -61,9 +76,15 @@ type Shared interface {
 type ExhaustedError struct {
 	Vendor     string
 	RetryAfter time.Duration
+	// Client is set when the client's share of the budget
+	// (Limits.MaxClientShare) refused it while others wait.
+	Client string
 }
 
 func (e *ExhaustedError) Error() string {
+	if e.Client != "" {
+		return fmt.Sprintf("budget: vendor %s: client %s has taken its share of the fleet's budget while other clients wait; its next slot is %v away", e.Vendor, e.Client, e.RetryAfter.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("budget: vendor %s: the fleet's budget of token requests is spent; the next slot is %v away, past the deadline", e.Vendor, e.RetryAfter.Round(time.Millisecond))
 }
 
@@ -138,6 +159,13 @@ func (l *Limiter) state(vendor string, lim Limits) *vendorState {
 //	defer release()
 //	resp, err := vendor.Fetch(ctx, input)
 func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (release func(), err error) {
+	return l.AcquireFor(ctx, vendor, "", lim)
+}
+
+// AcquireFor is Acquire for a request caused by client (a name of the
+// broker's caller; "" for none), who may take at most
+// lim.MaxClientShare of the budget while other clients wait for it.
+func (l *Limiter) AcquireFor(ctx context.Context, vendor, client string, lim Limits) (release func(), err error) {
 	s := l.state(vendor, lim)
 	release = func() {}
 	if s.slots != nil {
@@ -155,7 +183,7 @@ func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (relea
 	if s.local == nil {
 		return release, nil
 	}
-	if err := l.waitForBudget(ctx, vendor, s); err != nil {
+	if err := l.waitForBudget(ctx, vendor, client, s); err != nil {
 		release()
 		return nil, err
 	}
@@ -169,7 +197,7 @@ func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (relea
 const lateTolerance = 20 * time.Millisecond
 
 // waitForBudget reserves a slot of the budget and sleeps until it.
-func (l *Limiter) waitForBudget(ctx context.Context, vendor string, s *vendorState) error {
+func (l *Limiter) waitForBudget(ctx context.Context, vendor, client string, s *vendorState) error {
 	for {
 		maxWait := DefaultMaxWait
 		if deadline, ok := ctx.Deadline(); ok {
@@ -178,9 +206,12 @@ func (l *Limiter) waitForBudget(ctx context.Context, vendor string, s *vendorSta
 		if maxWait < 0 {
 			maxWait = 0
 		}
-		wait, reserved, err := l.reserve(ctx, vendor, s, maxWait)
+		wait, reserved, byShare, err := l.reserve(ctx, vendor, client, s, maxWait)
 		if err != nil {
 			return err
+		}
+		if byShare {
+			return &ExhaustedError{Vendor: vendor, RetryAfter: wait, Client: client}
 		}
 		if !reserved {
 			return &ExhaustedError{Vendor: vendor, RetryAfter: wait}
@@ -218,15 +249,24 @@ type Reachability interface {
 const sharedRetry = 20 * time.Millisecond
 
 // reserve asks the shared budget, or the process's own when that is down.
-func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, maxWait time.Duration) (time.Duration, bool, error) {
+func (l *Limiter) reserve(ctx context.Context, vendor, client string, s *vendorState, maxWait time.Duration) (wait time.Duration, reserved, byShare bool, err error) {
 	lim := s.limits
+	sharer, _ := l.shared.(ShareReserver)
+	bounded := client != "" && lim.MaxClientShare > 0 && lim.MaxClientShare < 1 && sharer != nil
 	for l.shared != nil {
-		wait, reserved, err := l.shared.ReserveBudget(ctx, vendor, lim.RatePerSecond, lim.burst(), maxWait)
+		var wait time.Duration
+		var reserved, byShare bool
+		var err error
+		if bounded {
+			wait, reserved, byShare, err = sharer.ReserveBudgetShare(ctx, vendor, client, lim.RatePerSecond, lim.burst(), maxWait, lim.MaxClientShare)
+		} else {
+			wait, reserved, err = l.shared.ReserveBudget(ctx, vendor, lim.RatePerSecond, lim.burst(), maxWait)
+		}
 		if err == nil {
-			return wait, reserved, nil
+			return wait, reserved, byShare, nil
 		}
 		if ctx.Err() != nil {
-			return 0, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
+			return 0, false, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
 		}
 		if r, ok := l.shared.(Reachability); !ok || !r.BudgetReachable(vendor) {
 			l.log.Debug("shared vendor budget unavailable; using this process's", "vendor", vendor, "err", err)
@@ -237,7 +277,7 @@ func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, ma
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return 0, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
+			return 0, false, false, fmt.Errorf("budget: vendor %s: %w", vendor, ctx.Err())
 		}
 		maxWait -= sharedRetry
 	}
@@ -245,12 +285,12 @@ func (l *Limiter) reserve(ctx context.Context, vendor string, s *vendorState, ma
 	r := s.local.ReserveN(now, 1)
 	if !r.OK() {
 		// Cannot happen: the burst is at least 1.
-		return 0, false, fmt.Errorf("budget: vendor %s: burst %d admits no request", vendor, lim.burst())
+		return 0, false, false, fmt.Errorf("budget: vendor %s: burst %d admits no request", vendor, lim.burst())
 	}
-	wait := r.DelayFrom(now)
+	wait = r.DelayFrom(now)
 	if wait > maxWait {
 		r.CancelAt(now)
-		return wait, false, nil
+		return wait, false, false, nil
 	}
-	return wait, true, nil
+	return wait, true, false, nil
 }

@@ -62,7 +62,6 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	frozen bool
 }
 
 // Start starts a standalone redis-server on a free loopback port, without
@@ -153,7 +152,7 @@ func (s *Server) start() error {
 		close(exited)
 	}()
 	s.mu.Lock()
-	s.cmd, s.exited, s.frozen = cmd, exited, false
+	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -176,7 +175,7 @@ func (s *Server) start() error {
 func (s *Server) Kill() {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
-	s.cmd, s.frozen = nil, false
+	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
 		return
@@ -195,34 +194,37 @@ func (s *Server) Restart() {
 }
 
 // Freeze stops the server with SIGSTOP: connections stay open and
-// established, and nothing is answered, like a stalled host.
-func (s *Server) Freeze() { s.signal(syscall.SIGSTOP, true) }
-
-// Thaw resumes a frozen server with SIGCONT.
-func (s *Server) Thaw() { s.signal(syscall.SIGCONT, false) }
-
-func (s *Server) signal(sig syscall.Signal, frozen bool) {
+// established, and nothing is answered, like a stalled host. It returns
+// once the process is stopped (FreezeProcess), so nothing the test sends
+// afterwards is answered until Thaw.
+func (s *Server) Freeze() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		s.t.Fatalf("redistest: %v to a server that is not running", sig)
+		s.t.Fatal("redistest: Freeze of a server that is not running")
 	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("redistest: %v: %v", sig, err)
+	if err := FreezeProcess(s.cmd.Process); err != nil {
+		s.t.Fatal(err)
 	}
-	s.frozen = frozen
 }
 
-func (s *Server) cleanup() {
+// Thaw resumes a frozen server with SIGCONT and returns once it runs
+// again (ThawProcess).
+func (s *Server) Thaw() {
+	s.t.Helper()
 	s.mu.Lock()
-	frozen := s.frozen
-	s.mu.Unlock()
-	if frozen {
-		s.Thaw()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatal("redistest: Thaw of a server that is not running")
 	}
-	s.Kill()
+	if err := ThawProcess(s.cmd.Process); err != nil {
+		s.t.Fatal(err)
+	}
 }
+
+// cleanup kills the server; SIGKILL ends a frozen process too.
+func (s *Server) cleanup() { s.Kill() }
 
 // Do sends one command over a fresh connection and returns the reply as
 // text: bulk and simple strings, integers, and flat arrays of those joined

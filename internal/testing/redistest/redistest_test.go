@@ -35,7 +35,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal("a frozen server answered")
 	}
 	s.Thaw()
-	if err := pingWithin(s.Addr, 2*time.Second); err != nil {
+	if err := pingWithin(s.Addr, 10*time.Second); err != nil {
 		t.Fatalf("thawed: %v", err)
 	}
 	if reply, _ := Do(s.Addr, "GET", "k"); reply != "v" {

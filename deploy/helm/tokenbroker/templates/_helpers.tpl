@@ -77,10 +77,23 @@ directory.
 {{- end -}}
 
 {{/*
+tokenbroker.callersConfigured is "true" when the broker will authenticate
+callers (or is told not to): without it the broker refuses to start on
+the pod IP, so the chart refuses to render instead of crash-looping. A new
+way for callers to authenticate belongs in this condition.
+*/}}
+{{- define "tokenbroker.callersConfigured" -}}
+{{- if or .Values.config.clients .Values.tls.clientCA.enabled .Values.insecureAllowUnauthenticated -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 tokenbroker.config renders tokenbroker.yaml: .Values.config with the
 listeners, TLS, Redis and encryption keys the chart manages.
 */}}
 {{- define "tokenbroker.config" -}}
+{{- if not (include "tokenbroker.callersConfigured" .) -}}
+{{- fail "no callers are configured, and the broker refuses to serve tokens on the pod IP to anyone who can reach it: set config.clients (a caller's api_key_sha256 or cert_subject, and its allow list; docs/operations.md), tls.clientCA.enabled with tls.secretName for mTLS callers, or insecureAllowUnauthenticated=true behind a NetworkPolicy (a demo)" -}}
+{{- end -}}
 {{- $cfg := deepCopy (default dict .Values.config) -}}
 {{- range $key := list "grpc_addr" "http_addr" "tls" -}}
 {{- if hasKey $cfg $key -}}
@@ -129,6 +142,7 @@ listeners, TLS, Redis and encryption keys the chart manages.
 {{- end -}}
 {{- end -}}
 {{- if .db -}}{{- $_ := set $redis "db" (int .db) -}}{{- end -}}
+{{- if .allowEviction -}}{{- $_ := set $redis "allow_eviction" true -}}{{- end -}}
 {{- if .tls.enabled -}}
 {{- $_ := set $redis "tls" true -}}
 {{- if .tls.caSecretName -}}
