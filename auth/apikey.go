@@ -13,7 +13,7 @@ const maxAPIKeyLen = 512
 
 // errors that say what to fix; they never contain the key.
 var (
-	errNotBearer       = errors.New(`the authorization value must be "Bearer <api key>"`)
+	errNotBearer       = errors.New(`the authorization value must be "Bearer <api key or JWT>"`)
 	errBadBearerSyntax = errors.New("the API key is not an RFC 6750 bearer token (letters, digits and -._~+/ then optional =)")
 	errUnknownKey      = errors.New("the API key is not a configured client's key")
 )
@@ -22,15 +22,32 @@ var (
 // form "Bearer <b64token>" (RFC 6750 section 2.1; the scheme is
 // case-insensitive, RFC 9110 section 11.1).
 func ParseBearer(value string) (string, error) {
+	key, err := bearerCredential(value)
+	if err != nil {
+		return "", err
+	}
+	if err := checkAPIKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// bearerCredential returns what follows "Bearer " (the scheme is
+// case-insensitive), not yet checked: an API key or a JWT.
+func bearerCredential(value string) (string, error) {
 	scheme, rest, ok := strings.Cut(value, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", errNotBearer
 	}
-	key := strings.TrimLeft(rest, " ")
+	return strings.TrimLeft(rest, " "), nil
+}
+
+// checkAPIKey checks a bearer credential's syntax as an API key.
+func checkAPIKey(key string) error {
 	if key == "" || len(key) > maxAPIKeyLen || !isB64Token(key) {
-		return "", errBadBearerSyntax
+		return errBadBearerSyntax
 	}
-	return key, nil
+	return nil
 }
 
 // isB64Token reports whether s is RFC 6750's b64token:

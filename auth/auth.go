@@ -5,11 +5,17 @@
 // caller's allow list, audited, and (for the calls that cost a vendor
 // request) rate limited per caller.
 //
-// Callers authenticate with an API key (RFC 6750 section 2.1: the gRPC
-// metadata or HTTP header "authorization: Bearer <key>"; only the key's
-// SHA-256 is configured) or with a TLS client certificate verified against
-// tls.client_ca_file (the principal is the certificate's subject as an RFC
-// 2253 string). Both may be configured together.
+// Callers authenticate with workload identity (docs/design.md, Security
+// model): a JWT in "authorization: Bearer <jwt>" verified by
+// auth/jwtverify (a Kubernetes service-account token, an OIDC token, a
+// SPIFFE JWT-SVID; the client is the one whose jwt_subject or spiffe_id
+// matches its sub), or an X.509-SVID over mTLS verified against the
+// SPIFFE bundle of its trust domain (the client is the one whose spiffe_id
+// is its URI SAN). They may also use an API key (RFC 6750 section 2.1, the
+// same header; only the key's SHA-256 is configured) or a TLS client
+// certificate verified against tls.client_ca_file (the principal is the
+// certificate's subject as an RFC 2253 string). Any of them may be
+// configured together.
 //
 // References: RFC 6749 sections 2.3.1, 3.2, 10.3; RFC 6750 section 5.3;
 // RFC 9700.
@@ -27,6 +33,9 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+
+	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
 )
 
 // Defaults of the per-client rate limit on force_refresh and
@@ -56,6 +65,13 @@ type Client struct {
 	APIKeySHA256 []string
 	// CertSubject is its mTLS certificate's subject, if it uses one.
 	CertSubject string
+	// JWTSubject is the sub of its JWTs, exact or ending in a "*"
+	// segment; JWTIssuer the issuer they come from (may be empty when one
+	// issuer is configured).
+	JWTSubject, JWTIssuer string
+	// SPIFFEID is its SPIFFE ID (a JWT-SVID's sub or an X.509-SVID's URI
+	// SAN).
+	SPIFFEID string
 	// Allow lists the profiles, and vendor:<id> entries for inline
 	// credentials, it may use.
 	Allow []string
@@ -78,6 +94,12 @@ type Config struct {
 	// ClientCAs verifies client certificates; nil when tls.client_ca_file
 	// is not set (no mTLS).
 	ClientCAs *x509.CertPool
+	// JWT verifies bearer JWTs (auth.jwt_issuers); nil when no issuer
+	// is configured, and then every bearer credential is an API key.
+	JWT *jwtverify.Verifier
+	// SPIFFEBundles verify X.509-SVIDs (auth.spiffe_bundles); nil when
+	// none is configured.
+	SPIFFEBundles *x509bundle.Set
 	// Limits bound what one caller may cost.
 	Limits Limits
 	// Internal reports whether a gRPC peer is the process's own REST
@@ -105,8 +127,10 @@ type client struct {
 	// is rotated; none for a certificate-only client.
 	keyDigests [][32]byte
 	subject    string
-	profiles   map[string]bool
-	vendors    map[string]bool
+	// jwt and spiffe: it has a jwt_subject or a spiffe_id.
+	jwt, spiffe bool
+	profiles    map[string]bool
+	vendors     map[string]bool
 	// status: PermissionStatus is in its allow list.
 	status bool
 }
@@ -125,7 +149,15 @@ type Policy struct {
 	now            func() time.Time
 	internal       func(net.Addr) bool
 	// verified remembers chains that passed verifyChainAt (see verifyChainOnce).
-	verified *lru.Cache[any, verifiedChain]
+	verified *lru.Cache[[32]byte, verifiedChain]
+	// jwt verifies bearer JWTs (nil: none configured); jwtRules find
+	// their clients.
+	jwt      *jwtverify.Verifier
+	jwtRules []*jwtRule
+	// bundles verify X.509-SVIDs (nil: none configured); bySPIFFEID
+	// finds their clients.
+	bundles    *x509bundle.Set
+	bySPIFFEID map[string]*client
 }
 
 var (
@@ -145,11 +177,18 @@ func New(cfg Config) (*Policy, error) {
 	p := &Policy{
 		bySubject:      map[string]*client{},
 		roots:          cfg.ClientCAs,
-		anyCertificate: len(cfg.Clients) == 0 && cfg.ClientCAs != nil,
+		anyCertificate: len(cfg.Clients) == 0 && (cfg.ClientCAs != nil || cfg.SPIFFEBundles != nil),
 		log:            cfg.Logger,
 		now:            cfg.Now,
 		internal:       cfg.Internal,
 		verified:       newVerifiedCache(),
+		jwt:            cfg.JWT,
+		bundles:        cfg.SPIFFEBundles,
+		bySPIFFEID:     map[string]*client{},
+	}
+	var issuers []string
+	if cfg.JWT != nil {
+		issuers = cfg.JWT.Issuers()
 	}
 	names := make([]string, 0, len(cfg.Clients))
 	for name := range cfg.Clients {
@@ -160,6 +199,9 @@ func New(cfg Config) (*Policy, error) {
 	for _, name := range names {
 		c, err := newClient(name, cfg.Clients[name], cfg.ClientCAs != nil)
 		if err != nil {
+			return nil, err
+		}
+		if err := p.addJWTRules(name, cfg.Clients[name], c, issuers); err != nil {
 			return nil, err
 		}
 		for _, d := range c.keyDigests {
@@ -225,8 +267,8 @@ func newClient(name string, cc Client, mtls bool) (*client, error) {
 		}
 		c.subject = s
 	}
-	if len(c.keyDigests) == 0 && c.subject == "" {
-		return nil, fmt.Errorf("%s: set api_key_sha256 or cert_subject", field)
+	if len(c.keyDigests) == 0 && c.subject == "" && strings.TrimSpace(cc.JWTSubject) == "" && strings.TrimSpace(cc.SPIFFEID) == "" {
+		return nil, fmt.Errorf("%s: set api_key_sha256, cert_subject, jwt_subject or spiffe_id", field)
 	}
 	if len(cc.Allow) == 0 {
 		return nil, fmt.Errorf("%s.allow: empty; list the profiles (and vendor:<id> for inline credentials) this client may use", field)

@@ -101,7 +101,7 @@ func TestNewRejectsBadClients(t *testing.T) {
 		wantErr string
 	}{
 		{"the key instead of its hash", map[string]Client{"a": {APIKeySHA256: []string{"my-secret-key"}, Allow: []string{"p"}}}, nil, "clients.a.api_key_sha256"},
-		{"no credential", map[string]Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256 or cert_subject"},
+		{"no credential", map[string]Client{"a": {Allow: []string{"p"}}}, nil, "clients.a: set api_key_sha256, cert_subject, jwt_subject or spiffe_id"},
 		{"subject without client CA", map[string]Client{"a": {CertSubject: "CN=a", Allow: []string{"p"}}}, nil, "clients.a.cert_subject: needs tls.client_ca_file"},
 		{"empty allow", map[string]Client{"a": {APIKeySHA256: []string{good}}}, nil, "clients.a.allow"},
 		{"vendor prefix alone", map[string]Client{"a": {APIKeySHA256: []string{good}, Allow: []string{"vendor:"}}}, nil, "clients.a.allow[0]"},
@@ -453,15 +453,16 @@ func TestHTTPMiddlewareReplacesForgedHeader(t *testing.T) {
 	}
 }
 
-// TestCertificateChainVerifiedOncePerConnection: a connection's chain is
-// verified on its first call and remembered until its certificate
-// expires; another connection with the same certificate is verified
-// afresh, and so is every forwarded REST chain the cache has not seen.
-func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
+// TestVerifiedLeafRemembered: a leaf is verified on its first call and
+// remembered by its fingerprint until its certificate expires, over TLS
+// and forwarded alike, whatever intermediates come with it later; a leaf
+// the cache has not seen is verified afresh.
+func TestVerifiedLeafRemembered(t *testing.T) {
 	t.Parallel()
 	ca, other := newPKI(t, "client CA"), newPKI(t, "other CA")
 	now := time.Now()
 	cert := ca.issue(t, pkix.Name{CommonName: "billing"}, now.Add(time.Hour))
+	second := ca.issue(t, pkix.Name{CommonName: "billing"}, now.Add(time.Hour))
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
 	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -470,7 +471,10 @@ func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	tcp := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
-	conn := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
+	connWith := func(chain ...*x509.Certificate) *peer.Peer {
+		return &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: chain}}}
+	}
+	conn := connWith(cert)
 	rest := metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{cert}))
 	getToken := tokenbrokerv1.TokenService_GetToken_FullMethodName
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme"}
@@ -481,17 +485,74 @@ func TestCertificateChainVerifiedOncePerConnection(t *testing.T) {
 		}
 	}
 	check("first call", conn, nil, codes.OK)
-	check("first REST call", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
 	check("a forwarded chain that cannot be read", &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated)
-	// Were the chain verified again, it would now fail: the client CA is
+	// Were the leaf verified again, it would now fail: the client CA is
 	// no longer trusted.
 	p.roots = other.pool()
 	check("second call on the connection", conn, nil, codes.OK)
-	check("second REST call with the same chain", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
-	newConn := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
-	check("a new connection", newConn, nil, codes.Unauthenticated)
+	check("REST call with the same leaf", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
+	check("a new connection with the same leaf", connWith(cert), nil, codes.OK)
+	check("the same leaf with other intermediates", connWith(cert, other.cert, ca.cert), nil, codes.OK)
+	check("another leaf", connWith(second), nil, codes.Unauthenticated)
 	p.roots = ca.pool()
-	check("a new connection, CA trusted", newConn, nil, codes.OK)
+	check("another leaf, CA trusted", connWith(second), nil, codes.OK)
 	clock.Store(now.Add(time.Hour + time.Second).UnixNano())
 	check("the connection once its certificate expired", conn, nil, codes.Unauthenticated)
+}
+
+// TestPresentedChainBounds: a chain with more certificates or bytes than
+// a leaf and a few intermediates need is refused before verification,
+// over TLS and forwarded, and nothing of it is remembered.
+func TestPresentedChainBounds(t *testing.T) {
+	t.Parallel()
+	ca := newPKI(t, "client CA")
+	now := time.Now()
+	cert := ca.issue(t, pkix.Name{CommonName: "billing"}, now.Add(time.Hour))
+	logs := &syncBuffer{}
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), Internal: isBufconn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]*x509.Certificate, 0, 8)
+	for range 8 {
+		junk = append(junk, ca.cert)
+	}
+	big := &x509.Certificate{Raw: make([]byte, maxCertBytes+1)}
+	huge := []*x509.Certificate{cert, {Raw: make([]byte, 12<<10)}, {Raw: make([]byte, 12<<10)}, {Raw: make([]byte, 12<<10)}}
+	getToken := tokenbrokerv1.TokenService_GetToken_FullMethodName
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme"}
+	tcp := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
+	tests := []struct {
+		name  string
+		chain []*x509.Certificate
+	}{
+		{"five certificates", append([]*x509.Certificate{cert}, junk[:4]...)},
+		{"nine certificates", append([]*x509.Certificate{cert}, junk...)},
+		{"one certificate over 16 KiB", []*x509.Certificate{cert, big}},
+		{"a chain over 32 KiB", huge},
+	}
+	for _, tc := range tests {
+		for _, via := range []string{"tls", "forwarded"} {
+			pr := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: tc.chain}}}
+			var md metadata.MD
+			if via == "forwarded" {
+				pr, md = &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain(tc.chain))
+			}
+			err := call(p, getToken, req, pr, md)
+			if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "longer than 4 certificates or 32 KiB") {
+				t.Errorf("%s over %s: %v, want UNAUTHENTICATED naming the bounds", tc.name, via, err)
+			}
+		}
+	}
+	if n := p.verified.Len(); n != 0 {
+		t.Fatalf("%d verified entries after refused chains", n)
+	}
+	// A forwarded value of more parts than allowed is refused as text.
+	many := strings.TrimSuffix(strings.Repeat("QUJD,", 6), ",")
+	if _, err := DecodeChain(many); err == nil {
+		t.Fatal("DecodeChain accepted six parts")
+	}
+	if !strings.Contains(logs.String(), "longer than 4 certificates") {
+		t.Fatal("no audit line names the reason")
+	}
 }

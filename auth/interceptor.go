@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 )
@@ -44,6 +48,8 @@ func openMethod(method string) bool {
 const (
 	viaAPIKey      = "api_key"
 	viaCertificate = "mtls"
+	viaJWT         = "jwt"
+	viaSVID        = "x509_svid"
 )
 
 // identity is an authenticated caller.
@@ -130,22 +136,39 @@ func (p *Policy) check(ctx context.Context, method string, req any) error {
 	return nil
 }
 
-// authenticate finds the caller from its API key and/or verified client
-// certificate. Every credential presented must be valid, and when both are,
-// they must name the same client. claimed is the subject of a certificate
-// that failed verification, for the audit line.
+// authenticate finds the caller from its bearer credential (an API key or
+// a JWT) and/or its verified client certificate (a subject-DN certificate
+// or an X.509-SVID). Every credential presented must be valid, and when
+// two are, they must name the same client. claimed is a subject the caller
+// claimed without proof of a client (a certificate that failed
+// verification, a verified JWT's subject no client has), for the audit line.
 func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string, err error) {
 	// ValueFromIncomingContext reads one key; FromIncomingContext would
 	// copy the whole metadata map on every call.
-	var keyClient *client
+	var bearerClient *client
+	bearerVia := ""
 	switch vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) {
 	case 0:
 	case 1:
-		key, err := ParseBearer(vals[0])
+		cred, err := bearerCredential(vals[0])
 		if err != nil {
 			return id, "", err
 		}
-		if keyClient = p.clientForKey(key); keyClient == nil {
+		// A JWT and an API key are told apart by shape alone: a JWS
+		// has two dots and a JSON header, an API key no dot.
+		if p.jwt != nil && jwtverify.LooksLikeJWT(cred) {
+			bearerVia = viaJWT
+			var sub string
+			if bearerClient, sub, err = p.authenticateJWT(ctx, cred); err != nil {
+				return id, sub, err
+			}
+			break
+		}
+		if err := checkAPIKey(cred); err != nil {
+			return id, "", err
+		}
+		bearerVia = viaAPIKey
+		if bearerClient = p.clientForKey(cred); bearerClient == nil {
 			return id, "", errUnknownKey
 		}
 	default:
@@ -156,46 +179,86 @@ func (p *Policy) authenticate(ctx context.Context) (id identity, claimed string,
 	if err != nil {
 		return id, "", err
 	}
-	var subject string
+	var cert verifiedChain
 	if chain != nil {
-		if subject, claimed, err = p.verifyChainOnce(chain); err != nil {
+		if cert, claimed, err = p.verifyChainOnce(chain); err != nil {
 			return id, claimed, fmt.Errorf("the client certificate is not accepted: %v", err)
 		}
 	}
 
+	var certClient *client
+	certVia := viaCertificate
 	switch {
-	case subject != "" && p.anyCertificate:
-		return identity{principal: subject, via: viaCertificate}, "", nil
-	case subject != "":
-		c := p.bySubject[subject]
-		if c == nil {
-			return id, "", fmt.Errorf("the client certificate subject %q is not a configured client's cert_subject", subject)
+	case cert.spiffeID != "":
+		certVia = viaSVID
+		if p.anyCertificate {
+			return identity{principal: cert.spiffeID, via: viaSVID}, "", nil
 		}
-		if keyClient != nil && keyClient != c {
-			return id, "", fmt.Errorf("the API key and the client certificate belong to different clients")
+		if certClient = p.bySPIFFEID[cert.spiffeID]; certClient == nil {
+			return id, cert.spiffeID, fmt.Errorf("the X.509-SVID's SPIFFE ID is not a configured client's spiffe_id")
 		}
-		return identity{principal: c.name, client: c, via: viaCertificate}, "", nil
-	case keyClient != nil:
-		return identity{principal: keyClient.name, client: keyClient, via: viaAPIKey}, "", nil
+	case cert.subject != "" && p.anyCertificate:
+		return identity{principal: cert.subject, via: viaCertificate}, "", nil
+	case cert.subject != "":
+		if certClient = p.bySubject[cert.subject]; certClient == nil {
+			return id, "", fmt.Errorf("the client certificate subject %q is not a configured client's cert_subject", cert.subject)
+		}
 	}
-	if p.roots != nil && len(p.clients) == 0 {
-		return id, "", fmt.Errorf("no credentials: connect with a client certificate")
+	switch {
+	case certClient != nil:
+		if bearerClient != nil && bearerClient != certClient {
+			return id, "", fmt.Errorf("the bearer credential and the client certificate belong to different clients")
+		}
+		return identity{principal: certClient.name, client: certClient, via: certVia}, "", nil
+	case bearerClient != nil:
+		return identity{principal: bearerClient.name, client: bearerClient, via: bearerVia}, "", nil
 	}
-	if p.roots != nil {
-		return id, "", fmt.Errorf(`no credentials: send "authorization: Bearer <api key>" or connect with a client certificate`)
+	return id, "", p.noCredentials()
+}
+
+// noCredentials says which credentials the configuration accepts.
+func (p *Policy) noCredentials() error {
+	var ways []string
+	if len(p.clients) > 0 {
+		if p.jwt != nil {
+			ways = append(ways, `"authorization: Bearer <api key or JWT>"`)
+		} else {
+			ways = append(ways, `"authorization: Bearer <api key>"`)
+		}
 	}
-	return id, "", fmt.Errorf(`no credentials: send "authorization: Bearer <api key>"`)
+	if p.roots != nil || p.bundles != nil {
+		ways = append(ways, "a client certificate")
+	}
+	return fmt.Errorf("no credentials: send %s", strings.Join(ways, " or "))
 }
 
 // presented is a caller's certificate chain, leaf first: the TLS
 // connection's, or, for REST calls, the one the HTTP middleware forwarded
-// (ForwardedCertHeader), decoded only when it is not known to be verified.
+// (ForwardedCertHeader), decoded only when its leaf is not known to be
+// verified.
 type presented struct {
-	// key names the chain in the verified cache: the connection's first
-	// certificate (one per TLS connection), or the forwarded header's text.
-	key     any
 	certs   []*x509.Certificate
 	encoded string // the forwarded chain, when certs is nil
+}
+
+// leafFingerprint is the SHA-256 of the leaf's DER, the verified cache's
+// key; it refuses a chain over the bounds before anything is parsed.
+func (c *presented) leafFingerprint() ([32]byte, error) {
+	if c.certs != nil {
+		if err := checkChainSize(derSizes(c.certs)...); err != nil {
+			return [32]byte{}, err
+		}
+		return sha256.Sum256(c.certs[0].Raw), nil
+	}
+	leaf, _, _ := strings.Cut(c.encoded, ",")
+	if c.encoded == chainTooLong || len(leaf) > base64.StdEncoding.EncodedLen(maxCertBytes) {
+		return [32]byte{}, errChainTooLong
+	}
+	der, err := base64.StdEncoding.DecodeString(leaf)
+	if err != nil {
+		return [32]byte{}, errors.New("it cannot be read: certificate is not base64")
+	}
+	return sha256.Sum256(der), nil
 }
 
 // decode returns the chain's certificates.
@@ -211,9 +274,9 @@ func (c *presented) decode() ([]*x509.Certificate, error) {
 }
 
 // presentedChain returns the caller's certificate chain, nil when it
-// presented none (or no client CA is configured).
+// presented none (or no client CA or SPIFFE bundle is configured).
 func (p *Policy) presentedChain(ctx context.Context) (*presented, error) {
-	if p.roots == nil {
+	if p.roots == nil && p.bundles == nil {
 		return nil, nil
 	}
 	pr, ok := peer.FromContext(ctx)
@@ -225,12 +288,12 @@ func (p *Policy) presentedChain(ctx context.Context) (*presented, error) {
 		case 0:
 			return nil, nil
 		case 1:
-			return &presented{key: vals[0], encoded: vals[0]}, nil
+			return &presented{encoded: vals[0]}, nil
 		}
 		return nil, fmt.Errorf("more than one client certificate chain")
 	}
 	if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-		return &presented{key: &ti.State.PeerCertificates[0], certs: ti.State.PeerCertificates}, nil
+		return &presented{certs: ti.State.PeerCertificates}, nil
 	}
 	return nil, nil
 }

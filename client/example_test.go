@@ -2,11 +2,13 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"net/http"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tokenbroker/tokenbroker/client"
@@ -51,4 +53,22 @@ func ExampleClient_Transport() {
 	defer resp.Body.Close()
 	fmt.Println(resp.Status)
 	// Output: 200 OK
+}
+
+// On Kubernetes a caller authenticates with its projected service-account
+// token (a volume with a serviceAccountToken source, audience
+// "tokenbroker"): WithTokenFile sends it with every call and follows the
+// kubelet's renewals. The broker's clients.<name>.jwt_subject names the
+// service account.
+func ExampleWithTokenFile() {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12} // the system roots, or the broker's CA
+	conn, err := grpc.NewClient("tokenbroker.tokens.svc:9090",
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+		client.WithTokenFile("/var/run/secrets/tokenbroker/token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	tb := client.New(conn)
+	_ = tb.TokenSource(context.Background(), &tokenbrokerv1.GetTokenRequest{Profile: "acme-smartdoc"})
 }

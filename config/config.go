@@ -35,6 +35,7 @@ type Config struct {
 	Service       ServiceTuning       `yaml:"service"`
 	Limits        Limits              `yaml:"limits"`
 	AccessLog     AccessLog           `yaml:"access_log"`
+	Auth          Auth                `yaml:"auth"`
 	Events        Events              `yaml:"events"`
 
 	// secretFiles are the paths of the file: secrets, in the order met.
@@ -176,12 +177,53 @@ func (a *AllowParams) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Client is a caller of the broker (issue: caller authentication).
+// Client is a caller of the broker (docs/design.md, Security model).
 type Client struct {
 	// APIKeySHA256 is one hash, or several while a key is rotated.
-	APIKeySHA256 Hashes   `yaml:"api_key_sha256"`
-	CertSubject  string   `yaml:"cert_subject"`
-	Allow        []string `yaml:"allow"`
+	APIKeySHA256 Hashes `yaml:"api_key_sha256"`
+	CertSubject  string `yaml:"cert_subject"`
+	// JWTSubject is the sub of its JWTs: exact, or ending in a "*"
+	// segment ("system:serviceaccount:billing:*").
+	JWTSubject string `yaml:"jwt_subject"`
+	// JWTIssuer names the auth.jwt_issuers entry its JWTs come from
+	// (required when several are configured).
+	JWTIssuer string `yaml:"jwt_issuer"`
+	// SPIFFEID is its SPIFFE ID: a JWT-SVID's sub, or an X.509-SVID's URI
+	// SAN.
+	SPIFFEID string   `yaml:"spiffe_id"`
+	Allow    []string `yaml:"allow"`
+}
+
+// Auth configures workload identity for callers (docs/design.md,
+// Security model).
+type Auth struct {
+	// JWTIssuers are the issuers whose JWTs callers may present.
+	JWTIssuers []JWTIssuer `yaml:"jwt_issuers"`
+	// SPIFFEBundles are the trust bundles X.509-SVIDs are verified with.
+	SPIFFEBundles []SPIFFEBundle `yaml:"spiffe_bundles"`
+}
+
+// JWTIssuer is one trusted issuer of caller JWTs. Exactly one of
+// JWKSFile, JWKSURL and Discovery says where its keys are.
+type JWTIssuer struct {
+	Issuer    string   `yaml:"issuer"`
+	Audiences []string `yaml:"audiences"`
+	JWKSFile  string   `yaml:"jwks_file"`
+	JWKSURL   string   `yaml:"jwks_url"`
+	// JWKSCAFile is a PEM file of the CAs of the JWKS and discovery
+	// endpoints, when not the system's.
+	JWKSCAFile string `yaml:"jwks_ca_file"`
+	Discovery  bool   `yaml:"discovery"`
+	// MaxTokenLifetime bounds exp - iat (a Go duration; default 24h).
+	MaxTokenLifetime string `yaml:"max_token_lifetime"`
+}
+
+// SPIFFEBundle is one trust domain's X.509 trust bundle.
+type SPIFFEBundle struct {
+	TrustDomain string `yaml:"trust_domain"`
+	// BundleFile holds PEM certificates or a SPIFFE bundle (JWKS JSON);
+	// it is reread when it changes.
+	BundleFile string `yaml:"bundle_file"`
 }
 
 // Hashes is a config value written as one string or as a list of them.
@@ -357,9 +399,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("shutdown_delay: %q is not a Go duration such as 5s", c.ShutdownDelay)
 	}
 	for name, cl := range c.Clients {
-		if len(cl.APIKeySHA256) == 0 && cl.CertSubject == "" {
-			return fmt.Errorf("clients.%s: set api_key_sha256 or cert_subject", name)
+		if len(cl.APIKeySHA256) == 0 && cl.CertSubject == "" && cl.JWTSubject == "" && cl.SPIFFEID == "" {
+			return fmt.Errorf("clients.%s: set api_key_sha256, cert_subject, jwt_subject or spiffe_id", name)
 		}
+	}
+	if err := c.Auth.validate(); err != nil {
+		return err
 	}
 	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
 		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
@@ -384,6 +429,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.AccessLog.validate(); err != nil {
 		return err
+	}
+	if len(c.Auth.SPIFFEBundles) > 0 && c.TLS.CertFile == "" {
+		return errors.New("auth.spiffe_bundles needs tls.cert_file and tls.key_file (X.509-SVIDs are presented over mTLS)")
 	}
 	return nil
 }
@@ -433,4 +481,50 @@ func scalar(v any) (string, bool) {
 		return "", true
 	}
 	return "", false
+}
+
+func (a *Auth) validate() error {
+	seen := map[string]bool{}
+	for i, is := range a.JWTIssuers {
+		field := fmt.Sprintf("auth.jwt_issuers[%d]", i)
+		if is.Issuer == "" {
+			return fmt.Errorf("%s.issuer: required (the exact iss of its tokens)", field)
+		}
+		if seen[is.Issuer] {
+			return fmt.Errorf("%s.issuer: %q is configured twice", field, is.Issuer)
+		}
+		seen[is.Issuer] = true
+		if len(is.Audiences) == 0 || slices.Contains(is.Audiences, "") {
+			return fmt.Errorf("%s.audiences: list the audiences its tokens must carry (e.g. [tokenbroker])", field)
+		}
+		sources := 0
+		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery} {
+			if set {
+				sources++
+			}
+		}
+		if sources != 1 {
+			return fmt.Errorf("%s: set exactly one of jwks_file, jwks_url and discovery", field)
+		}
+		if is.JWKSCAFile != "" && is.JWKSFile != "" {
+			return fmt.Errorf("%s.jwks_ca_file: only with jwks_url or discovery", field)
+		}
+		if is.MaxTokenLifetime != "" {
+			if d, err := time.ParseDuration(is.MaxTokenLifetime); err != nil || d <= 0 {
+				return fmt.Errorf("%s.max_token_lifetime: %q is not a positive Go duration such as 24h", field, is.MaxTokenLifetime)
+			}
+		}
+	}
+	domains := map[string]bool{}
+	for i, b := range a.SPIFFEBundles {
+		field := fmt.Sprintf("auth.spiffe_bundles[%d]", i)
+		if b.TrustDomain == "" || b.BundleFile == "" {
+			return fmt.Errorf("%s: trust_domain and bundle_file are required", field)
+		}
+		if domains[b.TrustDomain] {
+			return fmt.Errorf("%s.trust_domain: %q is configured twice", field, b.TrustDomain)
+		}
+		domains[b.TrustDomain] = true
+	}
+	return nil
 }

@@ -48,6 +48,9 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 	// Driven by TestDesignMetricTable itself: the store collector, with
 	// and without L1 (each shows its own series).
 	"WatchStore": nil,
+	"WatchJWKS": func(m *metrics.Metrics) {
+		_ = m.WatchJWKS(func() []metrics.JWKSStatus { return []metrics.JWKSStatus{{Issuer: "https://issuer.example"}} })
+	},
 	// Serve the registry; they feed no series.
 	"Handler":  nil,
 	"Gatherer": nil,

@@ -50,6 +50,9 @@ type clientAuth struct {
 	keyOnce       sync.Once
 	key           crypto.Signer
 	keyErr        error
+	// assertionFile holds the client assertion instead of a signed one
+	// (client_assertion_file; workload.go).
+	assertionFile string
 }
 
 // newClientAuth checks that the credentials the method needs are there and
@@ -73,6 +76,10 @@ func newClientAuth(set Settings, in Input, defaultMethod string, used map[string
 	case authBasic, authPost, authSecretJWT:
 		return a, need("client_id", "client_secret")
 	case authKeyJWT:
+		if file := set["client_assertion_file"]; file != "" {
+			a.assertionFile = file
+			return a, need("client_id")
+		}
 		if err := need("client_id", "private_key"); err != nil {
 			return a, err
 		}
@@ -135,6 +142,13 @@ func (a *clientAuth) body(f *fields, audience string, now time.Time) error {
 // client secret (client_secret_jwt) or RS256/ES256 with the private key
 // (private_key_jwt).
 func (a *clientAuth) assertion(audience string, now time.Time) (string, error) {
+	if a.assertionFile != "" {
+		tok, err := readTokenFile(a.assertionFile)
+		if err != nil {
+			return "", &ConfigError{Setting: "client_assertion_file", Reason: err.Error()}
+		}
+		return tok, nil
+	}
 	jti := make([]byte, 16)
 	_, _ = rand.Read(jti) // never fails (crypto/rand crashes the program instead)
 	claims, err := json.Marshal(struct {

@@ -51,10 +51,16 @@ func SecretCredentials(info Info) []string {
 
 // IsSecretSetting reports whether a setting carries the operator's own
 // secret material: the broker's mutual TLS identity toward the vendor,
-// and extra_params (operators put API keys there). Such settings apply to
+// its workload identity token files (assertion_file,
+// client_assertion_file, subject_token_file: workload.go), and
+// extra_params (operators put API keys there). Such settings apply to
 // profiles only.
 func IsSecretSetting(key string) bool {
-	return key == "tls_client_cert" || key == "tls_client_key" || strings.HasPrefix(key, "extra_params.")
+	switch key {
+	case "tls_client_cert", "tls_client_key", "assertion_file", "client_assertion_file", "subject_token_file":
+		return true
+	}
+	return strings.HasPrefix(key, "extra_params.")
 }
 
 // InlineSettings returns s without its secret settings: what an inline

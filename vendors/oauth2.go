@@ -103,7 +103,13 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	usedCreds := map[string]bool{}
 	grant := set.String("grant_type", "client_credentials")
 	body := fields{{"grant_type", grant}}
+	var workload *workloadGrant
 	switch grant {
+	case grantJWTBearer, grantTokenExchange:
+		// The broker's own identity (workload.go).
+		if workload, err = newWorkloadGrant(grant, set, in, usedCreds, target); err != nil {
+			return nil, err
+		}
 	case "client_credentials":
 	case "password":
 		for _, name := range []string{"username", "password"} {
@@ -114,7 +120,7 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 			usedCreds[name] = true
 		}
 	default:
-		return nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password)", grant)}
+		return nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password, %s, %s)", grant, grantJWTBearer, grantTokenExchange)}
 	}
 	scope := set["scope"]
 	if v, ok := in.Params["scope"]; ok && s.scopeParam {
@@ -152,9 +158,25 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	if err := checkParamsUsed(s.info, in.Params, usedParams); err != nil {
 		return nil, err
 	}
-	auth, err := newClientAuth(set, in, authBasic, usedCreds)
+	defaultAuth := authBasic
+	switch {
+	case set["client_assertion_file"] != "":
+		defaultAuth = authKeyJWT
+	case isWorkloadGrant(grant):
+		// RFC 7523 section 2.1 and RFC 8693 section 2.1: the grant's
+		// token is the credential; client authentication is optional.
+		defaultAuth = authNone
+	}
+	expireWithAssertion, err := set.Bool("expire_with_assertion")
 	if err != nil {
 		return nil, err
+	}
+	auth, err := newClientAuth(set, in, defaultAuth, usedCreds)
+	if err != nil {
+		return nil, err
+	}
+	if set["client_assertion_file"] != "" && auth.assertionFile == "" {
+		return nil, &ConfigError{Setting: "client_assertion_file", Reason: "needs client_auth private_key_jwt (or client_auth unset)"}
 	}
 	if err := checkCredentialsUsed(in.Credentials, usedCreds, set); err != nil {
 		return nil, err
@@ -164,15 +186,17 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 		return nil, err
 	}
 	return &oauthCall{
-		exchange:     x,
-		fields:       body,
-		auth:         auth,
-		format:       format,
-		order:        s.order,
-		xmlRoots:     s.xmlRoots,
-		refreshURL:   refreshURL,
-		refreshScope: !s.refreshWithoutScope,
-		refreshes:    slices.Contains(s.info.GrantTypes, "refresh_token"),
+		exchange:            x,
+		fields:              body,
+		auth:                auth,
+		format:              format,
+		order:               s.order,
+		xmlRoots:            s.xmlRoots,
+		refreshURL:          refreshURL,
+		refreshScope:        !s.refreshWithoutScope,
+		refreshes:           slices.Contains(s.info.GrantTypes, "refresh_token"),
+		workload:            workload,
+		expireWithAssertion: expireWithAssertion,
 	}, nil
 }
 
@@ -181,6 +205,7 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 var reservedParams = map[string]bool{
 	"grant_type": true, "username": true, "password": true, "refresh_token": true, "scope": true,
 	"client_id": true, "client_secret": true, "client_assertion": true, "client_assertion_type": true,
+	"assertion": true, "subject_token": true, "subject_token_type": true, "requested_token_type": true, "actor_token": true,
 }
 
 // sortedKeys makes checks deterministic: the same bad input always names
@@ -234,6 +259,11 @@ type oauthCall struct {
 	// refreshes: the vendor documents the refresh grant; others are never
 	// sent one.
 	refreshes bool
+	// workload is the JWT bearer or token exchange grant (workload.go),
+	// nil for the others; expireWithAssertion caps a token at the exp of
+	// the assertion it came from.
+	workload            *workloadGrant
+	expireWithAssertion bool
 }
 
 func (c *oauthCall) Target() string { return c.url }
@@ -283,10 +313,27 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	x.accept = acceptFor(c.format)
 	x.format = formatOAuth
 	root := c.xmlRoots[body.get("grant_type")]
+	// bound is the earliest exp of the assertions the last attempt sent
+	// (attempts run one after another).
+	var bound time.Time
 	x.makeBody = func(now time.Time) (requestBody, error) {
 		f := slices.Clone(body)
 		if err := c.auth.body(&f, target, now); err != nil {
 			return requestBody{}, err
+		}
+		var grantSecret string
+		bound = time.Time{}
+		if c.workload != nil && body.get("grant_type") == c.workload.grant {
+			exp, value, err := c.workload.body(&f, now)
+			if err != nil {
+				return requestBody{}, err
+			}
+			bound, grantSecret = exp, value
+		}
+		if c.auth.assertionFile != "" {
+			if exp := jwtExpiry(f.get("client_assertion")); !exp.IsZero() && (bound.IsZero() || exp.Before(bound)) {
+				bound = exp
+			}
 		}
 		data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
 		if err != nil {
@@ -296,9 +343,16 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 		if v := f.get("client_assertion"); v != "" {
 			rb.secrets = []string{v}
 		}
+		if grantSecret != "" {
+			rb.secrets = append(rb.secrets, grantSecret)
+		}
 		return rb, nil
 	}
-	return x.do(ctx)
+	tok, err := x.do(ctx)
+	if err == nil && c.expireWithAssertion {
+		capToAssertion(tok, bound)
+	}
+	return tok, err
 }
 
 // CheckCredentialNames rejects credential keys the vendor does not use, so
@@ -391,12 +445,14 @@ func checkParamsUsed(info Info, params map[string]string, used map[string]bool) 
 var oauth2Info = Info{
 	ID:                  "oauth2",
 	DisplayName:         "Generic OAuth 2.0 (RFC 6749)",
-	GrantTypes:          []string{"client_credentials", "password", "refresh_token"},
+	GrantTypes:          []string{"client_credentials", "password", "refresh_token", grantJWTBearer, grantTokenExchange},
 	RequiredCredentials: []string{"client_id"},
 	OptionalCredentials: []string{"client_secret", "username", "password", "private_key"},
 	Params:              []string{"scope"},
-	Settings:            []string{"grant_type", "client_auth", "scope", "audience", "resource", "body_format", "extra_params"},
-	DocumentationURL:    "https://www.rfc-editor.org/rfc/rfc6749",
+	Settings: []string{"grant_type", "client_auth", "scope", "audience", "resource", "body_format", "extra_params",
+		"assertion_file", "assertion_issuer", "assertion_subject", "assertion_audience", "client_assertion_file",
+		"subject_token_file", "subject_token_type", "requested_token_type", "expire_with_assertion"},
+	DocumentationURL: "https://www.rfc-editor.org/rfc/rfc6749",
 }
 
 // OAuth2 is the generic, configurable RFC 6749 vendor, with the client

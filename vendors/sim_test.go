@@ -461,7 +461,8 @@ func TestInfo(t *testing.T) {
 		"abbyy_vantage":   {[]string{"password", "client_credentials"}, []string{"client_id", "client_secret"}, []string{"region", "tenant_id"}, []string{"tenant_token_url", "grant_type", "scope"}},
 		"brightpattern":   {[]string{"client_credentials"}, []string{"client_id", "client_secret"}, nil, []string{"host", "scope"}},
 		"saasu":           {[]string{"password", "refresh_token"}, []string{"username", "password"}, nil, []string{"refresh_url", "body_format", "scope"}},
-		"oauth2":          {[]string{"client_credentials", "password", "refresh_token"}, []string{"client_id"}, []string{"scope"}, []string{"grant_type", "client_auth", "scope", "audience", "resource", "body_format", "extra_params"}},
+		"oauth2": {[]string{"client_credentials", "password", "refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"}, []string{"client_id"}, []string{"scope"}, []string{"grant_type", "client_auth", "scope", "audience", "resource", "body_format", "extra_params",
+			"assertion_file", "assertion_issuer", "assertion_subject", "assertion_audience", "client_assertion_file", "subject_token_file", "subject_token_type", "requested_token_type", "expire_with_assertion"}},
 	}
 	all := vendors.Default().All()
 	if len(all) != len(want) {

@@ -20,6 +20,9 @@ import (
 // for the password and refresh_token grants. Refresh tokens rotate (6 lets
 // the server choose): the redeemed one is refused from then on.
 //
+// Workload identity (RFC 7523 sections 2.1 and 2.2, RFC 8693) is in
+// federation.go.
+//
 // Choices where the RFC leaves room: unknown parameters are ignored (3.2);
 // an Authorization header together with client_secret in the body, or with
 // a client_id that differs from the header's, is invalid_request; a client
@@ -43,8 +46,11 @@ func serveOAuth2(s *Sim, w http.ResponseWriter, r *http.Request) *tokenError {
 		return e
 	}
 	grantType := req["grant_type"]
+	if isFederated(req) {
+		return serveFederated(s, w, r, req)
+	}
 	if !slices.Contains([]string{"client_credentials", "password", "refresh_token"}, grantType) {
-		return &tokenError{http.StatusBadRequest, "unsupported_grant_type", "supported: client_credentials, password, refresh_token"}
+		return &tokenError{http.StatusBadRequest, "unsupported_grant_type", "supported: client_credentials, password, refresh_token, " + grantJWTBearer + ", " + grantTokenExchange}
 	}
 	clientID, secret, basic, e := oauth2Client(r, req)
 	if e == nil {
@@ -117,7 +123,8 @@ func serveOAuth2(s *Sim, w http.ResponseWriter, r *http.Request) *tokenError {
 	return nil
 }
 
-var oauth2Fields = []string{"grant_type", "client_id", "client_secret", "username", "password", "scope", "refresh_token"}
+var oauth2Fields = []string{"grant_type", "client_id", "client_secret", "username", "password", "scope", "refresh_token",
+	"assertion", "client_assertion", "client_assertion_type", "subject_token", "subject_token_type", "requested_token_type", "audience", "resource"}
 
 // readOAuth2Body decodes a form or JSON body; unknown parameters are ignored.
 func readOAuth2Body(r *http.Request) (map[string]string, *tokenError) {

@@ -85,6 +85,10 @@ type Sim struct {
 	redeems  int
 	sweep    int // tokens issued since the last sweep
 
+	// federation is workload identity on the oauth2 endpoint
+	// (federation.go).
+	federation federation
+
 	url    string
 	server *http.Server
 	served chan struct{} // closed when the Serve goroutine of Start returns

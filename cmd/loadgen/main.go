@@ -58,7 +58,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	lifetime := fs.Duration("lifetime", 5*time.Second, "token lifetime during the soaks")
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	only := fs.String("only", "hot,rest,mtls,redis,fleet,churn,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
+	only := fs.String("only", "hot,rest,mtls,jwt,redis,fleet,churn,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,6 +94,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		{"hot", "gRPC hot path", env.GRPCHotPath},
 		{"rest", "REST hot path", env.RESTHotPath},
 		{"mtls", "mTLS hot path", env.MTLSHotPath},
+		{"jwt", "JWT caller hot path", env.JWTHotPath},
 	}
 	for _, cmp := range comparisons {
 		if !run[cmp.name] {

@@ -71,6 +71,9 @@ type App struct {
 	// localFingerprintKey is the random cache-key HMAC key of a
 	// process-local store, kept across reloads.
 	localFingerprintKey []byte
+	// keySources are the JWT issuers' key sources, kept across reloads
+	// (workload.go).
+	keySources keySources
 }
 
 // New builds everything and opens the listeners; Run serves.

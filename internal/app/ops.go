@@ -55,6 +55,9 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 		o.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	svcCfg.Observer = o.metrics
+	if err := o.metrics.WatchJWKS(a.jwksStatus); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	if cfg.Cache.Redis != nil {
 		if err := o.watchSharedCache(svcCfg.Store, svcCfg.Leases, !cfg.Cache.L1Disabled); err != nil {
 			return err
@@ -99,7 +102,7 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	}
 	sopts.Routes["GET /metrics"] = o.metrics.Handler()
 	sopts.Routes["GET /healthz"] = http.HandlerFunc(observe.Healthz)
-	sopts.Routes["GET /readyz"] = observe.Readyz(o.health, o.redisDown)
+	sopts.Routes["GET /readyz"] = observe.ReadyzWithDetails(o.health, o.redisDown, a.jwksDegraded)
 	if o.tracing != nil {
 		sopts.ServerOptions = append(sopts.ServerOptions, grpc.StatsHandler(o.tracing.ServerHandler()))
 		// REST callers' trace context reaches the gRPC handler through the

@@ -35,6 +35,8 @@ type generation struct {
 	policy *auth.Policy
 	unary  grpc.UnaryServerInterceptor
 	stream grpc.StreamServerInterceptor
+	// identity verifies workload identities (JWTs, X.509-SVIDs).
+	identity workloadIdentity
 	// tls is the handshake configuration (nil without tls.cert_file).
 	tls *tls.Config
 	// ring is the encryption keyring (nil for the memory store or
@@ -75,17 +77,23 @@ func (a *App) build(cfg *config.Config, prev *generation) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.identity.bundles, g.identity.bundleCAs, err = spiffeBundles(cfg); err != nil {
+		return nil, err
+	}
+	if g.identity.jwt, err = a.jwtVerifier(cfg); err != nil {
+		return nil, err
+	}
 	var prevPolicy *auth.Policy
 	if prev != nil {
 		g.number, prevPolicy = prev.number+1, prev.policy
 	}
-	if g.policy, err = callerPolicy(cfg, a.opts, clientCAs, prevPolicy, a.log); err != nil {
+	if g.policy, err = callerPolicy(cfg, a.opts, clientCAs, g.identity, prevPolicy, a.log); err != nil {
 		return nil, err
 	}
 	if g.policy != nil {
 		g.unary, g.stream = g.policy.UnaryInterceptor(), g.policy.StreamInterceptor()
 	}
-	g.tls = handshakeTLS(a.certificate, clientCAs)
+	g.tls = handshakeTLS(a.certificate, clientCAs, g.identity.bundleCAs)
 	g.service = service.Prepare(g.serviceConfig)
 	return g, nil
 }
@@ -196,5 +204,6 @@ func (a *App) watchedFiles() []string {
 	if g.cfg.TLS.ClientCAFile != "" {
 		paths = append(paths, g.cfg.TLS.ClientCAFile)
 	}
+	paths = append(paths, workloadFiles(g.cfg)...)
 	return paths
 }

@@ -28,7 +28,7 @@ import (
 // clients, allow lists, limits and the client CA, and a renewed server
 // certificate is served without one.
 func (a *App) configureSecurity(sopts *server.Options, cfg *config.Config) error {
-	authOn := len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != ""
+	authOn := authConfigured(cfg)
 	exposed := exposedAddrs(cfg)
 	if !authOn && len(exposed) > 0 {
 		a.log.Warn("serving without caller authentication on a non-loopback address (--insecure-allow-unauthenticated): anyone who can connect gets tokens", "addrs", exposed)
@@ -60,8 +60,8 @@ func (a *App) configureSecurity(sopts *server.Options, cfg *config.Config) error
 // callerPolicy checks cfg's caller configuration and builds its policy
 // (nil when no caller authentication is configured), at startup and at
 // every reload alike. prev is the policy it replaces.
-func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, prev *auth.Policy, log *slog.Logger) (*auth.Policy, error) {
-	authOn := len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != ""
+func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, ident workloadIdentity, prev *auth.Policy, log *slog.Logger) (*auth.Policy, error) {
+	authOn := authConfigured(cfg)
 	if exposed := exposedAddrs(cfg); !authOn && len(exposed) > 0 && !opts.InsecureAllowUnauthenticated {
 		return nil, fmt.Errorf("%s is not a loopback address and no callers are configured, so anyone who can reach it could obtain vendor tokens: "+
 			"configure caller authentication (clients.<name>.api_key_sha256, or clients.<name>.cert_subject with tls.client_ca_file; see the README's \"Security model\"), "+
@@ -75,15 +75,21 @@ func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, pr
 	}
 	clients := make(map[string]auth.Client, len(cfg.Clients))
 	for name, c := range cfg.Clients {
-		clients[name] = auth.Client{APIKeySHA256: c.APIKeySHA256, CertSubject: c.CertSubject, Allow: c.Allow}
+		clients[name] = auth.Client{
+			APIKeySHA256: c.APIKeySHA256, CertSubject: c.CertSubject,
+			JWTSubject: c.JWTSubject, JWTIssuer: c.JWTIssuer, SPIFFEID: c.SPIFFEID,
+			Allow: c.Allow,
+		}
 	}
 	return auth.New(auth.Config{
-		Clients:   clients,
-		ClientCAs: clientCAs,
-		Limits:    auth.Limits{RefreshPerMinute: cfg.Limits.RefreshPerMinute, RefreshBurst: cfg.Limits.RefreshBurst},
-		Internal:  server.InternalTransport,
-		Logger:    log,
-		Previous:  prev,
+		Clients:       clients,
+		ClientCAs:     clientCAs,
+		JWT:           ident.jwt,
+		SPIFFEBundles: ident.bundles,
+		Limits:        auth.Limits{RefreshPerMinute: cfg.Limits.RefreshPerMinute, RefreshBurst: cfg.Limits.RefreshBurst},
+		Internal:      server.InternalTransport,
+		Logger:        log,
+		Previous:      prev,
 	})
 }
 
@@ -108,16 +114,19 @@ func (a *App) streamPolicy(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	return g.stream(srv, ss, info, handler)
 }
 
-// forwardCertificates is the current policy's HTTP middleware (REST
-// callers' client certificates to the interceptor).
+// forwardCertificates passes REST callers' client certificates to the
+// interceptor (auth.ForwardCertificates). It removes a caller's own
+// ForwardedCertHeader from every request, with or without an auth policy:
+// the gateway forwards the header, so a value that got past this point
+// would reach gRPC as if this process had set it (docs/design.md,
+// Security model).
 func (a *App) forwardCertificates(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := a.gen.Load().policy; p != nil {
-			p.HTTPMiddleware(next).ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return auth.ForwardCertificates(a.log, next)
+}
+
+// authConfigured reports whether cfg asks for caller authentication.
+func authConfigured(cfg *config.Config) bool {
+	return len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != "" || len(cfg.Auth.SPIFFEBundles) > 0
 }
 
 // maxMetadataBytes bounds a gRPC call's metadata (headers).
@@ -175,13 +184,20 @@ func (a *App) serverTLS(t config.TLS) (*tls.Config, error) {
 // every call, so a bad one gets UNAUTHENTICATED and an audit line, and
 // API-key callers connect without one. ClientCAs tells clients which
 // certificate to send.
-func handshakeTLS(pair *keypair.Reloader, clientCAs *x509.CertPool) *tls.Config {
+func handshakeTLS(pair *keypair.Reloader, clientCAs *x509.CertPool, bundleCAs []*x509.Certificate) *tls.Config {
 	if pair == nil {
 		return nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.GetCertificate}
-	if clientCAs != nil {
-		c.ClientCAs, c.ClientAuth = clientCAs, tls.RequestClientCert
+	if clientCAs != nil || len(bundleCAs) > 0 {
+		pool := x509.NewCertPool()
+		if clientCAs != nil {
+			pool = clientCAs.Clone()
+		}
+		for _, ca := range bundleCAs {
+			pool.AddCert(ca)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequestClientCert
 	}
 	return c
 }

@@ -31,10 +31,17 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 // redisDown reports why the shared cache is unusable (nil: usable, or no
 // shared cache).
 func Readyz(hs *health.Server, redisDown func(context.Context) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { readyz(w, r, hs, redisDown) }
+	return ReadyzWithDetails(hs, redisDown, nil)
 }
 
-func readyz(w http.ResponseWriter, r *http.Request, hs *health.Server, redisDown func(context.Context) error) {
+// ReadyzWithDetails is Readyz that also reports, as 200 "degraded" lines,
+// what details returns: conditions that leave the broker serving (a JWT
+// issuer's keys that could not be refreshed: the last good ones verify).
+func ReadyzWithDetails(hs *health.Server, redisDown func(context.Context) error, details func() []string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { readyz(w, r, hs, redisDown, details) }
+}
+
+func readyz(w http.ResponseWriter, r *http.Request, hs *health.Server, redisDown func(context.Context) error, details func() []string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	resp, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
@@ -43,13 +50,22 @@ func readyz(w http.ResponseWriter, r *http.Request, hs *health.Server, redisDown
 		_, _ = io.WriteString(w, "not ready: starting or shutting down\n")
 		return
 	}
+	var degraded []string
 	if redisDown != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), readyRedisTimeout)
 		defer cancel()
 		if err := redisDown(ctx); err != nil {
-			_, _ = io.WriteString(w, "degraded: redis unreachable; serving from the in-process cache and the vendors\n")
-			return
+			degraded = append(degraded, "redis unreachable; serving from the in-process cache and the vendors")
 		}
 	}
-	_, _ = io.WriteString(w, "ready\n")
+	if details != nil {
+		degraded = append(degraded, details()...)
+	}
+	if len(degraded) == 0 {
+		_, _ = io.WriteString(w, "ready\n")
+		return
+	}
+	for _, d := range degraded {
+		_, _ = io.WriteString(w, "degraded: "+d+"\n")
+	}
 }

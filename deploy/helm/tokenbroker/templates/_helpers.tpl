@@ -111,6 +111,14 @@ listeners, TLS, Redis and encryption keys the chart manages.
 {{- else if .Values.tls.clientCA.enabled -}}
 {{- fail "tls.clientCA.enabled needs tls.secretName (mTLS is TLS)" -}}
 {{- end -}}
+{{- with .Values.workloadIdentity.jwtIssuers -}}
+{{- $auth := default dict (get $cfg "auth") -}}
+{{- if hasKey $auth "jwt_issuers" -}}
+{{- fail "set the JWT issuers in workloadIdentity.jwtIssuers or config.auth.jwt_issuers, not both" -}}
+{{- end -}}
+{{- $_ := set $auth "jwt_issuers" . -}}
+{{- $_ := set $cfg "auth" $auth -}}
+{{- end -}}
 {{- $cache := default dict (get $cfg "cache") -}}
 {{- range $key := list "redis" "encryption_keys" -}}
 {{- if hasKey $cache $key -}}
