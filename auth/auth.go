@@ -50,6 +50,14 @@ const (
 // vendor ("vendor:abbyy_vantage"); any other entry names a profile.
 const VendorPrefix = "vendor:"
 
+// PermissionStatus is the allow entry that lets a client read every
+// profile's credential status (ListCredentialStatus and the status page):
+// no token or secret, but the list of profiles and whether they work.
+const PermissionStatus = "admin:status"
+
+// adminPrefix marks permission entries; PermissionStatus is the only one.
+const adminPrefix = "admin:"
+
 // Client is one configured caller (config key clients.<name>).
 type Client struct {
 	// APIKeySHA256 are the hex SHA-256 digests of its API keys: one, or
@@ -123,6 +131,8 @@ type client struct {
 	jwt, spiffe bool
 	profiles    map[string]bool
 	vendors     map[string]bool
+	// status: PermissionStatus is in its allow list.
+	status bool
 }
 
 // Policy authenticates and authorizes calls. Build it with New; it is safe
@@ -273,6 +283,13 @@ func newClient(name string, cc Client, mtls bool) (*client, error) {
 		}
 		if a == "" {
 			return nil, fmt.Errorf("%s.allow[%d]: empty", field, i)
+		}
+		if strings.HasPrefix(a, adminPrefix) {
+			if a != PermissionStatus {
+				return nil, fmt.Errorf("%s.allow[%d]: %q is not a permission; the one there is is %q", field, i, a, PermissionStatus)
+			}
+			c.status = true
+			continue
 		}
 		c.profiles[a] = true
 	}

@@ -305,6 +305,8 @@ func (p *Policy) authorize(id identity, method string, req any) error {
 	switch method {
 	case tokenbrokerv1.TokenService_ListVendors_FullMethodName:
 		return nil
+	case tokenbrokerv1.TokenService_ListCredentialStatus_FullMethodName:
+		return authorizeStatus(id)
 	case tokenbrokerv1.TokenService_GetToken_FullMethodName, tokenbrokerv1.TokenService_InvalidateToken_FullMethodName:
 	default:
 		return fmt.Errorf("method %s is not covered by the authorization policy", method)
@@ -328,6 +330,15 @@ func (p *Policy) authorize(id identity, method string, req any) error {
 	return nil
 }
 
+// authorizeStatus lets through the clients whose allow list has
+// PermissionStatus (and, with no clients configured, every caller).
+func authorizeStatus(id identity) error {
+	if id.client != nil && !id.client.status {
+		return fmt.Errorf("client %s may not read credential status (clients.%s.allow needs %q)", id.principal, id.principal, PermissionStatus)
+	}
+	return nil
+}
+
 // selector is what GetTokenRequest and InvalidateTokenRequest share.
 type selector interface {
 	GetProfile() string
@@ -337,6 +348,9 @@ type selector interface {
 // target is what a request asks for, as audited: a profile name or
 // "vendor:<id>".
 func target(req any) string {
+	if _, ok := req.(*tokenbrokerv1.ListCredentialStatusRequest); ok {
+		return PermissionStatus
+	}
 	sel, ok := req.(selector)
 	if !ok {
 		return ""

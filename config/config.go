@@ -36,6 +36,7 @@ type Config struct {
 	Limits        Limits              `yaml:"limits"`
 	AccessLog     AccessLog           `yaml:"access_log"`
 	Auth          Auth                `yaml:"auth"`
+	Events        Events              `yaml:"events"`
 
 	// secretFiles are the paths of the file: secrets, in the order met.
 	secretFiles []string
@@ -127,6 +128,10 @@ type Profile struct {
 	// (default: none); see AllowParams.
 	AllowParams AllowParams `yaml:"allow_params"`
 	Settings    Settings    `yaml:"settings"`
+	// KeepWarm: the fleet refreshes this profile's token at the
+	// refresh-ahead point even without callers (at most
+	// service.keep_warm_max profiles).
+	KeepWarm bool `yaml:"keep_warm"`
 }
 
 // AllowParams names the params a profile's callers may set, each with the
@@ -305,6 +310,21 @@ type ServiceTuning struct {
 	DefaultMinTTL        string  `yaml:"default_min_ttl"`
 	ForceRefreshInterval string  `yaml:"force_refresh_interval"`
 	RefreshAhead         float64 `yaml:"refresh_ahead"`
+	// KeepWarmMax bounds the profiles with keep_warm (0: 100).
+	KeepWarmMax int `yaml:"keep_warm_max"`
+}
+
+// Events configures where credential state changes are sent (CloudEvents
+// over HTTP).
+type Events struct {
+	Sinks []EventSink `yaml:"sinks"`
+}
+
+// EventSink is one receiver of events.
+type EventSink struct {
+	URL string `yaml:"url"`
+	// Headers go with every event (e.g. authorization: ${SINK_TOKEN}).
+	Headers map[string]secret.Secret `yaml:"headers"`
 }
 
 // Defaults are the safe local defaults used with no file.

@@ -113,4 +113,10 @@ func (r *resolver) config(c *Config) {
 			p.Credentials[k] = v
 		}
 	}
+	for i, sink := range c.Events.Sinks {
+		for k, v := range sink.Headers {
+			r.one(fmt.Sprintf("events.sinks[%d].headers.%s", i, k), &v)
+			sink.Headers[k] = v
+		}
+	}
 }

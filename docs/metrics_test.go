@@ -42,6 +42,9 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 		h := m.HTTPMiddleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	},
+	"WatchCredentialEvents": func(m *metrics.Metrics) {
+		_ = m.WatchCredentialEvents(func() metrics.EventStats { return metrics.EventStats{} })
+	},
 	// Driven by TestDesignMetricTable itself: the store collector, with
 	// and without L1 (each shows its own series).
 	"WatchStore": nil,

@@ -129,6 +129,7 @@ func keyBuilders(t *testing.T, tokenKeys []string) map[string][]string {
 		"BudgetKey":  {redisstore.BudgetKey(vendorPlaceholder), redisstore.BudgetKey(shared.names[0])},
 		"ShareKey":   {redisstore.ShareKey(vendorPlaceholder, clientPlaceholder)},
 		"WaitingKey": {redisstore.WaitingKey(vendorPlaceholder)},
+		"StatusKey":  {redisstore.StatusKey("<profile>")},
 		"RevokedKey": perToken(redisstore.RevokedKey),
 		"OpKey": append(perToken(func(k string) string { return redisstore.OpKey(k, "<id>") }),
 			redisstore.OpKey(redisstore.BudgetKey(vendorPlaceholder), "<id>")),

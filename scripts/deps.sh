@@ -4,7 +4,9 @@
 # validate docker-compose.yml; no engine is used) and promtool (Debian's
 # prometheus package: checks and unit-tests deploy/prometheus/alerts.yaml)
 # and, with WITH_NODE=1, node and npm (Spectral lints the OpenAPI document;
-# its packages come from npm through tools/spectral/package-lock.json).
+# its packages come from npm through tools/spectral/package-lock.json), and
+# with WITH_CHROMIUM=1 Debian's chromium (the status page's headless
+# browser test).
 # Debian/Ubuntu, as root or with sudo; does nothing when everything is
 # there.
 set -euo pipefail
@@ -20,6 +22,9 @@ fi
 if [ "${WITH_NODE:-0}" = 1 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
+if [ "${WITH_CHROMIUM:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/statuspage"
 )
 
 // Limits of both listeners.
@@ -272,6 +273,8 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPIDocument())
 	})
+	// The status page asks the service in process, like the gateway.
+	mux.Handle("GET /status", statuspage.Handler(tokenbrokerv1.NewTokenServiceClient(s.gwConn), s.opts.ForwardHeaders))
 	for pattern, h := range s.opts.Routes {
 		mux.Handle(pattern, h)
 	}

@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"hash/maphash"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -338,6 +338,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		lim.MaxClientShare = r.conf.maxClientShare
 		release, err := s.cfg.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
 		if err != nil {
+			s.recordOutcome(r, nil, err)
 			return store.Entry{}, false, err
 		}
 		defer release()
@@ -347,6 +348,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	tok, err := r.call.Fetch(fetchCtx, refreshToken)
 	endUpstreamSpan(span, outcome(err))
 	s.obs.Upstream(r.vendor, outcome(err), s.now().Sub(start))
+	s.recordOutcome(r, tok, err)
 	if err != nil {
 		var ve *vendors.Error
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {

@@ -55,6 +55,9 @@ type Profile struct {
 	AllowParams map[string][]string
 	// Settings override the vendor's settings for this profile.
 	Settings vendors.Settings
+	// KeepWarm: the fleet keeps its token fresh without callers
+	// (keepwarm.go).
+	KeepWarm bool
 }
 
 // Config is what a Service is built from.
@@ -106,6 +109,8 @@ type Config struct {
 	Logger     *slog.Logger
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
+	// Health: credential status, events and keep-warm (status.go).
+	Health Health
 }
 
 // Service implements tokenbrokerv1.TokenServiceServer.
@@ -129,6 +134,7 @@ type Service struct {
 	// and the time a new one may start.
 	ahead   *aheadTable
 	vendors *tokenbrokerv1.ListVendorsResponse
+	health  *health
 
 	// background owns the refresh-ahead goroutines.
 	bgCtx    context.Context
@@ -172,6 +178,7 @@ func New(cfg Config) *Service {
 	s.conf.Store(newSnapshot(cfg))
 	s.cacheWarnings.interval = time.Second
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.startHealth()
 	return s
 }
 
@@ -269,6 +276,7 @@ func (s *Service) current(ctx context.Context) *snapshot {
 func (s *Service) Close() {
 	s.bgCancel()
 	s.bg.Wait()
+	s.stopHealth()
 }
 
 // GetToken implements TokenService.GetToken.

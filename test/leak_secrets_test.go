@@ -174,7 +174,7 @@ profiles:
 clients:
   leak-test:
     api_key_sha256: %[5]s
-    allow: [leak-sd, leak-oauth, echo-json, echo-text, "vendor:smartdocumentor"]
+    allow: [leak-sd, leak-oauth, echo-json, echo-text, "vendor:smartdocumentor", "admin:status"]
 `, proxyURL, leakOAuthClientID, leakEchoClientID, echoURL, sha256Hex(leakAPIKey))
 	if redisAddr != "" {
 		yaml += redisCacheYAML(encKey, redisAddr)
@@ -259,6 +259,21 @@ clients:
 	}
 
 	// What the broker exposes.
+	statusViews := map[string]string{}
+	for _, path := range []string{"/v1/credentials/status", "/status"} {
+		req, _ := http.NewRequest(http.MethodGet, restBase+path, nil)
+		req.Header.Set("Authorization", "Bearer "+leakAPIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "leak-sd") {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		statusViews[path] = string(b)
+	}
 	var metrics string
 	if resp, err := http.Get(restBase + "/metrics"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
@@ -283,9 +298,17 @@ clients:
 		}
 		for _, k := range keys {
 			// Values are strings, except the sorted set of rejected
-			// tokens' digests (:revoked).
+			// tokens' digests (:revoked) and the credential status
+			// records (hashes).
 			var v string
 			switch typ := rc.Type(context.Background(), k).Val(); typ {
+			case "hash":
+				// Credential status records.
+				h, err := rc.HGetAll(context.Background(), k).Result()
+				if err != nil {
+					t.Fatalf("HGETALL %s: %v", k, err)
+				}
+				v = fmt.Sprint(h)
 			case "zset":
 				members, err := rc.ZRange(context.Background(), k, 0, -1).Result()
 				if err != nil {
@@ -330,6 +353,8 @@ clients:
 		"caller errors":       strings.Join(answers, "\n"),
 		"/metrics":            metrics,
 		"raw Redis":           redisDump.String(),
+		"credential status":   statusViews["/v1/credentials/status"],
+		"status page":         statusViews["/status"],
 	}
 	for place, text := range places {
 		for what, marker := range secrets {

@@ -6,6 +6,7 @@
 //	server --check-config --config tokenbroker.yaml
 //	server --version
 //	server healthcheck  # GET /readyz, for a container HEALTHCHECK
+//	server status       # every profile's credential status (ListCredentialStatus)
 package main
 
 import (
@@ -90,6 +91,9 @@ func parseFlags(args []string, stderr io.Writer, env config.Lookup) (*flags, err
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env config.Lookup, reloadSignals <-chan os.Signal) error {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(ctx, args[1:], stdout, stderr, env)
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return status(ctx, args[1:], stdout, stderr, env)
 	}
 	f, err := parseFlags(args, stderr, env)
 	if err != nil {

@@ -118,6 +118,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	if err := a.configureHealth(&svcCfg, st, cfg); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.ops.setGeneration(g.number)
 	a.Service = service.New(svcCfg)
 	a.Service.Use(g.service)
@@ -237,7 +241,11 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 			Params:      p.Params,
 			AllowParams: p.AllowParams,
 			Settings:    s,
+			KeepWarm:    p.KeepWarm,
 		}
+	}
+	if err := checkKeepWarm(cfg); err != nil {
+		return out, err
 	}
 	var err error
 	// An explicit 0s means none, which service.Config spells negative (its

@@ -122,6 +122,7 @@ func restartNeeded(running, next *config.Config) error {
 		{"cache.lease_ttl", running.Cache.LeaseTTL != next.Cache.LeaseTTL},
 		{"tls.cert_file", running.TLS.CertFile != next.TLS.CertFile},
 		{"tls.key_file", running.TLS.KeyFile != next.TLS.KeyFile},
+		{"events", !reflect.DeepEqual(running.Events, next.Events)},
 	}
 	for _, c := range checks {
 		if c.changed {

@@ -230,6 +230,9 @@ func checkAllowEntries(cfg *config.Config, opts Options) error {
 	for _, name := range names {
 		for i, entry := range cfg.Clients[name].Allow {
 			key := fmt.Sprintf("clients.%s.allow[%d]", name, i)
+			if entry == auth.PermissionStatus {
+				continue
+			}
 			if vendor, ok := strings.CutPrefix(entry, auth.VendorPrefix); ok {
 				if _, known := opts.Registry.Lookup(vendor); !known {
 					return fmt.Errorf("%s: %q names no known vendor", key, entry)

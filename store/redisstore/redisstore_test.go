@@ -403,6 +403,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	testLease(t, c.Addrs...)
+	testStatusInCluster(t, b, raw)
 }
 
 // watcher records what a Backend's subscriber reports.

@@ -28,6 +28,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CredentialState is what the last vendor answers say about a profile.
+type CredentialState int32
+
+const (
+	// No fetch recorded yet.
+	CredentialState_CREDENTIAL_STATE_UNSPECIFIED CredentialState = 0
+	// The last fetch got a token.
+	CredentialState_CREDENTIAL_STATE_WORKING CredentialState = 1
+	// The vendor rejected the credentials (invalid_client, invalid_grant,
+	// 401, 403, ...).
+	CredentialState_CREDENTIAL_STATE_REJECTED CredentialState = 2
+	// Several fetches in a row failed without a rejection (vendor down,
+	// throttled, bad answers).
+	CredentialState_CREDENTIAL_STATE_FAILING CredentialState = 3
+)
+
+// Enum value maps for CredentialState.
+var (
+	CredentialState_name = map[int32]string{
+		0: "CREDENTIAL_STATE_UNSPECIFIED",
+		1: "CREDENTIAL_STATE_WORKING",
+		2: "CREDENTIAL_STATE_REJECTED",
+		3: "CREDENTIAL_STATE_FAILING",
+	}
+	CredentialState_value = map[string]int32{
+		"CREDENTIAL_STATE_UNSPECIFIED": 0,
+		"CREDENTIAL_STATE_WORKING":     1,
+		"CREDENTIAL_STATE_REJECTED":    2,
+		"CREDENTIAL_STATE_FAILING":     3,
+	}
+)
+
+func (x CredentialState) Enum() *CredentialState {
+	p := new(CredentialState)
+	*p = x
+	return p
+}
+
+func (x CredentialState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CredentialState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tokenbroker_v1_token_service_proto_enumTypes[0].Descriptor()
+}
+
+func (CredentialState) Type() protoreflect.EnumType {
+	return &file_tokenbroker_v1_token_service_proto_enumTypes[0]
+}
+
+func (x CredentialState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CredentialState.Descriptor instead.
+func (CredentialState) EnumDescriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{0}
+}
+
 // GetTokenRequest selects a token by vendor and credentials.
 type GetTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -524,6 +583,430 @@ func (x *Vendor) GetDocumentationUrl() string {
 	return ""
 }
 
+// ListCredentialStatusRequest is empty: every configured profile is listed.
+type ListCredentialStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialStatusRequest) Reset() {
+	*x = ListCredentialStatusRequest{}
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialStatusRequest) ProtoMessage() {}
+
+func (x *ListCredentialStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialStatusRequest.ProtoReflect.Descriptor instead.
+func (*ListCredentialStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{7}
+}
+
+// ListCredentialStatusResponse is the health of every configured profile.
+type ListCredentialStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per configured profile, sorted by name.
+	Profiles []*CredentialStatus `protobuf:"bytes,1,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	// When the answering replica read the records.
+	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	// The replica that answered.
+	Replica string `protobuf:"bytes,3,opt,name=replica,proto3" json:"replica,omitempty"`
+	// True when the records are shared by the fleet (Redis); false when they
+	// are this replica's alone (memory store, or Redis unreachable).
+	FleetWide bool `protobuf:"varint,4,opt,name=fleet_wide,json=fleetWide,proto3" json:"fleet_wide,omitempty"`
+	// True while the answering replica's Redis circuit breaker is open: the
+	// records may be incomplete and vendor budgets are kept per replica.
+	BreakerOpen   bool `protobuf:"varint,5,opt,name=breaker_open,json=breakerOpen,proto3" json:"breaker_open,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialStatusResponse) Reset() {
+	*x = ListCredentialStatusResponse{}
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialStatusResponse) ProtoMessage() {}
+
+func (x *ListCredentialStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialStatusResponse.ProtoReflect.Descriptor instead.
+func (*ListCredentialStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListCredentialStatusResponse) GetProfiles() []*CredentialStatus {
+	if x != nil {
+		return x.Profiles
+	}
+	return nil
+}
+
+func (x *ListCredentialStatusResponse) GetGeneratedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GeneratedAt
+	}
+	return nil
+}
+
+func (x *ListCredentialStatusResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ListCredentialStatusResponse) GetFleetWide() bool {
+	if x != nil {
+		return x.FleetWide
+	}
+	return false
+}
+
+func (x *ListCredentialStatusResponse) GetBreakerOpen() bool {
+	if x != nil {
+		return x.BreakerOpen
+	}
+	return false
+}
+
+// CredentialStatus is one profile's health. Nothing in it is secret.
+type CredentialStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The profile name.
+	Profile string `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	// Its vendor id.
+	Vendor string `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// What the last fetches say.
+	State CredentialState `protobuf:"varint,3,opt,name=state,proto3,enum=tokenbroker.v1.CredentialState" json:"state,omitempty"`
+	// Since when it is in that state.
+	StateSince *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
+	// When the last fetched token expires (never the token itself).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// When the last token was fetched.
+	FetchedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=fetched_at,json=fetchedAt,proto3" json:"fetched_at,omitempty"`
+	// Which replica fetched it.
+	FetchedBy string `protobuf:"bytes,7,opt,name=fetched_by,json=fetchedBy,proto3" json:"fetched_by,omitempty"`
+	// The last rejection by the vendor, if any.
+	LastRejection *VendorRejection `protobuf:"bytes,8,opt,name=last_rejection,json=lastRejection,proto3" json:"last_rejection,omitempty"`
+	// Fetches that failed since the last success.
+	ConsecutiveFailures int32 `protobuf:"varint,9,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// When the last fetch failed.
+	LastFailureAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_failure_at,json=lastFailureAt,proto3" json:"last_failure_at,omitempty"`
+	// How it failed: rejected, unavailable, throttled, bad_request,
+	// bad_response, budget_exhausted.
+	LastFailure string `protobuf:"bytes,11,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// The vendor's request budget.
+	Budget *BudgetState `protobuf:"bytes,12,opt,name=budget,proto3" json:"budget,omitempty"`
+	// The profile is kept warm (profile setting keep_warm).
+	KeepWarm      bool `protobuf:"varint,13,opt,name=keep_warm,json=keepWarm,proto3" json:"keep_warm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialStatus) Reset() {
+	*x = CredentialStatus{}
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialStatus) ProtoMessage() {}
+
+func (x *CredentialStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialStatus.ProtoReflect.Descriptor instead.
+func (*CredentialStatus) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CredentialStatus) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *CredentialStatus) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *CredentialStatus) GetState() CredentialState {
+	if x != nil {
+		return x.State
+	}
+	return CredentialState_CREDENTIAL_STATE_UNSPECIFIED
+}
+
+func (x *CredentialStatus) GetStateSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StateSince
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetFetchedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FetchedAt
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetFetchedBy() string {
+	if x != nil {
+		return x.FetchedBy
+	}
+	return ""
+}
+
+func (x *CredentialStatus) GetLastRejection() *VendorRejection {
+	if x != nil {
+		return x.LastRejection
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *CredentialStatus) GetLastFailureAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureAt
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *CredentialStatus) GetBudget() *BudgetState {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+func (x *CredentialStatus) GetKeepWarm() bool {
+	if x != nil {
+		return x.KeepWarm
+	}
+	return false
+}
+
+// VendorRejection is a vendor's refusal of the credentials.
+type VendorRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The OAuth error code the vendor sent (e.g. invalid_client), if any.
+	OauthError string `protobuf:"bytes,1,opt,name=oauth_error,json=oauthError,proto3" json:"oauth_error,omitempty"`
+	// The HTTP status of the answer.
+	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// When the vendor answered.
+	At *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// Until when the broker answers from its memory of it (negative_ttl).
+	RememberedUntil *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=remembered_until,json=rememberedUntil,proto3" json:"remembered_until,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *VendorRejection) Reset() {
+	*x = VendorRejection{}
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorRejection) ProtoMessage() {}
+
+func (x *VendorRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorRejection.ProtoReflect.Descriptor instead.
+func (*VendorRejection) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VendorRejection) GetOauthError() string {
+	if x != nil {
+		return x.OauthError
+	}
+	return ""
+}
+
+func (x *VendorRejection) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *VendorRejection) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *VendorRejection) GetRememberedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RememberedUntil
+	}
+	return nil
+}
+
+// BudgetState is a vendor's token request budget as it applies to one
+// profile.
+type BudgetState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Setting max_requests_per_second; 0 means unlimited.
+	MaxRequestsPerSecond float64 `protobuf:"fixed64,1,opt,name=max_requests_per_second,json=maxRequestsPerSecond,proto3" json:"max_requests_per_second,omitempty"`
+	// Setting burst.
+	Burst int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	// True when the last attempt to fetch found no slot in the budget and no
+	// fetch has succeeded since.
+	Exhausted bool `protobuf:"varint,3,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	// When a fetch last found the budget exhausted.
+	ExhaustedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=exhausted_at,json=exhaustedAt,proto3" json:"exhausted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetState) Reset() {
+	*x = BudgetState{}
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetState) ProtoMessage() {}
+
+func (x *BudgetState) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenbroker_v1_token_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetState.ProtoReflect.Descriptor instead.
+func (*BudgetState) Descriptor() ([]byte, []int) {
+	return file_tokenbroker_v1_token_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BudgetState) GetMaxRequestsPerSecond() float64 {
+	if x != nil {
+		return x.MaxRequestsPerSecond
+	}
+	return 0
+}
+
+func (x *BudgetState) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *BudgetState) GetExhausted() bool {
+	if x != nil {
+		return x.Exhausted
+	}
+	return false
+}
+
+func (x *BudgetState) GetExhaustedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExhaustedAt
+	}
+	return nil
+}
+
 var File_tokenbroker_v1_token_service_proto protoreflect.FileDescriptor
 
 const file_tokenbroker_v1_token_service_proto_rawDesc = "" +
@@ -577,11 +1060,56 @@ const file_tokenbroker_v1_token_service_proto_rawDesc = "" +
 	"\x14required_credentials\x18\x04 \x03(\tR\x13requiredCredentials\x121\n" +
 	"\x14optional_credentials\x18\x05 \x03(\tR\x13optionalCredentials\x12\x16\n" +
 	"\x06params\x18\x06 \x03(\tR\x06params\x12+\n" +
-	"\x11documentation_url\x18\a \x01(\tR\x10documentationUrl2\x99\x02\n" +
+	"\x11documentation_url\x18\a \x01(\tR\x10documentationUrl\"\x1d\n" +
+	"\x1bListCredentialStatusRequest\"\xf7\x01\n" +
+	"\x1cListCredentialStatusResponse\x12<\n" +
+	"\bprofiles\x18\x01 \x03(\v2 .tokenbroker.v1.CredentialStatusR\bprofiles\x12=\n" +
+	"\fgenerated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12\x18\n" +
+	"\areplica\x18\x03 \x01(\tR\areplica\x12\x1d\n" +
+	"\n" +
+	"fleet_wide\x18\x04 \x01(\bR\tfleetWide\x12!\n" +
+	"\fbreaker_open\x18\x05 \x01(\bR\vbreakerOpen\"\x81\x05\n" +
+	"\x10CredentialStatus\x12\x18\n" +
+	"\aprofile\x18\x01 \x01(\tR\aprofile\x12\x16\n" +
+	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x125\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1f.tokenbroker.v1.CredentialStateR\x05state\x12;\n" +
+	"\vstate_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"stateSince\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"fetched_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tfetchedAt\x12\x1d\n" +
+	"\n" +
+	"fetched_by\x18\a \x01(\tR\tfetchedBy\x12F\n" +
+	"\x0elast_rejection\x18\b \x01(\v2\x1f.tokenbroker.v1.VendorRejectionR\rlastRejection\x121\n" +
+	"\x14consecutive_failures\x18\t \x01(\x05R\x13consecutiveFailures\x12B\n" +
+	"\x0flast_failure_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rlastFailureAt\x12!\n" +
+	"\flast_failure\x18\v \x01(\tR\vlastFailure\x123\n" +
+	"\x06budget\x18\f \x01(\v2\x1b.tokenbroker.v1.BudgetStateR\x06budget\x12\x1b\n" +
+	"\tkeep_warm\x18\r \x01(\bR\bkeepWarm\"\xc6\x01\n" +
+	"\x0fVendorRejection\x12\x1f\n" +
+	"\voauth_error\x18\x01 \x01(\tR\n" +
+	"oauthError\x12\x1f\n" +
+	"\vhttp_status\x18\x02 \x01(\x05R\n" +
+	"httpStatus\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12E\n" +
+	"\x10remembered_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0frememberedUntil\"\xb7\x01\n" +
+	"\vBudgetState\x125\n" +
+	"\x17max_requests_per_second\x18\x01 \x01(\x01R\x14maxRequestsPerSecond\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\x05R\x05burst\x12\x1c\n" +
+	"\texhausted\x18\x03 \x01(\bR\texhausted\x12=\n" +
+	"\fexhausted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vexhaustedAt*\x8e\x01\n" +
+	"\x0fCredentialState\x12 \n" +
+	"\x1cCREDENTIAL_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CREDENTIAL_STATE_WORKING\x10\x01\x12\x1d\n" +
+	"\x19CREDENTIAL_STATE_REJECTED\x10\x02\x12\x1c\n" +
+	"\x18CREDENTIAL_STATE_FAILING\x10\x032\x8c\x03\n" +
 	"\fTokenService\x12M\n" +
 	"\bGetToken\x12\x1f.tokenbroker.v1.GetTokenRequest\x1a .tokenbroker.v1.GetTokenResponse\x12b\n" +
 	"\x0fInvalidateToken\x12&.tokenbroker.v1.InvalidateTokenRequest\x1a'.tokenbroker.v1.InvalidateTokenResponse\x12V\n" +
-	"\vListVendors\x12\".tokenbroker.v1.ListVendorsRequest\x1a#.tokenbroker.v1.ListVendorsResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
+	"\vListVendors\x12\".tokenbroker.v1.ListVendorsRequest\x1a#.tokenbroker.v1.ListVendorsResponse\x12q\n" +
+	"\x14ListCredentialStatus\x12+.tokenbroker.v1.ListCredentialStatusRequest\x1a,.tokenbroker.v1.ListCredentialStatusResponseBEZCgithub.com/tokenbroker/tokenbroker/gen/tokenbroker/v1;tokenbrokerv1b\x06proto3"
 
 var (
 	file_tokenbroker_v1_token_service_proto_rawDescOnce sync.Once
@@ -595,41 +1123,62 @@ func file_tokenbroker_v1_token_service_proto_rawDescGZIP() []byte {
 	return file_tokenbroker_v1_token_service_proto_rawDescData
 }
 
-var file_tokenbroker_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tokenbroker_v1_token_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_tokenbroker_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tokenbroker_v1_token_service_proto_goTypes = []any{
-	(*GetTokenRequest)(nil),         // 0: tokenbroker.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),        // 1: tokenbroker.v1.GetTokenResponse
-	(*InvalidateTokenRequest)(nil),  // 2: tokenbroker.v1.InvalidateTokenRequest
-	(*InvalidateTokenResponse)(nil), // 3: tokenbroker.v1.InvalidateTokenResponse
-	(*ListVendorsRequest)(nil),      // 4: tokenbroker.v1.ListVendorsRequest
-	(*ListVendorsResponse)(nil),     // 5: tokenbroker.v1.ListVendorsResponse
-	(*Vendor)(nil),                  // 6: tokenbroker.v1.Vendor
-	nil,                             // 7: tokenbroker.v1.GetTokenRequest.CredentialsEntry
-	nil,                             // 8: tokenbroker.v1.GetTokenRequest.ParamsEntry
-	nil,                             // 9: tokenbroker.v1.InvalidateTokenRequest.CredentialsEntry
-	nil,                             // 10: tokenbroker.v1.InvalidateTokenRequest.ParamsEntry
-	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(CredentialState)(0),                 // 0: tokenbroker.v1.CredentialState
+	(*GetTokenRequest)(nil),              // 1: tokenbroker.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),             // 2: tokenbroker.v1.GetTokenResponse
+	(*InvalidateTokenRequest)(nil),       // 3: tokenbroker.v1.InvalidateTokenRequest
+	(*InvalidateTokenResponse)(nil),      // 4: tokenbroker.v1.InvalidateTokenResponse
+	(*ListVendorsRequest)(nil),           // 5: tokenbroker.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),          // 6: tokenbroker.v1.ListVendorsResponse
+	(*Vendor)(nil),                       // 7: tokenbroker.v1.Vendor
+	(*ListCredentialStatusRequest)(nil),  // 8: tokenbroker.v1.ListCredentialStatusRequest
+	(*ListCredentialStatusResponse)(nil), // 9: tokenbroker.v1.ListCredentialStatusResponse
+	(*CredentialStatus)(nil),             // 10: tokenbroker.v1.CredentialStatus
+	(*VendorRejection)(nil),              // 11: tokenbroker.v1.VendorRejection
+	(*BudgetState)(nil),                  // 12: tokenbroker.v1.BudgetState
+	nil,                                  // 13: tokenbroker.v1.GetTokenRequest.CredentialsEntry
+	nil,                                  // 14: tokenbroker.v1.GetTokenRequest.ParamsEntry
+	nil,                                  // 15: tokenbroker.v1.InvalidateTokenRequest.CredentialsEntry
+	nil,                                  // 16: tokenbroker.v1.InvalidateTokenRequest.ParamsEntry
+	(*durationpb.Duration)(nil),          // 17: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
 }
 var file_tokenbroker_v1_token_service_proto_depIdxs = []int32{
-	7,  // 0: tokenbroker.v1.GetTokenRequest.credentials:type_name -> tokenbroker.v1.GetTokenRequest.CredentialsEntry
-	8,  // 1: tokenbroker.v1.GetTokenRequest.params:type_name -> tokenbroker.v1.GetTokenRequest.ParamsEntry
-	11, // 2: tokenbroker.v1.GetTokenRequest.min_ttl:type_name -> google.protobuf.Duration
-	12, // 3: tokenbroker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: tokenbroker.v1.InvalidateTokenRequest.credentials:type_name -> tokenbroker.v1.InvalidateTokenRequest.CredentialsEntry
-	10, // 5: tokenbroker.v1.InvalidateTokenRequest.params:type_name -> tokenbroker.v1.InvalidateTokenRequest.ParamsEntry
-	6,  // 6: tokenbroker.v1.ListVendorsResponse.vendors:type_name -> tokenbroker.v1.Vendor
-	0,  // 7: tokenbroker.v1.TokenService.GetToken:input_type -> tokenbroker.v1.GetTokenRequest
-	2,  // 8: tokenbroker.v1.TokenService.InvalidateToken:input_type -> tokenbroker.v1.InvalidateTokenRequest
-	4,  // 9: tokenbroker.v1.TokenService.ListVendors:input_type -> tokenbroker.v1.ListVendorsRequest
-	1,  // 10: tokenbroker.v1.TokenService.GetToken:output_type -> tokenbroker.v1.GetTokenResponse
-	3,  // 11: tokenbroker.v1.TokenService.InvalidateToken:output_type -> tokenbroker.v1.InvalidateTokenResponse
-	5,  // 12: tokenbroker.v1.TokenService.ListVendors:output_type -> tokenbroker.v1.ListVendorsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 0: tokenbroker.v1.GetTokenRequest.credentials:type_name -> tokenbroker.v1.GetTokenRequest.CredentialsEntry
+	14, // 1: tokenbroker.v1.GetTokenRequest.params:type_name -> tokenbroker.v1.GetTokenRequest.ParamsEntry
+	17, // 2: tokenbroker.v1.GetTokenRequest.min_ttl:type_name -> google.protobuf.Duration
+	18, // 3: tokenbroker.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 4: tokenbroker.v1.InvalidateTokenRequest.credentials:type_name -> tokenbroker.v1.InvalidateTokenRequest.CredentialsEntry
+	16, // 5: tokenbroker.v1.InvalidateTokenRequest.params:type_name -> tokenbroker.v1.InvalidateTokenRequest.ParamsEntry
+	7,  // 6: tokenbroker.v1.ListVendorsResponse.vendors:type_name -> tokenbroker.v1.Vendor
+	10, // 7: tokenbroker.v1.ListCredentialStatusResponse.profiles:type_name -> tokenbroker.v1.CredentialStatus
+	18, // 8: tokenbroker.v1.ListCredentialStatusResponse.generated_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: tokenbroker.v1.CredentialStatus.state:type_name -> tokenbroker.v1.CredentialState
+	18, // 10: tokenbroker.v1.CredentialStatus.state_since:type_name -> google.protobuf.Timestamp
+	18, // 11: tokenbroker.v1.CredentialStatus.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 12: tokenbroker.v1.CredentialStatus.fetched_at:type_name -> google.protobuf.Timestamp
+	11, // 13: tokenbroker.v1.CredentialStatus.last_rejection:type_name -> tokenbroker.v1.VendorRejection
+	18, // 14: tokenbroker.v1.CredentialStatus.last_failure_at:type_name -> google.protobuf.Timestamp
+	12, // 15: tokenbroker.v1.CredentialStatus.budget:type_name -> tokenbroker.v1.BudgetState
+	18, // 16: tokenbroker.v1.VendorRejection.at:type_name -> google.protobuf.Timestamp
+	18, // 17: tokenbroker.v1.VendorRejection.remembered_until:type_name -> google.protobuf.Timestamp
+	18, // 18: tokenbroker.v1.BudgetState.exhausted_at:type_name -> google.protobuf.Timestamp
+	1,  // 19: tokenbroker.v1.TokenService.GetToken:input_type -> tokenbroker.v1.GetTokenRequest
+	3,  // 20: tokenbroker.v1.TokenService.InvalidateToken:input_type -> tokenbroker.v1.InvalidateTokenRequest
+	5,  // 21: tokenbroker.v1.TokenService.ListVendors:input_type -> tokenbroker.v1.ListVendorsRequest
+	8,  // 22: tokenbroker.v1.TokenService.ListCredentialStatus:input_type -> tokenbroker.v1.ListCredentialStatusRequest
+	2,  // 23: tokenbroker.v1.TokenService.GetToken:output_type -> tokenbroker.v1.GetTokenResponse
+	4,  // 24: tokenbroker.v1.TokenService.InvalidateToken:output_type -> tokenbroker.v1.InvalidateTokenResponse
+	6,  // 25: tokenbroker.v1.TokenService.ListVendors:output_type -> tokenbroker.v1.ListVendorsResponse
+	9,  // 26: tokenbroker.v1.TokenService.ListCredentialStatus:output_type -> tokenbroker.v1.ListCredentialStatusResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tokenbroker_v1_token_service_proto_init() }
@@ -642,13 +1191,14 @@ func file_tokenbroker_v1_token_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenbroker_v1_token_service_proto_rawDesc), len(file_tokenbroker_v1_token_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_tokenbroker_v1_token_service_proto_goTypes,
 		DependencyIndexes: file_tokenbroker_v1_token_service_proto_depIdxs,
+		EnumInfos:         file_tokenbroker_v1_token_service_proto_enumTypes,
 		MessageInfos:      file_tokenbroker_v1_token_service_proto_msgTypes,
 	}.Build()
 	File_tokenbroker_v1_token_service_proto = out.File

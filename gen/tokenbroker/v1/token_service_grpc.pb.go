@@ -24,9 +24,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_GetToken_FullMethodName        = "/tokenbroker.v1.TokenService/GetToken"
-	TokenService_InvalidateToken_FullMethodName = "/tokenbroker.v1.TokenService/InvalidateToken"
-	TokenService_ListVendors_FullMethodName     = "/tokenbroker.v1.TokenService/ListVendors"
+	TokenService_GetToken_FullMethodName             = "/tokenbroker.v1.TokenService/GetToken"
+	TokenService_InvalidateToken_FullMethodName      = "/tokenbroker.v1.TokenService/InvalidateToken"
+	TokenService_ListVendors_FullMethodName          = "/tokenbroker.v1.TokenService/ListVendors"
+	TokenService_ListCredentialStatus_FullMethodName = "/tokenbroker.v1.TokenService/ListCredentialStatus"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -44,6 +45,11 @@ type TokenServiceClient interface {
 	// ListVendors describes the vendors this broker can talk to. Maps to
 	// GET /v1/vendors.
 	ListVendors(ctx context.Context, in *ListVendorsRequest, opts ...grpc.CallOption) (*ListVendorsResponse, error)
+	// ListCredentialStatus tells operators, per configured profile, whether
+	// its credentials work: fleet-wide with a shared cache. It never carries
+	// a token or secret. Needs the admin:status permission. Maps to
+	// GET /v1/credentials/status.
+	ListCredentialStatus(ctx context.Context, in *ListCredentialStatusRequest, opts ...grpc.CallOption) (*ListCredentialStatusResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -84,6 +90,16 @@ func (c *tokenServiceClient) ListVendors(ctx context.Context, in *ListVendorsReq
 	return out, nil
 }
 
+func (c *tokenServiceClient) ListCredentialStatus(ctx context.Context, in *ListCredentialStatusRequest, opts ...grpc.CallOption) (*ListCredentialStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCredentialStatusResponse)
+	err := c.cc.Invoke(ctx, TokenService_ListCredentialStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -99,6 +115,11 @@ type TokenServiceServer interface {
 	// ListVendors describes the vendors this broker can talk to. Maps to
 	// GET /v1/vendors.
 	ListVendors(context.Context, *ListVendorsRequest) (*ListVendorsResponse, error)
+	// ListCredentialStatus tells operators, per configured profile, whether
+	// its credentials work: fleet-wide with a shared cache. It never carries
+	// a token or secret. Needs the admin:status permission. Maps to
+	// GET /v1/credentials/status.
+	ListCredentialStatus(context.Context, *ListCredentialStatusRequest) (*ListCredentialStatusResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -117,6 +138,9 @@ func (UnimplementedTokenServiceServer) InvalidateToken(context.Context, *Invalid
 }
 func (UnimplementedTokenServiceServer) ListVendors(context.Context, *ListVendorsRequest) (*ListVendorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListVendors not implemented")
+}
+func (UnimplementedTokenServiceServer) ListCredentialStatus(context.Context, *ListCredentialStatusRequest) (*ListCredentialStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCredentialStatus not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -193,6 +217,24 @@ func _TokenService_ListVendors_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_ListCredentialStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCredentialStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).ListCredentialStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_ListCredentialStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).ListCredentialStatus(ctx, req.(*ListCredentialStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -211,6 +253,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListVendors",
 			Handler:    _TokenService_ListVendors_Handler,
+		},
+		{
+			MethodName: "ListCredentialStatus",
+			Handler:    _TokenService_ListCredentialStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
