@@ -14,7 +14,7 @@ import (
 // with the broker's audience and no other service-account token.
 func TestChartWorkloadIdentity(t *testing.T) {
 	t.Parallel()
-	objects := render(t, "-f", chartDir+"/ci/workload-identity-values.yaml")
+	objects := render(t, "-f", chartDir+"/ci/workload-identity-values.yaml", "--kube-version", "1.31")
 	cm := objects.get(t, "ConfigMap", "tokenbroker").(*corev1.ConfigMap)
 	cfg := cm.Data["tokenbroker.yaml"]
 	for _, want := range []string{"jwt_issuers:", "issuer: https://kubernetes.default.svc.cluster.local", "jwks_file: /etc/tokenbroker/jwks/cluster-jwks.json", `jwt_subject: system:serviceaccount:tokens:*`} {
