@@ -45,6 +45,38 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 // from token so that only a miss moves the entry to the heap (the
 // flight's closure captures it), not every hit.
 func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
+	start := s.now()
+	for round := 1; ; round++ {
+		e, cached, err := s.joinFlight(ctx, r, minTTL, force, stale)
+		if err != nil || s.answers(r, e, cached, minTTL, force, start) {
+			return e, cached, err
+		}
+		// Checked again after the wait (docs/design.md section 4, Pauses):
+		// the flight served another caller's request (a shorter min_ttl,
+		// no force_refresh), or this process was paused meanwhile.
+		if round == maxMissRounds {
+			return store.Entry{}, false, errNoAnswer
+		}
+		stale = e
+	}
+}
+
+// maxMissRounds bounds the flights one caller joins before it gives up.
+const maxMissRounds = 3
+
+// answers reports whether a flight's result, received now, answers the
+// caller who started waiting at start: a cached token must still be
+// servable; a freshly fetched one is returned while it has not expired,
+// even when shorter than min_ttl (docs/design.md section 4, min_ttl).
+func (s *Service) answers(r *resolved, e store.Entry, cached bool, minTTL time.Duration, force bool, start time.Time) bool {
+	if !cached {
+		return e.ExpiresAt.After(s.now())
+	}
+	return s.servable(r, e, minTTL, force, start)
+}
+
+// joinFlight waits for the key's one flight to the vendor.
+func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
 	ch := s.flight.DoChan(r.key, func() (any, error) {
 		// The fetch outlives any one caller: a caller that gives up must
 		// not fail the others waiting on the same flight. Its retries
@@ -91,18 +123,27 @@ func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force
 	}
 	now := s.now()
 	left := e.ExpiresAt.Sub(now)
-	if force {
-		return left > 0 && now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
+	if left <= 0 || left < minTTL {
+		return false
 	}
-	return left > 0 && left >= minTTL
+	// A force_refresh is answered from the cache only with a token
+	// fetched within force_refresh_interval, and still with min_ttl left
+	// (docs/design.md section 4, force_refresh).
+	return !force || now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
 }
 
 // servable reports whether e, read after waiting since waitStart, answers
 // the request: usable, or (for force_refresh) fetched by another holder
 // while this one waited.
 func (s *Service) servable(r *resolved, e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
-	return s.usable(r, e, minTTL, force) ||
-		(force && e.Rejected == nil && e.AccessToken != "" && e.FetchedAt.After(waitStart) && e.ExpiresAt.After(s.now()))
+	if s.usable(r, e, minTTL, force) {
+		return true
+	}
+	if !force || e.Rejected != nil || e.AccessToken == "" || !e.FetchedAt.After(waitStart) {
+		return false
+	}
+	left := e.ExpiresAt.Sub(s.now())
+	return left > 0 && left >= minTTL
 }
 
 // fetch obtains a token from the vendor unless another flight or replica
