@@ -34,9 +34,10 @@ type Bounds struct {
 	RefreshAhead         float64
 	MaxMinTTL            time.Duration
 	// Attempts is the most requests one fetch makes (vendors' retries)
-	// and MinBackoff the shortest wait between two of them.
-	Attempts   int
-	MinBackoff time.Duration
+	// and MinFlight the shortest a failing fetch of Attempts takes (its
+	// backoffs, 100 ms and 200 ms less their 50% jitter).
+	Attempts  int
+	MinFlight time.Duration
 }
 
 // DefaultBounds are the bounds of docs/design.md section 14 for the
@@ -51,7 +52,7 @@ func DefaultBounds() Bounds {
 		RefreshAhead:         0.8,
 		MaxMinTTL:            time.Second,
 		Attempts:             3,
-		MinBackoff:           50 * time.Millisecond,
+		MinFlight:            150 * time.Millisecond,
 	}
 }
 
@@ -262,7 +263,9 @@ func (c *checker) refreshReuse() {
 //	      + I                                            InvalidateToken calls that invalidated (v)
 //	      + Σ Redis-side faults  R × K × (⌈(d + grace) / P⌉ + 1)
 //	      + Σ replica faults     2 × K
-//	      + Σ vendor faults on v R × K × attempts × ⌈(d + grace) / min backoff⌉
+//	      + Σ 5xx bursts on v    R × K × attempts × ⌈(d + grace) / min flight⌉
+//	      + Σ rejections of v    R × K × (⌈(d + grace) / negative_ttl⌉ + 1)
+//	      + Σ slow vendor        R × K × (⌈(d + grace) / min flight⌉ + 1)
 func (c *checker) vendorRequests() map[string]VendorBound {
 	out := map[string]VendorBound{}
 	R := c.h.Replicas
@@ -289,12 +292,16 @@ func (c *checker) vendorRequests() map[string]VendorBound {
 				vb.Faults += R * k * (per(d+c.b.Grace, period) + 1)
 			case ReplicaKill, ReplicaPause:
 				vb.Faults += 2 * k
-			case Vendor5xx, VendorReject:
+			case Vendor5xx:
 				if f.Target == v {
-					vb.Faults += R * k * c.b.Attempts * per(d+c.b.Grace, c.b.MinBackoff)
+					vb.Faults += R * k * c.b.Attempts * per(d+c.b.Grace, c.b.MinFlight)
+				}
+			case VendorReject:
+				if f.Target == v {
+					vb.Faults += R * k * (per(d+c.b.Grace, c.b.NegativeTTL) + 1)
 				}
 			case VendorSlow:
-				vb.Faults += R * k * c.b.Attempts * per(d+c.b.Grace, c.b.MinBackoff)
+				vb.Faults += R * k * (per(d+c.b.Grace, c.b.MinFlight) + 1)
 			}
 		}
 		vb.Bound = vb.Steady + vb.Forced + vb.Invalidations + vb.Faults
