@@ -242,20 +242,63 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	return n == 1, nil
 }
 
-// ClaimRefreshToken implements store.Lease.
+// ClaimRefreshToken implements store.Lease. With a master that has
+// replicas (standalone or Sentinel), the claim counts only once a replica
+// has acknowledged it (WAIT on the claim's connection): a failover
+// promotes a replica, and one that never saw the claim would let the next
+// holder present the same refresh token (docs/design.md section 10).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	var n int64
-	err := l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
+	var claimed bool
+	err := l.b.doWithin(ctx, l.key, l.b.opts.LockTimeout, func(ctx context.Context) error {
 		var err error
-		n, err = claimRefresh.Run(ctx, l.b.client, []string{l.lockKey, SpentKey(l.key)},
-			l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds()).Int64()
+		claimed, err = l.claim(ctx, digest[:])
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("redisstore: claim refresh token: %w", err)
 	}
-	return n == 1, nil
+	return claimed, nil
+}
+
+// claimAckTimeout is how long a claim waits for a replica's
+// acknowledgement; without one in time the refresh token is not presented
+// (the primary grant is used instead).
+const claimAckTimeout = 100 * time.Millisecond
+
+// claim runs claimRefresh and, on a master with replicas, waits for one
+// of them to acknowledge it.
+func (l *lease) claim(ctx context.Context, digest []byte) (bool, error) {
+	keys := []string{l.lockKey, SpentKey(l.key)}
+	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest, spentFloor.Milliseconds()}
+	single, ok := l.b.client.(*redis.Client)
+	if !ok {
+		// A Cluster: WAIT would not follow the key to its master.
+		n, err := claimRefresh.Run(ctx, l.b.client, keys, args...).Int64()
+		return n == 1, err
+	}
+	// WAIT counts the writes of its own connection.
+	conn := single.Conn()
+	defer conn.Close()
+	n, err := claimRefresh.Run(ctx, conn, keys, args...).Int64()
+	if err != nil || n != 1 {
+		return false, err
+	}
+	role, err := conn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return false, err
+	}
+	if len(role) < 3 {
+		return true, nil
+	}
+	if replicas, _ := role[2].([]any); len(replicas) == 0 {
+		return true, nil
+	}
+	acked, err := conn.Do(ctx, "WAIT", 1, claimAckTimeout.Milliseconds()).Int64()
+	if err != nil {
+		return false, err
+	}
+	return acked >= 1, nil
 }
 
 // Notify implements store.Leaser: the channel closes when a message about

@@ -807,3 +807,48 @@ func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
 		t.Fatalf("Get after the failover: %+v, %v", got, err)
 	}
 }
+
+// TestClaimWaitsForAReplica: on a master with a replica, a refresh token
+// claim counts only once the replica has it (a failover must not forget
+// it); a replica that does not acknowledge in time (frozen) makes the
+// claim fail, so the holder uses the primary grant. Without replicas the
+// claim does not wait.
+func TestClaimWaitsForAReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	b := newLeaseBackend(t, 5*time.Second, master.Addr)
+
+	claim := func(k, refreshToken string) bool {
+		t.Helper()
+		l, err := b.TryLease(ctx, k)
+		if err != nil || l == nil {
+			t.Fatalf("TryLease: %v, %v", l, err)
+		}
+		defer l.Release()
+		ok, err := l.ClaimRefreshToken(ctx, refreshToken)
+		if err != nil {
+			t.Fatalf("ClaimRefreshToken: %v", err)
+		}
+		return ok
+	}
+	if !claim(key, "rt-1") {
+		t.Fatal("claim with the replica up: refused")
+	}
+	if got, err := redistest.Do(replica.Addr, "EXISTS", redisstore.SpentKey(key)); err != nil || got != "1" {
+		t.Fatalf("the replica lacks the claim once it counted: %q, %v", got, err)
+	}
+	replica.Freeze()
+	ok := claim(key+"-2", "rt-2")
+	replica.Thaw()
+	if ok {
+		t.Fatal("claim with the replica frozen counted without its acknowledgement")
+	}
+
+	alone := redistest.Start(t)
+	b = newLeaseBackend(t, 5*time.Second, alone.Addr)
+	if !claim(key, "rt-3") {
+		t.Fatal("claim on a master without replicas: refused")
+	}
+}
