@@ -55,7 +55,7 @@ type Fault struct {
 }
 
 func (f Fault) String() string {
-	s := fmt.Sprintf("%s", f.Kind)
+	s := string(f.Kind)
 	if f.Target != "" {
 		s += "(" + f.Target + ")"
 	}
