@@ -78,6 +78,20 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if path := os.Getenv("CHAOS_REPORT"); path != "" && len(report.Violations) > 0 {
+		// The whole history, for a look beyond the calls the report shows.
+		full, err := json.Marshal(struct {
+			Calls   []chaos.Call      `json:"calls"`
+			Faults  []chaos.Fault     `json:"faults"`
+			Journal []vendorsim.Event `json:"journal"`
+		}{h.Calls, h.Faults, h.Journal})
+		if err == nil {
+			err = os.WriteFile(strings.TrimSuffix(path, ".json")+"-history.json", full, 0o644)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
 	if len(report.Violations) > 0 {
 		t.Errorf("seed %d: %d violations (replay: %s)", seed, len(report.Violations), replay)
 	}

@@ -328,6 +328,13 @@ func (c *checker) failures() {
 	}
 }
 
+// Explain returns the faults of h that explain the failed call (Check's
+// invariant 5), in the order they began.
+func Explain(h *History, b Bounds, call Call) []Fault {
+	c := checker{h: h, b: b}
+	return c.explain(call)
+}
+
 // explain returns the faults that explain a failed call:
 //   - the call's replica killed or paused (until it answers again);
 //   - its vendor answering 5xx, or every vendor slow (UNAVAILABLE,

@@ -200,7 +200,7 @@ func TestReportNamesSeedFaultsAndViolations(t *testing.T) {
 	h.Seed = 42
 	r := NewReport(h, DefaultBounds(), "make chaos SEED=42")
 	text := r.Text(t0)
-	for _, want := range []string{"seed 42", "make chaos SEED=42", "net_blackhole", "violations: 1", "call 0:", "DeadlineExceeded"} {
+	for _, want := range []string{"seed 42", "make chaos SEED=42", "net_blackhole", "violations: 1", "call 0:", "DeadlineExceeded", "unexplained:1"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text report lacks %q:\n%s", want, text)
 		}

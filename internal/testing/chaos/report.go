@@ -37,6 +37,9 @@ type Counts struct {
 	Reused       int            `json:"refresh_tokens_reused"`
 	Revoked      int            `json:"grants_revoked"`
 	ByInvariant  map[int]int    `json:"violations_by_invariant"`
+	// Failures counts the failed calls by the kind of the first fault
+	// that explains each ("unexplained" when none does).
+	Failures map[string]int `json:"failures_by_fault"`
 }
 
 // NewReport checks h and builds its report; replay is the command that
@@ -47,9 +50,17 @@ func NewReport(h *History, b Bounds, replay string) *Report {
 	if r.Violations == nil {
 		r.Violations = []Violation{}
 	}
-	c := Counts{ByMethod: map[string]int{}, ByCode: map[string]int{}, ByTransport: map[string]int{}, ByInvariant: map[int]int{}}
+	c := Counts{ByMethod: map[string]int{}, ByCode: map[string]int{}, ByTransport: map[string]int{}, ByInvariant: map[int]int{},
+		Failures: map[string]int{}}
 	for _, call := range h.Calls {
 		c.Calls++
+		if !call.OK() {
+			why := "unexplained"
+			if fs := Explain(h, b, call); len(fs) > 0 {
+				why = string(fs[0].Kind)
+			}
+			c.Failures[why]++
+		}
 		c.ByMethod[call.Method]++
 		c.ByCode[call.Code]++
 		c.ByTransport[call.Transport]++
@@ -102,6 +113,7 @@ func (r *Report) Text(began time.Time) string {
 	c := r.Counts
 	fmt.Fprintf(&b, "calls: %d %v; by code %v; by transport %v; cache hits %d, force_refresh %d, invalidated %d\n",
 		c.Calls, c.ByMethod, c.ByCode, c.ByTransport, c.CacheHits, c.ForceRefresh, c.Invalidated)
+	fmt.Fprintf(&b, "failed calls by the fault that explains them: %v\n", c.Failures)
 	fmt.Fprintf(&b, "vendor: %d tokens issued, %d refresh tokens redeemed, %d reused, %d grants revoked\n", c.Issued, c.Redeemed, c.Reused, c.Revoked)
 	names := make([]string, 0, len(r.Vendors))
 	for v := range r.Vendors {
