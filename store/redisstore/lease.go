@@ -242,11 +242,11 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	return n == 1, nil
 }
 
-// ClaimRefreshToken implements store.Lease. With a master that has
-// replicas (standalone or Sentinel), the claim counts only once a replica
-// has acknowledged it (WAIT on the claim's connection): a failover
-// promotes a replica, and one that never saw the claim would let the next
-// holder present the same refresh token (docs/design.md section 10).
+// ClaimRefreshToken implements store.Lease. With Options.ClaimAcks (a
+// Sentinel deployment) the claim counts only once that many replicas have
+// acknowledged it: a failover promotes a replica, and one that never saw
+// the claim would let the next holder present the same refresh token
+// (docs/design.md section 10).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
 	var claimed bool
@@ -261,19 +261,20 @@ func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (boo
 	return claimed, nil
 }
 
-// claimAckTimeout is how long a claim waits for a replica's
-// acknowledgement; without one in time the refresh token is not presented
+// claimAckTimeout is how long a claim waits for the replicas'
+// acknowledgement; without it in time the refresh token is not presented
 // (the primary grant is used instead).
 const claimAckTimeout = 100 * time.Millisecond
 
-// claim runs claimRefresh and, on a master with replicas, waits for one
-// of them to acknowledge it.
+// claim runs claimRefresh and, with ClaimAcks, waits for the replicas to
+// acknowledge it.
 func (l *lease) claim(ctx context.Context, digest []byte) (bool, error) {
 	keys := []string{l.lockKey, SpentKey(l.key)}
 	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest, spentFloor.Milliseconds()}
 	single, ok := l.b.client.(*redis.Client)
-	if !ok {
-		// A Cluster: WAIT would not follow the key to its master.
+	if l.b.opts.ClaimAcks <= 0 || !ok {
+		// Nothing to wait for, or a Cluster (WAIT would not follow the
+		// key to its master).
 		n, err := claimRefresh.Run(ctx, l.b.client, keys, args...).Int64()
 		return n == 1, err
 	}
@@ -284,21 +285,11 @@ func (l *lease) claim(ctx context.Context, digest []byte) (bool, error) {
 	if err != nil || n != 1 {
 		return false, err
 	}
-	role, err := conn.Do(ctx, "ROLE").Slice()
+	acked, err := conn.Do(ctx, "WAIT", l.b.opts.ClaimAcks, claimAckTimeout.Milliseconds()).Int64()
 	if err != nil {
 		return false, err
 	}
-	if len(role) < 3 {
-		return true, nil
-	}
-	if replicas, _ := role[2].([]any); len(replicas) == 0 {
-		return true, nil
-	}
-	acked, err := conn.Do(ctx, "WAIT", 1, claimAckTimeout.Milliseconds()).Int64()
-	if err != nil {
-		return false, err
-	}
-	return acked >= 1, nil
+	return acked >= int64(l.b.opts.ClaimAcks), nil
 }
 
 // Notify implements store.Leaser: the channel closes when a message about

@@ -82,7 +82,12 @@ type Options struct {
 	// LeaseTTL is how long a fetch lease outlives its last renewal
 	// (DefaultLeaseTTL).
 	LeaseTTL time.Duration
-	Logger   *slog.Logger
+	// ClaimAcks is how many replicas must acknowledge a refresh token's
+	// claim before it counts (WAIT); 0 does not wait. Set it to 1 where
+	// a replica can be promoted (Sentinel): a failover must not forget a
+	// claim (docs/design.md section 10).
+	ClaimAcks int
+	Logger    *slog.Logger
 }
 
 // Stats are a Backend's counters.
