@@ -434,11 +434,16 @@ func (r *chaosRig) inject(h *chaos.History, f chaos.Fault) {
 		before := r.master()
 		i := h.Begin(f)
 		if _, err := redistest.Do(r.sentinel.Addr, "SENTINEL", "FAILOVER", redistest.SentinelMaster); err != nil {
-			r.t.Logf("chaos: SENTINEL FAILOVER: %v", err)
+			h.Annotate(i, "refused: "+err.Error())
+			h.Finish(i)
+			return
 		}
 		deadline := time.Now().Add(15 * time.Second)
 		for r.master() == before && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
+		}
+		if r.master() == before {
+			h.Annotate(i, "no new master within 15s")
 		}
 		h.Finish(i)
 	case chaos.RedisRestart:
@@ -449,7 +454,7 @@ func (r *chaosRig) inject(h *chaos.History, f chaos.Fault) {
 		if m == 1 {
 			// Born a replica (--replicaof): it stays the master, empty.
 			if _, err := redistest.Do(s.Addr, "REPLICAOF", "NO", "ONE"); err != nil {
-				r.t.Logf("chaos: REPLICAOF NO ONE: %v", err)
+				h.Annotate(i, "REPLICAOF NO ONE: "+err.Error())
 			}
 		}
 		h.Finish(i)

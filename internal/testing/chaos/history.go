@@ -90,6 +90,13 @@ func (h *History) Finish(i int) {
 	h.Faults[i].End = time.Now()
 }
 
+// Annotate sets fault i's Note.
+func (h *History) Annotate(i int, note string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.Faults[i].Note = note
+}
+
 // Snapshot returns copies of the calls and faults recorded so far.
 func (h *History) Snapshot() ([]Call, []Fault) {
 	h.mu.Lock()

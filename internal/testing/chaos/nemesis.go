@@ -52,6 +52,9 @@ type Fault struct {
 	Latency time.Duration `json:"latency,omitempty"`
 	Start   time.Time     `json:"start,omitzero"`
 	End     time.Time     `json:"end,omitzero"`
+	// Note says what did not go as planned (a failover the Sentinel
+	// refused).
+	Note string `json:"note,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -62,6 +65,9 @@ func (f Fault) String() string {
 	s += fmt.Sprintf(" at %v for %v", f.At.Round(time.Millisecond), f.For.Round(time.Millisecond))
 	if f.Latency > 0 {
 		s += fmt.Sprintf(" latency %v", f.Latency.Round(time.Millisecond))
+	}
+	if f.Note != "" {
+		s += " (" + f.Note + ")"
 	}
 	return s
 }
