@@ -219,7 +219,12 @@ func (c *checker) revocation() {
 				continue
 			}
 			after := call.Start.Sub(inv.End)
-			if inv.Replica == call.Replica {
+			// A replica killed since is a new process: it remembers no
+			// deletion, and counts as another replica.
+			restarted := len(c.active(inv.End, call.Start, 0, func(f Fault) bool {
+				return f.Kind == ReplicaKill && f.Target == strconv.Itoa(call.Replica) && f.Start.After(inv.End)
+			})) > 0
+			if inv.Replica == call.Replica && !restarted {
 				c.add(Violation{Invariant: 2, Calls: []Call{inv, call},
 					What: fmt.Sprintf("served by the replica that invalidated it, %v after InvalidateToken returned", after.Round(time.Millisecond))})
 				continue
@@ -228,7 +233,9 @@ func (c *checker) revocation() {
 				continue
 			}
 			excuse := c.active(inv.End.Add(-time.Second), call.Start, c.b.Grace, func(f Fault) bool {
-				return redisSide(f) || (isReplica(f) && f.Target == strconv.Itoa(call.Replica))
+				// A restarted replica starts empty: it serves only what
+				// Redis holds, so its kill excuses nothing.
+				return redisSide(f) || (f.Kind == ReplicaPause && f.Target == strconv.Itoa(call.Replica))
 			})
 			if len(excuse) == 0 {
 				c.add(Violation{Invariant: 2, Calls: []Call{inv, call},

@@ -80,6 +80,24 @@ func TestCheckerCatchesEachInvariant(t *testing.T) {
 			what: "served by the replica that invalidated it",
 		},
 		{
+			name: "served by the invalidating replica after its restart, while Redis was slow: allowed",
+			calls: []Call{
+				{Method: MethodInvalidate, Replica: 0, Vendor: "saasu", Start: at(1000), End: at(1005), Code: "OK", Token: "a", Invalidated: true},
+				get(0, 4000, 4001, "a", 9000, 0, true),
+			},
+			faults: []Fault{{Kind: NetLatency, Start: at(500), End: at(3900)}, {Kind: ReplicaKill, Target: "0", Start: at(2000), End: at(3800)}},
+		},
+		{
+			name: "served by the invalidating replica after its restart, Redis healthy",
+			calls: []Call{
+				{Method: MethodInvalidate, Replica: 0, Vendor: "saasu", Start: at(1000), End: at(1005), Code: "OK", Token: "a", Invalidated: true},
+				get(0, 4000, 4001, "a", 9000, 0, true),
+			},
+			faults: []Fault{{Kind: ReplicaKill, Target: "0", Start: at(2000), End: at(2800)}},
+			want:   []int{2},
+			what:   "served by replica 0",
+		},
+		{
 			name: "served by another replica beyond the bound, Redis healthy",
 			calls: []Call{
 				{Method: MethodInvalidate, Replica: 0, Vendor: "saasu", Start: at(1000), End: at(1005), Code: "OK", Token: "a", Invalidated: true},
