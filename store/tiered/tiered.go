@@ -611,6 +611,9 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 			delete(s.pending, key)
 		}
 		s.pendingMu.Unlock()
+		// Done there, and still not to come back here (the deletion
+		// may yet be lost, as any other).
+		s.bury(key, accessToken, p.until)
 		if deleted {
 			s.publish(ctx, key)
 		}
