@@ -14,7 +14,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X github.com/tokenbroker/tokenbroker/internal/version.version=$(VERSION) \
              -X github.com/tokenbroker/tokenbroker/internal/version.revision=$(REVISION)
 
-.PHONY: run build test test-short stress generate generate-check lint breaking fuzz fuzz-long bench compose-check \
+.PHONY: run build test test-short stress chaos generate generate-check lint breaking fuzz fuzz-long bench compose-check \
 	helm-check chart-lint chart-docs rules-check deploy-test deploy-check openapi-lint client-examples image ci
 
 ## run: start the server in dev mode (vendor simulator, demo profiles)
@@ -42,6 +42,19 @@ stress:
 	./scripts/deps.sh
 	$(GO) test -race -short -count=$(STRESS_COUNT) -timeout 60m \
 		$$($(GO) list ./... | grep -v -e '/test$$' -e '/gen/')
+
+## chaos: the seeded chaos run (docs/design.md section 14): three -race
+## brokers, Redis with a replica and Sentinel, the vendor simulator, a
+## nemesis from SEED (random when empty, printed) for DURATION; the report
+## goes to the log and CHAOS_REPORT (.json and .txt)
+SEED         ?=
+DURATION     ?= 2m
+CHAOS_REPORT ?= $(CURDIR)/chaos-report.json
+CHAOS_TIMEOUT ?= 3h
+chaos:
+	./scripts/deps.sh
+	CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) CHAOS_REPORT=$(CHAOS_REPORT) \
+		$(GO) test -race -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' -v ./test/
 
 ## generate: regenerate gen/ from proto/ (offline, local plugins)
 generate:

@@ -52,6 +52,11 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "token cache: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
+// errNoAnswer: every flight the caller joined answered with a token that
+// no longer had the caller's min_ttl left (docs/design.md section 4,
+// Pauses).
+var errNoAnswer = errors.New("no token with the requested min_ttl left; retry")
+
 // toStatus is the one place errors become gRPC statuses (docs/design.md
 // sections 3 and 11).
 // Messages tell the caller what to fix and never carry a secret: vendor
@@ -74,6 +79,8 @@ func toStatus(err error) error {
 		ml  *missLimitError
 	)
 	switch {
+	case errors.Is(err, errNoAnswer):
+		return status.Error(codes.Unavailable, errNoAnswer.Error())
 	case errors.As(err, &arg):
 		return withDetails(status.New(codes.InvalidArgument, arg.Error()), &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: arg.Field, Description: arg.Reason}},

@@ -51,42 +51,25 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 //
 // Every fetch of a key in this process, refresh-ahead included, is one
 // flight (docs/design.md, Token semantics), so no two ever present the
-// same refresh token. A caller that joined another's flight (a refresh
-// ahead, a caller with a smaller min_ttl) whose answer does not fit its
-// own request starts or joins the next one.
+// same refresh token. The answer is checked again when the flight ends
+// (docs/design.md, Token semantics, Pauses): a flight that served another
+// caller's request (a refresh ahead, a shorter min_ttl, no force_refresh),
+// or a wait this process was paused in, may leave a token that no longer
+// fits this request; the caller then starts or joins the next flight, at
+// most maxMissRounds in all.
 func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
 	start := s.now()
-	for joins := 0; ; joins++ {
-		mine := false
-		ch := s.flight.DoChan(r.key, func() (res any, err error) {
-			mine = true
-			defer s.recoverFlight(r, &err)
-			// The fetch outlives any one caller: a caller that gives up
-			// must not fail the others waiting on the same flight. Its
-			// retries still fit in the starting caller's deadline, so a
-			// throttled vendor's Retry-After reaches the caller in time.
-			fctx := context.WithoutCancel(ctx)
-			if deadline, ok := ctx.Deadline(); ok {
-				fctx = vendors.WithRetryDeadline(fctx, deadline)
-			}
-			// Bounded all the same: a wait on other replicas' leases
-			// ends within the vendor's timeout plus a lease's worth of
-			// slack.
-			fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
-			defer cancel()
-			return s.fetch(fctx, r, minTTL, force, stale)
-		})
-		var res singleflight.Result
-		select {
-		case res = <-ch:
-		case <-ctx.Done():
-			// The flight goes on for the others (and fills the cache).
-			return store.Entry{}, false, ctx.Err()
-		}
-		if !mine && joins < maxFlightJoins && !s.answers(ctx, r, res, minTTL, force, start) {
-			continue
+	for round := 1; ; round++ {
+		res, mine, err := s.joinFlight(ctx, r, minTTL, force, stale)
+		if err != nil {
+			// The caller's own deadline or cancellation; the flight goes
+			// on for the others (and fills the cache).
+			return store.Entry{}, false, err
 		}
 		if res.Err != nil {
+			if !mine && round < maxMissRounds && !s.errorAnswers(ctx, res.Err) {
+				continue
+			}
 			var remembered *rememberedRejection
 			if errors.As(res.Err, &remembered) {
 				s.obs.NegativeHit(r.vendor)
@@ -95,7 +78,68 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 			return store.Entry{}, false, res.Err
 		}
 		f := res.Val.(fetched)
-		return f.entry, f.cached, nil
+		if s.answers(r, f.entry, f.cached, minTTL, force, start) {
+			return f.entry, f.cached, nil
+		}
+		if round == maxMissRounds {
+			return store.Entry{}, false, errNoAnswer
+		}
+		stale = f.entry
+	}
+}
+
+// maxMissRounds bounds the flights one caller joins before it gives up.
+const maxMissRounds = 3
+
+// answers reports whether a flight's token, received now, answers the
+// caller who started waiting at start: a cached token must still be
+// servable; a freshly fetched one is returned while it has not expired,
+// even when shorter than min_ttl (docs/design.md, Token semantics,
+// min_ttl).
+func (s *Service) answers(r *resolved, e store.Entry, cached bool, minTTL time.Duration, force bool, start time.Time) bool {
+	if !cached {
+		return e.ExpiresAt.After(s.now())
+	}
+	return s.servable(r, e, minTTL, force, start)
+}
+
+// errorAnswers reports whether the error another caller's flight ended
+// with is this caller's answer too; not when it was that caller's own: its
+// cancellation or deadline (a background refresh's included), or its
+// miss limit.
+func (s *Service) errorAnswers(ctx context.Context, err error) bool {
+	var ml *missLimitError
+	if errors.As(err, &ml) {
+		return ml.principal == reqinfo.Principal(ctx)
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// joinFlight waits for the key's one flight to the vendor, joining it or
+// starting it (mine). err is the caller's own context ending.
+func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (res singleflight.Result, mine bool, err error) {
+	ch := s.flight.DoChan(r.key, func() (v any, err error) {
+		mine = true
+		defer s.recoverFlight(r, &err)
+		// The fetch outlives any one caller: a caller that gives up must
+		// not fail the others waiting on the same flight. Its retries
+		// still fit in the starting caller's deadline, so a throttled
+		// vendor's Retry-After reaches the caller in time.
+		fctx := context.WithoutCancel(ctx)
+		if deadline, ok := ctx.Deadline(); ok {
+			fctx = vendors.WithRetryDeadline(fctx, deadline)
+		}
+		// Bounded all the same: a wait on other replicas' leases ends
+		// within the vendor's timeout plus a lease's worth of slack.
+		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
+		defer cancel()
+		return s.fetch(fctx, r, minTTL, force, stale)
+	})
+	select {
+	case res = <-ch:
+		return res, mine, nil
+	case <-ctx.Done():
+		return singleflight.Result{}, false, ctx.Err()
 	}
 }
 
@@ -118,27 +162,6 @@ func (s *Service) recoverFlight(r *resolved, err *error) {
 // (INTERNAL "internal error").
 var errFlightPanicked = errors.New("service: a token fetch panicked")
 
-// maxFlightJoins bounds how many other callers' flights a miss joins
-// before it takes whatever the last one answered.
-const maxFlightJoins = 3
-
-// answers reports whether the result of another caller's flight answers
-// this request (started at start): a token fetched from the vendor does,
-// a cached one if it is servable; an error does unless it was the other
-// caller's own (its cancellation, a background refresh's end, its miss
-// limit).
-func (s *Service) answers(ctx context.Context, r *resolved, res singleflight.Result, minTTL time.Duration, force bool, start time.Time) bool {
-	if res.Err != nil {
-		var ml *missLimitError
-		if errors.As(res.Err, &ml) {
-			return ml.principal == reqinfo.Principal(ctx)
-		}
-		return !errors.Is(res.Err, context.Canceled) && !errors.Is(res.Err, context.DeadlineExceeded)
-	}
-	f := res.Val.(fetched)
-	return !f.cached || s.servable(r, f.entry, minTTL, force, start)
-}
-
 // fetched is a flight's result.
 type fetched struct {
 	entry  store.Entry
@@ -152,18 +175,27 @@ func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force
 	}
 	now := s.now()
 	left := e.ExpiresAt.Sub(now)
-	if force {
-		return left > 0 && now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
+	if left <= 0 || left < minTTL {
+		return false
 	}
-	return left > 0 && left >= minTTL
+	// A force_refresh is answered from the cache only with a token
+	// fetched within force_refresh_interval, and still with min_ttl left
+	// (docs/design.md section 4, force_refresh).
+	return !force || now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
 }
 
 // servable reports whether e, read after waiting since waitStart, answers
 // the request: usable, or (for force_refresh) fetched by another holder
 // while this one waited.
 func (s *Service) servable(r *resolved, e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
-	return s.usable(r, e, minTTL, force) ||
-		(force && e.Rejected == nil && e.AccessToken != "" && e.FetchedAt.After(waitStart) && e.ExpiresAt.After(s.now()))
+	if s.usable(r, e, minTTL, force) {
+		return true
+	}
+	if !force || e.Rejected != nil || e.AccessToken == "" || !e.FetchedAt.After(waitStart) {
+		return false
+	}
+	left := e.ExpiresAt.Sub(s.now())
+	return left > 0 && left >= minTTL
 }
 
 // fetch obtains a token from the vendor unless another flight or replica

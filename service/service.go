@@ -107,6 +107,8 @@ type Config struct {
 	// HTTPClient sends vendor requests; nil means the vendors default.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Now is the clock; nil means time.Now (tests inject their own).
+	Now func() time.Time
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
 	// Health: credential status, events and keep-warm (status.go).
@@ -158,6 +160,9 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
@@ -170,7 +175,7 @@ func New(cfg Config) *Service {
 		leases:     cfg.Leases,
 		log:        cfg.Logger,
 		obs:        cfg.Observer,
-		now:        time.Now,
+		now:        cfg.Now,
 		jitterSeed: maphash.MakeSeed(),
 		vendors:    describeVendors(cfg.Registry),
 		ahead:      newAheadTable(maxAheadKeys),

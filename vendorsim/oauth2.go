@@ -113,10 +113,11 @@ func serveOAuth2(s *Sim, w http.ResponseWriter, r *http.Request) *tokenError {
 		RefreshToken string `json:"refresh_token,omitempty"`
 		Scope        string `json:"scope,omitempty"`
 	}{TokenType: "bearer", Scope: grant.scope}
-	answer.AccessToken, answer.ExpiresIn = s.issueToken(idOAuth2)
 	if grantType != "client_credentials" {
 		grant.vendor, grant.clientID = idOAuth2, clientID
-		answer.RefreshToken = s.issueRefreshToken(grant)
+		answer.AccessToken, answer.ExpiresIn, answer.RefreshToken = s.issueGrant(idOAuth2, grant)
+	} else {
+		answer.AccessToken, answer.ExpiresIn = s.issueToken(idOAuth2)
 	}
 	body, _ := json.Marshal(answer) // strings and a number always marshal
 	writeBody(w, http.StatusOK, jsonType, string(body))

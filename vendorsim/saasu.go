@@ -185,8 +185,7 @@ func readSaasuBody(r *http.Request, xmlRoot string, fields []string, formAllowed
 // writeSaasuGrant issues an access token and a refresh token for grant and
 // writes them in the document's OAuthAccessTokenGrant layout.
 func writeSaasuGrant(s *Sim, w http.ResponseWriter, r *http.Request, grant refreshGrant) {
-	token, expiresIn := s.issueToken(idSaasu)
-	refreshToken := s.issueRefreshToken(grant)
+	token, expiresIn, refreshToken := s.issueGrant(idSaasu, grant)
 	f := saasuAnswerFormat(r)
 	var body string
 	if f.xml {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,8 +63,10 @@ func mustVendor(id string) *vendor {
 // Sim simulates the token endpoints of all vendors on one [http.Handler].
 // It is safe for concurrent use; its test hooks may be called while it serves.
 type Sim struct {
-	mux     *http.ServeMux
-	latency time.Duration
+	mux *http.ServeMux
+	// latency delays every answer (WithLatency, SetLatency), in
+	// nanoseconds.
+	latency atomic.Int64
 	// now is the clock tokens expire by (tests move it instead of waiting).
 	now func() time.Time
 
@@ -84,6 +87,11 @@ type Sim struct {
 	reuses   int
 	redeems  int
 	sweep    int // tokens issued since the last sweep
+	// journal, when on (WithJournal), records what was issued, presented
+	// and revoked.
+	journalOn      bool
+	journal        []Event
+	journalDropped int
 
 	// federation is workload identity on the oauth2 endpoint
 	// (federation.go).
@@ -103,6 +111,7 @@ type failure struct {
 type issuedToken struct {
 	vendor  string
 	expires time.Time
+	family  string // the refresh grant family it was issued with, if any
 }
 
 // refreshGrant is what a refresh token stands for. Refresh tokens do not
@@ -145,8 +154,12 @@ func WithTokenTTL(d time.Duration) Option {
 // WithLatency delays every answer by d, or until the request's context ends
 // (then nothing is answered: the client has gone).
 func WithLatency(d time.Duration) Option {
-	return func(s *Sim) { s.latency = d }
+	return func(s *Sim) { s.latency.Store(int64(d)) }
 }
+
+// SetLatency changes the delay of every answer from now on (slow answers
+// in fault tests); d <= 0 answers at once.
+func (s *Sim) SetLatency(d time.Duration) { s.latency.Store(int64(max(d, 0))) }
 
 // New returns a simulator with no accounts: every credential is rejected
 // until [Sim.AddAccount] adds one.
@@ -292,12 +305,14 @@ func (s *Sim) Issued(vendor string) int {
 }
 
 // ValidToken reports whether the simulator issued token as an access token
-// of vendor and it has not expired yet.
+// of vendor, it has not expired yet, and its grant was not revoked (a
+// refresh token reuse revokes the access tokens issued with the grant's
+// refresh tokens too).
 func (s *Sim) ValidToken(vendor, token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.tokens[token]
-	return ok && t.vendor == vendor && s.now().Before(t.expires)
+	return ok && t.vendor == vendor && s.now().Before(t.expires) && !s.revoked[t.family]
 }
 
 // Reset zeroes the Requests and Issued counters. Accounts, TTLs, pending
@@ -404,10 +419,11 @@ func (s *Sim) takeFailure(vendor string) (failure, bool) {
 
 // wait sleeps for the configured latency; false means the client gave up.
 func (s *Sim) wait(ctx context.Context) bool {
-	if s.latency <= 0 {
+	latency := time.Duration(s.latency.Load())
+	if latency <= 0 {
 		return ctx.Err() == nil
 	}
-	timer := time.NewTimer(s.latency)
+	timer := time.NewTimer(latency)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
@@ -464,18 +480,40 @@ func (s *Sim) ttlSeconds(vendor string) int64 {
 // issueToken issues a random access token of vendor and returns it with its
 // lifetime in seconds.
 func (s *Sim) issueToken(vendor string) (token string, expiresIn int64) {
+	return s.issueTokenOf(vendor, "")
+}
+
+// issueTokenOf is issueToken for an access token issued with a refresh
+// token of grant family.
+func (s *Sim) issueTokenOf(vendor, family string) (token string, expiresIn int64) {
 	expiresIn = s.ttlSeconds(vendor)
 	token = randomToken()
-	s.record(vendor, token, s.now().Add(time.Duration(expiresIn)*time.Second))
+	s.recordOf(vendor, token, family, s.now().Add(time.Duration(expiresIn)*time.Second))
 	return token, expiresIn
+}
+
+// issueGrant issues an access token and a new refresh token for g, of g's
+// family (a new one for a primary grant).
+func (s *Sim) issueGrant(vendor string, g refreshGrant) (token string, expiresIn int64, refreshToken string) {
+	if g.family == "" {
+		g.family = randomToken()
+	}
+	refreshToken = s.issueRefreshToken(g)
+	token, expiresIn = s.issueTokenOf(vendor, g.family)
+	return token, expiresIn, refreshToken
 }
 
 // record remembers an issued access token for ValidToken and counts it.
 func (s *Sim) record(vendor, token string, expires time.Time) {
+	s.recordOf(vendor, token, "", expires)
+}
+
+func (s *Sim) recordOf(vendor, token, family string, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.issued[vendor]++
-	s.tokens[token] = issuedToken{vendor: vendor, expires: expires}
+	s.tokens[token] = issuedToken{vendor: vendor, expires: expires, family: family}
+	s.note(Event{Kind: EventIssued, Vendor: vendor, Token: Digest(token), Family: Digest(family), Expires: expires})
 	if s.sweep++; s.sweep >= sweepEvery {
 		s.sweep = 0
 		now := s.now()
@@ -528,6 +566,8 @@ func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(ref
 		// whole grant, as RFC 9700 section 4.14.2 recommends.
 		s.reuses++
 		s.revoked[family] = true
+		s.note(Event{Kind: EventRefreshReused, Vendor: vendor, Token: Digest(token), Family: Digest(family)})
+		s.note(Event{Kind: EventRevoked, Vendor: vendor, Family: Digest(family)})
 		for t, g := range s.refresh {
 			if g.family == family {
 				delete(s.refresh, t)
@@ -550,5 +590,6 @@ func (s *Sim) redeemRefreshToken(vendor, clientID, token string, accept func(ref
 	}
 	s.redeemed[token] = g.family
 	s.redeems++
+	s.note(Event{Kind: EventRefreshRedeemed, Vendor: vendor, Token: Digest(token), Family: Digest(g.family)})
 	return g, nil
 }

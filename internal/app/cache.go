@@ -111,7 +111,13 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if leaseTTL != 0 && (leaseTTL < minLeaseTTL || leaseTTL > maxLeaseTTL) {
 		return nil, fmt.Errorf("cache.lease_ttl: %s is outside %s..%s", leaseTTL, minLeaseTTL, maxLeaseTTL)
 	}
-	c := &sharedCache{backend: redisstore.New(client, redisstore.Options{Logger: logger, LeaseTTL: leaseTTL})}
+	opts := redisstore.Options{Logger: logger, LeaseTTL: leaseTTL}
+	if rc.MasterName != "" {
+		// Sentinel promotes replicas: a refresh token's claim must reach
+		// one before the token is presented (docs/design.md section 10).
+		opts.ClaimAcks = 1
+	}
+	c := &sharedCache{backend: redisstore.New(client, opts)}
 	c.leases = c.backend
 	if ring != nil {
 		c.sealer = sealed.New(c.backend, ring)

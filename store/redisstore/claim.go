@@ -97,17 +97,11 @@ func (b *Backend) replicasOf(ctx context.Context, key string, node *redis.Client
 // wait reached no replica.
 func (b *Backend) claimReplicated(ctx context.Context, key string, keys []string, args []any) (n int64, replicated bool, err error) {
 	node, addr := b.masterFor(ctx, key)
-	replicas := 0
-	if node != nil {
-		replicas = b.replicasOf(ctx, key, node, addr)
+	if node == nil {
+		return b.claimUnreplicated(ctx, key, keys, args)
 	}
-	if replicas == 0 {
-		err = b.doRetry(ctx, key, func(ctx context.Context) error {
-			var err error
-			n, err = claimRefresh.Run(ctx, b.client, keys, args...).Int64()
-			return err
-		})
-		return n, true, err
+	if b.replicasOf(ctx, key, node, addr) == 0 && b.opts.ClaimAcks <= 0 {
+		return b.claimUnreplicated(ctx, key, keys, args)
 	}
 	// WAIT counts the writes of its own connection: the claim and the
 	// WAIT share one. The claim is idempotent by its operation id, so a
@@ -125,4 +119,15 @@ func (b *Backend) claimReplicated(ctx context.Context, key string, keys []string
 		return nil
 	})
 	return n, replicated, err
+}
+
+// claimUnreplicated runs claimRefresh without waiting for a replica: the
+// master has none (and no promotion can lose the claim).
+func (b *Backend) claimUnreplicated(ctx context.Context, key string, keys []string, args []any) (n int64, replicated bool, err error) {
+	err = b.doRetry(ctx, key, func(ctx context.Context) error {
+		var err error
+		n, err = claimRefresh.Run(ctx, b.client, keys, args...).Int64()
+		return err
+	})
+	return n, true, err
 }

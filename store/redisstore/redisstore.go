@@ -86,6 +86,12 @@ type Options struct {
 	// ClaimWait bounds the wait for a replica to acknowledge a
 	// refresh-token claim (DefaultClaimWait, claim.go).
 	ClaimWait time.Duration
+	// ClaimAcks > 0 makes every refresh-token claim wait for a replica's
+	// acknowledgement, even while the master reports none: set where a
+	// replica can be promoted (Sentinel), since a replica that is
+	// reconnecting still may be, and a failover must not forget a claim
+	// (docs/design.md section 10).
+	ClaimAcks int
 	Logger    *slog.Logger
 }
 

@@ -808,3 +808,58 @@ func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
 		t.Fatalf("Get after the failover: %+v, %v", got, err)
 	}
 }
+
+// TestClaimAcksWaitForAReplica: with ClaimAcks (Sentinel), a refresh token
+// claim counts only once a replica has it (a failover must not forget
+// it); without the acknowledgement in time (the replica frozen, or gone
+// with a promotion) the claim fails and the holder uses the primary
+// grant. Without ClaimAcks the claim does not wait.
+func TestClaimAcksWaitForAReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	backend := func(acks int, addr string) *redisstore.Backend {
+		client, err := redisstore.NewClient(redisstore.ClientConfig{Addrs: []string{addr}, OpTimeout: patient})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 5 * time.Second, ClaimAcks: acks, LockTimeout: patient})
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	claim := func(b *redisstore.Backend, k, refreshToken string) bool {
+		t.Helper()
+		l, err := b.TryLease(ctx, k)
+		if err != nil || l == nil {
+			t.Fatalf("TryLease: %v, %v", l, err)
+		}
+		defer l.Release()
+		ok, err := l.ClaimRefreshToken(ctx, refreshToken)
+		if err != nil {
+			t.Fatalf("ClaimRefreshToken: %v", err)
+		}
+		return ok
+	}
+	b := backend(1, master.Addr)
+	if !claim(b, key, "rt-1") {
+		t.Fatal("claim with the replica up: refused")
+	}
+	if got, err := redistest.Do(replica.Addr, "EXISTS", redisstore.SpentKey(key)); err != nil || got != "1" {
+		t.Fatalf("the replica lacks the claim once it counted: %q, %v", got, err)
+	}
+	replica.Freeze()
+	ok := claim(b, key+"-2", "rt-2")
+	replica.Thaw()
+	if ok {
+		t.Fatal("claim with the replica frozen counted without its acknowledgement")
+	}
+
+	alone := redistest.Start(t)
+	if claim(backend(1, alone.Addr), key, "rt-3") {
+		t.Fatal("claim needing an acknowledgement counted on a master without replicas")
+	}
+	if !claim(backend(0, alone.Addr), key+"-4", "rt-4") {
+		t.Fatal("claim without ClaimAcks: refused")
+	}
+}

@@ -147,6 +147,11 @@ type Store struct {
 	// key: the access token to delete, until the token expires.
 	pendingMu sync.Mutex
 	pending   map[string]pendingDelete
+	// buried holds, by key, the tokens this replica deleted from the
+	// shared level, until they expire: a failover or a restart of Redis
+	// may lose the deletion, and the token must not come back here
+	// (docs/design.md section 10, Invalidations during an outage).
+	buried map[string]pendingDelete
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
 	reads, shared                                     atomic.Uint64
@@ -181,6 +186,7 @@ func New(remote store.Store, opts Options) *Store {
 		revalidating: make(map[string]bool),
 		deleting:     make(map[string]chan struct{}),
 		pending:      make(map[string]pendingDelete),
+		buried:       make(map[string]pendingDelete),
 		genSeed:      maphash.MakeSeed(),
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
@@ -271,7 +277,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 
 	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
-	if err == nil && s.finishPendingDelete(ctx, key, e.AccessToken) {
+	if err == nil && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
 		e, err = store.Entry{}, store.ErrNotFound
 	}
 	found := err == nil
@@ -479,11 +485,54 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 		s.rememberDelete(key, accessToken, cur.e.ExpiresAt)
 		return localMatch, nil
 	}
+	if deleted {
+		s.bury(key, accessToken, cur.e.ExpiresAt)
+	}
 	// Told even when the shared level held another token or none: a
 	// replica may hold the rejected one in its L1 alone (fetched while it
 	// could not reach the shared level).
 	s.publish(ctx, key)
 	return deleted, nil
+}
+
+// bury remembers that accessToken was deleted from key until expires (an
+// hour when L1 did not know the token's life).
+func (s *Store) bury(key, accessToken string, expires time.Time) {
+	now := s.now()
+	if !expires.After(now) {
+		expires = now.Add(time.Hour)
+	}
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if _, ok := s.buried[key]; !ok && len(s.buried) >= MaxPendingDeletes {
+		for k, p := range s.buried {
+			if !p.until.After(now) || len(s.buried) >= MaxPendingDeletes {
+				delete(s.buried, k)
+			}
+		}
+	}
+	s.buried[key] = pendingDelete{accessToken: accessToken, until: expires}
+}
+
+// deleteAgain is called with what the shared level holds for key: if it
+// is a token this replica deleted there before (the deletion was lost in
+// a failover or a restart), it deletes it again and reports true (the
+// token must not be served).
+func (s *Store) deleteAgain(ctx context.Context, key, accessToken string) bool {
+	s.pendingMu.Lock()
+	p, ok := s.buried[key]
+	if ok && !p.until.After(s.now()) {
+		delete(s.buried, key)
+		ok = false
+	}
+	s.pendingMu.Unlock()
+	if !ok || p.accessToken != accessToken {
+		return false
+	}
+	if deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken); err == nil && deleted {
+		s.publish(ctx, key)
+	}
+	return true
 }
 
 // refused reports whether the shared level refused a write for good: a
@@ -596,7 +645,10 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 			delete(s.pending, key)
 		}
 		s.pendingMu.Unlock()
-		// Told either way, as in compareAndDelete.
+		// Done there, and still not to come back here (the deletion
+		// may yet be lost, as any other); told either way, as in
+		// compareAndDelete.
+		s.bury(key, accessToken, p.until)
 		s.publish(ctx, key)
 	}
 	return true

@@ -563,3 +563,58 @@ func TestNoL1SharesConcurrentReadsAndKeepsNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestLostDeletionIsNotServedHere: the shared level loses a deletion (a
+// failover promoted a replica that had not seen it, Redis restarted from
+// older data): the replica that deleted the token never serves it again,
+// and deletes it once more.
+func TestLostDeletionIsNotServedHere(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	e := entry(time.Minute)
+	_ = l1.Put(ctx, key, e)
+	if ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+		t.Fatalf("delete: %v, %v", ok, err)
+	}
+	_ = remote.Memory.Put(ctx, key, e) // the deletion is lost
+	if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the lost deletion: %v, %v; want not found", got.AccessToken, err)
+	}
+	if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the shared level still holds the token: %v", err)
+	}
+	// A newer token under the key is served as usual.
+	next := entry(time.Minute)
+	_ = remote.Memory.Put(ctx, key, next)
+	if got, err := l1.GetFresh(ctx, key); err != nil || got.AccessToken != next.AccessToken {
+		t.Fatalf("the next token: %v, %v", got.AccessToken, err)
+	}
+}
+
+// TestLostRetriedDeletionIsNotServedHere: a deletion first missed by the
+// shared level (queued), then done by a retry, and then lost there (a
+// failover) is not served here either.
+func TestLostRetriedDeletionIsNotServedHere(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		remote := newShared()
+		l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+		e := entry(time.Minute)
+		_ = l1.Put(ctx, key, e)
+		remote.down.Store(true)
+		if ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+			t.Fatalf("delete while the shared level is down: %v, %v", ok, err)
+		}
+		remote.down.Store(false)
+		for l1.PendingDeletes() != 0 { // the retry (every 250 ms)
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = remote.Memory.Put(ctx, key, e) // the deletion is lost
+		if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("after the lost deletion: %v, %v; want not found", got.AccessToken, err)
+		}
+	})
+}
