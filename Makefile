@@ -43,7 +43,7 @@ stress:
 	$(GO) test -race -short -count=$(STRESS_COUNT) -timeout 60m \
 		$$($(GO) list ./... | grep -v -e '/test$$' -e '/gen/')
 
-## chaos: the seeded chaos run (docs/design.md section 14): three -race
+## chaos: the seeded chaos run (docs/design.md, The chaos run): three -race
 ## brokers, Redis with a replica and Sentinel, the vendor simulator, a
 ## nemesis from SEED (random when empty, printed) for DURATION; the report
 ## goes to the log and CHAOS_REPORT (.json and .txt)

@@ -1,5 +1,5 @@
 // Package auth decides who may call the broker and what they may ask for
-// (docs/design.md sections 6 and 12: clients, tls). A broker holds live vendor
+// (docs/design.md, Configuration and Security model: clients, tls). A broker holds live vendor
 // credentials, so whoever can call it can act as the company at every
 // vendor: every TokenService call is authenticated, authorized against the
 // caller's allow list, audited, and (for the calls that cost a vendor

@@ -25,7 +25,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
-// Defaults matching the broker's (docs/design.md section 4).
+// Defaults matching the broker's (docs/design.md, Token semantics).
 const (
 	// DefaultMinTTL is the broker's min_ttl when a request leaves it unset.
 	DefaultMinTTL = 30 * time.Second

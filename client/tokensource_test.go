@@ -92,7 +92,7 @@ func TestTokenSourceKeepsTokenUntilMinTTLIsLeft(t *testing.T) {
 // broker (which still holds it): the old client forgot its token before
 // InvalidateToken returned, the second caller fetched the rejected token
 // again, and the first caller's retry was handed that same token and gave
-// up with the 401 (TestTransport401StormCausesOneNewVendorFetch, issue 10).
+// up with the 401 (TestTransport401StormCausesOneNewVendorFetch).
 func TestTransportRetryIsNeverGivenTheRejectedTokenBack(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {

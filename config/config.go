@@ -1,4 +1,4 @@
-// Package config reads tokenbroker's YAML configuration (docs/design.md section 6).
+// Package config reads tokenbroker's YAML configuration (docs/design.md, Configuration).
 // Unknown keys are errors that name the key: a typo must never silently
 // switch off a security setting. Secret values may be "${ENV_NAME}" or
 // "file:/path"; they stay secret.Secret from here to the vendor request.
@@ -114,7 +114,7 @@ type Redis struct {
 	AllowEviction bool `yaml:"allow_eviction"`
 }
 
-// Settings are a vendor's or profile's settings (docs/design.md section 5); map
+// Settings are a vendor's or profile's settings (docs/design.md, Vendors); map
 // values such as extra_params are kept as nested maps here and flattened by
 // Flatten.
 type Settings map[string]any
@@ -254,7 +254,7 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// AccessLog is the access log policy (docs/design.md section 8, "Access
+// AccessLog is the access log policy (docs/design.md, Operations, "Access
 // log policy"): which successful cache hits get a "request" line. Misses,
 // errors and every other call are always logged, and so is every
 // authorization decision (its own audit line).
@@ -305,7 +305,7 @@ func (a AccessLog) validate() error {
 	return nil
 }
 
-// ServiceTuning holds the token semantics' knobs (docs/design.md section 4).
+// ServiceTuning holds the token semantics' knobs (docs/design.md, Token semantics).
 type ServiceTuning struct {
 	DefaultMinTTL        string  `yaml:"default_min_ttl"`
 	ForceRefreshInterval string  `yaml:"force_refresh_interval"`

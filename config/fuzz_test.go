@@ -96,7 +96,7 @@ func FuzzResolveSecretFile(f *testing.F) {
 	})
 }
 
-// designConfig is the example of docs/design.md section 6, with secret references.
+// designConfig is the example of docs/design.md, Configuration, with secret references.
 const designConfig = `
 grpc_addr: 127.0.0.1:9090
 http_addr: 127.0.0.1:8080

@@ -227,10 +227,10 @@ func TestChartAgreesWithTheServer(t *testing.T) {
 // package) and a margin to exit.
 const drainTimeout = 20 * time.Second
 
-// defaultShutdownDelay is shutdown_delay's default (design section 8).
+// defaultShutdownDelay is shutdown_delay's default (docs/design.md, Operations).
 const defaultShutdownDelay = 5 * time.Second
 
-// envRef and fileRef are the config's secret references (design section 6).
+// envRef and fileRef are the config's secret references (docs/design.md, Configuration).
 var (
 	envRef  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 	fileRef = regexp.MustCompile(`file:(/[^\s"',\]}]+)`)

@@ -1,5 +1,5 @@
 // Package events tells operators when a profile's credentials change state
-// (docs/design.md section 8, "Credential status and events"): a vendor
+// (docs/design.md, Operations, "Credential status and events"): a vendor
 // starts rejecting them, accepts them again, keeps failing, or the vendor's
 // request budget runs out. Each change is one event for the whole fleet
 // (the replica whose status update made the change sends it) and goes to

@@ -1,4 +1,4 @@
-// Package metrics holds tokenbroker's Prometheus metrics (docs/design.md section 8):
+// Package metrics holds tokenbroker's Prometheus metrics (docs/design.md, Operations):
 // every name starts with "tokenbroker_", they live in their own registry
 // (with the Go runtime and process collectors) and are served by Handler on
 // the HTTP listener's /metrics.

@@ -13,9 +13,9 @@ import (
 )
 
 // A panic on a call's goroutine must cost that call, not the replica and
-// every fetch in flight on it (docs/design.md section 9). The recovery
+// every fetch in flight on it (docs/design.md, The request path). The recovery
 // interceptors answer INTERNAL "internal error", the answer every
-// unexpected failure gets (docs/design.md section 11), log the panic with
+// unexpected failure gets (docs/design.md, Error mapping), log the panic with
 // its stack at ERROR, and count it (Options.OnPanic:
 // tokenbroker_panics_total).
 //
@@ -29,7 +29,7 @@ var errPanicked = status.Error(codes.Internal, "internal error")
 // recovered logs and counts the panic value v of a call to method.
 func (s *Server) recovered(ctx context.Context, transport, method string, v any) {
 	// The value is formatted with %v: secret types print as [REDACTED]
-	// (docs/design.md section 12), and a runtime error names no input.
+	// (docs/design.md, Security model), and a runtime error names no input.
 	s.log.ErrorContext(ctx, "panic while handling a call; answered internal error",
 		"transport", transport, "method", method,
 		"panic", fmt.Sprintf("%v", v), "stack", string(debug.Stack()))

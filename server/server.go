@@ -96,7 +96,7 @@ type Options struct {
 	// ShutdownDelay is how long Serve keeps accepting and serving once its
 	// context is done, already reporting NOT_SERVING, so that load
 	// balancers take the replica out of rotation before its listeners
-	// close (docs/design.md section 8: shutdown_delay).
+	// close (docs/design.md, Operations: shutdown_delay).
 	ShutdownDelay time.Duration
 	// ShutdownGrace bounds the drain of in-flight calls after the delay;
 	// 0 means DefaultShutdownGrace.
@@ -304,7 +304,7 @@ func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
 // gatewayError is the gateway's default error answer, except that a body
 // the gateway itself could not decode (INVALID_ARGUMENT without details:
 // the service always adds them) gets the BadRequest field violation the
-// API promises for malformed requests (docs/design.md section 3).
+// API promises for malformed requests (docs/design.md, API and errors).
 func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
 		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{

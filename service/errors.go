@@ -19,7 +19,7 @@ import (
 // ErrorDomain is the google.rpc.ErrorInfo domain of every error detail.
 const ErrorDomain = "tokenbroker"
 
-// ErrorInfo reasons (docs/design.md section 3).
+// ErrorInfo reasons (docs/design.md, API and errors).
 const (
 	ReasonRejectedCredentials = "VENDOR_REJECTED_CREDENTIALS"
 	ReasonRejectedRequest     = "VENDOR_REJECTED_REQUEST"
@@ -53,7 +53,7 @@ func (e *storeError) Error() string { return "token cache: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
 // errNoAnswer: every flight the caller joined answered with a token that
-// no longer had the caller's min_ttl left (docs/design.md section 4,
+// no longer had the caller's min_ttl left (docs/design.md, Token semantics,
 // Pauses).
 var errNoAnswer = errors.New("no token with the requested min_ttl left; retry")
 

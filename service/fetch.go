@@ -16,7 +16,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
-// The fetch path (docs/design.md section 10): a miss joins
+// The fetch path (docs/design.md, The lease and generation protocol): a miss joins
 // the key's one flight in this process; the flight takes the key's fetch
 // lease across the fleet or waits, woken when the holder stores a token
 // or lets go. Under the lease it reads the newest state past L1 (a token
@@ -180,7 +180,7 @@ func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force
 	}
 	// A force_refresh is answered from the cache only with a token
 	// fetched within force_refresh_interval, and still with min_ttl left
-	// (docs/design.md section 4, force_refresh).
+	// (docs/design.md, Token semantics, force_refresh).
 	return !force || now.Sub(e.FetchedAt) < r.conf.forceRefreshInterval
 }
 

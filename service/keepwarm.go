@@ -9,7 +9,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// Keep-warm (docs/design.md section 4, "Keep warm"): profiles with
+// Keep-warm (docs/design.md, Token semantics, "Keep warm"): profiles with
 // keep_warm get their token refreshed at the refresh-ahead point whether
 // or not anyone calls, so the first caller after a quiet night never
 // waits, and refresh tokens that lapse when unused stay alive. Every

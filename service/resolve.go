@@ -303,7 +303,7 @@ func durationField(field string, d *durationpb.Duration, def time.Duration) (tim
 	return v, nil
 }
 
-// fingerprint is the cache key of docs/design.md section 7: an HMAC over everything
+// fingerprint is the cache key of docs/design.md, Storage: an HMAC over everything
 // that shapes the token, so that only a caller who knows the credentials can
 // reach an entry and the key reveals nothing.
 //
@@ -334,7 +334,7 @@ func fingerprint(macKey []byte, source, vendorID, target string, creds secret.Ma
 	return KeyPrefix + "{" + hex.EncodeToString(mac.Sum(nil)) + "}:token"
 }
 
-// KeyPrefix starts every cache key (docs/design.md section 7).
+// KeyPrefix starts every cache key (docs/design.md, Storage).
 const KeyPrefix = "tokenbroker:v1:"
 
 // writeField writes a length-prefixed field, so no two inputs collide.

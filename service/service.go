@@ -28,7 +28,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
-// Defaults (docs/design.md section 4).
+// Defaults (docs/design.md, Token semantics).
 const (
 	DefaultMinTTL               = 30 * time.Second
 	DefaultForceRefreshInterval = 5 * time.Second

@@ -17,7 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
-// Credential health (docs/design.md section 8, "Credential status and
+// Credential health (docs/design.md, Operations, "Credential status and
 // events"): after every token request to the vendor for a profile, its
 // outcome is recorded in the fleet's status book (Redis) and in this
 // process's; the book's answer says whether the outcome changed the

@@ -1,5 +1,5 @@
 // Package statuspage serves the credential status page for people
-// (docs/design.md section 8, "Credential status and events"): GET /status
+// (docs/design.md, Operations, "Credential status and events"): GET /status
 // on the HTTP listener, one server-rendered HTML table of every profile's
 // state, with no script, no external style or font, and a meta refresh.
 // It asks ListCredentialStatus through the in-process gRPC connection, as

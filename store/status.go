@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Credential status (docs/design.md section 7, "Credential status"): what
+// Credential status (docs/design.md, Storage, "Credential status"): what
 // the vendor's last answers say about each configured profile, recorded
 // after every token request to the vendor. A record holds times, counters,
 // the replica that fetched and the vendor's OAuth error code: never a

@@ -31,7 +31,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
-// TestChaos is the seeded chaos run of docs/design.md section 14: three
+// TestChaos is the seeded chaos run of docs/design.md, The chaos run: three
 // broker processes on a Redis master, its replica and a Sentinel (the
 // brokers reach Redis through a fault-injecting proxy), the vendor
 // simulator with tokens of 3-5 s and rotating refresh tokens, callers over

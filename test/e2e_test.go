@@ -211,7 +211,7 @@ func TestErrorsMapToCodes(t *testing.T) {
 		})
 	}
 	// Bodies the gateway itself cannot decode are INVALID_ARGUMENT with a
-	// BadRequest field violation too (docs/design.md section 3).
+	// BadRequest field violation too (docs/design.md, API and errors).
 	for _, bad := range []string{`{"profile": "acme-sd",`, `{"profile":"acme-sd","bogus":1}`, `{"min_ttl":"soon"}`} {
 		code, _, body := postJSON(t, b.http+"/v1/token", bad)
 		if code != 400 || !strings.Contains(body, `"@type":"type.googleapis.com/google.rpc.BadRequest"`) || !strings.Contains(body, `"field":"body"`) {

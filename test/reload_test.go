@@ -23,7 +23,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 )
 
-// reloadWithin is how soon a changed file must take effect (issue 11).
+// reloadWithin is how soon a changed file must take effect (README, Zero-downtime operations).
 const reloadWithin = 2 * time.Second
 
 // volume is a directory laid out like a Kubernetes ConfigMap or Secret

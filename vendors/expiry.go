@@ -12,7 +12,7 @@ import (
 )
 
 // MaxLifetime bounds a usable lifetime: an expires_in above it is treated as
-// missing (docs/design.md section 4).
+// missing (docs/design.md, Token semantics).
 const MaxLifetime = 365 * 24 * time.Hour
 
 // parseExpiresIn reads a JSON expires_in (number or numeric string, rounded
@@ -78,7 +78,7 @@ func JWTExpiry(token string) (time.Time, bool) {
 	return time.Unix(int64(f), 0), true
 }
 
-// applyExpiry sets tok.ExpiresAt by the chain of docs/design.md section 4:
+// applyExpiry sets tok.ExpiresAt by the chain of docs/design.md, Token semantics:
 // expires_in, then the JWT exp claim, then defaultTTL.
 func applyExpiry(tok *Token, expiresIn time.Duration, haveExpiresIn bool, defaultTTL time.Duration) error {
 	if haveExpiresIn {

@@ -10,7 +10,7 @@ import "context"
 // no JSON answer), so it has its own small Call on the shared exchange.
 //
 // Choices where the document is vague:
-//   - URL: the page names no host; docs/design.md section 5 gives
+//   - URL: the page names no host; docs/design.md, Vendors gives
 //     https://{tenancy}.hotdocsadvance.com/auth/Authorize/ServicePrincipalLogIn
 //     (the token_url default, with domain a setting), and on-premise
 //     operators set token_url to https://{tenancy}.{domain}/HdaAuth/... .

@@ -17,7 +17,7 @@ import (
 // oauthStrategy is an RFC 6749 token endpoint described by data: the
 // generic "oauth2" vendor, and every vendor whose quirks are defaults and
 // shapes (smartdocumentor, abbyy_vantage, brightpattern, saasu). Settings
-// (docs/design.md section 5): token_url, grant_type (client_credentials, password),
+// (docs/design.md, Vendors): token_url, grant_type (client_credentials, password),
 // client_auth (client_secret_basic, client_secret_post, client_secret_jwt,
 // private_key_jwt, tls_client_auth), scope, audience, resource,
 // body_format, extra_params.<name>, refresh_url, default_ttl, and the

@@ -221,7 +221,7 @@ func parseFormAnswer(body []byte) (*answer, error) {
 	return a, nil
 }
 
-// normalizeTokenType applies docs/design.md section 4: bearer in any case becomes
+// normalizeTokenType applies docs/design.md, Token semantics: bearer in any case becomes
 // Bearer, missing becomes Bearer, anything else passes through.
 func normalizeTokenType(t string) string {
 	if t == "" || strings.EqualFold(t, "bearer") {

@@ -21,7 +21,7 @@ package vendors
 //     scope returned, file ids included, is passed through unchanged.
 //   - No client authentication: the document's request has no client.
 //   - Refresh (documented only in Saasu's authentication overview, not in
-//     our document): refresh_url, https://api.saasu.com/authorisation/refresh
+//     the token page above): refresh_url, https://api.saasu.com/authorisation/refresh
 //     by default, receives {grant_type=refresh_token, refresh_token} in the
 //     same body format (XML root OAuthRefreshTokenGrantRequest), without
 //     scope (the original grant's scope is kept). When Saasu refuses the

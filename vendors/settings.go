@@ -10,7 +10,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
-// Settings are trusted, operator-set values by name (docs/design.md section 5).
+// Settings are trusted, operator-set values by name (docs/design.md, Vendors).
 // Map-valued settings such as extra_params are flattened to
 // "extra_params.<key>".
 type Settings map[string]string
@@ -88,7 +88,7 @@ func (s Settings) Map(prefix string) map[string]string {
 	return out
 }
 
-// Common settings' defaults (docs/design.md sections 4 and 5).
+// Common settings' defaults (docs/design.md, Token semantics and Vendors).
 const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultNegativeTTL = 10 * time.Second

@@ -40,7 +40,7 @@ func resolveTarget(info Info, key string, set Settings, params map[string]string
 }
 
 // ResolveURL fills a token URL template such as
-// "https://{tenancy}.{domain}/auth/..." (docs/design.md section 5). Placeholders are
+// "https://{tenancy}.{domain}/auth/..." (docs/design.md, Vendors). Placeholders are
 // filled from settings first (trusted, used as they are), then from params
 // (untrusted): a param value landing in the host must be a single DNS label,
 // one landing in the path a single safe segment. The result must be https,

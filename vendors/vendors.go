@@ -1,5 +1,5 @@
 // Package vendors turns credentials into access tokens, one strategy per
-// vendor (docs/design.md section 5). Generic behaviour lives once: the bounded,
+// vendor (docs/design.md, Vendors). Generic behaviour lives once: the bounded,
 // retrying request in exchange.go, answers and the expiry chain in
 // response.go and expiry.go (RFC 6749 sections 5.1 and 5.2), request bodies
 // in body.go, client authentication in clientauth.go (RFC 6749 section 2.3,
@@ -132,7 +132,7 @@ func NewRegistry(strategies ...Strategy) *Registry {
 // Default returns a registry with every vendor this package ships.
 func Default() *Registry { return NewRegistry(builtins()...) }
 
-// builtins lists every vendor this package ships (docs/design.md section 5).
+// builtins lists every vendor this package ships (docs/design.md, Vendors).
 func builtins() []Strategy {
 	return []Strategy{HotDocsAdvance(), SmartDocumentor(), AbbyyVantage(), BrightPattern(), Saasu(), OAuth2()}
 }

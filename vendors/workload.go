@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// The broker's own identity toward vendors (docs/design.md section 5, the
+// The broker's own identity toward vendors (docs/design.md, Vendors, the
 // oauth2 vendor): grants whose credential is a JWT instead of a secret.
 //
 //   - RFC 7523 section 2.1, the JWT bearer grant: grant_type

@@ -1,7 +1,7 @@
 // Package vendorsim is a strict simulator of the token endpoints of the
 // vendors tokenbroker supports, for unit tests, `server --dev`, benchmarks and
 // docker-compose. One [Sim] serves every vendor on one listener, routed by the
-// first path segment (the vendor id of docs/design.md section 5):
+// first path segment (the vendor id of docs/design.md, Vendors):
 //
 //	POST /hotdocs_advance/{tenancy}/auth/Authorize/ServicePrincipalLogIn
 //	POST /hotdocs_advance/{tenancy}/HdaAuth/Authorize/ServicePrincipalLogIn
@@ -13,7 +13,7 @@
 //	POST /saasu/authorisation/refresh
 //	POST /oauth2/token
 //
-// The wire formats imitate the vendors' documents (docs/design.md section 5), byte for byte where a
+// The wire formats imitate the vendors' documents (docs/design.md, Vendors), byte for byte where a
 // document shows an example:
 //
 //   - HotDocs Advance, "Getting an Access Token Using the Resource Owner Flow":

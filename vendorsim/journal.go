@@ -9,7 +9,7 @@ import (
 
 // The journal is the simulator's own record of what it issued, what was
 // presented to it and what it revoked, for checkers that compare it with
-// what clients were served (the chaos run, docs/design.md section 14).
+// what clients were served (the chaos run, docs/design.md, The chaos run).
 // Tokens appear as digests (Digest), never in clear.
 
 // EventKind says what an Event records.

@@ -25,7 +25,7 @@ import (
 // Chosen where the document is silent:
 //   - only scope "full", the one the document names, is granted; another is
 //     invalid_scope;
-//   - the refresh endpoint (not in our documents) is taken to accept what an
+//   - the refresh endpoint (not on the token page the package comment cites) is taken to accept what an
 //     ASP.NET Web API with the default formatters accepts: a form
 //     (application/x-www-form-urlencoded, the usual OAuth encoding), JSON, or
 //     XML with root element OAuthRefreshTokenGrantRequest; each holds exactly

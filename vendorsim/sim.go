@@ -36,7 +36,7 @@ type vendor struct {
 	writeError func(w http.ResponseWriter, r *http.Request, e *tokenError)
 }
 
-// Vendor ids of docs/design.md section 5.
+// Vendor ids of docs/design.md, Vendors.
 const (
 	idHotDocs         = "hotdocs_advance"
 	idSmartDocumentor = "smartdocumentor"
@@ -46,7 +46,7 @@ const (
 	idOAuth2          = "oauth2"
 )
 
-// vendors lists every simulated vendor, by id of docs/design.md section 5.
+// vendors lists every simulated vendor, by id of docs/design.md, Vendors.
 var vendors = []*vendor{&hotDocsAdvance, &smartDocumentor, &abbyyVantage, &brightPattern, &saasu, &genericOAuth2}
 
 // mustVendor panics on an unknown vendor id: passing one is a programming
@@ -230,7 +230,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // AddAccount makes the simulator accept creds for vendor. Keys are the
-// credential names of docs/design.md section 5:
+// credential names of docs/design.md, Vendors:
 //
 //	hotdocs_advance:                client_name, principal_name, principal_password
 //	smartdocumentor, brightpattern: client_id, client_secret

@@ -1,5 +1,5 @@
 // Command server runs tokenbroker: gRPC on grpc_addr, REST and operations
-// on http_addr (docs/design.md sections 2 and 6).
+// on http_addr (docs/design.md, Layout and Configuration).
 //
 //	server --config tokenbroker.yaml
 //	server --dev        # built-in vendor simulator and a demo profile per vendor

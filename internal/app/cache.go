@@ -68,7 +68,7 @@ func (c *sharedCache) close() {
 	_ = c.backend.Close()
 }
 
-// buildSharedCache builds the store of cfg.Cache.Redis (docs/design.md section 7).
+// buildSharedCache builds the store of cfg.Cache.Redis (docs/design.md, Storage).
 func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sharedCache, error) {
 	rc := cfg.Cache.Redis
 	ring, err := encryptionKeys(cfg.Cache)
@@ -114,7 +114,7 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	opts := redisstore.Options{Logger: logger, LeaseTTL: leaseTTL}
 	if rc.MasterName != "" {
 		// Sentinel promotes replicas: a refresh token's claim must reach
-		// one before the token is presented (docs/design.md section 10).
+		// one before the token is presented (docs/design.md, The lease and generation protocol).
 		opts.ClaimAcks = 1
 	}
 	c := &sharedCache{backend: redisstore.New(client, opts)}

@@ -14,7 +14,7 @@ import (
 // this use of the key material from sealing (RFC 5869 section 3.2).
 const fingerprintInfo = "tokenbroker cache fingerprint v2"
 
-// fingerprintKey derives the cache-key HMAC key (docs/design.md section 7) with
+// fingerprintKey derives the cache-key HMAC key (docs/design.md, Storage) with
 // HKDF-SHA256 (RFC 5869) from decoded key bytes, so two replicas given the
 // same key in two base64 spellings agree:
 //

@@ -12,7 +12,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// configureHealth wires credential status (docs/design.md section 8,
+// configureHealth wires credential status (docs/design.md, Operations,
 // "Credential status and events"): with Redis the fleet's status book is
 // the Redis backend, and the status answer reports its breaker; with
 // events.sinks a dispatcher sends the changes (counted in metrics; call it

@@ -12,7 +12,7 @@ import (
 
 // TestOpenAPIDocument checks what REST callers' tools read at
 // /openapi.json: the build's version, the Bearer scheme, and every error
-// answer the gateway gives (design.md section 3) as a google.rpc.Status.
+// answer the gateway gives (design.md, API and errors) as a google.rpc.Status.
 func TestOpenAPIDocument(t *testing.T) {
 	t.Parallel()
 	b := runOps(t, newOpsApp(t, opsConfig(t, opsSim(t), "")))

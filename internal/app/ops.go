@@ -18,7 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/service"
 )
 
-// ops is an App's operations side (docs/design.md section 8): metrics, health and
+// ops is an App's operations side (docs/design.md, Operations): metrics, health and
 // readiness, the access log and tracing.
 type ops struct {
 	log     *slog.Logger

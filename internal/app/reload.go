@@ -16,7 +16,7 @@ import (
 )
 
 // DefaultShutdownDelay is shutdown_delay when the file does not set it
-// (docs/design.md section 6).
+// (docs/design.md, Configuration).
 const DefaultShutdownDelay = 5 * time.Second
 
 // generation is one configuration as the running server uses it, built

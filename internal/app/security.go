@@ -22,7 +22,7 @@ import (
 )
 
 // configureSecurity adds TLS and caller authentication and authorization
-// (docs/design.md section 6: clients, tls) to the server options, and refuses an
+// (docs/design.md, Configuration: clients, tls) to the server options, and refuses an
 // unauthenticated server on a non-loopback address. What it installs
 // delegates to the current generation (reload.go), so a reload can change
 // clients, allow lists, limits and the client CA, and a renewed server

@@ -1,5 +1,5 @@
 // Package observe is how tokenbroker is watched from outside
-// (docs/design.md section 8): request ids and the access log, OpenTelemetry
+// (docs/design.md, Operations): request ids and the access log, OpenTelemetry
 // tracing, and the health endpoints. internal/app wires them into the
 // server; nothing here knows the service or the store's internals.
 package observe
@@ -108,7 +108,7 @@ func firstOrEmpty(vals []string) string {
 }
 
 // AccessPolicy decides which successful cache hits get an access line
-// (docs/design.md section 8, "Access log policy"): all of them (the
+// (docs/design.md, Operations, "Access log policy"): all of them (the
 // default), one in N, or none. Every other call (a miss, an error, a
 // ListVendors, a health check at debug) is always logged, and
 // authorization decisions are audit lines of their own (package auth),

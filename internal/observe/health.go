@@ -11,7 +11,7 @@ import (
 )
 
 // readyRedisTimeout bounds the Redis round trip of one /readyz, which
-// must answer within 1 s (docs/design.md section 8).
+// must answer within 1 s (docs/design.md, Operations).
 const readyRedisTimeout = 800 * time.Millisecond
 
 // Healthz says the process is alive: it answers whatever Redis or the

@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A refresh-token claim (docs/design.md section 10) is a write to the
+// A refresh-token claim (docs/design.md, The lease and generation protocol) is a write to the
 // master. Replication is asynchronous: a master that fails right after the
 // claim may take it along, the promoted replica never saw it, and the
 // next holder would present the same refresh token again, which servers

@@ -18,7 +18,7 @@ import (
 
 // Timeouts of the shared cache. Redis answers in well under a millisecond
 // on a LAN; anything slower is an outage, and the broker would rather ask
-// the vendor than wait (docs/design.md section 4: Redis outages add no latency).
+// the vendor than wait (docs/design.md, Token semantics: Redis outages add no latency).
 const (
 	DefaultOpTimeout = 50 * time.Millisecond
 	// DefaultLockTimeout bounds taking the fetch lock. It is longer

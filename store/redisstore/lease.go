@@ -13,7 +13,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// The fetch lease (docs/design.md section 10): SET NX PX on
+// The fetch lease (docs/design.md, The lease and generation protocol): SET NX PX on
 // the key's ":lock" sibling with a random owner value, renewed by its
 // holder while the vendor call runs and released by compare-and-delete,
 // so a dead holder delays the others by at most one lease TTL. Taking it

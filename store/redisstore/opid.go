@@ -6,7 +6,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// Scripts are never run twice blindly (docs/design.md section 10: one
+// Scripts are never run twice blindly (docs/design.md, The lease and generation protocol: one
 // answer per operation). A command whose answer is lost (a read timeout)
 // is sent again, by go-redis (MaxRetries) or by doRetry, and the first
 // attempt may well have run. A script whose effect or answer would differ

@@ -1,5 +1,5 @@
 // Package redisstore is the Redis side of tokenbroker's shared cache
-// (docs/design.md section 7): a byte store for sealed values
+// (docs/design.md, Storage): a byte store for sealed values
 // (sealed.Backend) whose writes are fenced by generation, the
 // cross-replica fetch lease (store.Leaser, lease.go), and the channels
 // that keep each replica's in-process level (package tiered) honest and
@@ -90,7 +90,7 @@ type Options struct {
 	// acknowledgement, even while the master reports none: set where a
 	// replica can be promoted (Sentinel), since a replica that is
 	// reconnecting still may be, and a failover must not forget a claim
-	// (docs/design.md section 10).
+	// (docs/design.md, The lease and generation protocol).
 	ClaimAcks int
 	Logger    *slog.Logger
 }

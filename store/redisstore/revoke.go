@@ -12,7 +12,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// Revocation (docs/design.md section 10: a rejected token stays
+// Revocation (docs/design.md, The lease and generation protocol: a rejected token stays
 // rejected). A caller that reports a token rejected (InvalidateToken) names
 // it; the replica it reaches may find nothing to delete in Redis, because
 // the token lives only in another replica's in-process level, fetched while

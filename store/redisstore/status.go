@@ -14,7 +14,7 @@ import (
 )
 
 // StatusKey is the key of profile's credential status record (a hash,
-// docs/design.md section 7): every record shares the hash tag {status},
+// docs/design.md, Storage): every record shares the hash tag {status},
 // so the fleet's records live on one Cluster slot and one pipeline reads
 // them all. Profile names are configured, not secret.
 func StatusKey(profile string) string { return "tokenbroker:v1:{status}:" + profile }

@@ -67,7 +67,7 @@ type Backend interface {
 	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
 	// DeleteIfPrefix deletes key, atomically, only if its value starts
 	// with prefix, and reports whether it did. A shared backend remembers
-	// prefix as rejected either way (docs/design.md section 10).
+	// prefix as rejected either way (docs/design.md, The lease and generation protocol).
 	DeleteIfPrefix(ctx context.Context, key string, prefix []byte) (bool, error)
 }
 

@@ -36,7 +36,7 @@
 // IssuedAt) wins, after the same write-back when ours is the newer and
 // was never shared. A write the shared level refuses because the token
 // was reported rejected (store.ErrRevoked) drops the entry from L1 too
-// (docs/design.md section 10). A CompareAndDelete that could not reach the
+// (docs/design.md, The lease and generation protocol). A CompareAndDelete that could not reach the
 // shared level is remembered (up to MaxPendingDeletes) and done when the
 // shared level answers again: on the next read of the key, and on Resync.
 package tiered
@@ -150,7 +150,7 @@ type Store struct {
 	// buried holds, by key, the tokens this replica deleted from the
 	// shared level, until they expire: a failover or a restart of Redis
 	// may lose the deletion, and the token must not come back here
-	// (docs/design.md section 10, Invalidations during an outage).
+	// (docs/design.md, The lease and generation protocol, Invalidations during an outage).
 	buried map[string]pendingDelete
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64

@@ -1,5 +1,5 @@
 // Package budget protects vendors' token endpoints from the whole fleet
-// (docs/design.md section 5; the README's vendor settings max_requests_per_second,
+// (docs/design.md, Vendors; the README's vendor settings max_requests_per_second,
 // burst and max_concurrent_requests): a budget of token requests per
 // second per vendor shared by every replica (a GCRA script in Redis,
 // store/redisstore; GCRA is the ITU-T I.371 cell rate algorithm), the same

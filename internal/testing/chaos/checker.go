@@ -40,7 +40,7 @@ type Bounds struct {
 	MinFlight time.Duration
 }
 
-// DefaultBounds are the bounds of docs/design.md section 14 for the
+// DefaultBounds are the bounds of docs/design.md, The chaos run for the
 // settings the chaos run uses.
 func DefaultBounds() Bounds {
 	return Bounds{

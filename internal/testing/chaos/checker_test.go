@@ -197,7 +197,7 @@ func TestCheckerCatchesEachInvariant(t *testing.T) {
 }
 
 // TestVendorBoundFormula: the bound of a quiet run is the steady state
-// and the force_refresh term, as docs/design.md section 14 states.
+// and the force_refresh term, as docs/design.md, The chaos run states.
 func TestVendorBoundFormula(t *testing.T) {
 	t.Parallel()
 	h := history(nil, nil, nil)

@@ -9,7 +9,7 @@ import (
 // Kind is a kind of fault the nemesis injects.
 type Kind string
 
-// The faults of docs/design.md section 14.
+// The faults of docs/design.md, The chaos run.
 const (
 	// ReplicaKill: SIGKILL a broker replica, restart it after For.
 	ReplicaKill Kind = "replica_kill"
