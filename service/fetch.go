@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -117,9 +118,13 @@ func (s *Service) errorAnswers(ctx context.Context, err error) bool {
 
 // joinFlight waits for the key's one flight to the vendor, joining it or
 // starting it (mine). err is the caller's own context ending.
-func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (res singleflight.Result, mine bool, err error) {
+func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (singleflight.Result, bool, error) {
+	// started is set by the flight only if this caller started it; read
+	// once the flight has answered (or never, when the caller gives up
+	// first and the flight goes on without it).
+	var started atomic.Bool
 	ch := s.flight.DoChan(r.key, func() (v any, err error) {
-		mine = true
+		started.Store(true)
 		defer s.recoverFlight(r, &err)
 		// The fetch outlives any one caller: a caller that gives up must
 		// not fail the others waiting on the same flight. Its retries
@@ -136,8 +141,8 @@ func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Durat
 		return s.fetch(fctx, r, minTTL, force, stale)
 	})
 	select {
-	case res = <-ch:
-		return res, mine, nil
+	case res := <-ch:
+		return res, started.Load(), nil
 	case <-ctx.Done():
 		return singleflight.Result{}, false, ctx.Err()
 	}
