@@ -15,6 +15,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
+	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // The fetch path (docs/design.md, The lease and generation protocol): a miss joins
@@ -105,15 +106,25 @@ func (s *Service) answers(r *resolved, e store.Entry, cached bool, minTTL time.D
 }
 
 // errorAnswers reports whether the error another caller's flight ended
-// with is this caller's answer too; not when it was that caller's own: its
-// cancellation or deadline (a background refresh's included), or its
-// miss limit.
+// with is this caller's answer too: the vendor's answer for the key (a
+// rejection, remembered or not, an outage, throttling, the budget) or a
+// panic. Not what was that flight's own: its cancellation or deadline, a
+// background refresh that stopped because Redis failed (a miss fetches
+// without the lease instead), another client's miss limit; the caller
+// then starts the next flight.
 func (s *Service) errorAnswers(ctx context.Context, err error) bool {
-	var ml *missLimitError
-	if errors.As(err, &ml) {
+	var (
+		ml *missLimitError
+		ve *vendors.Error
+		be *budget.ExhaustedError
+	)
+	switch {
+	case errors.As(err, &ml):
 		return ml.principal == reqinfo.Principal(ctx)
+	case errors.As(err, &ve), errors.As(err, &be), errors.Is(err, errFlightPanicked):
+		return true
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return false
 }
 
 // joinFlight waits for the key's one flight to the vendor, joining it or

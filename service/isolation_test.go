@@ -468,3 +468,39 @@ func TestPanicInAFetchFlight(t *testing.T) {
 		t.Fatalf("the panic was not logged with its stack:\n%s", logs.String())
 	}
 }
+
+// A caller that joined another's flight takes its error only when it is
+// the vendor's answer for the key; a refresh ahead that stopped because
+// Redis failed must not fail the misses that joined it.
+func TestErrorAnswersJoiners(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, 3600, nil)
+	as := func(principal string) context.Context {
+		ctx, _ := reqinfo.With(context.Background(), "r")
+		reqinfo.SetPrincipal(ctx, principal)
+		return ctx
+	}
+	tests := []struct {
+		name   string
+		err    error
+		answer bool
+	}{
+		{"vendor rejected", &vendors.Error{Kind: vendors.KindRejected}, true},
+		{"remembered rejection", &rememberedRejection{err: &vendors.Error{Kind: vendors.KindRejected}}, true},
+		{"vendor down", fmt.Errorf("fetch: %w", &vendors.Error{Kind: vendors.KindUnavailable}), true},
+		{"budget", &budget.ExhaustedError{Vendor: "v"}, true},
+		{"panic", errFlightPanicked, true},
+		{"refresh ahead stopped by Redis", errors.New("redisstore: lease: i/o timeout"), false},
+		{"the starter's deadline", context.DeadlineExceeded, false},
+		{"the starter's cancellation", context.Canceled, false},
+		{"another client's miss limit", &missLimitError{principal: "other"}, false},
+		{"this client's miss limit", &missLimitError{principal: "me"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.errorAnswers(as("me"), tc.err); got != tc.answer {
+				t.Fatalf("errorAnswers = %v, want %v", got, tc.answer)
+			}
+		})
+	}
+}
