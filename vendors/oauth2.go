@@ -331,7 +331,7 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 			bound, grantSecret = exp, value
 		}
 		if c.auth.assertionFile != "" {
-			if exp := jwtExpiry(f.get("client_assertion")); !exp.IsZero() && (bound.IsZero() || exp.Before(bound)) {
+			if exp, ok := JWTExpiry(f.get("client_assertion")); ok && (bound.IsZero() || exp.Before(bound)) {
 				bound = exp
 			}
 		}

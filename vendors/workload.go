@@ -138,7 +138,8 @@ func (g *workloadGrant) body(f *fields, now time.Time) (exp time.Time, secretVal
 			f.set("requested_token_type", g.requestedTokenType)
 		}
 	}
-	return jwtExpiry(tok), tok, nil
+	exp, _ = JWTExpiry(tok)
+	return exp, tok, nil
 }
 
 // sign makes an RFC 7523 section 3 assertion with the private key.
@@ -210,30 +211,6 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return tok, nil
-}
-
-// jwtExpiry is a JWT's exp, unverified (the vendor verifies); zero when
-// tok is not a JWT with one.
-func jwtExpiry(tok string) time.Time {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}
-	}
-	var claims struct {
-		Exp json.Number `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return time.Time{}
-	}
-	exp, err := claims.Exp.Int64()
-	if err != nil || exp <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(exp, 0)
 }
 
 // capToAssertion keeps tok from outliving the assertion it came from.
