@@ -472,6 +472,15 @@ func outcome(err error) string {
 // are not refreshed in one wave.
 const refreshAheadJitter = 0.05
 
+// aheadJitter is the jitter for a refresh_ahead of frac: refreshAheadJitter,
+// but never more than a quarter of the way to the token's issue or its
+// expiry, so that a refresh_ahead near 0 or 1 keeps its meaning (0.98 still
+// refreshes before expiry, 0.001 still refreshes within the first 0.2% of
+// the life).
+func aheadJitter(frac float64) float64 {
+	return min(refreshAheadJitter, frac/4, (1-frac)/4)
+}
+
 // refreshAheadAt is when a background refresh of e may start: the same
 // moment for every hit of one token (its jitter derives from the key and
 // the token's issue time), so that hits do not re-roll the dice.
@@ -483,7 +492,7 @@ func (s *Service) refreshAheadAt(r *resolved, e store.Entry) time.Time {
 	binary.LittleEndian.PutUint64(issued[:], uint64(e.IssuedAt.UnixNano()))
 	h.Write(issued[:])
 	u := float64(h.Sum64()>>11) / (1 << 53) // uniform in [0, 1)
-	return lifeFraction(e, r.conf.refreshAhead+(2*u-1)*refreshAheadJitter)
+	return lifeFraction(e, r.conf.refreshAhead+(2*u-1)*aheadJitter(r.conf.refreshAhead))
 }
 
 // lifeFraction is the moment e has used frac of its life.
@@ -499,7 +508,7 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 	}
 	now := s.now()
 	// Most hits are early in a token's life: they need no hash.
-	if now.Before(lifeFraction(e, r.conf.refreshAhead-refreshAheadJitter)) || now.Before(s.refreshAheadAt(r, e)) {
+	if now.Before(lifeFraction(e, r.conf.refreshAhead-aheadJitter(r.conf.refreshAhead))) || now.Before(s.refreshAheadAt(r, e)) {
 		return
 	}
 	// One refresh per key at a time in this process.
