@@ -26,4 +26,3 @@ func TestAheadJitterStaysInsideTheLife(t *testing.T) {
 		}
 	}
 }
-
