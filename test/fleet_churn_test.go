@@ -432,13 +432,27 @@ func testClusterFailover(t *testing.T, bin string) {
 		t.Fatalf("%d calls failed during the failover", failures.Load())
 	}
 
-	// A cold token on that shard: the cached one invalidated.
+	// A cold token on that shard: the cached one invalidated on every
+	// replica. Each replica invalidates what it serves itself, so that no
+	// in-process level keeps it: the pub/sub message of one replica's
+	// invalidation may have gone to the killed master's subscribers, and
+	// the design lets another replica serve a just-invalidated token for up
+	// to 2 s then (Failure cases and their cost, "lost pub/sub message"),
+	// which is not what this test is about.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	waitUntil(t, "the invalidation reaches the promoted master", 20*time.Second, func() bool {
-		_, err := f.replicas[0].client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: currentToken(ctx, f, req)})
+	waitUntil(t, "every replica's token invalidated on the promoted master", 20*time.Second, func() bool {
+		for _, r := range f.replicas {
+			resp, err := r.client.GetToken(ctx, req)
+			if err != nil {
+				return false
+			}
+			if _, err := r.client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: resp.AccessToken}); err != nil {
+				return false
+			}
+		}
 		n, _ := redistest.Do(promoted.Addr, "EXISTS", key)
-		return err == nil && n == "0"
+		return n == "0"
 	})
 	before := sim.Requests("smartdocumentor")
 	cold := sameTokenAtOnce(t, 300, f.client, req)
@@ -532,15 +546,6 @@ func testVendorBudget(t *testing.T, bin string) {
 	if peak > limit {
 		t.Fatalf("the simulator saw %d requests within one second, over %d/s", peak, limit)
 	}
-}
-
-// currentToken is what replica 0 serves now ("" on error).
-func currentToken(ctx context.Context, f *fleet, req *tokenbrokerv1.GetTokenRequest) string {
-	resp, err := f.replicas[0].client.GetToken(ctx, req)
-	if err != nil {
-		return ""
-	}
-	return resp.AccessToken
 }
 
 // masterOfNow is the node that serves key's slot, nil while the cluster
