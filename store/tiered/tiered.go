@@ -146,12 +146,12 @@ type Store struct {
 	// pending holds the compare-and-deletes the shared level missed, by
 	// key: the access token to delete, until the token expires.
 	pendingMu sync.Mutex
-	pending   map[string]pendingDelete
+	pending   deletions
 	// buried holds, by key, the tokens this replica deleted from the
 	// shared level, until they expire: a failover or a restart of Redis
 	// may lose the deletion, and the token must not come back here
 	// (docs/design.md, The lease and generation protocol, Invalidations during an outage).
-	buried map[string]pendingDelete
+	buried deletions
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
 	reads, shared                                     atomic.Uint64
@@ -185,8 +185,8 @@ func New(remote store.Store, opts Options) *Store {
 		entries:      make(map[string]slot),
 		revalidating: make(map[string]bool),
 		deleting:     make(map[string]chan struct{}),
-		pending:      make(map[string]pendingDelete),
-		buried:       make(map[string]pendingDelete),
+		pending:      newDeletions(),
+		buried:       newDeletions(),
 		genSeed:      maphash.MakeSeed(),
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
@@ -504,14 +504,7 @@ func (s *Store) bury(key, accessToken string, expires time.Time) {
 	}
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
-	if _, ok := s.buried[key]; !ok && len(s.buried) >= MaxPendingDeletes {
-		for k, p := range s.buried {
-			if !p.until.After(now) || len(s.buried) >= MaxPendingDeletes {
-				delete(s.buried, k)
-			}
-		}
-	}
-	s.buried[key] = pendingDelete{accessToken: accessToken, until: expires}
+	s.buried.add(key, accessToken, expires, now)
 }
 
 // deleteAgain is called with what the shared level holds for key: if it
@@ -520,13 +513,9 @@ func (s *Store) bury(key, accessToken string, expires time.Time) {
 // token must not be served).
 func (s *Store) deleteAgain(ctx context.Context, key, accessToken string) bool {
 	s.pendingMu.Lock()
-	p, ok := s.buried[key]
-	if ok && !p.until.After(s.now()) {
-		delete(s.buried, key)
-		ok = false
-	}
+	_, ok := s.buried.get(key, accessToken, s.now())
 	s.pendingMu.Unlock()
-	if !ok || p.accessToken != accessToken {
+	if !ok {
 		return false
 	}
 	if deleted, err := s.remote.CompareAndDelete(ctx, key, accessToken); err == nil && deleted {
@@ -541,12 +530,6 @@ func refused(err error) bool {
 	return errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrRevoked)
 }
 
-// pendingDelete is a compare-and-delete the shared level missed.
-type pendingDelete struct {
-	accessToken string
-	until       time.Time
-}
-
 // rememberDelete keeps key's missed deletion of accessToken until
 // expires (or an hour, when L1 did not know the token's life).
 func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
@@ -556,14 +539,7 @@ func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
 	}
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
-	if _, ok := s.pending[key]; !ok && len(s.pending) >= MaxPendingDeletes {
-		for k, p := range s.pending {
-			if !p.until.After(now) || len(s.pending) >= MaxPendingDeletes {
-				delete(s.pending, k)
-			}
-		}
-	}
-	s.pending[key] = pendingDelete{accessToken: accessToken, until: expires}
+	s.pending.add(key, accessToken, expires, now)
 	s.startPendingRetries()
 }
 
@@ -594,7 +570,7 @@ func (s *Store) startPendingRetries() {
 			s.finishPendingDeletes(s.bgCtx)
 			s.pendingMu.Lock()
 			s.bgMu.Lock()
-			done := len(s.pending) == 0
+			done := s.pending.len() == 0
 			if done {
 				s.retrying = false
 			}
@@ -610,16 +586,15 @@ func (s *Store) startPendingRetries() {
 // finishPendingDeletes tries every missed deletion once.
 func (s *Store) finishPendingDeletes(ctx context.Context) {
 	s.pendingMu.Lock()
-	batch := make(map[string]pendingDelete, len(s.pending))
-	for k, p := range s.pending {
-		batch[k] = p
-	}
+	batch := s.pending.all()
 	s.pendingMu.Unlock()
-	for key, p := range batch {
-		if ctx.Err() != nil {
-			return
+	for key, list := range batch {
+		for _, p := range list {
+			if ctx.Err() != nil {
+				return
+			}
+			s.finishPendingDelete(ctx, key, p.accessToken)
 		}
-		s.finishPendingDelete(ctx, key, p.accessToken)
 	}
 }
 
@@ -629,11 +604,7 @@ func (s *Store) finishPendingDeletes(ctx context.Context) {
 // be served).
 func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string) bool {
 	s.pendingMu.Lock()
-	p, ok := s.pending[key]
-	if ok && (p.accessToken != accessToken || !p.until.After(s.now())) {
-		delete(s.pending, key)
-		ok = false
-	}
+	until, ok := s.pending.get(key, accessToken, s.now())
 	s.pendingMu.Unlock()
 	if !ok {
 		return false
@@ -641,14 +612,12 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 	_, err := s.remote.CompareAndDelete(ctx, key, accessToken)
 	if err == nil {
 		s.pendingMu.Lock()
-		if cur, still := s.pending[key]; still && cur == p {
-			delete(s.pending, key)
-		}
+		s.pending.remove(key, accessToken)
 		s.pendingMu.Unlock()
 		// Done there, and still not to come back here (the deletion
 		// may yet be lost, as any other); told either way, as in
 		// compareAndDelete.
-		s.bury(key, accessToken, p.until)
+		s.bury(key, accessToken, until)
 		s.publish(ctx, key)
 	}
 	return true
@@ -659,7 +628,7 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 func (s *Store) PendingDeletes() int {
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
-	return len(s.pending)
+	return s.pending.len()
 }
 
 // publish tells the other replicas that key changed, even if the caller
@@ -685,7 +654,7 @@ func (s *Store) Forget(key string) {
 func (s *Store) Resync() {
 	s.epoch.Add(1)
 	s.pendingMu.Lock()
-	hasPending := len(s.pending) > 0
+	hasPending := s.pending.len() > 0
 	s.pendingMu.Unlock()
 	if hasPending {
 		s.startPendingRetries()

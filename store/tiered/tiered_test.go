@@ -618,3 +618,37 @@ func TestLostRetriedDeletionIsNotServedHere(t *testing.T) {
 		}
 	})
 }
+
+// TestTwoMissedDeletionsOfOneKey: while the shared level is away a replica
+// invalidates the token it holds, fetches another (without the shared
+// level) and invalidates that one too. When the shared level is back and
+// still holds the first token, the first is not served here: the second
+// invalidation must not make the replica forget the first (the chaos run
+// found it, seeds 166261015 and 621123713).
+func TestTwoMissedDeletionsOfOneKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	remote := newShared()
+	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+	first := entry(time.Minute)
+	_ = l1.Put(ctx, key, first)
+	remote.down.Store(true)
+	if ok, err := l1.CompareAndDelete(ctx, key, first.AccessToken); !ok || err != nil {
+		t.Fatalf("delete the first while down: %v, %v", ok, err)
+	}
+	second := entry(time.Minute)
+	_ = l1.Put(ctx, key, second) // fetched while down: L1 alone
+	if ok, err := l1.CompareAndDelete(ctx, key, second.AccessToken); !ok || err != nil {
+		t.Fatalf("delete the second while down: %v, %v", ok, err)
+	}
+	if got := l1.PendingDeletes(); got != 2 {
+		t.Fatalf("PendingDeletes = %d, want 2", got)
+	}
+	remote.down.Store(false)
+	if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the outage: %v (first %v, second %v), %v; want not found", got.AccessToken, got.AccessToken == first.AccessToken, got.AccessToken == second.AccessToken, err)
+	}
+	if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the shared level still holds the first token: %v", err)
+	}
+}
