@@ -348,7 +348,8 @@ func Explain(h *History, b Bounds, call Call) []Fault {
 //     DEADLINE_EXCEEDED), until Grace after;
 //   - its vendor rejecting credentials (FAILED_PRECONDITION), until
 //     NegativeTTL and Grace after;
-//   - for InvalidateToken only (it needs Redis), a Redis-side fault.
+//   - for InvalidateToken only (it waits for Redis up to its command
+//     timeout), a Redis-side fault.
 func (c *checker) explain(call Call) []Fault {
 	var out []Fault
 	for _, f := range c.h.Faults {
