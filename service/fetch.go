@@ -62,6 +62,7 @@ func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, 
 func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, force bool, stale store.Entry) (store.Entry, bool, error) {
 	start := s.now()
 	for round := 1; ; round++ {
+		joined := s.invalidationsOf(r.key).Load()
 		res, mine, err := s.joinFlight(ctx, r, minTTL, force, stale)
 		if err != nil {
 			// The caller's own deadline or cancellation; the flight goes
@@ -80,6 +81,12 @@ func (s *Service) miss(ctx context.Context, r *resolved, minTTL time.Duration, f
 			return store.Entry{}, false, res.Err
 		}
 		f := res.Val.(fetched)
+		if f.begun < joined && round < maxMissRounds {
+			// The flight began before an invalidation of the key that
+			// ended before this caller joined it: what it read or
+			// fetched may be the token just reported rejected.
+			continue
+		}
 		if s.answers(r, f.entry, f.cached, minTTL, force, start) {
 			return f.entry, f.cached, nil
 		}
@@ -136,6 +143,7 @@ func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Durat
 	var started atomic.Bool
 	ch := s.flight.DoChan(r.key, func() (v any, err error) {
 		started.Store(true)
+		begun := s.invalidationsOf(r.key).Load()
 		defer s.recoverFlight(r, &err)
 		// The fetch outlives any one caller: a caller that gives up must
 		// not fail the others waiting on the same flight. Its retries
@@ -149,7 +157,9 @@ func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Durat
 		// within the vendor's timeout plus a lease's worth of slack.
 		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
 		defer cancel()
-		return s.fetch(fctx, r, minTTL, force, stale)
+		f, err := s.fetch(fctx, r, minTTL, force, stale)
+		f.begun = begun
+		return f, err
 	})
 	select {
 	case res := <-ch:
@@ -182,6 +192,18 @@ var errFlightPanicked = errors.New("service: a token fetch panicked")
 type fetched struct {
 	entry  store.Entry
 	cached bool // another replica (or flight) had just fetched it
+	// begun is the key's invalidation count when the flight began.
+	begun uint64
+}
+
+// invalidationStripes is how many counters Service.invalidations spreads
+// keys over; keys sharing one cost each other at most an extra flight
+// right after an invalidation.
+const invalidationStripes = 256
+
+// invalidationsOf is key's counter of completed invalidations.
+func (s *Service) invalidationsOf(key string) *atomic.Uint64 {
+	return &s.invalidations[maphash.String(s.jitterSeed, key)%invalidationStripes]
 }
 
 // usable reports whether a cached entry may be served.
@@ -534,10 +556,13 @@ func (s *Service) startRefreshAhead(r *resolved, e store.Entry) {
 	go func() {
 		defer s.bg.Done()
 		ch := s.flight.DoChan(r.key, func() (res any, err error) {
+			begun := s.invalidationsOf(r.key).Load()
 			defer s.recoverFlight(r, &err)
 			ctx, cancel := context.WithTimeout(s.bgCtx, s.refreshBudget(r))
 			defer cancel()
-			return s.refreshAhead(ctx, r, e)
+			f, err := s.refreshAhead(ctx, r, e)
+			f.begun = begun
+			return f, err
 		})
 		var err error
 		select {

@@ -134,9 +134,13 @@ type Service struct {
 	cacheWarnings logThrottle
 	// ahead holds keys with a refresh-ahead running (or recently failed)
 	// and the time a new one may start.
-	ahead   *aheadTable
-	vendors *tokenbrokerv1.ListVendorsResponse
-	health  *health
+	ahead *aheadTable
+	// invalidations counts the InvalidateToken calls this process
+	// completed, per stripe of keys: a flight that began before one is no
+	// answer for a caller that joined it after (flightAnswers).
+	invalidations [invalidationStripes]atomic.Uint64
+	vendors       *tokenbrokerv1.ListVendorsResponse
+	health        *health
 
 	// background owns the refresh-ahead goroutines.
 	bgCtx    context.Context
@@ -370,6 +374,7 @@ func (s *Service) InvalidateToken(ctx context.Context, req *tokenbrokerv1.Invali
 		return nil, toStatus(err)
 	}
 	ok, err := s.store.CompareAndDelete(ctx, r.key, req.GetAccessToken())
+	s.invalidationsOf(r.key).Add(1)
 	if err != nil {
 		return nil, toStatus(&storeError{err: err})
 	}
