@@ -65,118 +65,43 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	if err := checkSettingNames(s.info, in.Settings); err != nil {
 		return nil, err
 	}
-	set := s.defaults.Overlay(in.Settings)
-	for _, name := range s.requiredSettings {
-		if set[name] == "" {
-			return nil, &ConfigError{Setting: name, Reason: "is required for vendor " + s.info.ID}
-		}
-	}
-	for name, from := range s.defaultsFrom {
-		if set[name] == "" {
-			set[name] = set[from]
-		}
-	}
-	if err := checkCredentialNames(s.info, in.Credentials); err != nil {
-		return nil, err
-	}
-	if err := checkOneOf(s.oneOf, in.Params); err != nil {
-		return nil, err
-	}
-	usedParams := map[string]bool{}
-	urlSetting := "token_url"
-	for param, setting := range s.urlByParam {
-		if in.Params[param] != "" {
-			urlSetting = setting
-		}
-	}
-	target, err := resolveTarget(s.info, urlSetting, set, in.Params, usedParams)
+	set, err := s.settings(in.Settings)
 	if err != nil {
 		return nil, err
 	}
-	refreshURL := target
-	if slices.Contains(s.info.Settings, "refresh_url") && set["refresh_url"] != "" {
-		if refreshURL, err = resolveTarget(s.info, "refresh_url", set, in.Params, usedParams); err != nil {
-			return nil, err
-		}
+	if err := s.checkInputs(in); err != nil {
+		return nil, err
 	}
-
-	usedCreds := map[string]bool{}
+	usedParams, usedCreds := map[string]bool{}, map[string]bool{}
+	target, refreshURL, err := s.targets(set, in.Params, usedParams)
+	if err != nil {
+		return nil, err
+	}
 	grant := set.String("grant_type", "client_credentials")
-	body := fields{{"grant_type", grant}}
-	var workload *workloadGrant
-	switch grant {
-	case grantJWTBearer, grantTokenExchange:
-		// The broker's own identity (workload.go).
-		if workload, err = newWorkloadGrant(grant, set, in, usedCreds, target); err != nil {
-			return nil, err
-		}
-	case "client_credentials":
-	case "password":
-		for _, name := range []string{"username", "password"} {
-			if in.Credentials.Get(name) == "" {
-				return nil, &ArgumentError{Field: "credentials." + name, Reason: "is required for the password grant"}
-			}
-			body.set(name, in.Credentials.Get(name))
-			usedCreds[name] = true
-		}
-	default:
-		return nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password, %s, %s)", grant, grantJWTBearer, grantTokenExchange)}
+	body, workload, err := grantBody(grant, set, in, usedCreds, target)
+	if err != nil {
+		return nil, err
 	}
-	scope := set["scope"]
-	if v, ok := in.Params["scope"]; ok && s.scopeParam {
-		if scope != "" {
-			return nil, &ArgumentError{Field: "params.scope", Reason: "the scope is fixed by the server configuration"}
-		}
-		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
-			return nil, &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
-		}
-		scope, usedParams["scope"] = v, true
+	if err := s.addScope(&body, set, in.Params, usedParams); err != nil {
+		return nil, err
 	}
-	if scope != "" {
-		body.set("scope", scope)
+	if err := addConfiguredFields(&body, set); err != nil {
+		return nil, err
 	}
-	for _, name := range []string{"audience", "resource"} {
-		if v := set[name]; v != "" {
-			body.set(name, v)
-		}
-	}
-	extra := set.Map("extra_params")
-	for _, k := range sortedKeys(extra) {
-		if reservedParams[k] {
-			return nil, &ConfigError{Setting: "extra_params." + k, Reason: "is set by the broker; use the dedicated setting or credential"}
-		}
-		body.set(k, extra[k])
-	}
-	formats := s.bodyFormats
-	if formats == nil {
-		formats = []string{bodyForm, bodyJSON}
-	}
-	format := set.String("body_format", formats[0])
-	if !slices.Contains(formats, format) {
-		return nil, &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not one of %s", format, strings.Join(formats, ", "))}
+	format, err := s.bodyFormat(set)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkParamsUsed(s.info, in.Params, usedParams); err != nil {
 		return nil, err
-	}
-	defaultAuth := authBasic
-	switch {
-	case set["client_assertion_file"] != "":
-		defaultAuth = authKeyJWT
-	case isWorkloadGrant(grant):
-		// RFC 7523 section 2.1 and RFC 8693 section 2.1: the grant's
-		// token is the credential; client authentication is optional.
-		defaultAuth = authNone
 	}
 	expireWithAssertion, err := set.Bool("expire_with_assertion")
 	if err != nil {
 		return nil, err
 	}
-	auth, err := newClientAuth(set, in, defaultAuth, usedCreds)
+	auth, err := oauthClientAuth(grant, set, in, usedCreds)
 	if err != nil {
 		return nil, err
-	}
-	if set["client_assertion_file"] != "" && auth.assertionFile == "" {
-		return nil, &ConfigError{Setting: "client_assertion_file", Reason: "needs client_auth private_key_jwt (or client_auth unset)"}
 	}
 	if err := checkCredentialsUsed(in.Credentials, usedCreds, set); err != nil {
 		return nil, err
@@ -198,6 +123,158 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 		workload:            workload,
 		expireWithAssertion: expireWithAssertion,
 	}, nil
+}
+
+// settings are the vendor's defaults overlaid with the given ones, every
+// required setting present and the derived defaults filled in.
+func (s *oauthStrategy) settings(given Settings) (Settings, error) {
+	set := s.defaults.Overlay(given)
+	for _, name := range s.requiredSettings {
+		if set[name] == "" {
+			return nil, &ConfigError{Setting: name, Reason: "is required for vendor " + s.info.ID}
+		}
+	}
+	for name, from := range s.defaultsFrom {
+		if set[name] == "" {
+			set[name] = set[from]
+		}
+	}
+	return set, nil
+}
+
+// checkInputs checks the request's credentials and the params with a
+// fixed set of values before anything is built from them.
+func (s *oauthStrategy) checkInputs(in Input) error {
+	if err := checkCredentialNames(s.info, in.Credentials); err != nil {
+		return err
+	}
+	return checkOneOf(s.oneOf, in.Params)
+}
+
+// targets resolves the token URL (or the one a given param selects,
+// urlByParam) and the refresh grant's URL: refresh_url when the vendor
+// has one and it is set, else the token URL.
+func (s *oauthStrategy) targets(set Settings, params map[string]string, usedParams map[string]bool) (target, refreshURL string, err error) {
+	urlSetting := "token_url"
+	for param, setting := range s.urlByParam {
+		if params[param] != "" {
+			urlSetting = setting
+		}
+	}
+	target, err = resolveTarget(s.info, urlSetting, set, params, usedParams)
+	if err != nil {
+		return "", "", err
+	}
+	if !slices.Contains(s.info.Settings, "refresh_url") || set["refresh_url"] == "" {
+		return target, target, nil
+	}
+	refreshURL, err = resolveTarget(s.info, "refresh_url", set, params, usedParams)
+	if err != nil {
+		return "", "", err
+	}
+	return target, refreshURL, nil
+}
+
+// grantBody starts the body with the grant and its own members: the
+// password grant's username and password, or the workload grant
+// (workload.go) that sends the broker's own identity.
+func grantBody(grant string, set Settings, in Input, usedCreds map[string]bool, target string) (fields, *workloadGrant, error) {
+	body := fields{{"grant_type", grant}}
+	switch grant {
+	case grantJWTBearer, grantTokenExchange:
+		workload, err := newWorkloadGrant(grant, set, in, usedCreds, target)
+		if err != nil {
+			return nil, nil, err
+		}
+		return body, workload, nil
+	case "client_credentials":
+	case "password":
+		for _, name := range []string{"username", "password"} {
+			if in.Credentials.Get(name) == "" {
+				return nil, nil, &ArgumentError{Field: "credentials." + name, Reason: "is required for the password grant"}
+			}
+			body.set(name, in.Credentials.Get(name))
+			usedCreds[name] = true
+		}
+	default:
+		return nil, nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password, %s, %s)", grant, grantJWTBearer, grantTokenExchange)}
+	}
+	return body, nil, nil
+}
+
+// addScope adds the scope setting, or the scope param where the vendor
+// lets a request choose it and no setting fixes it.
+func (s *oauthStrategy) addScope(body *fields, set Settings, params map[string]string, usedParams map[string]bool) error {
+	scope := set["scope"]
+	if v, ok := params["scope"]; ok && s.scopeParam {
+		if scope != "" {
+			return &ArgumentError{Field: "params.scope", Reason: "the scope is fixed by the server configuration"}
+		}
+		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
+			return &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
+		}
+		scope, usedParams["scope"] = v, true
+	}
+	if scope != "" {
+		body.set("scope", scope)
+	}
+	return nil
+}
+
+// addConfiguredFields adds the audience and resource settings and the
+// extra_params, in sorted order; an extra param may not replace a member
+// the broker sets (reservedParams).
+func addConfiguredFields(body *fields, set Settings) error {
+	for _, name := range []string{"audience", "resource"} {
+		if v := set[name]; v != "" {
+			body.set(name, v)
+		}
+	}
+	extra := set.Map("extra_params")
+	for _, k := range sortedKeys(extra) {
+		if reservedParams[k] {
+			return &ConfigError{Setting: "extra_params." + k, Reason: "is set by the broker; use the dedicated setting or credential"}
+		}
+		body.set(k, extra[k])
+	}
+	return nil
+}
+
+// bodyFormat is the body_format setting, one of the vendor's formats (the
+// first by default).
+func (s *oauthStrategy) bodyFormat(set Settings) (string, error) {
+	formats := s.bodyFormats
+	if formats == nil {
+		formats = []string{bodyForm, bodyJSON}
+	}
+	format := set.String("body_format", formats[0])
+	if !slices.Contains(formats, format) {
+		return "", &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not one of %s", format, strings.Join(formats, ", "))}
+	}
+	return format, nil
+}
+
+// oauthClientAuth is the client authentication the settings choose. Without
+// client_auth it is private_key_jwt when a client_assertion_file is set,
+// none for a workload grant (RFC 7523 section 2.1 and RFC 8693 section 2.1:
+// the grant's token is the credential, client authentication is
+// optional), else client_secret_basic.
+func oauthClientAuth(grant string, set Settings, in Input, usedCreds map[string]bool) (*clientAuth, error) {
+	defaultAuth := authBasic
+	switch {
+	case set["client_assertion_file"] != "":
+		defaultAuth = authKeyJWT
+	case isWorkloadGrant(grant):
+		defaultAuth = authNone
+	}
+	auth, err := newClientAuth(set, in, defaultAuth, usedCreds)
+	if err != nil {
+		return nil, err
+	}
+	if set["client_assertion_file"] != "" && auth.assertionFile == "" {
+		return nil, &ConfigError{Setting: "client_assertion_file", Reason: "needs client_auth private_key_jwt (or client_auth unset)"}
+	}
+	return auth, nil
 }
 
 // reservedParams are body members the broker sets itself: extra_params may
