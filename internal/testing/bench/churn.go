@@ -179,13 +179,13 @@ func addChurnAccounts(sim *vendorsim.Sim) {
 		sim.AddAccount(v, creds)
 	}
 	for i := range churnRounds + 1 {
-		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("lag-%d", i), "client_secret": "s"})
+		sim.AddAccount("smartdocumentor", account(fmt.Sprintf("lag-%d", i)))
 	}
 	for i := range 4 * (wakeRounds + 1) {
-		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("wake-%d", i), "client_secret": "s"})
+		sim.AddAccount("smartdocumentor", account(fmt.Sprintf("wake-%d", i)))
 	}
 	for i := range churnBudgetSets {
-		sim.AddAccount("oauth2", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
+		sim.AddAccount("oauth2", account(fmt.Sprintf("warm-%d", i)))
 	}
 }
 
@@ -199,9 +199,14 @@ func (f *churnFleet) close() {
 	f.sim.Close()
 }
 
-// inline is a GetToken request with inline credentials of the vendor.
+// account is the credentials of a simulator account of the bench's own.
+func account(clientID string) map[string]string {
+	return map[string]string{"client_id": clientID, "client_secret": "s"}
+}
+
+// inline is a GetToken request with the account's credentials inline.
 func inline(vendor, clientID string) *tokenbrokerv1.GetTokenRequest {
-	return &tokenbrokerv1.GetTokenRequest{Vendor: vendor, Credentials: map[string]string{"client_id": clientID, "client_secret": "s"}}
+	return &tokenbrokerv1.GetTokenRequest{Vendor: vendor, Credentials: account(clientID)}
 }
 
 // waiterLag is the waiter lag over churnRounds cold keys: the holder's
