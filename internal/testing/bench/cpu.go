@@ -65,26 +65,94 @@ const cpuRoundLimit = 30 * time.Second
 // children write a CPU profile of the measured rounds there.
 func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds int, calls int64, profileDir string) (CPUCost, error) {
 	c := CPUCost{Concurrency: concurrency, Goal: "<= 1.15x"}
+	pair, err := e.startCPUPair(ctx, path, concurrency)
+	if err != nil {
+		return c, err
+	}
+	defer pair.close()
+	c.Name = pair.name
+	// Warm both (connections, goroutines, caches) before measuring.
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.broker.op)
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.echo.op)
+	if c.SubjectIdleUsPerSec, err = idleCPU(ctx, pair.broker.child); err != nil {
+		return c, err
+	}
+	if c.BaselineIdleUsPerSec, err = idleCPU(ctx, pair.echo.child); err != nil {
+		return c, err
+	}
+	if profileDir != "" {
+		c.SubjectProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-broker.prof", path, concurrency))
+		c.BaselineProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-echo.prof", path, concurrency))
+		if err := pair.startProfiles(c.SubjectProfile, c.BaselineProfile); err != nil {
+			return c, err
+		}
+	}
+	if err := measureCPURounds(ctx, &c, [2]*cpuSide{&pair.broker, &pair.echo}, rounds, calls); err != nil {
+		return c, err
+	}
+	if profileDir != "" {
+		if err := pair.stopProfiles(); err != nil {
+			return c, err
+		}
+	}
+	c.perCall(pair.broker, pair.echo)
+	return c, nil
+}
+
+// cpuSide is one server of a CPU row: its process, the load operation
+// that calls it, and the CPU time and calls of its measured rounds.
+type cpuSide struct {
+	child *childProcess
+	op    func(context.Context) error
+	cpu   time.Duration
+	calls int64
+}
+
+// cpuPair is one CPU row's two servers, the broker and its echo, and
+// what stops them.
+type cpuPair struct {
+	name         string
+	broker, echo cpuSide
+	closers      []func()
+}
+
+// close stops everything the pair started, the last started first.
+func (p *cpuPair) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// startCPUPair starts the broker and the echo of path's row, a broker
+// answer cached, and the load operations over the path's transport: REST
+// through one HTTP client with a connection per call in flight, gRPC over
+// a connection to each (with a client certificate for mTLS).
+func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_ *cpuPair, err error) {
+	pair := &cpuPair{}
+	defer func() {
+		if err != nil {
+			pair.close()
+		}
+	}()
 	var brokerExtra string
 	var p *pki
 	echoKind := childEchoGRPC
 	switch path {
 	case CPUPathGRPC:
-		c.Name = "gRPC GetToken (cached) vs bare grpc-go echo"
+		pair.name = "gRPC GetToken (cached) vs bare grpc-go echo"
 	case CPUPathREST:
-		c.Name = "REST POST /v1/token (cached) vs gateway echo"
+		pair.name = "REST POST /v1/token (cached) vs gateway echo"
 		echoKind = childEchoGateway
 	case CPUPathMTLS:
-		c.Name = "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS"
+		pair.name = "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS"
 		echoKind = childEchoMTLS
-		var err error
 		if p, err = newPKI(); err != nil {
-			return c, err
+			return nil, err
 		}
-		defer p.remove()
+		pair.closers = append(pair.closers, p.remove)
 		brokerExtra = mtlsBrokerYAML(p)
 	default:
-		return c, fmt.Errorf("CPU rows: unknown path %q", path)
+		return nil, fmt.Errorf("CPU rows: unknown path %q", path)
 	}
 	dialOpts := []grpc.DialOption{}
 	if p != nil {
@@ -92,21 +160,21 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 	}
 	broker, err := startServerChild(ctx, childSpec{Kind: childBroker, Config: brokerYAML(e.Sim, brokerExtra)})
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	defer broker.stop()
+	pair.closers = append(pair.closers, broker.stop)
 	bconn, err := dialWith(broker.grpcAddr, dialOpts)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	defer bconn.Close()
+	pair.closers = append(pair.closers, func() { _ = bconn.Close() })
 	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(bconn))
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	respBytes, err := proto.Marshal(resp)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	spec := childSpec{Kind: echoKind, Response: respBytes}
 	if p != nil {
@@ -114,51 +182,44 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 	}
 	echo, err := startServerChild(ctx, spec)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	defer echo.stop()
-
-	var subject, baseline func(context.Context) error
+	pair.closers = append(pair.closers, echo.stop)
+	pair.broker.child, pair.echo.child = broker, echo
 	if path == CPUPathREST {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
-		defer client.CloseIdleConnections()
-		subject, baseline = postToken(client, "http://"+broker.httpAddr), postToken(client, "http://"+echo.httpAddr)
-	} else {
-		econn, err := dialWith(echo.grpcAddr, dialOpts)
-		if err != nil {
-			return c, err
-		}
-		defer econn.Close()
-		subject = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
-		baseline = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
+		pair.closers = append(pair.closers, client.CloseIdleConnections)
+		pair.broker.op, pair.echo.op = postToken(client, "http://"+broker.httpAddr), postToken(client, "http://"+echo.httpAddr)
+		return pair, nil
 	}
-	// Warm both (connections, goroutines, caches) before measuring.
-	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), subject)
-	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), baseline)
+	econn, err := dialWith(echo.grpcAddr, dialOpts)
+	if err != nil {
+		return nil, err
+	}
+	pair.closers = append(pair.closers, func() { _ = econn.Close() })
+	pair.broker.op = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
+	pair.echo.op = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
+	return pair, nil
+}
 
-	if c.SubjectIdleUsPerSec, err = idleCPU(ctx, broker); err != nil {
-		return c, err
+func (p *cpuPair) startProfiles(brokerPath, echoPath string) error {
+	if err := p.broker.child.startProfile(brokerPath); err != nil {
+		return err
 	}
-	if c.BaselineIdleUsPerSec, err = idleCPU(ctx, echo); err != nil {
-		return c, err
+	return p.echo.child.startProfile(echoPath)
+}
+
+func (p *cpuPair) stopProfiles() error {
+	if err := p.broker.child.stopProfile(); err != nil {
+		return err
 	}
-	if profileDir != "" {
-		c.SubjectProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-broker.prof", path, concurrency))
-		c.BaselineProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-echo.prof", path, concurrency))
-		if err := broker.startProfile(c.SubjectProfile); err != nil {
-			return c, err
-		}
-		if err := echo.startProfile(c.BaselineProfile); err != nil {
-			return c, err
-		}
-	}
-	type side struct {
-		child *childProcess
-		op    func(context.Context) error
-		cpu   time.Duration
-		calls int64
-	}
-	sides := [2]*side{{child: broker, op: subject}, {child: echo, op: baseline}}
+	return p.echo.child.stopProfile()
+}
+
+// measureCPURounds runs rounds of calls on each side (broker, echo; then
+// echo, broker), adding each side's CPU time and calls, and c's errors and
+// each round's ratio.
+func measureCPURounds(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds int, calls int64) error {
 	for r := range rounds {
 		var per [2]float64
 		for j := range 2 {
@@ -166,12 +227,12 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 			s := sides[k]
 			before, err := s.child.cpu()
 			if err != nil {
-				return c, err
+				return err
 			}
-			st := Load(ctx, concurrency, cpuRoundLimit, calls, s.op)
+			st := Load(ctx, c.Concurrency, cpuRoundLimit, calls, s.op)
 			after, err := s.child.cpu()
 			if err != nil {
-				return c, err
+				return err
 			}
 			s.cpu += after - before
 			s.calls += st.Requests
@@ -187,25 +248,22 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 			c.RoundRatios = append(c.RoundRatios, per[0]/per[1])
 		}
 	}
-	if profileDir != "" {
-		if err := broker.stopProfile(); err != nil {
-			return c, err
-		}
-		if err := echo.stopProfile(); err != nil {
-			return c, err
-		}
-	}
-	c.SubjectCalls, c.BaselineCalls = sides[0].calls, sides[1].calls
+	return nil
+}
+
+// perCall fills c's calls, CPU per call and ratio from the two sides'
+// measured rounds.
+func (c *CPUCost) perCall(subject, baseline cpuSide) {
+	c.SubjectCalls, c.BaselineCalls = subject.calls, baseline.calls
 	if c.SubjectCalls > 0 {
-		c.SubjectCPUPerCallUs = float64(sides[0].cpu.Microseconds()) / float64(c.SubjectCalls)
+		c.SubjectCPUPerCallUs = float64(subject.cpu.Microseconds()) / float64(c.SubjectCalls)
 	}
 	if c.BaselineCalls > 0 {
-		c.BaselineCPUPerCallUs = float64(sides[1].cpu.Microseconds()) / float64(c.BaselineCalls)
+		c.BaselineCPUPerCallUs = float64(baseline.cpu.Microseconds()) / float64(c.BaselineCalls)
 	}
 	if c.BaselineCPUPerCallUs > 0 {
 		c.Ratio = c.SubjectCPUPerCallUs / c.BaselineCPUPerCallUs
 	}
-	return c, nil
 }
 
 // idleWindow is how long idleCPU watches a server with no call.
