@@ -385,35 +385,11 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	// (attempts run one after another).
 	var bound time.Time
 	x.makeBody = func(now time.Time) (requestBody, error) {
-		f := slices.Clone(body)
-		if err := c.auth.body(&f, target, now); err != nil {
+		rb, exp, err := c.attemptBody(body, target, root, now)
+		if err != nil {
 			return requestBody{}, err
 		}
-		var grantSecret string
-		bound = time.Time{}
-		if c.workload != nil && body.get("grant_type") == c.workload.grant {
-			exp, value, err := c.workload.body(&f, now)
-			if err != nil {
-				return requestBody{}, err
-			}
-			bound, grantSecret = exp, value
-		}
-		if c.auth.assertionFile != "" {
-			if exp, ok := JWTExpiry(f.get("client_assertion")); ok && (bound.IsZero() || exp.Before(bound)) {
-				bound = exp
-			}
-		}
-		data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
-		if err != nil {
-			return requestBody{}, &ConfigError{Setting: "body_format", Reason: err.Error()}
-		}
-		rb := requestBody{data: data, contentType: contentType}
-		if v := f.get("client_assertion"); v != "" {
-			rb.secrets = []string{v}
-		}
-		if grantSecret != "" {
-			rb.secrets = append(rb.secrets, grantSecret)
-		}
+		bound = exp
 		return rb, nil
 	}
 	tok, err := x.do(ctx)
@@ -421,6 +397,40 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 		capToAssertion(tok, bound)
 	}
 	return tok, err
+}
+
+// attemptBody is the body of one attempt at target: body with the client
+// authentication and the workload grant's assertion of this attempt (a
+// fresh one each time), encoded, with the assertions as secrets to scrub
+// from errors; exp is the earliest exp of those assertions (zero: none).
+func (c *oauthCall) attemptBody(body fields, target, root string, now time.Time) (rb requestBody, exp time.Time, err error) {
+	f := slices.Clone(body)
+	if err := c.auth.body(&f, target, now); err != nil {
+		return requestBody{}, time.Time{}, err
+	}
+	var grantSecret string
+	if c.workload != nil && body.get("grant_type") == c.workload.grant {
+		if exp, grantSecret, err = c.workload.body(&f, now); err != nil {
+			return requestBody{}, time.Time{}, err
+		}
+	}
+	if c.auth.assertionFile != "" {
+		if aexp, ok := JWTExpiry(f.get("client_assertion")); ok && (exp.IsZero() || aexp.Before(exp)) {
+			exp = aexp
+		}
+	}
+	data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
+	if err != nil {
+		return requestBody{}, time.Time{}, &ConfigError{Setting: "body_format", Reason: err.Error()}
+	}
+	rb = requestBody{data: data, contentType: contentType}
+	if v := f.get("client_assertion"); v != "" {
+		rb.secrets = []string{v}
+	}
+	if grantSecret != "" {
+		rb.secrets = append(rb.secrets, grantSecret)
+	}
+	return rb, exp, nil
 }
 
 // oauth2Info describes the generic vendor.
