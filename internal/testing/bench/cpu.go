@@ -123,12 +123,23 @@ func (p *cpuPair) close() {
 	}
 }
 
-// startCPUPair starts the broker and the echo of path's row, a broker
-// answer cached, and the load operations over the path's transport: REST
-// through one HTTP client with a connection per call in flight, gRPC over
-// a connection to each (with a client certificate for mTLS).
+// cpuRows are the CPU rows by path: the row's name and the echo the
+// broker is compared with.
+var cpuRows = map[string]struct{ name, echo string }{
+	CPUPathGRPC: {"gRPC GetToken (cached) vs bare grpc-go echo", childEchoGRPC},
+	CPUPathREST: {"REST POST /v1/token (cached) vs gateway echo", childEchoGateway},
+	CPUPathMTLS: {"gRPC GetToken (cached), mTLS caller vs bare echo over mTLS", childEchoMTLS},
+}
+
+// startCPUPair starts the broker and the echo of path's row (for mTLS,
+// with certificates of a throwaway PKI), a broker answer cached, and the
+// load operations that call them.
 func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_ *cpuPair, err error) {
-	pair := &cpuPair{}
+	row, ok := cpuRows[path]
+	if !ok {
+		return nil, fmt.Errorf("CPU rows: unknown path %q", path)
+	}
+	pair := &cpuPair{name: row.name}
 	defer func() {
 		if err != nil {
 			pair.close()
@@ -136,26 +147,13 @@ func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_
 	}()
 	var brokerExtra string
 	var p *pki
-	echoKind := childEchoGRPC
-	switch path {
-	case CPUPathGRPC:
-		pair.name = "gRPC GetToken (cached) vs bare grpc-go echo"
-	case CPUPathREST:
-		pair.name = "REST POST /v1/token (cached) vs gateway echo"
-		echoKind = childEchoGateway
-	case CPUPathMTLS:
-		pair.name = "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS"
-		echoKind = childEchoMTLS
+	dialOpts := []grpc.DialOption{}
+	if path == CPUPathMTLS {
 		if p, err = newPKI(); err != nil {
 			return nil, err
 		}
 		pair.closers = append(pair.closers, p.remove)
 		brokerExtra = mtlsBrokerYAML(p)
-	default:
-		return nil, fmt.Errorf("CPU rows: unknown path %q", path)
-	}
-	dialOpts := []grpc.DialOption{}
-	if p != nil {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(p.client)))
 	}
 	broker, err := startServerChild(ctx, childSpec{Kind: childBroker, Config: brokerYAML(e.Sim, brokerExtra)})
@@ -176,7 +174,7 @@ func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_
 	if err != nil {
 		return nil, err
 	}
-	spec := childSpec{Kind: echoKind, Response: respBytes}
+	spec := childSpec{Kind: row.echo, Response: respBytes}
 	if p != nil {
 		spec.CertFile, spec.KeyFile, spec.CAFile = p.certFile, p.keyFile, p.caFile
 	}
@@ -186,20 +184,30 @@ func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_
 	}
 	pair.closers = append(pair.closers, echo.stop)
 	pair.broker.child, pair.echo.child = broker, echo
-	if path == CPUPathREST {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
-		pair.closers = append(pair.closers, client.CloseIdleConnections)
-		pair.broker.op, pair.echo.op = postToken(client, "http://"+broker.httpAddr), postToken(client, "http://"+echo.httpAddr)
-		return pair, nil
-	}
-	econn, err := dialWith(echo.grpcAddr, dialOpts)
-	if err != nil {
+	if err := pair.loadOps(path, concurrency, bconn, dialOpts); err != nil {
 		return nil, err
 	}
-	pair.closers = append(pair.closers, func() { _ = econn.Close() })
-	pair.broker.op = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
-	pair.echo.op = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
 	return pair, nil
+}
+
+// loadOps are the operations that call each side over the path's
+// transport: REST through one HTTP client with a connection per call in
+// flight, gRPC over a connection to each (bconn is the broker's).
+func (p *cpuPair) loadOps(path string, concurrency int, bconn *grpc.ClientConn, dialOpts []grpc.DialOption) error {
+	if path == CPUPathREST {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
+		p.closers = append(p.closers, client.CloseIdleConnections)
+		p.broker.op, p.echo.op = postToken(client, "http://"+p.broker.child.httpAddr), postToken(client, "http://"+p.echo.child.httpAddr)
+		return nil
+	}
+	econn, err := dialWith(p.echo.child.grpcAddr, dialOpts)
+	if err != nil {
+		return err
+	}
+	p.closers = append(p.closers, func() { _ = econn.Close() })
+	p.broker.op = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
+	p.echo.op = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
+	return nil
 }
 
 func (p *cpuPair) startProfiles(brokerPath, echoPath string) error {
