@@ -1,24 +1,14 @@
-// Package auth decides who may call the broker and what they may ask for
-// (docs/design.md, Configuration and Security model: clients, tls). A broker holds live vendor
-// credentials, so whoever can call it can act as the company at every
-// vendor: every TokenService call is authenticated, authorized against the
-// caller's allow list, audited, and (for the calls that cost a vendor
-// request) rate limited per caller.
+// Package auth decides who may call the broker and what they may ask for:
+// every TokenService call is authenticated (a workload identity JWT
+// verified by auth/jwtverify, an X.509-SVID, an API key or a TLS client
+// certificate), authorized against the caller's allow list, audited, and,
+// for the calls that cost a vendor request, rate limited per caller.
 //
-// Callers authenticate with workload identity (docs/design.md, Security
-// model): a JWT in "authorization: Bearer <jwt>" verified by
-// auth/jwtverify (a Kubernetes service-account token, an OIDC token, a
-// SPIFFE JWT-SVID; the client is the one whose jwt_subject or spiffe_id
-// matches its sub), or an X.509-SVID over mTLS verified against the
-// SPIFFE bundle of its trust domain (the client is the one whose spiffe_id
-// is its URI SAN). They may also use an API key (RFC 6750 section 2.1, the
-// same header; only the key's SHA-256 is configured) or a TLS client
-// certificate verified against tls.client_ca_file (the principal is the
-// certificate's subject as an RFC 2253 string). Any of them may be
-// configured together.
-//
-// References: RFC 6749 sections 2.3.1, 3.2, 10.3; RFC 6750 section 5.3;
-// RFC 9700.
+// What each credential is checked against, and the isolation between
+// callers, are docs/design.md, Security model; the configuration keys
+// (clients, auth, tls, limits) are docs/design.md, Configuration.
+// References: RFC 6749 sections 2.3.1, 3.2, 10.3; RFC 6750 sections 2.1
+// and 5.3; RFC 9700.
 package auth
 
 import (

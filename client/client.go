@@ -1,5 +1,5 @@
-// Package client is the Go client of tokenbroker's TokenService (docs/design.md
-// section 3, proto/tokenbroker/v1/token_service.proto).
+// Package client is the Go client of tokenbroker's TokenService
+// (docs/design.md, API and errors; proto/tokenbroker/v1/token_service.proto).
 //
 // A Client turns a GetTokenRequest into an oauth2.TokenSource
 // (golang.org/x/oauth2) that keeps the token in the process until it gets

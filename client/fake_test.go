@@ -18,10 +18,10 @@ import (
 
 // fakeBroker is an in-memory TokenService behind a grpc.ClientConnInterface,
 // so client tests can run inside a testing/synctest bubble (no sockets, no
-// goroutines outside the bubble). It keeps the broker's contract (docs/design.md
-// section 4): one cached token; InvalidateToken is a compare-and-delete;
-// force_refresh bypasses the cache unless the cached token was fetched less
-// than forceRefreshInterval ago.
+// goroutines outside the bubble). It keeps the broker's contract
+// (docs/design.md, Token semantics): one cached token; InvalidateToken is
+// a compare-and-delete; force_refresh bypasses the cache unless the cached
+// token was fetched less than forceRefreshInterval ago.
 type fakeBroker struct {
 	tokenTTL             time.Duration
 	forceRefreshInterval time.Duration

@@ -9,8 +9,8 @@ import (
 )
 
 // openAPIDocument is what GET /openapi.json serves: gen/openapi's document
-// with info.version set to the running build's version (docs/design.md
-// section 8). The generated file carries a placeholder: the proto knows
+// with info.version set to the running build's version (docs/design.md,
+// Operations). The generated file carries a placeholder: the proto knows
 // no release, and a regenerated file must not change with each build.
 var openAPIDocument = sync.OnceValue(func() []byte {
 	return stampOpenAPIVersion(openapi.JSON, version.Get().Version)

@@ -1,9 +1,10 @@
-// Package service implements tokenbroker.v1.TokenService (docs/design.md
-// sections 3 and 4): it validates requests, resolves profiles
-// and inline credentials into a vendor call, fingerprints them into a
-// cache key, and serves tokens from the store, fetching each key at most
-// once at a time (per-process singleflight, then the store's cross-replica
-// fetch lease; fetch.go). Errors become gRPC codes in errors.go only.
+// Package service implements tokenbroker.v1.TokenService (docs/design.md,
+// API and errors, and Token semantics): it validates requests, resolves
+// profiles and inline credentials into a vendor call, fingerprints them
+// into a cache key, and serves tokens from the store, fetching each key at
+// most once at a time (per-process singleflight, then the store's
+// cross-replica fetch lease; fetch.go). Errors become gRPC codes in
+// errors.go only.
 package service
 
 import (

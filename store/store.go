@@ -1,12 +1,13 @@
 // Package store keeps issued tokens until they expire. The service needs a
-// Store (and, across replicas, a Locker); implementations are the
+// Store (and, across replicas, a Leaser); implementations are the
 // in-process Memory store (the default) and the Redis store. Caching levels
 // and encryption are wrappers with the same interface as what they wrap.
 //
 // Keys are opaque strings chosen by the service (an HMAC fingerprint in a
 // Redis hash tag, ending in ":token"); a store never sees a credential.
 // The keys beside a token's (its fetch lease, generation and negative
-// cache entry) share everything but the suffix: see Sibling.
+// cache entry) share everything but the suffix: see Sibling. The keys and
+// the two store shapes are docs/design.md, Storage.
 package store
 
 import (

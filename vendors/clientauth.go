@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -162,39 +163,55 @@ func (a *clientAuth) assertion(audience string, now time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	alg := "HS256"
-	var key crypto.Signer
+	var key crypto.Signer // nil: HS256 with the client secret
 	if a.method == authKeyJWT {
 		if key, err = a.signer(); err != nil {
 			return "", err
 		}
-		alg = "RS256"
-		if _, ok := key.(*ecdsa.PrivateKey); ok {
-			alg = "ES256"
-		}
+	}
+	jws, err := signCompact(key, []byte(a.clientSecret), claims)
+	if err != nil {
+		return "", fmt.Errorf("signing the client assertion: %w", err)
+	}
+	return jws, nil
+}
+
+// signCompact signs payload as a compact JWS with the header
+// {"alg":...,"typ":"JWT"}: HS256 with hmacKey when key is nil, RS256 with
+// an RSA key, ES256 with a P-256 key (RFC 7518 section 3).
+func signCompact(key crypto.Signer, hmacKey, payload []byte) (string, error) {
+	alg := "RS256"
+	switch key.(type) {
+	case nil:
+		alg = "HS256"
+	case *ecdsa.PrivateKey:
+		alg = "ES256"
 	}
 	enc := base64.RawURLEncoding
-	signingInput := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString(claims)
+	signingInput := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString(payload)
 	digest := sha256.Sum256([]byte(signingInput))
 	var sig []byte
 	switch k := key.(type) {
 	case nil:
-		mac := hmac.New(sha256.New, []byte(a.clientSecret))
+		mac := hmac.New(sha256.New, hmacKey)
 		mac.Write([]byte(signingInput))
 		sig = mac.Sum(nil)
 	case *rsa.PrivateKey:
+		var err error
 		if sig, err = rsa.SignPKCS1v15(nil, k, crypto.SHA256, digest[:]); err != nil {
-			return "", fmt.Errorf("signing the client assertion: %w", err)
+			return "", err
 		}
 	case *ecdsa.PrivateKey:
 		r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
 		if err != nil {
-			return "", fmt.Errorf("signing the client assertion: %w", err)
+			return "", err
 		}
 		// RFC 7518 section 3.4: R and S as fixed-size big-endian halves.
 		sig = make([]byte, 64)
 		r.FillBytes(sig[:32])
 		s.FillBytes(sig[32:])
+	default:
+		return "", errors.New("unsupported key")
 	}
 	return signingInput + "." + enc.EncodeToString(sig), nil
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/tokenbroker/tokenbroker/secret"
 )
 
 // oauthStrategy is an RFC 6749 token endpoint described by data: the
@@ -65,118 +62,43 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	if err := checkSettingNames(s.info, in.Settings); err != nil {
 		return nil, err
 	}
-	set := s.defaults.Overlay(in.Settings)
-	for _, name := range s.requiredSettings {
-		if set[name] == "" {
-			return nil, &ConfigError{Setting: name, Reason: "is required for vendor " + s.info.ID}
-		}
-	}
-	for name, from := range s.defaultsFrom {
-		if set[name] == "" {
-			set[name] = set[from]
-		}
-	}
-	if err := checkCredentialNames(s.info, in.Credentials); err != nil {
-		return nil, err
-	}
-	if err := checkOneOf(s.oneOf, in.Params); err != nil {
-		return nil, err
-	}
-	usedParams := map[string]bool{}
-	urlSetting := "token_url"
-	for param, setting := range s.urlByParam {
-		if in.Params[param] != "" {
-			urlSetting = setting
-		}
-	}
-	target, err := resolveTarget(s.info, urlSetting, set, in.Params, usedParams)
+	set, err := s.settings(in.Settings)
 	if err != nil {
 		return nil, err
 	}
-	refreshURL := target
-	if slices.Contains(s.info.Settings, "refresh_url") && set["refresh_url"] != "" {
-		if refreshURL, err = resolveTarget(s.info, "refresh_url", set, in.Params, usedParams); err != nil {
-			return nil, err
-		}
+	if err := s.checkInputs(in); err != nil {
+		return nil, err
 	}
-
-	usedCreds := map[string]bool{}
+	usedParams, usedCreds := map[string]bool{}, map[string]bool{}
+	target, refreshURL, err := s.targets(set, in.Params, usedParams)
+	if err != nil {
+		return nil, err
+	}
 	grant := set.String("grant_type", "client_credentials")
-	body := fields{{"grant_type", grant}}
-	var workload *workloadGrant
-	switch grant {
-	case grantJWTBearer, grantTokenExchange:
-		// The broker's own identity (workload.go).
-		if workload, err = newWorkloadGrant(grant, set, in, usedCreds, target); err != nil {
-			return nil, err
-		}
-	case "client_credentials":
-	case "password":
-		for _, name := range []string{"username", "password"} {
-			if in.Credentials.Get(name) == "" {
-				return nil, &ArgumentError{Field: "credentials." + name, Reason: "is required for the password grant"}
-			}
-			body.set(name, in.Credentials.Get(name))
-			usedCreds[name] = true
-		}
-	default:
-		return nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password, %s, %s)", grant, grantJWTBearer, grantTokenExchange)}
+	body, workload, err := grantBody(grant, set, in, usedCreds, target)
+	if err != nil {
+		return nil, err
 	}
-	scope := set["scope"]
-	if v, ok := in.Params["scope"]; ok && s.scopeParam {
-		if scope != "" {
-			return nil, &ArgumentError{Field: "params.scope", Reason: "the scope is fixed by the server configuration"}
-		}
-		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
-			return nil, &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
-		}
-		scope, usedParams["scope"] = v, true
+	if err := s.addScope(&body, set, in.Params, usedParams); err != nil {
+		return nil, err
 	}
-	if scope != "" {
-		body.set("scope", scope)
+	if err := addConfiguredFields(&body, set); err != nil {
+		return nil, err
 	}
-	for _, name := range []string{"audience", "resource"} {
-		if v := set[name]; v != "" {
-			body.set(name, v)
-		}
-	}
-	extra := set.Map("extra_params")
-	for _, k := range sortedKeys(extra) {
-		if reservedParams[k] {
-			return nil, &ConfigError{Setting: "extra_params." + k, Reason: "is set by the broker; use the dedicated setting or credential"}
-		}
-		body.set(k, extra[k])
-	}
-	formats := s.bodyFormats
-	if formats == nil {
-		formats = []string{bodyForm, bodyJSON}
-	}
-	format := set.String("body_format", formats[0])
-	if !slices.Contains(formats, format) {
-		return nil, &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not one of %s", format, strings.Join(formats, ", "))}
+	format, err := s.bodyFormat(set)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkParamsUsed(s.info, in.Params, usedParams); err != nil {
 		return nil, err
-	}
-	defaultAuth := authBasic
-	switch {
-	case set["client_assertion_file"] != "":
-		defaultAuth = authKeyJWT
-	case isWorkloadGrant(grant):
-		// RFC 7523 section 2.1 and RFC 8693 section 2.1: the grant's
-		// token is the credential; client authentication is optional.
-		defaultAuth = authNone
 	}
 	expireWithAssertion, err := set.Bool("expire_with_assertion")
 	if err != nil {
 		return nil, err
 	}
-	auth, err := newClientAuth(set, in, defaultAuth, usedCreds)
+	auth, err := oauthClientAuth(grant, set, in, usedCreds)
 	if err != nil {
 		return nil, err
-	}
-	if set["client_assertion_file"] != "" && auth.assertionFile == "" {
-		return nil, &ConfigError{Setting: "client_assertion_file", Reason: "needs client_auth private_key_jwt (or client_auth unset)"}
 	}
 	if err := checkCredentialsUsed(in.Credentials, usedCreds, set); err != nil {
 		return nil, err
@@ -200,18 +122,164 @@ func (s *oauthStrategy) Prepare(in Input) (Call, error) {
 	}, nil
 }
 
+// settings are the vendor's defaults overlaid with the given ones, every
+// required setting present and the derived defaults filled in.
+func (s *oauthStrategy) settings(given Settings) (Settings, error) {
+	set := s.defaults.Overlay(given)
+	for _, name := range s.requiredSettings {
+		if set[name] == "" {
+			return nil, &ConfigError{Setting: name, Reason: "is required for vendor " + s.info.ID}
+		}
+	}
+	for name, from := range s.defaultsFrom {
+		if set[name] == "" {
+			set[name] = set[from]
+		}
+	}
+	return set, nil
+}
+
+// checkInputs checks the request's credentials and the params with a
+// fixed set of values before anything is built from them.
+func (s *oauthStrategy) checkInputs(in Input) error {
+	if err := checkCredentialNames(s.info, in.Credentials); err != nil {
+		return err
+	}
+	return checkOneOf(s.oneOf, in.Params)
+}
+
+// targets resolves the token URL (or the one a given param selects,
+// urlByParam) and the refresh grant's URL: refresh_url when the vendor
+// has one and it is set, else the token URL.
+func (s *oauthStrategy) targets(set Settings, params map[string]string, usedParams map[string]bool) (target, refreshURL string, err error) {
+	urlSetting := "token_url"
+	for param, setting := range s.urlByParam {
+		if params[param] != "" {
+			urlSetting = setting
+		}
+	}
+	target, err = resolveTarget(s.info, urlSetting, set, params, usedParams)
+	if err != nil {
+		return "", "", err
+	}
+	if !slices.Contains(s.info.Settings, "refresh_url") || set["refresh_url"] == "" {
+		return target, target, nil
+	}
+	refreshURL, err = resolveTarget(s.info, "refresh_url", set, params, usedParams)
+	if err != nil {
+		return "", "", err
+	}
+	return target, refreshURL, nil
+}
+
+// grantBody starts the body with the grant and its own members: the
+// password grant's username and password, or the workload grant
+// (workload.go) that sends the broker's own identity.
+func grantBody(grant string, set Settings, in Input, usedCreds map[string]bool, target string) (fields, *workloadGrant, error) {
+	body := fields{{"grant_type", grant}}
+	switch grant {
+	case grantJWTBearer, grantTokenExchange:
+		workload, err := newWorkloadGrant(grant, set, in, usedCreds, target)
+		if err != nil {
+			return nil, nil, err
+		}
+		return body, workload, nil
+	case "client_credentials":
+	case "password":
+		for _, name := range []string{"username", "password"} {
+			if in.Credentials.Get(name) == "" {
+				return nil, nil, &ArgumentError{Field: "credentials." + name, Reason: "is required for the password grant"}
+			}
+			body.set(name, in.Credentials.Get(name))
+			usedCreds[name] = true
+		}
+	default:
+		return nil, nil, &ConfigError{Setting: "grant_type", Reason: fmt.Sprintf("%q is not supported (client_credentials, password, %s, %s)", grant, grantJWTBearer, grantTokenExchange)}
+	}
+	return body, nil, nil
+}
+
+// addScope adds the scope setting, or the scope param where the vendor
+// lets a request choose it and no setting fixes it.
+func (s *oauthStrategy) addScope(body *fields, set Settings, params map[string]string, usedParams map[string]bool) error {
+	scope := set["scope"]
+	if v, ok := params["scope"]; ok && s.scopeParam {
+		if scope != "" {
+			return &ArgumentError{Field: "params.scope", Reason: "the scope is fixed by the server configuration"}
+		}
+		if len(v) > 1024 || !scopeSyntax.MatchString(v) {
+			return &ArgumentError{Field: "params.scope", Reason: "is not an RFC 6749 scope (printable ASCII without \" and \\, space-separated)"}
+		}
+		scope, usedParams["scope"] = v, true
+	}
+	if scope != "" {
+		body.set("scope", scope)
+	}
+	return nil
+}
+
+// addConfiguredFields adds the audience and resource settings and the
+// extra_params, in sorted order; an extra param may not replace a member
+// the broker sets (reservedParams).
+func addConfiguredFields(body *fields, set Settings) error {
+	for _, name := range []string{"audience", "resource"} {
+		if v := set[name]; v != "" {
+			body.set(name, v)
+		}
+	}
+	extra := set.Map("extra_params")
+	for _, k := range sortedKeys(extra) {
+		if reservedParams[k] {
+			return &ConfigError{Setting: "extra_params." + k, Reason: "is set by the broker; use the dedicated setting or credential"}
+		}
+		body.set(k, extra[k])
+	}
+	return nil
+}
+
+// bodyFormat is the body_format setting, one of the vendor's formats (the
+// first by default).
+func (s *oauthStrategy) bodyFormat(set Settings) (string, error) {
+	formats := s.bodyFormats
+	if formats == nil {
+		formats = []string{bodyForm, bodyJSON}
+	}
+	format := set.String("body_format", formats[0])
+	if !slices.Contains(formats, format) {
+		return "", &ConfigError{Setting: "body_format", Reason: fmt.Sprintf("%q is not one of %s", format, strings.Join(formats, ", "))}
+	}
+	return format, nil
+}
+
+// oauthClientAuth is the client authentication the settings choose. Without
+// client_auth it is private_key_jwt when a client_assertion_file is set,
+// none for a workload grant (RFC 7523 section 2.1 and RFC 8693 section 2.1:
+// the grant's token is the credential, client authentication is
+// optional), else client_secret_basic.
+func oauthClientAuth(grant string, set Settings, in Input, usedCreds map[string]bool) (*clientAuth, error) {
+	defaultAuth := authBasic
+	switch {
+	case set["client_assertion_file"] != "":
+		defaultAuth = authKeyJWT
+	case isWorkloadGrant(grant):
+		defaultAuth = authNone
+	}
+	auth, err := newClientAuth(set, in, defaultAuth, usedCreds)
+	if err != nil {
+		return nil, err
+	}
+	if set["client_assertion_file"] != "" && auth.assertionFile == "" {
+		return nil, &ConfigError{Setting: "client_assertion_file", Reason: "needs client_auth private_key_jwt (or client_auth unset)"}
+	}
+	return auth, nil
+}
+
 // reservedParams are body members the broker sets itself: extra_params may
 // not override them (a typo must not replace the client's authentication).
 var reservedParams = map[string]bool{
 	"grant_type": true, "username": true, "password": true, "refresh_token": true, "scope": true,
 	"client_id": true, "client_secret": true, "client_assertion": true, "client_assertion_type": true,
 	"assertion": true, "subject_token": true, "subject_token_type": true, "requested_token_type": true, "actor_token": true,
-}
-
-// sortedKeys makes checks deterministic: the same bad input always names
-// the same field.
-func sortedKeys[V any, M ~map[string]V](m M) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 // baseExchange fills what every exchange shares from the settings.
@@ -317,35 +385,11 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	// (attempts run one after another).
 	var bound time.Time
 	x.makeBody = func(now time.Time) (requestBody, error) {
-		f := slices.Clone(body)
-		if err := c.auth.body(&f, target, now); err != nil {
+		rb, exp, err := c.attemptBody(body, target, root, now)
+		if err != nil {
 			return requestBody{}, err
 		}
-		var grantSecret string
-		bound = time.Time{}
-		if c.workload != nil && body.get("grant_type") == c.workload.grant {
-			exp, value, err := c.workload.body(&f, now)
-			if err != nil {
-				return requestBody{}, err
-			}
-			bound, grantSecret = exp, value
-		}
-		if c.auth.assertionFile != "" {
-			if exp, ok := JWTExpiry(f.get("client_assertion")); ok && (bound.IsZero() || exp.Before(bound)) {
-				bound = exp
-			}
-		}
-		data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
-		if err != nil {
-			return requestBody{}, &ConfigError{Setting: "body_format", Reason: err.Error()}
-		}
-		rb := requestBody{data: data, contentType: contentType}
-		if v := f.get("client_assertion"); v != "" {
-			rb.secrets = []string{v}
-		}
-		if grantSecret != "" {
-			rb.secrets = append(rb.secrets, grantSecret)
-		}
+		bound = exp
 		return rb, nil
 	}
 	tok, err := x.do(ctx)
@@ -355,90 +399,38 @@ func (c *oauthCall) send(ctx context.Context, target string, body fields, extraS
 	return tok, err
 }
 
-// CheckCredentialNames rejects credential keys the vendor does not use, so
-// a typo is an error instead of a silently different cache entry. The
-// configuration loader checks a profile's credentials with it; a request's
-// are checked again with the profile's merged in.
-func CheckCredentialNames[V any, M ~map[string]V](info Info, creds M) error {
-	for _, name := range sortedKeys(creds) {
-		if !slices.Contains(info.RequiredCredentials, name) && !slices.Contains(info.OptionalCredentials, name) {
-			return &ArgumentError{Field: "credentials." + name, Reason: fmt.Sprintf("is not a credential of vendor %s (expected %s)", info.ID, strings.Join(append(slices.Clone(info.RequiredCredentials), info.OptionalCredentials...), ", "))}
+// attemptBody is the body of one attempt at target: body with the client
+// authentication and the workload grant's assertion of this attempt (a
+// fresh one each time), encoded, with the assertions as secrets to scrub
+// from errors; exp is the earliest exp of those assertions (zero: none).
+func (c *oauthCall) attemptBody(body fields, target, root string, now time.Time) (rb requestBody, exp time.Time, err error) {
+	f := slices.Clone(body)
+	if err := c.auth.body(&f, target, now); err != nil {
+		return requestBody{}, time.Time{}, err
+	}
+	var grantSecret string
+	if c.workload != nil && body.get("grant_type") == c.workload.grant {
+		if exp, grantSecret, err = c.workload.body(&f, now); err != nil {
+			return requestBody{}, time.Time{}, err
 		}
 	}
-	return nil
-}
-
-// CheckParamNames rejects params the vendor does not know.
-func CheckParamNames(info Info, params map[string]string) error {
-	for _, name := range sortedKeys(params) {
-		if !slices.Contains(info.Params, name) {
-			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("is not a parameter of vendor %s", info.ID)}
+	if c.auth.assertionFile != "" {
+		if aexp, ok := JWTExpiry(f.get("client_assertion")); ok && (exp.IsZero() || aexp.Before(exp)) {
+			exp = aexp
 		}
 	}
-	return nil
-}
-
-// checkCredentialNames is CheckCredentialNames, and every required
-// credential present.
-func checkCredentialNames(info Info, creds secret.Map) error {
-	if err := CheckCredentialNames(info, creds); err != nil {
-		return err
+	data, contentType, err := encodeBody(c.format, root, f.ordered(c.order))
+	if err != nil {
+		return requestBody{}, time.Time{}, &ConfigError{Setting: "body_format", Reason: err.Error()}
 	}
-	for _, name := range info.RequiredCredentials {
-		if creds[name].IsZero() {
-			return &ArgumentError{Field: "credentials." + name, Reason: "is required"}
-		}
+	rb = requestBody{data: data, contentType: contentType}
+	if v := f.get("client_assertion"); v != "" {
+		rb.secrets = []string{v}
 	}
-	return nil
-}
-
-// checkCredentialsUsed rejects a credential the configuration does not send
-// (a username with the client_credentials grant, a client_secret with
-// private_key_jwt): a secret that is silently ignored hides a mistake.
-func checkCredentialsUsed(creds secret.Map, used map[string]bool, set Settings) error {
-	for _, name := range sortedKeys(creds) {
-		if !used[name] && !creds[name].IsZero() {
-			return &ArgumentError{Field: "credentials." + name, Reason: fmt.Sprintf("is not used with grant_type %s and client_auth %s", set.String("grant_type", "client_credentials"), set.String("client_auth", authBasic))}
-		}
+	if grantSecret != "" {
+		rb.secrets = append(rb.secrets, grantSecret)
 	}
-	return nil
-}
-
-// checkSettingNames rejects settings the vendor does not take. The config
-// loader checks them too; this keeps a vendor's fixed choices (Saasu's
-// client_auth, ABBYY's body format) fixed whoever builds the Input.
-func checkSettingNames(info Info, set Settings) error {
-	for _, key := range sortedKeys(set) {
-		if !info.AllowsSetting(key) {
-			return &ConfigError{Setting: key, Reason: "is not a setting of vendor " + info.ID}
-		}
-	}
-	return nil
-}
-
-// checkOneOf rejects a param outside its fixed set of values.
-func checkOneOf(oneOf map[string][]string, params map[string]string) error {
-	for _, name := range sortedKeys(oneOf) {
-		allowed := oneOf[name]
-		if v, ok := params[name]; ok && !slices.Contains(allowed, v) {
-			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not one of %s", truncate(v), strings.Join(allowed, ", "))}
-		}
-	}
-	return nil
-}
-
-// checkParamsUsed rejects params the vendor does not know, or that this
-// configuration does not send.
-func checkParamsUsed(info Info, params map[string]string, used map[string]bool) error {
-	if err := CheckParamNames(info, params); err != nil {
-		return err
-	}
-	for _, name := range sortedKeys(params) {
-		if !used[name] {
-			return &ArgumentError{Field: "params." + name, Reason: "is not used with this configuration"}
-		}
-	}
-	return nil
+	return rb, exp, nil
 }
 
 // oauth2Info describes the generic vendor.

@@ -46,16 +46,41 @@ func resolveTarget(info Info, key string, set Settings, params map[string]string
 // one landing in the path a single safe segment. The result must be https,
 // or http on a loopback host. Params used by the template are added to used.
 func ResolveURL(tmpl string, settings Settings, params map[string]string, used map[string]bool) (string, error) {
+	hostEnd, err := templateHostEnd(tmpl)
+	if err != nil {
+		return "", err
+	}
+	out, err := fillPlaceholders(tmpl, settings, params, used)
+	if err != nil {
+		return "", err
+	}
+	if err := checkPlaceholderValues(tmpl, hostEnd, settings, params); err != nil {
+		return "", err
+	}
+	if err := CheckTokenURL(out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// templateHostEnd is where the host of an absolute URL template ends: the
+// first "/" after the scheme, else the template's end.
+func templateHostEnd(tmpl string) (int, error) {
 	schemeEnd := strings.Index(tmpl, "://")
 	if schemeEnd < 0 {
-		return "", &ConfigError{Setting: "token_url", Reason: "not an absolute URL"}
+		return 0, &ConfigError{Setting: "token_url", Reason: "not an absolute URL"}
 	}
 	hostEnd := strings.IndexByte(tmpl[schemeEnd+3:], '/')
 	if hostEnd < 0 {
-		hostEnd = len(tmpl)
-	} else {
-		hostEnd += schemeEnd + 3
+		return len(tmpl), nil
 	}
+	return hostEnd + schemeEnd + 3, nil
+}
+
+// fillPlaceholders replaces each placeholder with its setting, else its
+// param (marked in used); a placeholder with neither is an error naming
+// the first such param.
+func fillPlaceholders(tmpl string, settings Settings, params map[string]string, used map[string]bool) (string, error) {
 	var firstErr error
 	out := placeholder.ReplaceAllStringFunc(tmpl, func(m string) string {
 		name := m[1 : len(m)-1]
@@ -77,30 +102,32 @@ func ResolveURL(tmpl string, settings Settings, params map[string]string, used m
 	if firstErr != nil {
 		return "", firstErr
 	}
-	// Validate each value by where its placeholder stands. Settings are
-	// trusted but must still fit their place (a typo must not redirect
-	// the request).
+	return out, nil
+}
+
+// checkPlaceholderValues validates each value by where its placeholder
+// stands (before hostEnd: in the host). Settings are trusted but must
+// still fit their place (a typo must not redirect the request); a param
+// in the host must be one DNS label, in the path one safe segment.
+func checkPlaceholderValues(tmpl string, hostEnd int, settings Settings, params map[string]string) error {
 	for _, loc := range placeholder.FindAllStringSubmatchIndex(tmpl, -1) {
 		name := tmpl[loc[2]:loc[3]]
 		if v, ok := settings[name]; ok && v != "" {
 			if (loc[0] < hostEnd && !hostSetting.MatchString(v)) || (loc[0] >= hostEnd && (!pathSegment.MatchString(v) || v == "." || v == "..")) {
-				return "", &ConfigError{Setting: name, Reason: fmt.Sprintf("%q does not fit its place in the token URL (a host name, or one path segment)", truncate(v))}
+				return &ConfigError{Setting: name, Reason: fmt.Sprintf("%q does not fit its place in the token URL (a host name, or one path segment)", truncate(v))}
 			}
 			continue
 		}
 		v := params[name]
 		if loc[0] < hostEnd {
 			if !dnsLabel.MatchString(v) {
-				return "", &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not a single DNS label ([a-z0-9-], 1 to 63 characters, no dots)", truncate(v))}
+				return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not a single DNS label ([a-z0-9-], 1 to 63 characters, no dots)", truncate(v))}
 			}
 		} else if !pathSegment.MatchString(v) || v == "." || v == ".." {
-			return "", &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not a single URL path segment of [A-Za-z0-9._~-]", truncate(v))}
+			return &ArgumentError{Field: "params." + name, Reason: fmt.Sprintf("%q is not a single URL path segment of [A-Za-z0-9._~-]", truncate(v))}
 		}
 	}
-	if err := CheckTokenURL(out); err != nil {
-		return "", err
-	}
-	return out, nil
+	return nil
 }
 
 // checkLabelParams rejects a value of the named params that is not a single

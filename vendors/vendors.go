@@ -1,12 +1,11 @@
 // Package vendors turns credentials into access tokens, one strategy per
-// vendor (docs/design.md, Vendors). Generic behaviour lives once: the bounded,
-// retrying request in exchange.go, answers and the expiry chain in
-// response.go and expiry.go (RFC 6749 sections 5.1 and 5.2), request bodies
-// in body.go, client authentication in clientauth.go (RFC 6749 section 2.3,
-// RFC 7523 client assertions, RFC 8705 tls_client_auth), URL templates in
-// template.go, the HTTP client and mutual TLS in httpclient.go, and the
-// data-driven RFC 6749 strategy in oauth2.go. A vendor file holds only its
-// data and quirks and cites the vendor document it implements.
+// vendor. Generic OAuth 2.0 behaviour lives once (the bounded, retrying
+// request; answers and the expiry chain, RFC 6749 sections 5.1 and 5.2;
+// request bodies; client authentication, RFC 6749 section 2.3, RFC 7523
+// client assertions, RFC 8705 tls_client_auth; URL templates; the HTTP
+// client and mutual TLS); a vendor file holds only its data and quirks and
+// cites the vendor document it implements. docs/design.md, Vendors, lists
+// the vendors, the shared files and every setting.
 //
 // A Strategy validates a request's inputs and resolves them into a Call (the
 // resolved token URL is part of the cache fingerprint); the Call fetches a

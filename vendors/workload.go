@@ -2,10 +2,7 @@ package vendors
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -164,31 +161,14 @@ func signJWS(key crypto.Signer, claims map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	alg := "RS256"
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		alg = "ES256"
-	}
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString(payload)
-	digest := sha256.Sum256([]byte(input))
-	var sig []byte
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		if sig, err = rsa.SignPKCS1v15(nil, k, crypto.SHA256, digest[:]); err != nil {
-			return "", fmt.Errorf("signing the assertion: %w", err)
-		}
-	case *ecdsa.PrivateKey:
-		r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
-		if err != nil {
-			return "", fmt.Errorf("signing the assertion: %w", err)
-		}
-		sig = make([]byte, 64)
-		r.FillBytes(sig[:32])
-		s.FillBytes(sig[32:])
-	default:
+	if key == nil {
 		return "", errors.New("signing the assertion: unsupported key")
 	}
-	return input + "." + enc.EncodeToString(sig), nil
+	jws, err := signCompact(key, nil, payload)
+	if err != nil {
+		return "", fmt.Errorf("signing the assertion: %w", err)
+	}
+	return jws, nil
 }
 
 // readTokenFile reads a token file (bounded, trimmed); the error never

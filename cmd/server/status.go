@@ -26,8 +26,8 @@ import (
 )
 
 // status is the "status" subcommand: it calls ListCredentialStatus on a
-// running broker and prints one line per profile (docs/design.md section
-// 8, "Credential status and events"):
+// running broker and prints one line per profile (docs/design.md,
+// Operations, "Credential status and events"):
 //
 //	tokenbroker status [--addr host:port | --config file] [--json] [--timeout 5s]
 //

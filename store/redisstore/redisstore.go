@@ -1,34 +1,15 @@
-// Package redisstore is the Redis side of tokenbroker's shared cache
-// (docs/design.md, Storage): a byte store for sealed values
-// (sealed.Backend) whose writes are fenced by generation, the
-// cross-replica fetch lease (store.Leaser, lease.go), and the channels
-// that keep each replica's in-process level (package tiered) honest and
-// wake the replicas waiting on a lease. It works with a standalone server,
-// Sentinel or Cluster through go-redis's UniversalClient.
+// Package redisstore is the Redis side of tokenbroker's shared cache: a
+// byte store for sealed values (sealed.Backend) whose writes are fenced by
+// generation, the cross-replica fetch lease (store.Leaser, lease.go), and
+// the channels that keep each replica's L1 (package tiered) honest and wake
+// the replicas waiting on a lease. It works with a standalone server,
+// Sentinel or Cluster through go-redis's UniversalClient; every command is
+// bounded by a timeout and a breaker, so an outage costs the broker economy,
+// never availability.
 //
-// Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and beside
-// it :lock (the lease), :gen (the write generation), :neg (the negative
-// cache entry), :rt (the refresh token last presented) and :revoked (the
-// tokens reported rejected); the hash tag puts them on one Cluster slot. A
-// value's TTL (PX, milliseconds, rounded down) is its token's remaining
-// lifetime when stored: nothing outlives its token.
-//
-// Outages: every command has a short timeout (DefaultOpTimeout, dial
-// included; DefaultLockTimeout for the lease while Redis looks healthy)
-// and at most one retry, and goes through a circuit breaker: in a
-// Cluster, the breaker of the master that serves the key (a dead master
-// stops only its own shard's commands), and a failed command makes the
-// client reload the slot map, so keys follow a promoted replica within
-// about a second. The breaker opens
-// after DefaultFailureThreshold consecutive failures: at once when
-// connections are refused or reset, and after DefaultMinOutage when they
-// time out (one stall that times out a burst of commands together does not
-// open it). While it is open, commands fail at once with ErrUnavailable
-// (Load is a miss-with-error, Save is skipped, TryLease errs so the service
-// fetches without the lock: availability over economy), and a background
-// probe closes it as soon as Redis answers PING. So until the breaker
-// opens a command waits at most its timeout, once it is open nothing waits
-// on Redis, and recovery needs nobody.
+// The keys, values and channels are docs/design.md, Storage; the lease,
+// the fenced writes, the breakers and what each outage does are
+// docs/design.md, The lease and generation protocol.
 package redisstore
 
 import (

@@ -1,30 +1,14 @@
 // Package sealed keeps tokens in a shared byte store (Redis) that must
-// never hold a clear token, refresh token or secret.
+// never hold a clear token, refresh token or secret. A Store is a
+// store.Store over a Backend of opaque values, each the whole Entry sealed
+// with AES-256-GCM under the Redis key as associated data; a Keyring's
+// first key seals and every key opens, which is how keys rotate. Every
+// value starts with the SHA-256 digest of its access token, so the backend
+// compares and deletes without decrypting.
 //
-// A Store is a store.Store over a Backend of opaque values. Each value is
-// the whole Entry (refresh token included) sealed with AES-256-GCM under a
-// fresh random nonce, with the backend key as associated data, so a value
-// copied to another key fails to open. Values name the id of the key that
-// sealed them: a Keyring's first key seals and every key opens, which is
-// how keys rotate (add the new key first, keep the old one until the old
-// values have expired, at most one token lifetime). A value that fails to
-// open is a miss, counted in Stats, and never served.
-//
-// Compare-and-delete runs in the backend (a Lua script in Redis) without
-// decrypting: every value starts with the SHA-256 digest of its access
-// token, in the clear. Access tokens are high-entropy bearer strings, so
-// the digest reveals nothing about the token, and it is also covered by
-// the seal's associated data so a value whose digest was altered does not
-// open.
-//
-// Value layout:
-//
-//	digest[32] | version[1] | key id[4] | nonce[12] | AES-256-GCM(entry JSON)  version 1, sealed
-//	digest[32] | version[1] | entry JSON                                      version 0, plaintext
-//
-// Version 0 is written only by NewPlaintext (cache.allow_plaintext); a
-// sealing Store refuses it, so nobody who can write to Redis can plant a
-// token for a sealing broker to serve.
+// The value layout and what the seal protects against are docs/design.md,
+// Storage ("Sealing"); rotating the keys is docs/operations.md, Rotate
+// secrets and keys.
 package sealed
 
 import (

@@ -233,34 +233,45 @@ func (c *childProcess) stop() {
 // A failed command is answered "error ...". The load tool's main calls it
 // first.
 func ServeChild(ctx context.Context) (bool, error) {
-	var grpcAddr, httpAddr string
-	var stop func()
-	if cfgYAML, ok := os.LookupEnv(memoryChildEnv); ok {
-		cfg, err := parseConfig(cfgYAML)
-		if err != nil {
-			return true, err
-		}
-		b, err := startApp(ctx, cfg, discardLogger())
-		if err != nil {
-			return true, err
-		}
-		grpcAddr, httpAddr, stop = b.app.Server.GRPCAddr().String(), b.app.Server.HTTPAddr().String(), b.stop
-	} else if specJSON, ok := os.LookupEnv(serverChildEnv); ok {
-		var spec childSpec
-		if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-			return true, err
-		}
-		var err error
-		grpcAddr, httpAddr, stop, err = serveSpec(ctx, spec)
-		if err != nil {
-			return true, err
-		}
-	} else {
-		return false, nil
+	grpcAddr, httpAddr, stop, child, err := startChildServer(ctx)
+	if !child || err != nil {
+		return child, err
 	}
 	defer stop()
 	fmt.Printf("grpc %s http %s\n", grpcAddr, cmp.Or(httpAddr, "-"))
-	in := bufio.NewScanner(os.Stdin)
+	return true, answerCommands(os.Stdin)
+}
+
+// startChildServer starts the server the environment asks for; child is
+// false when it asks for none (this process is the load tool itself).
+func startChildServer(ctx context.Context) (grpcAddr, httpAddr string, stop func(), child bool, err error) {
+	if cfgYAML, ok := os.LookupEnv(memoryChildEnv); ok {
+		cfg, err := parseConfig(cfgYAML)
+		if err != nil {
+			return "", "", nil, true, err
+		}
+		b, err := startApp(ctx, cfg, discardLogger())
+		if err != nil {
+			return "", "", nil, true, err
+		}
+		return b.app.Server.GRPCAddr().String(), b.app.Server.HTTPAddr().String(), b.stop, true, nil
+	}
+	if specJSON, ok := os.LookupEnv(serverChildEnv); ok {
+		var spec childSpec
+		if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+			return "", "", nil, true, err
+		}
+		grpcAddr, httpAddr, stop, err := serveSpec(ctx, spec)
+		return grpcAddr, httpAddr, stop, true, err
+	}
+	return "", "", nil, false, nil
+}
+
+// answerCommands answers each command line read from r (ServeChild's
+// list) with one line on stdout, until r ends; a profile still running
+// then is stopped.
+func answerCommands(r io.Reader) error {
+	in := bufio.NewScanner(r)
 	var profile *os.File
 	for in.Scan() {
 		command, arg, _ := strings.Cut(in.Text(), " ")
@@ -297,7 +308,7 @@ func ServeChild(ctx context.Context) (bool, error) {
 		pprof.StopCPUProfile()
 		profile.Close()
 	}
-	return true, in.Err()
+	return in.Err()
 }
 
 // serveSpec starts what spec describes in this process.

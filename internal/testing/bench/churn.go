@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,16 +11,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
 // Churn is the fleet under churn: three broker processes on one Redis, a
-// vendor that takes ChurnVendorLatency to answer (docs/design.md section
-// 10). Counts and latencies, no goals asserted here: the table shows them
-// beside their goals.
+// vendor that takes ChurnVendorLatency to answer (docs/design.md, The
+// lease and generation protocol). Counts and latencies, no goals asserted
+// here: the table shows them beside their goals.
 type Churn struct {
 	Replicas      int    `json:"replicas"`
 	VendorLatency string `json:"vendor_latency"`
@@ -32,10 +28,10 @@ type Churn struct {
 	WaiterRounds   int     `json:"waiter_rounds"`
 	WaiterLagP50Ms float64 `json:"waiter_lag_p50_ms"`
 	WaiterLagP99Ms float64 `json:"waiter_lag_p99_ms"`
-	// Wake-up: the issue's shape. Replica 0's caller takes the lease
-	// (vendor latency 300 ms); WakeDelay later WakeWaiters callers on
-	// replicas 1 and 2 wait; each one's completion after the holder's
-	// caller was answered, per transport.
+	// Wake-up: replica 0's caller takes the lease (vendor latency 300 ms);
+	// wakeDelay later wakeWaiters callers on replicas 1 and 2 wait; each
+	// one's completion after the holder's caller was answered, per
+	// transport.
 	Wake []WakeRow `json:"wake,omitempty"`
 	// Crash: the holder's process is SIGKILLed mid-fetch; the last caller
 	// on the other replicas is answered CrashAnsweredMs after the kill.
@@ -91,27 +87,53 @@ const (
 	wakeSettle = 150 * time.Millisecond
 )
 
-// FleetChurn measures the fleet under churn with Redis at redisAddr.
+// FleetChurn measures the fleet under churn with Redis at redisAddr: one
+// fleet, then each scenario on it in turn (the crash last, as it kills
+// replica 0).
 func FleetChurn(ctx context.Context, redisAddr string) (Churn, error) {
 	c := Churn{Replicas: 3, VendorLatency: ChurnVendorLatency.String(), CrashLeaseTTL: "2s",
 		WaiterRounds: churnRounds, WrongPasswordCalls: churnWrongCalls, BudgetSets: churnBudgetSets, BudgetPerSecond: churnBudgetPerSec}
-	sim, err := vendorsim.Start("127.0.0.1:0", vendorsim.WithLatency(ChurnVendorLatency))
+	f, err := startChurnFleet(ctx, redisAddr, c.Replicas)
 	if err != nil {
 		return c, err
 	}
-	defer sim.Close()
-	for v, creds := range vendorsim.DemoAccounts() {
-		sim.AddAccount(v, creds)
+	defer f.close()
+	if c.WaiterLagP50Ms, c.WaiterLagP99Ms, err = f.waiterLag(ctx); err != nil {
+		return c, fmt.Errorf("waiter lag: %w", err)
 	}
-	for i := range churnRounds + 1 {
-		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("lag-%d", i), "client_secret": "s"})
+	if c.Wake, err = f.wakeUp(ctx); err != nil {
+		return c, err
 	}
-	for i := range 4 * (wakeRounds + 1) {
-		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("wake-%d", i), "client_secret": "s"})
+	c.WrongPasswordUpstream = f.wrongPassword(ctx)
+	if c.BudgetPeak, err = f.budget(ctx); err != nil {
+		return c, fmt.Errorf("budget: %w", err)
 	}
-	for i := range churnBudgetSets {
-		sim.AddAccount("oauth2", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
+	if c.CrashAnsweredMs, c.CrashUpstream, err = f.crash(ctx); err != nil {
+		return c, fmt.Errorf("crash: %w", err)
 	}
+	return c, nil
+}
+
+// churnFleet is what FleetChurn's scenarios run on: the simulator with
+// the accounts of every scenario, and the broker processes on one Redis
+// with a gRPC client each.
+type churnFleet struct {
+	redisAddr string
+	sim       *vendorsim.Sim
+	children  []*childProcess
+	conns     []*grpc.ClientConn
+	clients   []tokenbrokerv1.TokenServiceClient
+}
+
+// startChurnFleet starts the simulator and the replicas; close stops them,
+// also after an error.
+func startChurnFleet(ctx context.Context, redisAddr string, replicas int) (*churnFleet, error) {
+	sim, err := vendorsim.Start("127.0.0.1:0", vendorsim.WithLatency(ChurnVendorLatency))
+	if err != nil {
+		return nil, err
+	}
+	f := &churnFleet{redisAddr: redisAddr, sim: sim}
+	addChurnAccounts(sim)
 	yaml := fmt.Sprintf(`
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
@@ -127,51 +149,95 @@ vendors:
     max_requests_per_second: %d
     max_concurrent_requests: 16
 `, redisCacheYAML(redisAddr, cacheKeyB64(), true), sim.URL(), churnBudgetPerSec)
-	var children []*childProcess
-	var clients []tokenbrokerv1.TokenServiceClient
-	defer func() {
-		for _, ch := range children {
-			ch.stop()
-		}
-	}()
-	for range c.Replicas {
+	for range replicas {
 		ch, err := startMemoryChild(ctx, yaml)
 		if err != nil {
-			return c, err
+			f.close()
+			return nil, err
 		}
-		children = append(children, ch)
+		f.children = append(f.children, ch)
 		conn, err := dial(ch.grpcAddr)
 		if err != nil {
-			return c, err
+			f.close()
+			return nil, err
 		}
-		defer conn.Close()
-		clients = append(clients, tokenbrokerv1.NewTokenServiceClient(conn))
+		f.conns = append(f.conns, conn)
+		f.clients = append(f.clients, tokenbrokerv1.NewTokenServiceClient(conn))
 	}
-	inline := func(vendor, clientID string) *tokenbrokerv1.GetTokenRequest {
-		return &tokenbrokerv1.GetTokenRequest{Vendor: vendor, Credentials: map[string]string{"client_id": clientID, "client_secret": "s"}}
-	}
+	return f, nil
+}
 
-	// Waiter lag: the holder's caller on replica 0, waiters on 1 and 2.
+// addChurnAccounts gives each scenario cold keys of its own: lag-N for
+// the waiter lag and the crash, wake-N for the wake-up rounds, warm-N
+// for the budget.
+func addChurnAccounts(sim *vendorsim.Sim) {
+	for v, creds := range vendorsim.DemoAccounts() {
+		sim.AddAccount(v, creds)
+	}
+	for i := range churnRounds + 1 {
+		sim.AddAccount("smartdocumentor", account(fmt.Sprintf("lag-%d", i)))
+	}
+	for i := range 4 * (wakeRounds + 1) {
+		sim.AddAccount("smartdocumentor", account(fmt.Sprintf("wake-%d", i)))
+	}
+	for i := range churnBudgetSets {
+		sim.AddAccount("oauth2", account(fmt.Sprintf("warm-%d", i)))
+	}
+}
+
+func (f *churnFleet) close() {
+	for _, conn := range f.conns {
+		_ = conn.Close()
+	}
+	for _, ch := range f.children {
+		ch.stop()
+	}
+	f.sim.Close()
+}
+
+// account is the credentials of a simulator account of the bench's own.
+func account(clientID string) map[string]string {
+	return map[string]string{"client_id": clientID, "client_secret": "s"}
+}
+
+// inline is a GetToken request with the account's credentials inline.
+func inline(vendor, clientID string) *tokenbrokerv1.GetTokenRequest {
+	return &tokenbrokerv1.GetTokenRequest{Vendor: vendor, Credentials: account(clientID)}
+}
+
+// waiterLag is the waiter lag over churnRounds cold keys: the holder's
+// caller on replica 0, waiters on 1 and 2.
+func (f *churnFleet) waiterLag(ctx context.Context) (p50Ms, p99Ms float64, err error) {
 	var lags []time.Duration
 	for round := range churnRounds {
 		req := inline("smartdocumentor", fmt.Sprintf("lag-%d", round))
-		holder, waiters, err := holderAndWaiters(ctx, sim, "smartdocumentor", clients[0], clients[1:], req, nil)
+		holder, waiters, err := holderAndWaiters(ctx, f.sim, "smartdocumentor", f.clients[0], f.clients[1:], req, nil)
 		if err != nil {
-			return c, fmt.Errorf("waiter lag: %w", err)
+			return 0, 0, err
 		}
 		for _, w := range waiters {
 			lags = append(lags, w.Sub(holder))
 		}
 	}
 	slices.Sort(lags)
-	c.WaiterLagP50Ms = ms(percentile(lags, 0.50))
-	c.WaiterLagP99Ms = ms(percentile(lags, 0.99))
+	return ms(percentile(lags, 0.50)), ms(percentile(lags, 0.99)), nil
+}
 
-	// Wake-up, the issue's shape, over gRPC and REST.
+// wakeShape is one wake-up row's transport and number of waiters.
+type wakeShape struct {
+	name    string
+	fc      fleetCallers
+	waiters int
+}
+
+// wakeUp is the wake-up scenario over gRPC and REST: wakeWaiters callers,
+// the shape the row's goal is for, and a fifth of them: how the lag
+// grows with the callers each replica must answer is the fan-out's cost.
+func (f *churnFleet) wakeUp(ctx context.Context) ([]WakeRow, error) {
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: wakeWaiters, MaxConnsPerHost: wakeWaiters}}
 	defer httpClient.CloseIdleConnections()
 	var restFleet fleetCallers
-	for i, ch := range children {
+	for i, ch := range f.children {
 		c := restCaller(httpClient, "http://"+ch.httpAddr)
 		if i == 0 {
 			restFleet.holder = c
@@ -181,267 +247,182 @@ vendors:
 	}
 	// The waiting replicas' idle CPU rate, to subtract from the fan-out's.
 	var idle float64
-	for _, ch := range children[1:] {
+	for _, ch := range f.children[1:] {
 		rate, err := idleCPU(ctx, ch)
 		if err != nil {
-			return c, err
+			return nil, err
 		}
 		idle += rate
 	}
-	waitingCPU := func() (time.Duration, time.Time, error) {
-		var sum time.Duration
-		for _, ch := range children[1:] {
-			d, err := ch.cpu()
-			if err != nil {
-				return 0, time.Time{}, err
-			}
-			sum += d
-		}
-		return sum, time.Now(), nil
-	}
-	account := 0
-	for _, t := range []struct {
-		name    string
-		fc      fleetCallers
-		waiters int
-	}{
-		// The issue's shape, and a fifth of it: how the lag grows with the
-		// callers each replica must answer is the fan-out's cost.
-		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters}, {"REST", restFleet, wakeWaiters},
-		{"gRPC", grpcCallers(clients[0], clients[1:]), wakeWaiters / 5}, {"REST", restFleet, wakeWaiters / 5},
+	grpcFleet := grpcCallers(f.clients[0], f.clients[1:])
+	var rows []WakeRow
+	for i, shape := range []wakeShape{
+		{"gRPC", grpcFleet, wakeWaiters}, {"REST", restFleet, wakeWaiters},
+		{"gRPC", grpcFleet, wakeWaiters / 5}, {"REST", restFleet, wakeWaiters / 5},
 	} {
-		row := WakeRow{Transport: t.name, Rounds: wakeRounds, Waiters: t.waiters, DelayMs: ms(wakeDelay), IdleUsPerSec: idle}
-		var lags []time.Duration
-		var fanoutCPU float64 // µs, idle subtracted
-		var answers int
-		for round := range wakeRounds + 1 {
-			req := inline("smartdocumentor", fmt.Sprintf("wake-%d", account))
-			account++
-			var mon *monitor
-			if round == wakeRounds {
-				// One more round, traced: MONITOR slows Redis a little.
-				if mon, err = startMonitor(redisAddr); err != nil {
-					return c, err
-				}
-			}
-			var cpu0 time.Duration
-			var t0 time.Time
-			var cpuErr error
-			settled := func() {
-				time.Sleep(wakeSettle)
-				cpu0, t0, cpuErr = waitingCPU()
-			}
-			holder, waiters, err := waitOnHolder(ctx, sim, "smartdocumentor", t.fc, req, holderRound{waiters: t.waiters, delay: wakeDelay, settled: settled})
-			if err == nil && cpuErr == nil && mon == nil {
-				cpu1, t1, err := waitingCPU()
-				if err != nil {
-					return c, err
-				}
-				fanoutCPU += float64((cpu1 - cpu0).Microseconds()) - idle*t1.Sub(t0).Seconds()
-				answers += len(waiters)
-			}
-			if cpuErr != nil {
-				return c, cpuErr
-			}
-			if mon != nil {
-				lines := mon.stop()
-				if err == nil {
-					row.Trace = wakeTrace(lines, holder, waiters)
-				}
-			}
-			if err != nil {
-				return c, fmt.Errorf("wake-up over %s: %w", t.name, err)
-			}
-			if mon != nil {
-				break
-			}
-			for _, w := range waiters {
-				lags = append(lags, w.Sub(holder))
-			}
+		row, err := f.wakeRow(ctx, shape, idle, i*(wakeRounds+1))
+		if err != nil {
+			return rows, err
 		}
-		slices.Sort(lags)
-		row.LagP50Ms, row.LagP99Ms, row.LagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
-		if answers > 0 {
-			row.WaitingCPUPerAnswerUs = fanoutCPU / float64(answers)
-		}
-		c.Wake = append(c.Wake, row)
+		rows = append(rows, row)
 	}
+	return rows, nil
+}
 
-	// Wrong password, spread over the replicas.
-	before := sim.Requests("abbyy_vantage")
+// wakeRow measures one shape over wakeRounds rounds, each on a cold key
+// (the accounts wake-firstAccount on), then traces one more round.
+func (f *churnFleet) wakeRow(ctx context.Context, shape wakeShape, idle float64, firstAccount int) (WakeRow, error) {
+	row := WakeRow{Transport: shape.name, Rounds: wakeRounds, Waiters: shape.waiters, DelayMs: ms(wakeDelay), IdleUsPerSec: idle}
+	var lags []time.Duration
+	var fanoutCPU float64 // µs, idle subtracted
+	var answers int
+	for round := range wakeRounds + 1 {
+		// The last round is traced: MONITOR slows Redis a little, so it
+		// counts for nothing else.
+		traced := round == wakeRounds
+		r, err := f.wakeRound(ctx, shape, inline("smartdocumentor", fmt.Sprintf("wake-%d", firstAccount+round)), idle, traced)
+		if err != nil {
+			return row, err
+		}
+		if traced {
+			row.Trace = r.trace
+			break
+		}
+		fanoutCPU += r.fanoutCPU
+		answers += len(r.waiters)
+		for _, w := range r.waiters {
+			lags = append(lags, w.Sub(r.holder))
+		}
+	}
+	slices.Sort(lags)
+	row.LagP50Ms, row.LagP99Ms, row.LagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
+	if answers > 0 {
+		row.WaitingCPUPerAnswerUs = fanoutCPU / float64(answers)
+	}
+	return row, nil
+}
+
+// wakeResult is one wake-up round: when the holder's caller and each
+// waiter were answered, and either the waiting replicas' CPU from
+// wakeSettle into the wait to the last answer (µs, idle subtracted) or,
+// traced, the Redis commands meanwhile.
+type wakeResult struct {
+	holder    time.Time
+	waiters   []time.Time
+	fanoutCPU float64
+	trace     []string
+}
+
+// wakeRound runs one round of shape on req's cold key.
+func (f *churnFleet) wakeRound(ctx context.Context, shape wakeShape, req *tokenbrokerv1.GetTokenRequest, idle float64, traced bool) (wakeResult, error) {
+	var mon *monitor
+	if traced {
+		var err error
+		if mon, err = startMonitor(f.redisAddr); err != nil {
+			return wakeResult{}, err
+		}
+	}
+	var cpu0 time.Duration
+	var t0 time.Time
+	var cpuErr error
+	settled := func() {
+		time.Sleep(wakeSettle)
+		cpu0, t0, cpuErr = f.waitingCPU()
+	}
+	holder, waiters, err := waitOnHolder(ctx, f.sim, "smartdocumentor", shape.fc, req, holderRound{waiters: shape.waiters, delay: wakeDelay, settled: settled})
+	var lines []string
+	if mon != nil {
+		lines = mon.stop()
+	}
+	if cpuErr != nil {
+		return wakeResult{}, cpuErr
+	}
+	if err != nil {
+		return wakeResult{}, fmt.Errorf("wake-up over %s: %w", shape.name, err)
+	}
+	r := wakeResult{holder: holder, waiters: waiters}
+	if traced {
+		r.trace = wakeTrace(lines, holder, waiters)
+		return r, nil
+	}
+	cpu1, t1, err := f.waitingCPU()
+	if err != nil {
+		return wakeResult{}, err
+	}
+	r.fanoutCPU = float64((cpu1 - cpu0).Microseconds()) - idle*t1.Sub(t0).Seconds()
+	return r, nil
+}
+
+// waitingCPU is the CPU time the waiting replicas (all but replica 0)
+// have used, and when it was read.
+func (f *churnFleet) waitingCPU() (time.Duration, time.Time, error) {
+	var sum time.Duration
+	for _, ch := range f.children[1:] {
+		d, err := ch.cpu()
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		sum += d
+	}
+	return sum, time.Now(), nil
+}
+
+// wrongPassword sends churnWrongCalls calls with a wrong password, spread
+// over the replicas, and returns the vendor requests they caused.
+func (f *churnFleet) wrongPassword(ctx context.Context) int {
+	before := f.sim.Requests("abbyy_vantage")
 	var wg sync.WaitGroup
 	for i := range churnWrongCalls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			acct := vendorsim.DemoAccounts()["abbyy_vantage"]
 			acct["password"] = "wrong"
 			delete(acct, "region")
-			_, _ = clients[i%len(clients)].GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "abbyy_vantage",
+			_, _ = f.clients[i%len(f.clients)].GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "abbyy_vantage",
 				Credentials: acct, Params: map[string]string{"region": "eu"}})
-		}()
+		})
 	}
 	wg.Wait()
-	c.WrongPasswordUpstream = sim.Requests("abbyy_vantage") - before
+	return f.sim.Requests("abbyy_vantage") - before
+}
 
-	// The budget: distinct credential sets, cold, at once.
+// budget asks for churnBudgetSets distinct credential sets, cold, at once,
+// and returns the vendor's busiest second.
+func (f *churnFleet) budget(ctx context.Context) (int, error) {
 	var failed error
 	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for i := range churnBudgetSets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			if _, err := clients[i%len(clients)].GetToken(cctx, inline("oauth2", fmt.Sprintf("warm-%d", i))); err != nil {
+			if _, err := f.clients[i%len(f.clients)].GetToken(cctx, inline("oauth2", fmt.Sprintf("warm-%d", i))); err != nil {
 				mu.Lock()
 				failed = err
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if failed != nil {
-		return c, fmt.Errorf("budget: %w", failed)
+		return 0, failed
 	}
-	c.BudgetPeak = sim.MaxRequestsWithin("oauth2", time.Second)
+	return f.sim.MaxRequestsWithin("oauth2", time.Second), nil
+}
 
-	// The holder crashes: its process is killed once its vendor request
-	// has left.
-	before = sim.Requests("smartdocumentor")
+// crash kills the holder's process once its vendor request has left, and
+// returns when the last waiter was answered after the kill and the vendor
+// requests the key cost.
+func (f *churnFleet) crash(ctx context.Context) (answeredMs float64, upstream int, err error) {
+	before := f.sim.Requests("smartdocumentor")
 	var killed time.Time
-	_, waiters, err := holderAndWaiters(ctx, sim, "smartdocumentor", clients[0], clients[1:], inline("smartdocumentor", fmt.Sprintf("lag-%d", churnRounds)), func() {
-		_ = children[0].cmd.Process.Kill()
+	_, waiters, err := holderAndWaiters(ctx, f.sim, "smartdocumentor", f.clients[0], f.clients[1:], inline("smartdocumentor", fmt.Sprintf("lag-%d", churnRounds)), func() {
+		_ = f.children[0].cmd.Process.Kill()
 		killed = time.Now()
 	})
 	if err != nil {
-		return c, fmt.Errorf("crash: %w", err)
+		return 0, 0, err
 	}
-	c.CrashAnsweredMs = ms(slices.MaxFunc(waiters, time.Time.Compare).Sub(killed))
-	c.CrashUpstream = sim.Requests("smartdocumentor") - before
-	return c, nil
-}
-
-// holderAndWaiters sends req to holder, and once its vendor request has
-// reached the simulator, to churnWaiters callers spread over others; then
-// runs crash (if any). It returns when each was answered.
-func holderAndWaiters(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, crash func()) (time.Time, []time.Time, error) {
-	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, holderRound{waiters: churnWaiters, crash: crash})
-}
-
-// caller makes one GetToken call, over gRPC or REST.
-type caller func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error
-
-// fleetCallers are the lease holder's caller and the waiters' replicas.
-type fleetCallers struct {
-	holder caller
-	others []caller
-}
-
-func grpcCaller(c tokenbrokerv1.TokenServiceClient) caller {
-	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
-		_, err := c.GetToken(ctx, req, grpc.WaitForReady(true))
-		return err
-	}
-}
-
-func grpcCallers(holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient) fleetCallers {
-	fc := fleetCallers{holder: grpcCaller(holder)}
-	for _, o := range others {
-		fc.others = append(fc.others, grpcCaller(o))
-	}
-	return fc
-}
-
-// restCaller POSTs the request to base's /v1/token.
-func restCaller(client *http.Client, base string) caller {
-	url := base + "/v1/token"
-	return func(ctx context.Context, req *tokenbrokerv1.GetTokenRequest) error {
-		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
-		if err != nil {
-			return err
-		}
-		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		hreq.Header.Set("Content-Type", "application/json")
-		r, err := client.Do(hreq)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, r.Body)
-		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", r.StatusCode)
-		}
-		return nil
-	}
-}
-
-// holderRound shapes one waitOnHolder round.
-type holderRound struct {
-	// waiters callers start delay after the holder's vendor request
-	// reached the simulator.
-	waiters int
-	delay   time.Duration
-	// crash, if set, runs once the waiters have started (it kills the
-	// holder: no holder's answer time is returned).
-	crash func()
-	// settled, if set, runs once the waiters have started, while they
-	// wait (it may block, not past the holder's answer).
-	settled func()
-}
-
-// waitOnHolder sends req to fc.holder, and round.delay after its vendor
-// request has reached the simulator, to round.waiters callers spread over
-// fc.others; then runs round.crash or round.settled. It returns when each
-// was answered (the holder's time is zero after a crash).
-func waitOnHolder(ctx context.Context, sim *vendorsim.Sim, vendor string, fc fleetCallers, req *tokenbrokerv1.GetTokenRequest, round holderRound) (time.Time, []time.Time, error) {
-	waiters, delay, crash := round.waiters, round.delay, round.crash
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	before := sim.Requests(vendor)
-	holderDone := make(chan time.Time, 1)
-	go func() {
-		_ = fc.holder(ctx, req)
-		holderDone <- time.Now()
-	}()
-	for sim.Requests(vendor) == before {
-		if ctx.Err() != nil {
-			return time.Time{}, nil, errors.New("the holder's vendor request never came")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if delay > 0 {
-		time.Sleep(delay)
-	}
-	answered := make([]time.Time, waiters)
-	errs := make([]error, waiters)
-	var wg sync.WaitGroup
-	for i := range waiters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fc.others[i%len(fc.others)](ctx, req)
-			answered[i] = time.Now()
-		}()
-	}
-	if crash != nil {
-		crash()
-	}
-	if round.settled != nil {
-		round.settled()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return time.Time{}, nil, err
-	}
-	var holderAt time.Time
-	if crash == nil {
-		holderAt = <-holderDone
-	}
-	return holderAt, answered, nil
+	return ms(slices.MaxFunc(waiters, time.Time.Compare).Sub(killed)), f.sim.Requests("smartdocumentor") - before, nil
 }
 
 // wakeTrace is a MONITOR trace of one wake-up round from the holder's

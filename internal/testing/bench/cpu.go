@@ -65,100 +65,169 @@ const cpuRoundLimit = 30 * time.Second
 // children write a CPU profile of the measured rounds there.
 func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds int, calls int64, profileDir string) (CPUCost, error) {
 	c := CPUCost{Concurrency: concurrency, Goal: "<= 1.15x"}
-	var brokerExtra string
-	var p *pki
-	echoKind := childEchoGRPC
-	switch path {
-	case CPUPathGRPC:
-		c.Name = "gRPC GetToken (cached) vs bare grpc-go echo"
-	case CPUPathREST:
-		c.Name = "REST POST /v1/token (cached) vs gateway echo"
-		echoKind = childEchoGateway
-	case CPUPathMTLS:
-		c.Name = "gRPC GetToken (cached), mTLS caller vs bare echo over mTLS"
-		echoKind = childEchoMTLS
-		var err error
-		if p, err = newPKI(); err != nil {
-			return c, err
-		}
-		defer p.remove()
-		brokerExtra = mtlsBrokerYAML(p)
-	default:
-		return c, fmt.Errorf("CPU rows: unknown path %q", path)
-	}
-	dialOpts := []grpc.DialOption{}
-	if p != nil {
-		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(p.client)))
-	}
-	broker, err := startServerChild(ctx, childSpec{Kind: childBroker, Config: brokerYAML(e.Sim, brokerExtra)})
+	pair, err := e.startCPUPair(ctx, path, concurrency)
 	if err != nil {
 		return c, err
 	}
-	defer broker.stop()
-	bconn, err := dialWith(broker.grpcAddr, dialOpts)
-	if err != nil {
-		return c, err
-	}
-	defer bconn.Close()
-	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(bconn))
-	if err != nil {
-		return c, err
-	}
-	respBytes, err := proto.Marshal(resp)
-	if err != nil {
-		return c, err
-	}
-	spec := childSpec{Kind: echoKind, Response: respBytes}
-	if p != nil {
-		spec.CertFile, spec.KeyFile, spec.CAFile = p.certFile, p.keyFile, p.caFile
-	}
-	echo, err := startServerChild(ctx, spec)
-	if err != nil {
-		return c, err
-	}
-	defer echo.stop()
-
-	var subject, baseline func(context.Context) error
-	if path == CPUPathREST {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
-		defer client.CloseIdleConnections()
-		subject, baseline = postToken(client, "http://"+broker.httpAddr), postToken(client, "http://"+echo.httpAddr)
-	} else {
-		econn, err := dialWith(echo.grpcAddr, dialOpts)
-		if err != nil {
-			return c, err
-		}
-		defer econn.Close()
-		subject = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
-		baseline = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
-	}
+	defer pair.close()
+	c.Name = pair.name
 	// Warm both (connections, goroutines, caches) before measuring.
-	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), subject)
-	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), baseline)
-
-	if c.SubjectIdleUsPerSec, err = idleCPU(ctx, broker); err != nil {
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.broker.op)
+	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.echo.op)
+	if c.SubjectIdleUsPerSec, err = idleCPU(ctx, pair.broker.child); err != nil {
 		return c, err
 	}
-	if c.BaselineIdleUsPerSec, err = idleCPU(ctx, echo); err != nil {
+	if c.BaselineIdleUsPerSec, err = idleCPU(ctx, pair.echo.child); err != nil {
 		return c, err
 	}
 	if profileDir != "" {
 		c.SubjectProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-broker.prof", path, concurrency))
 		c.BaselineProfile = filepath.Join(profileDir, fmt.Sprintf("%s-%d-echo.prof", path, concurrency))
-		if err := broker.startProfile(c.SubjectProfile); err != nil {
-			return c, err
-		}
-		if err := echo.startProfile(c.BaselineProfile); err != nil {
+		if err := pair.startProfiles(c.SubjectProfile, c.BaselineProfile); err != nil {
 			return c, err
 		}
 	}
-	type side struct {
-		child *childProcess
-		op    func(context.Context) error
-		cpu   time.Duration
-		calls int64
+	if err := measureCPURounds(ctx, &c, [2]*cpuSide{&pair.broker, &pair.echo}, rounds, calls); err != nil {
+		return c, err
 	}
-	sides := [2]*side{{child: broker, op: subject}, {child: echo, op: baseline}}
+	if profileDir != "" {
+		if err := pair.stopProfiles(); err != nil {
+			return c, err
+		}
+	}
+	c.perCall(pair.broker, pair.echo)
+	return c, nil
+}
+
+// cpuSide is one server of a CPU row: its process, the load operation
+// that calls it, and the CPU time and calls of its measured rounds.
+type cpuSide struct {
+	child *childProcess
+	op    func(context.Context) error
+	cpu   time.Duration
+	calls int64
+}
+
+// cpuPair is one CPU row's two servers, the broker and its echo, and
+// what stops them.
+type cpuPair struct {
+	name         string
+	broker, echo cpuSide
+	closers      []func()
+}
+
+// close stops everything the pair started, the last started first.
+func (p *cpuPair) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// cpuRows are the CPU rows by path: the row's name and the echo the
+// broker is compared with.
+var cpuRows = map[string]struct{ name, echo string }{
+	CPUPathGRPC: {"gRPC GetToken (cached) vs bare grpc-go echo", childEchoGRPC},
+	CPUPathREST: {"REST POST /v1/token (cached) vs gateway echo", childEchoGateway},
+	CPUPathMTLS: {"gRPC GetToken (cached), mTLS caller vs bare echo over mTLS", childEchoMTLS},
+}
+
+// startCPUPair starts the broker and the echo of path's row (for mTLS,
+// with certificates of a throwaway PKI), a broker answer cached, and the
+// load operations that call them.
+func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_ *cpuPair, err error) {
+	row, ok := cpuRows[path]
+	if !ok {
+		return nil, fmt.Errorf("CPU rows: unknown path %q", path)
+	}
+	pair := &cpuPair{name: row.name}
+	defer func() {
+		if err != nil {
+			pair.close()
+		}
+	}()
+	var brokerExtra string
+	var p *pki
+	dialOpts := []grpc.DialOption{}
+	if path == CPUPathMTLS {
+		if p, err = newPKI(); err != nil {
+			return nil, err
+		}
+		pair.closers = append(pair.closers, p.remove)
+		brokerExtra = mtlsBrokerYAML(p)
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(p.client)))
+	}
+	broker, err := startServerChild(ctx, childSpec{Kind: childBroker, Config: brokerYAML(e.Sim, brokerExtra)})
+	if err != nil {
+		return nil, err
+	}
+	pair.closers = append(pair.closers, broker.stop)
+	bconn, err := dialWith(broker.grpcAddr, dialOpts)
+	if err != nil {
+		return nil, err
+	}
+	pair.closers = append(pair.closers, func() { _ = bconn.Close() })
+	resp, err := warmResponse(ctx, tokenbrokerv1.NewTokenServiceClient(bconn))
+	if err != nil {
+		return nil, err
+	}
+	respBytes, err := proto.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	spec := childSpec{Kind: row.echo, Response: respBytes}
+	if p != nil {
+		spec.CertFile, spec.KeyFile, spec.CAFile = p.certFile, p.keyFile, p.caFile
+	}
+	echo, err := startServerChild(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	pair.closers = append(pair.closers, echo.stop)
+	pair.broker.child, pair.echo.child = broker, echo
+	if err := pair.loadOps(path, concurrency, bconn, dialOpts); err != nil {
+		return nil, err
+	}
+	return pair, nil
+}
+
+// loadOps are the operations that call each side over the path's
+// transport: REST through one HTTP client with a connection per call in
+// flight, gRPC over a connection to each (bconn is the broker's).
+func (p *cpuPair) loadOps(path string, concurrency int, bconn *grpc.ClientConn, dialOpts []grpc.DialOption) error {
+	if path == CPUPathREST {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency + 1, MaxConnsPerHost: concurrency + 1}}
+		p.closers = append(p.closers, client.CloseIdleConnections)
+		p.broker.op, p.echo.op = postToken(client, "http://"+p.broker.child.httpAddr), postToken(client, "http://"+p.echo.child.httpAddr)
+		return nil
+	}
+	econn, err := dialWith(p.echo.child.grpcAddr, dialOpts)
+	if err != nil {
+		return err
+	}
+	p.closers = append(p.closers, func() { _ = econn.Close() })
+	p.broker.op = getToken(tokenbrokerv1.NewTokenServiceClient(bconn))
+	p.echo.op = getToken(tokenbrokerv1.NewTokenServiceClient(econn))
+	return nil
+}
+
+func (p *cpuPair) startProfiles(brokerPath, echoPath string) error {
+	if err := p.broker.child.startProfile(brokerPath); err != nil {
+		return err
+	}
+	return p.echo.child.startProfile(echoPath)
+}
+
+func (p *cpuPair) stopProfiles() error {
+	if err := p.broker.child.stopProfile(); err != nil {
+		return err
+	}
+	return p.echo.child.stopProfile()
+}
+
+// measureCPURounds runs rounds of calls on each side (broker, echo; then
+// echo, broker), adding each side's CPU time and calls, and c's errors and
+// each round's ratio.
+func measureCPURounds(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds int, calls int64) error {
 	for r := range rounds {
 		var per [2]float64
 		for j := range 2 {
@@ -166,12 +235,12 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 			s := sides[k]
 			before, err := s.child.cpu()
 			if err != nil {
-				return c, err
+				return err
 			}
-			st := Load(ctx, concurrency, cpuRoundLimit, calls, s.op)
+			st := Load(ctx, c.Concurrency, cpuRoundLimit, calls, s.op)
 			after, err := s.child.cpu()
 			if err != nil {
-				return c, err
+				return err
 			}
 			s.cpu += after - before
 			s.calls += st.Requests
@@ -187,25 +256,22 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 			c.RoundRatios = append(c.RoundRatios, per[0]/per[1])
 		}
 	}
-	if profileDir != "" {
-		if err := broker.stopProfile(); err != nil {
-			return c, err
-		}
-		if err := echo.stopProfile(); err != nil {
-			return c, err
-		}
-	}
-	c.SubjectCalls, c.BaselineCalls = sides[0].calls, sides[1].calls
+	return nil
+}
+
+// perCall fills c's calls, CPU per call and ratio from the two sides'
+// measured rounds.
+func (c *CPUCost) perCall(subject, baseline cpuSide) {
+	c.SubjectCalls, c.BaselineCalls = subject.calls, baseline.calls
 	if c.SubjectCalls > 0 {
-		c.SubjectCPUPerCallUs = float64(sides[0].cpu.Microseconds()) / float64(c.SubjectCalls)
+		c.SubjectCPUPerCallUs = float64(subject.cpu.Microseconds()) / float64(c.SubjectCalls)
 	}
 	if c.BaselineCalls > 0 {
-		c.BaselineCPUPerCallUs = float64(sides[1].cpu.Microseconds()) / float64(c.BaselineCalls)
+		c.BaselineCPUPerCallUs = float64(baseline.cpu.Microseconds()) / float64(c.BaselineCalls)
 	}
 	if c.BaselineCPUPerCallUs > 0 {
 		c.Ratio = c.SubjectCPUPerCallUs / c.BaselineCPUPerCallUs
 	}
-	return c, nil
 }
 
 // idleWindow is how long idleCPU watches a server with no call.

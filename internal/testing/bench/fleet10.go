@@ -3,10 +3,8 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -90,33 +88,64 @@ const (
 	fleetTenLatency     = 100 * time.Millisecond
 )
 
-// FleetOfTen runs ten broker processes on the Redis at redisAddr.
+// tenVendor is the vendor of every FleetOfTen token.
+const tenVendor = "smartdocumentor"
+
+// FleetOfTen runs ten broker processes on the Redis at redisAddr: one
+// fleet, then each step on it in turn, with the fleet's Redis trouble read
+// after each.
 func FleetOfTen(ctx context.Context, redisAddr string) (FleetTen, error) {
 	f := FleetTen{Replicas: fleetTenReplicas, VendorLatency: fleetTenLatency.String(), ColdCallers: fleetTenCold,
 		Sets: fleetTenSets, SoloFetches: fleetTenSolo, Invalidations: fleetTenInvalidates, WaiterRounds: fleetTenLagRounds}
-	sim, err := vendorsim.Start("127.0.0.1:0", vendorsim.WithLatency(fleetTenLatency))
+	t, err := startTenFleet(ctx, redisAddr)
 	if err != nil {
 		return f, err
 	}
-	defer sim.Close()
-	const vendor = "smartdocumentor"
-	account := func(id string) map[string]string { return map[string]string{"client_id": id, "client_secret": "s"} }
-	sim.AddAccount(vendor, account("cold"))
-	for i := range fleetTenSets {
-		sim.AddAccount(vendor, account(fmt.Sprintf("set-%d", i)))
+	defer t.close()
+	for _, step := range []struct {
+		name string
+		run  func(context.Context, *FleetTen) error
+	}{
+		{"cold callers", t.coldCallers},
+		{"cold sets", t.coldSets},
+		{"single fetches", t.singleFetches},
+		{"cached calls", t.cachedCalls},
+		{"invalidations", t.invalidations},
+		{"waiter lag", t.waiterLag},
+	} {
+		if err := step.run(ctx, &f); err != nil {
+			return f, err
+		}
+		f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, step.name, t.httpAddrs))
 	}
-	for i := range 2 * fleetTenSolo {
-		sim.AddAccount(vendor, account(fmt.Sprintf("solo-%d", i)))
+	info, err := t.rc.Info(ctx, "clients").Result()
+	if err != nil {
+		return f, err
 	}
-	for i := range fleetTenInvalidates {
-		sim.AddAccount(vendor, account(fmt.Sprintf("inval-%d", i)))
+	f.RedisClients = infoInt(info, "connected_clients") - 1 // not this one
+	return f, nil
+}
+
+// tenFleet is what FleetOfTen's steps run on: the simulator with every
+// step's accounts, the ten replicas (a gRPC client and the HTTP address
+// of each) and a Redis client for Redis's counters.
+type tenFleet struct {
+	redisAddr string
+	sim       *vendorsim.Sim
+	clients   []tokenbrokerv1.TokenServiceClient
+	httpAddrs []string
+	stop      func()
+	rc        *redis.Client
+	stats     *redisStats
+}
+
+// startTenFleet starts the simulator and the replicas; close stops them.
+func startTenFleet(ctx context.Context, redisAddr string) (*tenFleet, error) {
+	sim, err := vendorsim.Start("127.0.0.1:0", vendorsim.WithLatency(fleetTenLatency))
+	if err != nil {
+		return nil, err
 	}
-	for i := range fleetTenLagRounds {
-		sim.AddAccount(vendor, account(fmt.Sprintf("lag10-%d", i)))
-	}
-	req := func(id string) *tokenbrokerv1.GetTokenRequest {
-		return &tokenbrokerv1.GetTokenRequest{Vendor: vendor, Credentials: account(id)}
-	}
+	addTenAccounts(sim)
 	yaml := fmt.Sprintf(`
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
@@ -127,114 +156,132 @@ vendors:
 `, redisCacheYAML(redisAddr, cacheKeyB64(), true), sim.URL())
 	clients, httpAddrs, stop, err := startChildren(ctx, fleetTenReplicas, yaml)
 	if err != nil {
-		return f, err
+		sim.Close()
+		return nil, err
 	}
-	defer stop()
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rc.Close()
-	stats := &redisStats{rc: rc}
+	return &tenFleet{redisAddr: redisAddr, sim: sim, clients: clients, httpAddrs: httpAddrs, stop: stop, rc: rc, stats: &redisStats{rc: rc}}, nil
+}
 
-	// 1,000 cold callers for one token.
-	if err := stats.reset(ctx); err != nil {
-		return f, err
+// addTenAccounts gives each step keys of its own: cold (the cold callers,
+// then the cached calls), set-N, solo-N (alone, then waited), inval-N and
+// lag10-N.
+func addTenAccounts(sim *vendorsim.Sim) {
+	sim.AddAccount(tenVendor, account("cold"))
+	for i := range fleetTenSets {
+		sim.AddAccount(tenVendor, account(fmt.Sprintf("set-%d", i)))
 	}
-	before := sim.Requests(vendor)
-	f.ColdErrors = callAtOnce(ctx, fleetTenCold, func(ctx context.Context, i int) error {
-		_, err := clients[i%len(clients)].GetToken(ctx, req("cold"))
+	for i := range 2 * fleetTenSolo {
+		sim.AddAccount(tenVendor, account(fmt.Sprintf("solo-%d", i)))
+	}
+	for i := range fleetTenInvalidates {
+		sim.AddAccount(tenVendor, account(fmt.Sprintf("inval-%d", i)))
+	}
+	for i := range fleetTenLagRounds {
+		sim.AddAccount(tenVendor, account(fmt.Sprintf("lag10-%d", i)))
+	}
+}
+
+func (t *tenFleet) close() {
+	_ = t.rc.Close()
+	t.stop()
+	t.sim.Close()
+}
+
+// call is one GetToken of the account id on replica i (modulo the fleet).
+func (t *tenFleet) call(ctx context.Context, i int, id string) error {
+	_, err := t.clients[i%len(t.clients)].GetToken(ctx, inline(tenVendor, id))
+	return err
+}
+
+// coldCallers: fleetTenCold callers for one token, spread over the
+// replicas, all at once.
+func (t *tenFleet) coldCallers(ctx context.Context, f *FleetTen) error {
+	if err := t.stats.reset(ctx); err != nil {
 		return err
+	}
+	before := t.sim.Requests(tenVendor)
+	f.ColdErrors = callAtOnce(ctx, fleetTenCold, func(ctx context.Context, i int) error {
+		return t.call(ctx, i, "cold")
 	})
-	f.ColdUpstream = sim.Requests(vendor) - before
-	if f.ColdRedisCommands, err = stats.commands(ctx); err != nil {
-		return f, err
+	f.ColdUpstream = t.sim.Requests(tenVendor) - before
+	var err error
+	if f.ColdRedisCommands, err = t.stats.commands(ctx); err != nil {
+		return err
 	}
 	f.ColdCommandsPerRep = float64(total(f.ColdRedisCommands)) / float64(fleetTenReplicas)
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cold callers", httpAddrs))
+	return nil
+}
 
-	// 200 cold credential sets at once.
-	if err := stats.reset(ctx); err != nil {
-		return f, err
+// coldSets: fleetTenSets cold credential sets at once.
+func (t *tenFleet) coldSets(ctx context.Context, f *FleetTen) error {
+	if err := t.stats.reset(ctx); err != nil {
+		return err
 	}
-	before = sim.Requests(vendor)
+	before := t.sim.Requests(tenVendor)
 	f.SetsErrors = callAtOnce(ctx, fleetTenSets, func(ctx context.Context, i int) error {
-		_, err := clients[i%len(clients)].GetToken(ctx, req(fmt.Sprintf("set-%d", i)))
-		return err
+		return t.call(ctx, i, fmt.Sprintf("set-%d", i))
 	})
-	f.SetsUpstream = sim.Requests(vendor) - before
-	if f.SetsRedisCommands, err = stats.commands(ctx); err != nil {
-		return f, err
-	}
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cold sets", httpAddrs))
+	f.SetsUpstream = t.sim.Requests(tenVendor) - before
+	var err error
+	f.SetsRedisCommands, err = t.stats.commands(ctx)
+	return err
+}
 
-	// One cold fetch alone, then with a waiter on each other replica; the
-	// first of each traced with MONITOR.
-	if f.SoloCommandsPerFetch, f.SoloTrace, err = perFetch(ctx, stats, redisAddr, fleetTenSolo, func(ctx context.Context, i int) error {
-		_, err := clients[0].GetToken(ctx, req(fmt.Sprintf("solo-%d", i)))
+// singleFetches: one cold fetch alone, then with a waiter on each other
+// replica; the first of each traced with MONITOR.
+func (t *tenFleet) singleFetches(ctx context.Context, f *FleetTen) error {
+	var err error
+	if f.SoloCommandsPerFetch, f.SoloTrace, err = perFetch(ctx, t.stats, t.redisAddr, fleetTenSolo, func(ctx context.Context, i int) error {
+		return t.call(ctx, 0, fmt.Sprintf("solo-%d", i))
+	}); err != nil {
+		return fmt.Errorf("solo fetches: %w", err)
+	}
+	if f.WaitedCommandsPerFetch, f.WaitedTrace, err = perFetch(ctx, t.stats, t.redisAddr, fleetTenSolo, func(ctx context.Context, i int) error {
+		_, _, err := holderAndWaitersN(ctx, t.sim, tenVendor, t.clients[0], t.clients[1:], inline(tenVendor, fmt.Sprintf("solo-%d", fleetTenSolo+i)), len(t.clients)-1)
 		return err
 	}); err != nil {
-		return f, fmt.Errorf("solo fetches: %w", err)
+		return fmt.Errorf("waited fetches: %w", err)
 	}
-	if f.WaitedCommandsPerFetch, f.WaitedTrace, err = perFetch(ctx, stats, redisAddr, fleetTenSolo, func(ctx context.Context, i int) error {
-		_, _, err := holderAndWaitersN(ctx, sim, vendor, clients[0], clients[1:], req(fmt.Sprintf("solo-%d", fleetTenSolo+i)), len(clients)-1)
-		return err
-	}); err != nil {
-		return f, fmt.Errorf("waited fetches: %w", err)
-	}
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "single fetches", httpAddrs))
+	return nil
+}
 
-	// Cached calls: every replica has the cold token in L1.
-	if err := stats.reset(ctx); err != nil {
-		return f, err
+// cachedCalls: fleetTenCached calls of the cold token, which every replica
+// has in L1.
+func (t *tenFleet) cachedCalls(ctx context.Context, f *FleetTen) error {
+	if err := t.stats.reset(ctx); err != nil {
+		return err
 	}
 	var next atomic.Int64
 	start := time.Now()
 	st := Load(ctx, 16, time.Minute, fleetTenCached, func(ctx context.Context) error {
-		_, err := clients[int(next.Add(1))%len(clients)].GetToken(ctx, req("cold"))
-		return err
+		return t.call(ctx, int(next.Add(1)), "cold")
 	})
 	f.CachedSeconds = time.Since(start).Seconds()
 	f.CachedCalls = st.Requests
 	if st.Errors > 0 {
-		return f, fmt.Errorf("cached calls: %d errors (%s)", st.Errors, st.FirstError)
+		return fmt.Errorf("cached calls: %d errors (%s)", st.Errors, st.FirstError)
 	}
-	if f.CachedRedisCommands, err = stats.commands(ctx); err != nil {
-		return f, err
-	}
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cached calls", httpAddrs))
+	var err error
+	f.CachedRedisCommands, err = t.stats.commands(ctx)
+	return err
+}
 
-	// Invalidations: a token cached on every replica, invalidated on one.
-	if f.InvalidationSubscribers, err = subscribers(ctx, rc, redisstore.DefaultChannel); err != nil {
-		return f, err
+// invalidations: fleetTenInvalidates tokens, each cached on every replica
+// and invalidated on one; Redis's commands and output bytes per
+// invalidation.
+func (t *tenFleet) invalidations(ctx context.Context, f *FleetTen) error {
+	var err error
+	if f.InvalidationSubscribers, err = subscribers(ctx, t.rc, redisstore.DefaultChannel); err != nil {
+		return err
 	}
 	var outBytes int64
 	invalCommands := map[string]int64{}
 	var key string
 	for i := range fleetTenInvalidates {
-		r := req(fmt.Sprintf("inval-%d", i))
-		var token string
-		for _, c := range clients {
-			resp, err := c.GetToken(ctx, r)
-			if err != nil {
-				return f, fmt.Errorf("invalidation: %w", err)
-			}
-			token = resp.AccessToken
-		}
-		if key == "" {
-			if keys, err := rc.Keys(ctx, "tokenbroker:v1:*:token").Result(); err == nil && len(keys) > 0 {
-				key = keys[0]
-			}
-		}
-		if err := stats.reset(ctx); err != nil {
-			return f, err
-		}
-		resp, err := clients[0].InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Vendor: vendor, Credentials: r.Credentials, AccessToken: token})
-		if err != nil || !resp.Invalidated {
-			return f, fmt.Errorf("invalidation: %v (invalidated %v)", err, resp.GetInvalidated())
-		}
-		// Let the messages reach the subscribers before reading the bytes.
-		time.Sleep(20 * time.Millisecond)
-		cmds, out, err := stats.commandsAndOutput(ctx)
+		cmds, out, err := t.invalidateOne(ctx, fmt.Sprintf("inval-%d", i), &key)
 		if err != nil {
-			return f, err
+			return err
 		}
 		outBytes += out
 		for k, v := range cmds {
@@ -244,14 +291,47 @@ vendors:
 	f.InvalidationCommands = divide(invalCommands, fleetTenInvalidates)
 	f.InvalidationOutBytes = float64(outBytes) / fleetTenInvalidates
 	f.InvalidationMessageBytes = messageBytes(redisstore.DefaultChannel, "0123456789abcdef "+key)
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "invalidations", httpAddrs))
+	return nil
+}
 
-	// Waiter lag with ten replicas.
+// invalidateOne caches the account id's token on every replica, then
+// invalidates it on replica 0 and returns the Redis commands and output
+// bytes that cost. key, while empty, is set to a token key of Redis's.
+func (t *tenFleet) invalidateOne(ctx context.Context, id string, key *string) (map[string]int64, int64, error) {
+	r := inline(tenVendor, id)
+	var token string
+	for _, c := range t.clients {
+		resp, err := c.GetToken(ctx, r)
+		if err != nil {
+			return nil, 0, fmt.Errorf("invalidation: %w", err)
+		}
+		token = resp.AccessToken
+	}
+	if *key == "" {
+		if keys, err := t.rc.Keys(ctx, "tokenbroker:v1:*:token").Result(); err == nil && len(keys) > 0 {
+			*key = keys[0]
+		}
+	}
+	if err := t.stats.reset(ctx); err != nil {
+		return nil, 0, err
+	}
+	resp, err := t.clients[0].InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Vendor: tenVendor, Credentials: r.Credentials, AccessToken: token})
+	if err != nil || !resp.Invalidated {
+		return nil, 0, fmt.Errorf("invalidation: %v (invalidated %v)", err, resp.GetInvalidated())
+	}
+	// Let the messages reach the subscribers before reading the bytes.
+	time.Sleep(20 * time.Millisecond)
+	return t.stats.commandsAndOutput(ctx)
+}
+
+// waiterLag: the holder's caller on replica 0, 90 waiters on the nine
+// others, over fleetTenLagRounds cold keys.
+func (t *tenFleet) waiterLag(ctx context.Context, f *FleetTen) error {
 	var lags []time.Duration
 	for round := range fleetTenLagRounds {
-		holder, waiters, err := holderAndWaitersN(ctx, sim, vendor, clients[0], clients[1:], req(fmt.Sprintf("lag10-%d", round)), 90)
+		holder, waiters, err := holderAndWaitersN(ctx, t.sim, tenVendor, t.clients[0], t.clients[1:], inline(tenVendor, fmt.Sprintf("lag10-%d", round)), 90)
 		if err != nil {
-			return f, fmt.Errorf("waiter lag: %w", err)
+			return fmt.Errorf("waiter lag: %w", err)
 		}
 		for _, w := range waiters {
 			lags = append(lags, w.Sub(holder))
@@ -259,13 +339,7 @@ vendors:
 	}
 	slices.Sort(lags)
 	f.WaiterLagP50Ms, f.WaiterLagP99Ms, f.WaiterLagMaxMs = ms(percentile(lags, 0.5)), ms(percentile(lags, 0.99)), ms(lags[len(lags)-1])
-	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "waiter lag", httpAddrs))
-	info, err := rc.Info(ctx, "clients").Result()
-	if err != nil {
-		return f, err
-	}
-	f.RedisClients = infoInt(info, "connected_clients") - 1 // not this one
-	return f, nil
+	return nil
 }
 
 // startChildren starts n broker processes from yaml and returns a gRPC
@@ -349,177 +423,6 @@ func perFetch(ctx context.Context, stats *redisStats, redisAddr string, n int, o
 	}
 	delete(cmds, "monitor")
 	return divide(cmds, n), trace, nil
-}
-
-// holderAndWaitersN is holderAndWaiters with waiters callers.
-func holderAndWaitersN(ctx context.Context, sim *vendorsim.Sim, vendor string, holder tokenbrokerv1.TokenServiceClient, others []tokenbrokerv1.TokenServiceClient, req *tokenbrokerv1.GetTokenRequest, waiters int) (time.Time, []time.Time, error) {
-	return waitOnHolder(ctx, sim, vendor, grpcCallers(holder, others), req, holderRound{waiters: waiters})
-}
-
-// redisStats reads Redis's own counters. The commands this reader sends
-// (CONFIG, INFO) are left out of what it reports.
-type redisStats struct{ rc *redis.Client }
-
-func (s *redisStats) reset(ctx context.Context) error {
-	return s.rc.ConfigResetStat(ctx).Err()
-}
-
-// commands is INFO commandstats since the last reset: calls per command,
-// without this reader's own.
-func (s *redisStats) commands(ctx context.Context) (map[string]int64, error) {
-	c, _, err := s.commandsAndOutput(ctx)
-	return c, err
-}
-
-// commandsAndOutput is commands and total_net_output_bytes since the last
-// reset, less the bytes of the replies to this reader.
-func (s *redisStats) commandsAndOutput(ctx context.Context) (map[string]int64, int64, error) {
-	stats, err := s.rc.Info(ctx, "stats").Result()
-	if err != nil {
-		return nil, 0, err
-	}
-	cs, err := s.rc.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return nil, 0, err
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(cs, "\r\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-		if !ok || !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		switch name {
-		case "config", "info":
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[name] = n
-			}
-		}
-	}
-	// The reply to CONFIG RESETSTAT ("+OK\r\n") is counted after the reset.
-	return out, infoInt(stats, "total_net_output_bytes") - 5, nil
-}
-
-func infoInt(info, field string) int64 {
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-func subscribers(ctx context.Context, rc *redis.Client, channel string) (int64, error) {
-	m, err := rc.PubSubNumSub(ctx, channel).Result()
-	return m[channel], err
-}
-
-// messageBytes is the size of one pub/sub message as Redis sends it to
-// each subscriber (RESP2: ["message", channel, payload]).
-func messageBytes(channel, payload string) int {
-	bulk := func(s string) int { return len("$"+strconv.Itoa(len(s))+"\r\n") + len(s) + 2 }
-	return len("*3\r\n") + bulk("message") + bulk(channel) + bulk(payload)
-}
-
-func total(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-func divide(m map[string]int64, n int) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = (v + int64(n)/2) / int64(n)
-	}
-	return out
-}
-
-// monitor is a MONITOR connection to Redis, read until stop.
-type monitor struct {
-	conn  net.Conn
-	lines chan []string
-}
-
-// monitorLimit bounds the lines a trace keeps.
-const monitorLimit = 200
-
-func startMonitor(addr string) (*monitor, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = conn.SetDeadline(time.Now().Add(time.Minute))
-	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	r := bufio.NewReader(conn)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-		conn.Close()
-		return nil, errors.Join(fmt.Errorf("MONITOR: %q", line), err)
-	}
-	m := &monitor{conn: conn, lines: make(chan []string, 1)}
-	go func() {
-		var lines []string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				break
-			}
-			if len(lines) < monitorLimit {
-				lines = append(lines, summarizeMonitorLine(line))
-			}
-		}
-		m.lines <- lines
-	}()
-	return m, nil
-}
-
-func (m *monitor) stop() []string {
-	m.conn.Close()
-	return <-m.lines
-}
-
-// summarizeMonitorLine keeps of a MONITOR line its time, the client (or
-// "lua" inside a script), the command and the key's suffix; values (sealed
-// tokens, owners) are left out.
-func summarizeMonitorLine(line string) string {
-	line = strings.TrimSpace(strings.TrimPrefix(line, "+"))
-	ts, rest, _ := strings.Cut(line, " ")
-	client := ""
-	if i := strings.Index(rest, "]"); i > 0 {
-		client = strings.TrimPrefix(rest[:i], "[0 ")
-		rest = strings.TrimSpace(rest[i+1:])
-	}
-	var fields []string
-	for _, f := range strings.Split(rest, "\" \"") {
-		fields = append(fields, strings.Trim(f, "\""))
-	}
-	if len(fields) == 0 {
-		return line
-	}
-	cmd := strings.ToLower(fields[0])
-	out := []string{ts, client, cmd}
-	for _, f := range fields[1:] {
-		switch {
-		case strings.HasPrefix(f, "tokenbroker:v1:"):
-			if i := strings.LastIndex(f, "}"); i >= 0 {
-				out = append(out, "{key}"+f[i+1:])
-			} else {
-				out = append(out, f)
-			}
-		case cmd == "evalsha" && len(f) == 40:
-			out = append(out, f[:8])
-		}
-	}
-	return strings.Join(out, " ")
 }
 
 // fleetTrouble sums the replicas' Redis failure counters (cumulative).

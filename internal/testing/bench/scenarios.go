@@ -356,19 +356,11 @@ type Memory struct {
 // that process's live heap and RSS before and after.
 func MemoryFootprint(ctx context.Context, n int) (Memory, error) {
 	m := Memory{Tokens: n, Goal: "<= 150 MB"}
-	var issued atomic.Int64
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	endpoint, stopEndpoint, err := startTokenEndpoint()
 	if err != nil {
 		return m, err
 	}
-	endpoint := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		i := issued.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		// A realistic opaque token: 43 characters, like 32 random bytes.
-		fmt.Fprintf(w, `{"access_token":"tok-%038d","token_type":"bearer","expires_in":3600}`, i)
-	})}
-	go func() { _ = endpoint.Serve(lis) }()
-	defer endpoint.Close()
+	defer stopEndpoint()
 	cfgYAML := fmt.Sprintf(`
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
@@ -377,7 +369,7 @@ cache:
 vendors:
   oauth2:
     token_url: http://%s/token
-`, n+1000, lis.Addr())
+`, n+1000, endpoint)
 
 	child, err := startMemoryChild(ctx, cfgYAML)
 	if err != nil {
@@ -394,17 +386,8 @@ vendors:
 		return m, err
 	}
 	defer conn.Close()
-	client := tokenbrokerv1.NewTokenServiceClient(conn)
-	var next atomic.Int64
 	start := time.Now()
-	st := Load(ctx, 32, 10*time.Minute, int64(n), func(ctx context.Context) error {
-		i := next.Add(1)
-		_, err := client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "oauth2", Credentials: map[string]string{
-			"client_id":     "client-" + strconv.FormatInt(i, 10),
-			"client_secret": "secret-0123456789abcdef0123456789abcdef-" + strconv.FormatInt(i, 10),
-		}})
-		return err
-	})
+	st := fillDistinct(ctx, tokenbrokerv1.NewTokenServiceClient(conn), n)
 	m.FillSeconds = time.Since(start).Seconds()
 	m.FillErrors, m.FillFirstErr = st.Errors, st.FirstError
 	after, err := child.measure()
@@ -416,6 +399,38 @@ vendors:
 		m.HeapPerToken = (m.HeapAfterMB - m.HeapBeforeMB) * (1 << 20) / float64(cached)
 	}
 	return m, nil
+}
+
+// startTokenEndpoint serves a minimal token endpoint on loopback that
+// issues a new token of an hour to every request, and returns its address.
+func startTokenEndpoint() (addr string, stop func(), err error) {
+	var issued atomic.Int64
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	endpoint := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		i := issued.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		// A realistic opaque token: 43 characters, like 32 random bytes.
+		fmt.Fprintf(w, `{"access_token":"tok-%038d","token_type":"bearer","expires_in":3600}`, i)
+	})}
+	go func() { _ = endpoint.Serve(lis) }()
+	return lis.Addr().String(), func() { _ = endpoint.Close() }, nil
+}
+
+// fillDistinct asks client for n tokens of n distinct inline credential
+// sets of the generic vendor, 32 at a time.
+func fillDistinct(ctx context.Context, client tokenbrokerv1.TokenServiceClient, n int) Stats {
+	var next atomic.Int64
+	return Load(ctx, 32, 10*time.Minute, int64(n), func(ctx context.Context) error {
+		i := next.Add(1)
+		_, err := client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "oauth2", Credentials: map[string]string{
+			"client_id":     "client-" + strconv.FormatInt(i, 10),
+			"client_secret": "secret-0123456789abcdef0123456789abcdef-" + strconv.FormatInt(i, 10),
+		}})
+		return err
+	})
 }
 
 func liveHeapMB() float64 {
