@@ -57,8 +57,8 @@ func (e *storeError) Unwrap() error { return e.err }
 // Pauses).
 var errNoAnswer = errors.New("no token with the requested min_ttl left; retry")
 
-// toStatus is the one place errors become gRPC statuses (docs/design.md
-// sections 3 and 11).
+// toStatus is the one place errors become gRPC statuses (docs/design.md,
+// API and errors, and Error mapping).
 // Messages tell the caller what to fix and never carry a secret: vendor
 // errors are scrubbed where they are made, and anything unexpected is
 // logged whole and answered generically.

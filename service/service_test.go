@@ -307,8 +307,8 @@ func TestAccessLogCacheOutcome(t *testing.T) {
 
 // TestThrottledWithinTheCallersDeadline: a vendor answering 429 with a
 // Retry-After longer than the caller's remaining deadline is not retried;
-// the caller gets RESOURCE_EXHAUSTED with the Retry-After in time (docs/design.md
-// section 4: retries fit in min(caller's deadline, vendor timeout)).
+// the caller gets RESOURCE_EXHAUSTED with the Retry-After in time (docs/design.md,
+// Token semantics: retries fit in min(caller's deadline, vendor timeout)).
 func TestThrottledWithinTheCallersDeadline(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64

@@ -78,8 +78,8 @@ func (a *App) instrument(ctx context.Context, svcCfg *service.Config, cfg *confi
 	return nil
 }
 
-// configureOps adds the access log, metrics and health endpoints (docs/design.md
-// section 8) to the server options. Its interceptors and middleware come
+// configureOps adds the access log, metrics and health endpoints (docs/design.md,
+// Operations) to the server options. Its interceptors and middleware come
 // first, so they wrap security's: the access log sees the principal auth
 // found, and the request id exists before anything can fail.
 func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) error {
