@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/filewatch"
@@ -199,7 +198,10 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		Registry:       reg,
 		VendorSettings: map[string]vendors.Settings{},
 		Profiles:       map[string]service.Profile{},
-		RefreshAhead:   cfg.Service.RefreshAhead,
+		// Reloadable tuning, defaulted and range-checked by config.
+		DefaultMinTTL:        cfg.Service.DefaultMinTTL,
+		ForceRefreshInterval: cfg.Service.ForceRefreshInterval,
+		RefreshAhead:         cfg.Service.RefreshAhead,
 		// Reloadable like the other limits.
 		MissesPerMinute: cfg.Limits.MissesPerMinute,
 		MissBurst:       cfg.Limits.MissBurst,
@@ -244,24 +246,7 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 			KeepWarm:    p.KeepWarm,
 		}
 	}
-	if err := checkKeepWarm(cfg); err != nil {
-		return out, err
-	}
 	var err error
-	// An explicit 0s means none, which service.Config spells negative (its
-	// zero value means the default).
-	if out.ForceRefreshInterval, err = parseDuration("service.force_refresh_interval", cfg.Service.ForceRefreshInterval); err != nil {
-		return out, err
-	} else if out.ForceRefreshInterval == 0 && cfg.Service.ForceRefreshInterval != "" {
-		out.ForceRefreshInterval = -1
-	}
-	if out.DefaultMinTTL, err = parseDuration("service.default_min_ttl", cfg.Service.DefaultMinTTL); err != nil {
-		return out, err
-	} else if out.DefaultMinTTL > service.MaxMinTTL {
-		return out, fmt.Errorf("service.default_min_ttl: %s is more than %s", out.DefaultMinTTL, service.MaxMinTTL)
-	} else if out.DefaultMinTTL == 0 && cfg.Service.DefaultMinTTL != "" {
-		out.DefaultMinTTL = -1
-	}
 	out.FingerprintKey, err = fingerprintKey(cfg)
 	return out, err
 }
@@ -323,17 +308,6 @@ func containsPlaceholder(s string) bool {
 		}
 	}
 	return false
-}
-
-func parseDuration(field, v string) (time.Duration, error) {
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%s: %q is not a Go duration such as 5s", field, v)
-	}
-	return d, nil
 }
 
 // buildStore returns the configured store and leaser: the in-process

@@ -23,14 +23,6 @@ import (
 // the breaker lets it in when it comes.
 const startupPing = time.Second
 
-// The range of cache.lease_ttl: a lease is renewed every third of it, so
-// much shorter would spend Redis round trips on renewals, and much longer
-// would let a crashed holder stall the fleet.
-const (
-	minLeaseTTL = 300 * time.Millisecond
-	maxLeaseTTL = time.Minute
-)
-
 // CacheStats are the shared cache's counters, for metrics and /readyz.
 type CacheStats struct {
 	// L1 is the in-process level (with cache.l1_disabled it keeps
@@ -75,9 +67,6 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	if len(rc.Addrs) > 1 && rc.MasterName == "" && rc.DB != 0 {
-		return nil, errors.New("cache.redis.db: a Redis Cluster (several addrs) has only database 0")
-	}
 	var roots *x509.CertPool
 	if rc.TLSCAFile != "" {
 		pem, err := os.ReadFile(rc.TLSCAFile)
@@ -104,14 +93,7 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)
 	}
-	leaseTTL, err := parseDuration("cache.lease_ttl", cfg.Cache.LeaseTTL)
-	if err != nil {
-		return nil, err
-	}
-	if leaseTTL != 0 && (leaseTTL < minLeaseTTL || leaseTTL > maxLeaseTTL) {
-		return nil, fmt.Errorf("cache.lease_ttl: %s is outside %s..%s", leaseTTL, minLeaseTTL, maxLeaseTTL)
-	}
-	opts := redisstore.Options{Logger: logger, LeaseTTL: leaseTTL}
+	opts := redisstore.Options{Logger: logger, LeaseTTL: cfg.Cache.LeaseTTL}
 	if rc.MasterName != "" {
 		// Sentinel promotes replicas: a refresh token's claim must reach
 		// one before the token is presented (docs/design.md, The lease and generation protocol).

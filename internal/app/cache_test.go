@@ -52,7 +52,6 @@ func TestRedisCacheConfigErrors(t *testing.T) {
 		{"short key", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + ", " + randomKey(16) + "]\n", "cache.encryption_keys[1]: decodes to 16 bytes"},
 		{"not base64", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: ['not base64!']\n", "cache.encryption_keys[0]: is not base64"},
 		{"same key twice", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + strings.Repeat(randomKey(32)+", ", 2) + "]\n", "same key"},
-		{"cluster with a db", "cache:\n  redis: {addrs: [" + addr + ", " + addr + "], db: 2}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.db"},
 		{"CA file missing", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: /nonexistent/ca.pem}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.tls_ca_file: open /nonexistent/ca.pem"},
 		{"CA file without a certificate", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: " + notPEM(t) + "}\n  encryption_keys: [" + randomKey(32) + "]\n", "no PEM certificate"},
 		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n  fingerprint_key: " + randomKey(32) + "\n", ""},
@@ -149,35 +148,36 @@ func TestRedisCacheStack(t *testing.T) {
 	}
 }
 
-// TestServiceTuning: service.* durations reach the service; an explicit
-// 0s is kept apart from "unset" (the default).
+// TestServiceTuning: the service gets service.* and limits.* as config
+// made them, defaults included, and an explicit 0s as 0s (config checks
+// the ranges: config.TestRanges).
 func TestServiceTuning(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		yaml              string
 		wantMinTTL, wantF time.Duration
-		wantErr           string
+		wantAhead         float64
 	}{
-		{yaml: "", wantMinTTL: 0, wantF: 0},
-		{yaml: "service: {default_min_ttl: 2m, force_refresh_interval: 1s}\n", wantMinTTL: 2 * time.Minute, wantF: time.Second},
-		{yaml: "service: {default_min_ttl: 0s, force_refresh_interval: 0s}\n", wantMinTTL: -1, wantF: -1},
-		{yaml: "service: {default_min_ttl: 25h}\n", wantErr: "service.default_min_ttl: 25h0m0s is more than 24h0m0s"},
-		{yaml: "service: {default_min_ttl: soon}\n", wantErr: "service.default_min_ttl"},
+		{yaml: "", wantMinTTL: config.DefaultMinTTL, wantF: config.DefaultForceRefreshInterval, wantAhead: config.DefaultRefreshAhead},
+		{yaml: "service: {default_min_ttl: 2m, force_refresh_interval: 1s, refresh_ahead: 1}\n", wantMinTTL: 2 * time.Minute, wantF: time.Second, wantAhead: 1},
+		{yaml: "service: {default_min_ttl: 0s, force_refresh_interval: 0s}\n", wantMinTTL: 0, wantF: 0, wantAhead: config.DefaultRefreshAhead},
 	}
 	for _, tc := range tests {
 		sc, err := ServiceConfig(cacheConfig(t, tc.yaml), vendors.Default())
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.wantErr)
-			}
-			continue
-		}
 		if err != nil {
 			t.Fatalf("%q: %v", tc.yaml, err)
 		}
-		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF {
-			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v; want %v, %v", tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, tc.wantMinTTL, tc.wantF)
+		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF || sc.RefreshAhead != tc.wantAhead {
+			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v, refresh_ahead %v; want %v, %v, %v",
+				tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, sc.RefreshAhead, tc.wantMinTTL, tc.wantF, tc.wantAhead)
 		}
+	}
+	sc, err := ServiceConfig(cacheConfig(t, "profiles:\n  a: {vendor: smartdocumentor, credentials: {client_id: a, client_secret: b}, keep_warm: true}\n"), vendors.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Profiles["a"].KeepWarm {
+		t.Error("keep_warm did not reach the service's profile")
 	}
 }
 
