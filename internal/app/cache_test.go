@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -178,85 +177,5 @@ func TestServiceTuning(t *testing.T) {
 	}
 	if !sc.Profiles["a"].KeepWarm {
 		t.Error("keep_warm did not reach the service's profile")
-	}
-}
-
-// TestFingerprintKeySurvivesRotation: replicas with [old] and with
-// [new, old] derive the same cache keys (they share entries and locks
-// during a rolling rotation); dropping old moves to new keys.
-func TestFingerprintKeySurvivesRotation(t *testing.T) {
-	t.Parallel()
-	oldKey, newKey := randomKey(32), randomKey(32)
-	key := func(keys ...string) []byte {
-		cfg := cacheConfig(t, "cache:\n  redis: {addrs: [127.0.0.1:1]}\n  encryption_keys: ["+strings.Join(keys, ", ")+"]\n")
-		k, err := fingerprintKey(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	before, during, after := key(oldKey), key(newKey, oldKey), key(newKey)
-	if !bytes.Equal(before, during) {
-		t.Error("adding a new first key changed the cache keys")
-	}
-	if bytes.Equal(during, after) {
-		t.Error("dropping the old key kept cache keys derived from it")
-	}
-}
-
-// TestProfileNamesAreTheVendors: a profile's credential and param names
-// are checked by the vendor's own check, field path included.
-func TestProfileNamesAreTheVendors(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, profile, wantErr string }{
-		{"credential", "{vendor: smartdocumentor, credentials: {client_id: a, client_secert: b}}",
-			"profiles.p.credentials.client_secert: is not a credential of vendor smartdocumentor"},
-		{"param", "{vendor: smartdocumentor, credentials: {client_id: a}, params: {regoin: eu}}",
-			"profiles.p.params.regoin: is not a parameter of vendor smartdocumentor"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-}
-
-// TestProfileAllowParams: allow_params names the vendor's params, never
-// one the profile fixes, and a param that chooses where the request goes
-// only with the values it may take.
-func TestProfileAllowParams(t *testing.T) {
-	t.Parallel()
-	const hotdocs = "{vendor: hotdocs_advance, credentials: {client_name: c, principal_name: p, principal_password: x}"
-	const oauth = "{vendor: oauth2, settings: {token_url: 'https://idp.example/token'}, credentials: {client_id: a, client_secret: b}"
-	const oauthTemplated = "{vendor: oauth2, settings: {token_url: 'https://idp.example/{scope}/token'}, credentials: {client_id: a, client_secret: b}"
-	tests := []struct{ name, profile, wantErr string }{
-		{"scope, any value", oauth + ", allow_params: [scope]}", ""},
-		{"scope, listed values", oauth + ", allow_params: {scope: [read, 'read write']}}", ""},
-		{"scope, null is any value", oauth + ", allow_params: {scope: null}}", ""},
-		{"not a param", oauth + ", allow_params: [audience]}", "profiles.p.allow_params.audience: not a parameter of vendor oauth2"},
-		{"fixed by the profile", oauth + ", params: {scope: read}, allow_params: [scope]}", "profiles.p.allow_params.scope: the profile fixes this param"},
-		{"tenancy, any value", hotdocs + ", allow_params: [tenancy]}", "profiles.p.allow_params.tenancy: this param chooses where the vendor request"},
-		{"tenancy, listed", hotdocs + ", allow_params: {tenancy: [acme, acme-test]}}", ""},
-		{"a param in the operator's URL, any value", oauthTemplated + ", allow_params: [scope]}", "profiles.p.allow_params.scope: this param chooses where"},
-		{"abbyy region, any value", "{vendor: abbyy_vantage, credentials: {client_id: a, client_secret: b, username: u, password: p}, allow_params: [region]}", "allow_params.region: this param chooses where"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want %q", err, tc.wantErr)
-			}
-		})
 	}
 }
