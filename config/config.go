@@ -2,6 +2,9 @@
 // Unknown keys are errors that name the key: a typo must never silently
 // switch off a security setting. Secret values may be "${ENV_NAME}" or
 // "file:/path"; they stay secret.Secret from here to the vendor request.
+// The package owns every default (defaults.go) and every range
+// (validate.go) of the configuration: what it returns is complete and
+// checked, and the packages it configures take the values as given.
 package config
 
 import (
