@@ -208,8 +208,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // describeYAMLError rewrites the decoder's errors for people: each
-// "line N: ..." names the key it is about, and a value that is not a Go
-// duration says what one looks like.
+// "line N: ..." names the whole path of the key it is about, and a value
+// that is not a Go duration says what one looks like.
 func describeYAMLError(raw []byte, err error) error {
 	msg := err.Error()
 	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
@@ -238,10 +238,16 @@ func describeYAMLError(raw []byte, err error) error {
 		if key == "" {
 			continue
 		}
-		if strings.HasSuffix(rest, "into time.Duration") {
-			rest = fmt.Sprintf(" %q is not a Go duration such as 5s or 1m30s", want)
+		switch {
+		case strings.HasPrefix(rest, " field "):
+			// "field name not found in Type": the whole path of the key.
+			_, tail, _ := strings.Cut(rest[len(" field "):], " ")
+			lines[i] = fmt.Sprintf("line %d: field %s %s", n, key, tail)
+		case strings.HasSuffix(rest, "into time.Duration"):
+			lines[i] = fmt.Sprintf("line %d: %s: %q is not a Go duration such as 5s or 1m30s", n, key, want)
+		default:
+			lines[i] = fmt.Sprintf("line %d: %s:%s", n, key, rest)
 		}
-		lines[i] = fmt.Sprintf("%s:%s (line %d)", key, rest, n)
 	}
 	return errors.New(strings.Join(lines, "\n"))
 }
