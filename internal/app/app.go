@@ -10,7 +10,9 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -206,14 +208,16 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 		MissBurst:       cfg.Limits.MissBurst,
 		MaxClientShare:  cfg.Limits.MaxClientShare,
 	}
-	for id, raw := range cfg.Vendors {
-		s, err := vendorSettings(id, raw, reg)
+	// In key order, so that of several mistakes the same one is reported.
+	for _, id := range slices.Sorted(maps.Keys(cfg.Vendors)) {
+		s, err := vendorSettings(id, cfg.Vendors[id], reg)
 		if err != nil {
 			return out, err
 		}
 		out.VendorSettings[id] = s
 	}
-	for name, p := range cfg.Profiles {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Profiles)) {
+		p := cfg.Profiles[name]
 		s, err := profileSettings(name, p, reg, out.VendorSettings[p.Vendor])
 		if err != nil {
 			return out, err
