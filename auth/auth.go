@@ -26,14 +26,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
 	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
-)
-
-// Defaults of the per-client rate limit on force_refresh and
-// InvalidateToken (config keys limits.refresh_per_minute and
-// limits.refresh_burst).
-const (
-	DefaultRefreshPerMinute = 60
-	DefaultRefreshBurst     = 30
+	"github.com/tokenbroker/tokenbroker/config"
 )
 
 // VendorPrefix marks an allow entry that permits inline credentials for a
@@ -70,10 +63,10 @@ type Client struct {
 // Limits bound what one caller may cost (config key limits).
 type Limits struct {
 	// RefreshPerMinute is each client's sustained rate of force_refresh
-	// GetToken and InvalidateToken calls (DefaultRefreshPerMinute).
+	// GetToken and InvalidateToken calls (config.DefaultRefreshPerMinute when 0).
 	RefreshPerMinute int
 	// RefreshBurst is how many such calls it may make at once
-	// (DefaultRefreshBurst).
+	// (config.DefaultRefreshBurst when 0).
 	RefreshBurst int
 }
 
@@ -211,13 +204,14 @@ func New(cfg Config) (*Policy, error) {
 		}
 		p.clients = append(p.clients, c)
 	}
-	// The configuration refuses negative limits; zero means the default.
+	// Package config applies the defaults and refuses negative limits; a
+	// Config built without it gets the same defaults here.
 	perMinute, burst := cfg.Limits.RefreshPerMinute, cfg.Limits.RefreshBurst
 	if perMinute <= 0 {
-		perMinute = DefaultRefreshPerMinute
+		perMinute = config.DefaultRefreshPerMinute
 	}
 	if burst <= 0 {
-		burst = DefaultRefreshBurst
+		burst = config.DefaultRefreshBurst
 	}
 	rate := float64(perMinute) / 60
 	if prev := cfg.Previous; prev != nil && prev.limiter.rate == rate && prev.limiter.burst == float64(burst) {

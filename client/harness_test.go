@@ -75,8 +75,8 @@ profiles:
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if cfg.ShutdownDelay == "" {
-		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
+		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -2,6 +2,9 @@
 // Unknown keys are errors that name the key: a typo must never silently
 // switch off a security setting. Secret values may be "${ENV_NAME}" or
 // "file:/path"; they stay secret.Secret from here to the vendor request.
+// The package owns every default (defaults.go) and every range
+// (validate.go) of the configuration: what it returns is complete and
+// checked, and the packages it configures take the values as given.
 package config
 
 import (
@@ -10,8 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,9 +27,9 @@ type Config struct {
 	GRPCAddr string `yaml:"grpc_addr"`
 	HTTPAddr string `yaml:"http_addr"`
 	// ShutdownDelay is how long the server keeps serving after SIGTERM,
-	// already not ready, before it closes its listeners and drains (a Go
-	// duration; empty means the default, 5s).
-	ShutdownDelay string              `yaml:"shutdown_delay"`
+	// already not ready, before it closes its listeners and drains
+	// (DefaultShutdownDelay; 0s: none).
+	ShutdownDelay time.Duration       `yaml:"shutdown_delay"`
 	Cache         Cache               `yaml:"cache"`
 	Vendors       map[string]Settings `yaml:"vendors"`
 	Profiles      map[string]Profile  `yaml:"profiles"`
@@ -47,7 +50,7 @@ type Config struct {
 func (c *Config) SecretFiles() []string { return slices.Clone(c.secretFiles) }
 
 // Limits bound what one authenticated client may cost (README "Security
-// model"). Zero means the default.
+// model"). A zero in the file means the default.
 type Limits struct {
 	// RefreshPerMinute is each client's sustained rate of force_refresh
 	// GetToken and InvalidateToken calls (default 60).
@@ -86,9 +89,9 @@ type Cache struct {
 	// path).
 	L1Disabled bool `yaml:"l1_disabled"`
 	// LeaseTTL is how long a fetch lease outlives its holder's last
-	// renewal (a Go duration; default 2s): the longest a crashed holder
-	// delays the other replicas.
-	LeaseTTL string `yaml:"lease_ttl"`
+	// renewal (DefaultLeaseTTL, MinLeaseTTL..MaxLeaseTTL): the longest a
+	// crashed holder delays the other replicas.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Redis configures the shared store.
@@ -214,8 +217,8 @@ type JWTIssuer struct {
 	// endpoints, when not the system's.
 	JWKSCAFile string `yaml:"jwks_ca_file"`
 	Discovery  bool   `yaml:"discovery"`
-	// MaxTokenLifetime bounds exp - iat (a Go duration; default 24h).
-	MaxTokenLifetime string `yaml:"max_token_lifetime"`
+	// MaxTokenLifetime bounds exp - iat (DefaultMaxTokenLifetime).
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 }
 
 // SPIFFEBundle is one trust domain's X.509 trust bundle.
@@ -273,10 +276,6 @@ const (
 	CacheHitsNone    = "none"
 )
 
-// maxSampleOneIn bounds access_log.sample_one_in: beyond it a sampled log
-// is as good as none, which says so more plainly.
-const maxSampleOneIn = 1_000_000
-
 // HitsOneIn returns how many successful cache hits share one access line:
 // 1 for all, 0 for none, N when sampled. The AccessLog must be valid.
 func (a AccessLog) HitsOneIn() uint64 {
@@ -289,28 +288,19 @@ func (a AccessLog) HitsOneIn() uint64 {
 	return 1
 }
 
-func (a AccessLog) validate() error {
-	switch a.CacheHits {
-	case "", CacheHitsAll, CacheHitsNone:
-		if a.SampleOneIn != 0 {
-			return fmt.Errorf("access_log.sample_one_in needs access_log.cache_hits: %s", CacheHitsSampled)
-		}
-	case CacheHitsSampled:
-		if a.SampleOneIn < 2 || a.SampleOneIn > maxSampleOneIn {
-			return fmt.Errorf("access_log.sample_one_in: %d is not in 2..%d (one line per that many cache hits)", a.SampleOneIn, maxSampleOneIn)
-		}
-	default:
-		return fmt.Errorf("access_log.cache_hits: %q is not one of %s, %s, %s", a.CacheHits, CacheHitsAll, CacheHitsSampled, CacheHitsNone)
-	}
-	return nil
-}
-
 // ServiceTuning holds the token semantics' knobs (docs/design.md, Token semantics).
 type ServiceTuning struct {
-	DefaultMinTTL        string  `yaml:"default_min_ttl"`
-	ForceRefreshInterval string  `yaml:"force_refresh_interval"`
-	RefreshAhead         float64 `yaml:"refresh_ahead"`
-	// KeepWarmMax bounds the profiles with keep_warm (0: 100).
+	// DefaultMinTTL is the min_ttl of requests that leave it unset
+	// (DefaultMinTTL; 0s..MaxMinTTL).
+	DefaultMinTTL time.Duration `yaml:"default_min_ttl"`
+	// ForceRefreshInterval: a force_refresh this soon after a fetch gets
+	// that token (DefaultForceRefreshInterval; 0s: never).
+	ForceRefreshInterval time.Duration `yaml:"force_refresh_interval"`
+	// RefreshAhead is the fraction of a token's life after which a hit
+	// starts one background refresh, in (0, 1] (DefaultRefreshAhead; 1:
+	// at expiry, that is off).
+	RefreshAhead float64 `yaml:"refresh_ahead"`
+	// KeepWarmMax bounds the profiles with keep_warm (DefaultKeepWarmMax).
 	KeepWarmMax int `yaml:"keep_warm_max"`
 }
 
@@ -327,44 +317,57 @@ type EventSink struct {
 	Headers map[string]secret.Secret `yaml:"headers"`
 }
 
-// Defaults are the safe local defaults used with no file.
-func Defaults() *Config {
-	return &Config{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"}
-}
-
 // Lookup reads an environment variable; tests inject their own.
 type Lookup func(name string) (string, bool)
 
 // Load reads the file at path (empty: defaults only).
 func Load(path string, env Lookup) (*Config, error) {
+	return LoadWith(path, env, Defaults())
+}
+
+// LoadWith is Load with other defaults: the keys the file leaves out keep
+// the values of defaults, which becomes the result (cmd/server's --dev
+// starts from Defaults without a shutdown delay).
+func LoadWith(path string, env Lookup, defaults *Config) (*Config, error) {
 	if path == "" {
-		return Defaults(), nil
+		return defaults, defaults.validate()
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := Parse(raw, env)
+	cfg, err := parseOnto(raw, env, defaults)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// Parse reads a YAML document strictly and resolves secret references.
+// Parse reads a YAML document strictly onto Defaults, applies the
+// defaults, resolves secret references and checks every value's range.
 func Parse(raw []byte, env Lookup) (*Config, error) {
+	return parseOnto(raw, env, Defaults())
+}
+
+func parseOnto(raw []byte, env Lookup, cfg *Config) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
 	if len(raw) > 4<<20 {
 		return nil, errors.New("file larger than 4 MiB")
 	}
-	cfg := Defaults()
+	var root yaml.Node
+	if yaml.Unmarshal(raw, &root) == nil && zeroDurations(&root, reflect.TypeFor[Config]()) {
+		if again, err := yaml.Marshal(&root); err == nil {
+			raw = again
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, describeYAMLError(err)
+		return nil, describeYAMLError(raw, err)
 	}
+	cfg.applyDefaults()
 	r := resolver{env: env}
 	r.config(cfg)
 	if r.err != nil {
@@ -372,68 +375,6 @@ func Parse(raw []byte, env Lookup) (*Config, error) {
 	}
 	cfg.secretFiles = r.files
 	return cfg, cfg.validate()
-}
-
-func describeYAMLError(err error) error {
-	msg := err.Error()
-	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
-	msg = strings.ReplaceAll(msg, " in type config.", " in ")
-	return errors.New(msg)
-}
-
-func (c *Config) validate() error {
-	if c.Cache.Redis != nil && len(c.Cache.Redis.Addrs) == 0 {
-		return errors.New("cache.redis.addrs: at least one address is required")
-	}
-	for i, k := range c.Cache.EncryptionKeys {
-		if k.IsZero() {
-			return fmt.Errorf("cache.encryption_keys[%d]: empty (is the environment variable set?)", i)
-		}
-	}
-	for name, p := range c.Profiles {
-		if p.Vendor == "" {
-			return fmt.Errorf("profiles.%s.vendor: required", name)
-		}
-	}
-	if _, err := time.ParseDuration(c.ShutdownDelay); c.ShutdownDelay != "" && (err != nil || strings.HasPrefix(c.ShutdownDelay, "-")) {
-		return fmt.Errorf("shutdown_delay: %q is not a Go duration such as 5s", c.ShutdownDelay)
-	}
-	for name, cl := range c.Clients {
-		if len(cl.APIKeySHA256) == 0 && cl.CertSubject == "" && cl.JWTSubject == "" && cl.SPIFFEID == "" {
-			return fmt.Errorf("clients.%s: set api_key_sha256, cert_subject, jwt_subject or spiffe_id", name)
-		}
-	}
-	if err := c.Auth.validate(); err != nil {
-		return err
-	}
-	if c.Limits.RefreshPerMinute < 0 || c.Limits.RefreshBurst < 0 {
-		return errors.New("limits: refresh_per_minute and refresh_burst must not be negative")
-	}
-	if c.Limits.MissesPerMinute < 0 || c.Limits.MissBurst < 0 {
-		return errors.New("limits: misses_per_minute and miss_burst must not be negative")
-	}
-	if s := c.Limits.MaxClientShare; s < 0 || s > 1 {
-		return fmt.Errorf("limits.max_client_share: %v is not a fraction between 0 (the default, 0.5) and 1 (no bound)", s)
-	}
-	if r := c.Cache.Redis; r != nil && r.TLSCAFile != "" && !r.TLS {
-		return errors.New("cache.redis.tls_ca_file needs cache.redis.tls: true")
-	}
-	if r := c.Cache.Redis; r != nil && r.MasterName == "" && (r.SentinelUsername != "" || !r.SentinelPassword.IsZero()) {
-		return errors.New("cache.redis.sentinel_username and sentinel_password need cache.redis.master_name (Sentinel)")
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return errors.New("tls: cert_file and key_file go together")
-	}
-	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
-		return errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file")
-	}
-	if err := c.AccessLog.validate(); err != nil {
-		return err
-	}
-	if len(c.Auth.SPIFFEBundles) > 0 && c.TLS.CertFile == "" {
-		return errors.New("auth.spiffe_bundles needs tls.cert_file and tls.key_file (X.509-SVIDs are presented over mTLS)")
-	}
-	return nil
 }
 
 // Flatten turns settings into the vendors package's flat string map:
@@ -481,50 +422,4 @@ func scalar(v any) (string, bool) {
 		return "", true
 	}
 	return "", false
-}
-
-func (a *Auth) validate() error {
-	seen := map[string]bool{}
-	for i, is := range a.JWTIssuers {
-		field := fmt.Sprintf("auth.jwt_issuers[%d]", i)
-		if is.Issuer == "" {
-			return fmt.Errorf("%s.issuer: required (the exact iss of its tokens)", field)
-		}
-		if seen[is.Issuer] {
-			return fmt.Errorf("%s.issuer: %q is configured twice", field, is.Issuer)
-		}
-		seen[is.Issuer] = true
-		if len(is.Audiences) == 0 || slices.Contains(is.Audiences, "") {
-			return fmt.Errorf("%s.audiences: list the audiences its tokens must carry (e.g. [tokenbroker])", field)
-		}
-		sources := 0
-		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery} {
-			if set {
-				sources++
-			}
-		}
-		if sources != 1 {
-			return fmt.Errorf("%s: set exactly one of jwks_file, jwks_url and discovery", field)
-		}
-		if is.JWKSCAFile != "" && is.JWKSFile != "" {
-			return fmt.Errorf("%s.jwks_ca_file: only with jwks_url or discovery", field)
-		}
-		if is.MaxTokenLifetime != "" {
-			if d, err := time.ParseDuration(is.MaxTokenLifetime); err != nil || d <= 0 {
-				return fmt.Errorf("%s.max_token_lifetime: %q is not a positive Go duration such as 24h", field, is.MaxTokenLifetime)
-			}
-		}
-	}
-	domains := map[string]bool{}
-	for i, b := range a.SPIFFEBundles {
-		field := fmt.Sprintf("auth.spiffe_bundles[%d]", i)
-		if b.TrustDomain == "" || b.BundleFile == "" {
-			return fmt.Errorf("%s: trust_domain and bundle_file are required", field)
-		}
-		if domains[b.TrustDomain] {
-			return fmt.Errorf("%s.trust_domain: %q is configured twice", field, b.TrustDomain)
-		}
-		domains[b.TrustDomain] = true
-	}
-	return nil
 }

@@ -70,8 +70,8 @@ profiles:
 			}
 		}},
 		{name: "access log unknown policy", yaml: "access_log: {cache_hits: some}\n", wantErr: `access_log.cache_hits: "some" is not one of all, sampled, none`},
-		{name: "access log sampled without a rate", yaml: "access_log: {cache_hits: sampled}\n", wantErr: "access_log.sample_one_in: 0 is not in 2..1000000"},
-		{name: "access log sampled one in one", yaml: "access_log: {cache_hits: sampled, sample_one_in: 1}\n", wantErr: "access_log.sample_one_in: 1 is not in 2..1000000"},
+		{name: "access log sampled without a rate", yaml: "access_log: {cache_hits: sampled}\n", wantErr: "access_log.sample_one_in: must be in 2..1000000 (one line per that many cache hits), got 0"},
+		{name: "access log sampled one in one", yaml: "access_log: {cache_hits: sampled, sample_one_in: 1}\n", wantErr: "access_log.sample_one_in: must be in 2..1000000 (one line per that many cache hits), got 1"},
 		{name: "access log rate without sampling", yaml: "access_log: {sample_one_in: 10}\n", wantErr: "access_log.sample_one_in needs access_log.cache_hits: sampled"},
 		{name: "redis CA file without TLS", yaml: "cache:\n  redis: {addrs: [127.0.0.1:6379], tls_ca_file: /ca.pem}\n", wantErr: "cache.redis.tls_ca_file needs cache.redis.tls: true"},
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // TestSecretFileLongerThanOneRead: a reader that returns one byte per Read
@@ -79,8 +80,8 @@ func TestSecretFilesAndShutdownDelay(t *testing.T) {
 	if got := cfg.SecretFiles(); !slices.Equal(got, []string{keyFile}) {
 		t.Errorf("SecretFiles() = %v", got)
 	}
-	if cfg.ShutdownDelay != "7s" {
-		t.Errorf("shutdown_delay = %q", cfg.ShutdownDelay)
+	if cfg.ShutdownDelay != 7*time.Second {
+		t.Errorf("shutdown_delay = %s", cfg.ShutdownDelay)
 	}
 	for _, bad := range []string{"soon", "-1s"} {
 		if _, err := Parse([]byte("shutdown_delay: "+bad+"\n"), nil); err == nil || !strings.Contains(err.Error(), "shutdown_delay") {

@@ -258,7 +258,7 @@ func TestRefreshTokenNeverPresentedTwiceWithTheMemoryStore(t *testing.T) {
 		},
 		FingerprintKey:       []byte("k"),
 		RefreshAhead:         0.5,
-		ForceRefreshInterval: -1,
+		ForceRefreshInterval: 0, // every force_refresh asks the vendor
 	})
 	t.Cleanup(s.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -311,7 +311,7 @@ func TestForceRefreshJoinsTheRefreshAhead(t *testing.T) {
 		},
 		FingerprintKey:       []byte("k"),
 		RefreshAhead:         0.5,
-		ForceRefreshInterval: -1,
+		ForceRefreshInterval: 0, // every force_refresh asks the vendor
 	})
 	t.Cleanup(s.Close)
 	ctx := context.Background()

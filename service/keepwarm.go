@@ -19,10 +19,6 @@ import (
 
 // Defaults of keep-warm.
 const (
-	// DefaultKeepWarmMax is the default of service.keep_warm_max, the
-	// most profiles the configuration may mark keep_warm (each costs the
-	// vendor one request per token lifetime, callers or not).
-	DefaultKeepWarmMax = 100
 	// DefaultKeepWarmInterval is the longest keep-warm sleeps between two
 	// looks at its profiles' tokens; it wakes earlier for a refresh that
 	// is due sooner.

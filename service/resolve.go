@@ -18,6 +18,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
@@ -28,7 +29,7 @@ const (
 	maxMapEntries = 32
 	maxKeyLen     = 64
 	maxValueLen   = 8192
-	maxMinTTL     = 24 * time.Hour
+	maxMinTTL     = config.MaxMinTTL // also service.default_min_ttl's bound
 )
 
 var (
@@ -284,10 +285,6 @@ func truncateKey(k string) string {
 	}
 	return k
 }
-
-// MaxMinTTL is the largest min_ttl a request (or service.default_min_ttl)
-// may ask for.
-const MaxMinTTL = maxMinTTL
 
 func durationField(field string, d *durationpb.Duration, def time.Duration) (time.Duration, error) {
 	if d == nil {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/secret"
@@ -29,22 +30,10 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
-// Defaults (docs/design.md, Token semantics).
-const (
-	DefaultMinTTL               = 30 * time.Second
-	DefaultForceRefreshInterval = 5 * time.Second
-	DefaultRefreshAhead         = 0.8
-	// DefaultFlightSlack is how long, beyond the vendor's timeout, one
-	// fetch may wait on other replicas' leases.
-	DefaultFlightSlack = 5 * time.Second
-	// DefaultMissesPerMinute and DefaultMissBurst bound the vendor
-	// requests one client's cache misses may cause.
-	DefaultMissesPerMinute = 600
-	DefaultMissBurst       = 300
-	// DefaultMaxClientShare: while other clients wait for a vendor's
-	// budget, one client may take at most half of it.
-	DefaultMaxClientShare = 0.5
-)
+// DefaultFlightSlack is how long, beyond the vendor's timeout, one fetch
+// may wait on other replicas' leases (docs/design.md, Token semantics).
+// The defaults of the configurable tuning are package config's.
+const DefaultFlightSlack = 5 * time.Second
 
 // Profile is a credential set configured server-side.
 type Profile struct {
@@ -76,15 +65,16 @@ type Config struct {
 	// replicas sharing a store must share it.
 	FingerprintKey []byte
 	// ForceRefreshInterval: a force_refresh within this long of the last
-	// fetch gets that fresh token. 0 means DefaultForceRefreshInterval;
-	// negative means none (every force_refresh asks the vendor).
+	// fetch gets that fresh token (config service.force_refresh_interval,
+	// taken as given: 0 means none, every force_refresh asks the vendor).
 	ForceRefreshInterval time.Duration
-	// DefaultMinTTL is the min_ttl of requests that leave it unset. 0
-	// means DefaultMinTTL; negative means 0s.
+	// DefaultMinTTL is the min_ttl of requests that leave it unset (config
+	// service.default_min_ttl, taken as given: 0 means 0s).
 	DefaultMinTTL time.Duration
 	// RefreshAhead is the fraction of a token's life after which a request
-	// triggers one background refresh; 0 means DefaultRefreshAhead, >= 1
-	// disables refresh ahead.
+	// triggers one background refresh, in (0, 1] (config
+	// service.refresh_ahead; 1: at expiry, that is never ahead); 0 means
+	// config.DefaultRefreshAhead.
 	RefreshAhead float64
 	// FlightSlack (DefaultFlightSlack) bounds, beyond the vendor's
 	// timeout, how long a fetch waits on other replicas' leases.
@@ -94,12 +84,13 @@ type Config struct {
 	Misses *budget.ClientLimiter
 	// MissesPerMinute and MissBurst bound the vendor requests one
 	// authenticated client's cache misses may cause, fleet-wide (config
-	// limits.misses_per_minute, limits.miss_burst); 0 means the
-	// defaults.
+	// limits.misses_per_minute, limits.miss_burst); 0 means
+	// config.DefaultMissesPerMinute and config.DefaultMissBurst.
 	MissesPerMinute, MissBurst int
 	// MaxClientShare is the largest fraction of a vendor's budget one
 	// authenticated client may take while others wait for it (config
-	// limits.max_client_share); 0 means DefaultMaxClientShare, >= 1 none.
+	// limits.max_client_share; 1: no bound); 0 means
+	// config.DefaultMaxClientShare.
 	MaxClientShare float64
 	// Budget applies the vendors' request budgets and concurrency caps
 	// (settings max_requests_per_second, burst, max_concurrent_requests);
@@ -210,7 +201,9 @@ type snapshot struct {
 	resolutions *resolutionCache
 }
 
-// newSnapshot takes cfg's reloadable fields, defaults applied.
+// newSnapshot takes cfg's reloadable fields. Package config applies the
+// defaults; the fields whose zero is not a value of their range get the
+// same ones here, for a Config built without it (tests, library users).
 func newSnapshot(cfg Config) *snapshot {
 	c := &snapshot{
 		profiles:             cfg.Profiles,
@@ -224,29 +217,17 @@ func newSnapshot(cfg Config) *snapshot {
 		maxClientShare:       cfg.MaxClientShare,
 		resolutions:          newResolutionCache(maxResolutions),
 	}
-	switch {
-	case c.forceRefreshInterval == 0:
-		c.forceRefreshInterval = DefaultForceRefreshInterval
-	case c.forceRefreshInterval < 0:
-		c.forceRefreshInterval = 0
-	}
-	switch {
-	case c.defaultMinTTL == 0:
-		c.defaultMinTTL = DefaultMinTTL
-	case c.defaultMinTTL < 0:
-		c.defaultMinTTL = 0
-	}
-	if c.refreshAhead == 0 {
-		c.refreshAhead = DefaultRefreshAhead
+	if c.refreshAhead <= 0 {
+		c.refreshAhead = config.DefaultRefreshAhead
 	}
 	if c.missesPerMinute <= 0 {
-		c.missesPerMinute = DefaultMissesPerMinute
+		c.missesPerMinute = config.DefaultMissesPerMinute
 	}
 	if c.missBurst <= 0 {
-		c.missBurst = DefaultMissBurst
+		c.missBurst = config.DefaultMissBurst
 	}
 	if c.maxClientShare <= 0 {
-		c.maxClientShare = DefaultMaxClientShare
+		c.maxClientShare = config.DefaultMaxClientShare
 	}
 	return c
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
 	"github.com/tokenbroker/tokenbroker/secret"
@@ -46,6 +47,9 @@ func newTestService(t *testing.T, life int, tune func(*Config)) (*Service, *coun
 			"p2": {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s2")}},
 		},
 		FingerprintKey: []byte("k"),
+		// What package config gives a file that leaves them out.
+		DefaultMinTTL:        config.DefaultMinTTL,
+		ForceRefreshInterval: config.DefaultForceRefreshInterval,
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -114,8 +118,8 @@ func TestForceRefresh(t *testing.T) {
 	}{
 		{"within the interval the fresh token is returned", time.Hour, 1},
 		{"after the interval a new token is fetched", time.Nanosecond, 2},
-		{"default interval (5s)", 0, 1},
-		{"no interval (configured 0s): always a new token", -1, 2},
+		{"default interval (5s)", config.DefaultForceRefreshInterval, 1},
+		{"no interval (0s): always a new token", 0, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,9 +149,9 @@ func TestDefaultMinTTL(t *testing.T) {
 		life      int // seconds
 		wantFetch int64
 	}{
-		{"built-in 30s default, 60s token: cached", 0, 60, 1},
-		{"built-in 30s default, 20s token: refetched", 0, 20, 2},
-		{"configured 0s (negative), 20s token: cached", -1, 20, 1},
+		{"default 30s, 60s token: cached", config.DefaultMinTTL, 60, 1},
+		{"default 30s, 20s token: refetched", config.DefaultMinTTL, 20, 2},
+		{"0s, 20s token: cached", 0, 20, 1},
 		{"configured 5m, 60s token: refetched", 5 * time.Minute, 60, 2},
 	}
 	for _, tc := range tests {

@@ -89,7 +89,7 @@ func TestCredentialStatusAndEvents(t *testing.T) {
 			"quiet": {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("status-secret-2")}, KeepWarm: false},
 		},
 		FingerprintKey:       []byte("k"),
-		ForceRefreshInterval: -1, // every force_refresh asks the vendor
+		ForceRefreshInterval: 0, // every force_refresh asks the vendor
 		Health:               Health{Replica: "replica-1", Events: rec},
 	})
 	t.Cleanup(s.Close)
@@ -172,7 +172,7 @@ func TestBudgetExhaustedEvent(t *testing.T) {
 			"acme": {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}},
 		},
 		FingerprintKey:       []byte("k"),
-		ForceRefreshInterval: -1,
+		ForceRefreshInterval: 0, // every force_refresh asks the vendor
 		Budget:               budget.New(nil, nil),
 		Health:               Health{Replica: "replica-1", Events: rec},
 	})

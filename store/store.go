@@ -90,6 +90,11 @@ func Sibling(key, suffix string) string {
 	return key + suffix
 }
 
+// DefaultLeaseTTL is how long a fetch lease outlives its holder's last
+// renewal when nothing else is configured (config cache.lease_ttl): the
+// longest a crashed holder delays the others.
+const DefaultLeaseTTL = 2 * time.Second
+
 // Leaser hands out the cross-process fetch lease of a key: one holder at
 // a time asks the vendor, the others wait to be told it is done.
 type Leaser interface {

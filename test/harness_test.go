@@ -79,8 +79,8 @@ func startBrokerWithLogger(t *testing.T, sim *vendorsim.Sim, cfg *config.Config,
 func startBrokerWith(t *testing.T, sim *vendorsim.Sim, opts app.Options) *broker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if opts.Config.ShutdownDelay == "" {
-		opts.Config.ShutdownDelay = "0s" // no load balancer to wait for
+	if opts.Config.ShutdownDelay == config.DefaultShutdownDelay {
+		opts.Config.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
 	a, err := app.New(ctx, opts)
 	if err != nil {

@@ -136,8 +136,8 @@ func startAppWithLogs(t *testing.T, cfg *config.Config, insecureFlag bool) (*app
 	t.Helper()
 	logs := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	if cfg.ShutdownDelay == "" {
-		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
+		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
 	a, err := app.New(ctx, app.Options{
 		Config:                       cfg,

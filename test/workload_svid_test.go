@@ -122,12 +122,12 @@ auth:
 tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
 `, billingSubject.String(), bundleFile, foreignBundle, certFile, keyFile, caFile)
 	cfg := simConfig(t, sim, yaml)
-	cfg.ShutdownDelay = "0s"
+	cfg.ShutdownDelay = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, app.Options{
 		Config: cfg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Load:   func() (*config.Config, error) { c := simConfig(t, sim, yaml); c.ShutdownDelay = "0s"; return c, nil },
+		Load:   func() (*config.Config, error) { c := simConfig(t, sim, yaml); c.ShutdownDelay = 0; return c, nil },
 	})
 	if err != nil {
 		cancel()

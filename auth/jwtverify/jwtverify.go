@@ -28,6 +28,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tokenbroker/tokenbroker/config"
 )
 
 // Limits of the checks (docs/design.md, Security model).
@@ -36,9 +38,6 @@ const (
 	MaxTokenBytes = 16 << 10
 	// ClockSkew is how far exp, nbf and iat may be off the broker's clock.
 	ClockSkew = 60 * time.Second
-	// DefaultMaxTokenLifetime is max_token_lifetime when unset: the
-	// longest a kubelet-projected token may live is 48h, a day is common.
-	DefaultMaxTokenLifetime = 24 * time.Hour
 	// maxVerified bounds the verified-token cache.
 	maxVerified = 10_000
 )
@@ -55,7 +54,7 @@ type Issuer struct {
 	Issuer string
 	// Audiences: a token's aud must contain one of them.
 	Audiences []string
-	// MaxTokenLifetime bounds exp - iat (DefaultMaxTokenLifetime when 0).
+	// MaxTokenLifetime bounds exp - iat (config.DefaultMaxTokenLifetime when 0).
 	MaxTokenLifetime time.Duration
 	// Keys finds the issuer's verification keys.
 	Keys KeySource
@@ -109,7 +108,7 @@ func New(issuers []Issuer, now func() time.Time) (*Verifier, error) {
 			return nil, fmt.Errorf("issuer %q configured twice", is.Issuer)
 		}
 		if is.MaxTokenLifetime <= 0 {
-			is.MaxTokenLifetime = DefaultMaxTokenLifetime
+			is.MaxTokenLifetime = config.DefaultMaxTokenLifetime
 		}
 		v.issuers[is.Issuer] = &is
 		v.sources = append(v.sources, is.Keys)

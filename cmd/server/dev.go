@@ -81,15 +81,15 @@ func startDev(configPath string, env config.Lookup) (*dev, error) {
 // load reads the optional config file and adds the simulator's vendors and
 // demo profiles (at startup and at each reload).
 func (d *dev) load() (*config.Config, error) {
-	cfg, err := config.Load(d.configPath, d.env)
+	// No load balancer to wait for in development: no shutdown delay
+	// unless the file sets one.
+	defaults := config.Defaults()
+	defaults.ShutdownDelay = 0
+	cfg, err := config.LoadWith(d.configPath, d.env, defaults)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Cache.Redis = nil
-	// No load balancer to wait for in development.
-	if cfg.ShutdownDelay == "" {
-		cfg.ShutdownDelay = "0s"
-	}
 	if cfg.Vendors == nil {
 		cfg.Vendors = map[string]config.Settings{}
 	}

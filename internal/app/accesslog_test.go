@@ -50,7 +50,7 @@ func TestAccessLogPolicyReloads(t *testing.T) {
 	next := make(chan *config.Config, 1)
 	var logs syncBuffer
 	cfg := opsConfig(t, sim, "access_log: {cache_hits: none}\n")
-	cfg.ShutdownDelay = "0s"
+	cfg.ShutdownDelay = 0
 	a, err := New(context.Background(), Options{
 		Config: cfg,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
@@ -74,7 +74,7 @@ func TestAccessLogPolicyReloads(t *testing.T) {
 	}
 
 	reloaded := opsConfig(t, sim, "access_log: {cache_hits: sampled, sample_one_in: 3}\n")
-	reloaded.ShutdownDelay = "0s"
+	reloaded.ShutdownDelay = 0
 	next <- reloaded
 	if err := a.Reload("test"); err != nil {
 		t.Fatal(err)

@@ -1,21 +1,20 @@
 // Package app wires a tokenbroker server from its configuration: vendor
 // settings and profiles into the service, the store, and the listeners.
 // cmd/server parses flags and calls it; integration tests start servers
-// through it too.
+// through it too. Package config checks the file's values; validate.go
+// adds the checks that need the vendor registry, and keys.go derives the
+// keys (docs/design.md, What each package owns).
 package app
 
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/filewatch"
@@ -191,48 +190,36 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
-// ServiceConfig checks the vendor settings and profiles against the vendor
-// registry and turns them into the service's configuration. Every mistake
-// is reported with the config key it is about.
+// ServiceConfig turns the configuration into the service's, with the
+// vendor settings and profiles checked against the vendor registry
+// (validate.go). Every mistake is reported with the config key it is
+// about.
 func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, error) {
 	out := service.Config{
 		Registry:       reg,
 		VendorSettings: map[string]vendors.Settings{},
 		Profiles:       map[string]service.Profile{},
-		RefreshAhead:   cfg.Service.RefreshAhead,
+		// Reloadable tuning, defaulted and range-checked by config.
+		DefaultMinTTL:        cfg.Service.DefaultMinTTL,
+		ForceRefreshInterval: cfg.Service.ForceRefreshInterval,
+		RefreshAhead:         cfg.Service.RefreshAhead,
 		// Reloadable like the other limits.
 		MissesPerMinute: cfg.Limits.MissesPerMinute,
 		MissBurst:       cfg.Limits.MissBurst,
 		MaxClientShare:  cfg.Limits.MaxClientShare,
 	}
-	for id, raw := range cfg.Vendors {
-		st, ok := reg.Lookup(id)
-		if !ok {
-			return out, fmt.Errorf("vendors.%s: unknown vendor id", id)
-		}
-		s, err := settingsFor("vendors."+id, raw, st.Info())
+	// In key order, so that of several mistakes the same one is reported.
+	for _, id := range slices.Sorted(maps.Keys(cfg.Vendors)) {
+		s, err := vendorSettings(id, cfg.Vendors[id], reg)
 		if err != nil {
 			return out, err
 		}
 		out.VendorSettings[id] = s
 	}
-	for name, p := range cfg.Profiles {
-		st, ok := reg.Lookup(p.Vendor)
-		if !ok {
-			return out, fmt.Errorf("profiles.%s.vendor: unknown vendor id %q", name, p.Vendor)
-		}
-		info := st.Info()
-		if err := vendors.CheckCredentialNames(info, p.Credentials); err != nil {
-			return out, fmt.Errorf("profiles.%s.%w", name, err)
-		}
-		if err := vendors.CheckParamNames(info, p.Params); err != nil {
-			return out, fmt.Errorf("profiles.%s.%w", name, err)
-		}
-		s, err := settingsFor("profiles."+name+".settings", p.Settings, info)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Profiles)) {
+		p := cfg.Profiles[name]
+		s, err := profileSettings(name, p, reg, out.VendorSettings[p.Vendor])
 		if err != nil {
-			return out, err
-		}
-		if err := checkAllowParams(name, p, info, out.VendorSettings[p.Vendor].Overlay(s)); err != nil {
 			return out, err
 		}
 		out.Profiles[name] = service.Profile{
@@ -244,96 +231,9 @@ func ServiceConfig(cfg *config.Config, reg *vendors.Registry) (service.Config, e
 			KeepWarm:    p.KeepWarm,
 		}
 	}
-	if err := checkKeepWarm(cfg); err != nil {
-		return out, err
-	}
 	var err error
-	// An explicit 0s means none, which service.Config spells negative (its
-	// zero value means the default).
-	if out.ForceRefreshInterval, err = parseDuration("service.force_refresh_interval", cfg.Service.ForceRefreshInterval); err != nil {
-		return out, err
-	} else if out.ForceRefreshInterval == 0 && cfg.Service.ForceRefreshInterval != "" {
-		out.ForceRefreshInterval = -1
-	}
-	if out.DefaultMinTTL, err = parseDuration("service.default_min_ttl", cfg.Service.DefaultMinTTL); err != nil {
-		return out, err
-	} else if out.DefaultMinTTL > service.MaxMinTTL {
-		return out, fmt.Errorf("service.default_min_ttl: %s is more than %s", out.DefaultMinTTL, service.MaxMinTTL)
-	} else if out.DefaultMinTTL == 0 && cfg.Service.DefaultMinTTL != "" {
-		out.DefaultMinTTL = -1
-	}
 	out.FingerprintKey, err = fingerprintKey(cfg)
 	return out, err
-}
-
-// checkAllowParams checks a profile's allow_params: each names a param of
-// its vendor that the profile does not fix, and a param that chooses where
-// the request goes (vendors.TargetParams) comes with the values it may
-// take (docs/design.md, Security model).
-func checkAllowParams(name string, p config.Profile, info vendors.Info, set vendors.Settings) error {
-	targets := vendors.TargetParams(info, set)
-	for _, param := range slices.Sorted(maps.Keys(p.AllowParams)) {
-		field := "profiles." + name + ".allow_params." + param
-		if !slices.Contains(info.Params, param) {
-			return fmt.Errorf("%s: not a parameter of vendor %s (its params: %s)", field, info.ID, strings.Join(info.Params, ", "))
-		}
-		if _, fixed := p.Params[param]; fixed {
-			return fmt.Errorf("%s: the profile fixes this param in params.%s", field, param)
-		}
-		values := p.AllowParams[param]
-		if values == nil && slices.Contains(targets, param) {
-			return fmt.Errorf("%s: this param chooses where the vendor request (with the profile's credentials) is sent; list the values callers may choose", field)
-		}
-		for _, v := range values {
-			if v == "" {
-				return fmt.Errorf("%s: an empty value", field)
-			}
-		}
-	}
-	return nil
-}
-
-func settingsFor(field string, raw config.Settings, info vendors.Info) (vendors.Settings, error) {
-	flat, err := raw.Flatten(field)
-	if err != nil {
-		return nil, err
-	}
-	for k := range flat {
-		if !info.AllowsSetting(k) {
-			return nil, fmt.Errorf("%s.%s: not a setting of vendor %s", field, k, info.ID)
-		}
-	}
-	s := vendors.Settings(flat)
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	if u := s["token_url"]; u != "" {
-		// Templates are checked when resolved; here only the scheme rule.
-		if err := vendors.CheckTokenURL(u); err != nil && !containsPlaceholder(u) {
-			return nil, fmt.Errorf("%s.token_url: %w", field, err)
-		}
-	}
-	return s, nil
-}
-
-func containsPlaceholder(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '{' {
-			return true
-		}
-	}
-	return false
-}
-
-func parseDuration(field, v string) (time.Duration, error) {
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%s: %q is not a Go duration such as 5s", field, v)
-	}
-	return d, nil
 }
 
 // buildStore returns the configured store and leaser: the in-process

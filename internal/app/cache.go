@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,14 +21,6 @@ import (
 // that does not is logged, not fatal: the broker serves without it and
 // the breaker lets it in when it comes.
 const startupPing = time.Second
-
-// The range of cache.lease_ttl: a lease is renewed every third of it, so
-// much shorter would spend Redis round trips on renewals, and much longer
-// would let a crashed holder stall the fleet.
-const (
-	minLeaseTTL = 300 * time.Millisecond
-	maxLeaseTTL = time.Minute
-)
 
 // CacheStats are the shared cache's counters, for metrics and /readyz.
 type CacheStats struct {
@@ -75,9 +66,6 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	if len(rc.Addrs) > 1 && rc.MasterName == "" && rc.DB != 0 {
-		return nil, errors.New("cache.redis.db: a Redis Cluster (several addrs) has only database 0")
-	}
 	var roots *x509.CertPool
 	if rc.TLSCAFile != "" {
 		pem, err := os.ReadFile(rc.TLSCAFile)
@@ -104,14 +92,7 @@ func buildSharedCache(ctx context.Context, cfg *config.Config, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("cache.redis: %w", err)
 	}
-	leaseTTL, err := parseDuration("cache.lease_ttl", cfg.Cache.LeaseTTL)
-	if err != nil {
-		return nil, err
-	}
-	if leaseTTL != 0 && (leaseTTL < minLeaseTTL || leaseTTL > maxLeaseTTL) {
-		return nil, fmt.Errorf("cache.lease_ttl: %s is outside %s..%s", leaseTTL, minLeaseTTL, maxLeaseTTL)
-	}
-	opts := redisstore.Options{Logger: logger, LeaseTTL: leaseTTL}
+	opts := redisstore.Options{Logger: logger, LeaseTTL: cfg.Cache.LeaseTTL}
 	if rc.MasterName != "" {
 		// Sentinel promotes replicas: a refresh token's claim must reach
 		// one before the token is presented (docs/design.md, The lease and generation protocol).
@@ -165,49 +146,4 @@ func checkEviction(ctx context.Context, b *redisstore.Backend, allow bool, logge
 		logger.Warn("could not check Redis's maxmemory-policy; it must be noeviction", "err", err)
 	}
 	return nil
-}
-
-// encryptionKeys parses cache.encryption_keys. Without keys it returns a
-// nil keyring when cache.allow_plaintext is set, and an error otherwise.
-func encryptionKeys(cc config.Cache) (*sealed.Keyring, error) {
-	if len(cc.EncryptionKeys) == 0 {
-		if cc.AllowPlaintext {
-			return nil, nil
-		}
-		return nil, errors.New("cache.encryption_keys: required with cache.redis, so that Redis never holds a clear token; " +
-			"add a key (base64 of 32 random bytes, e.g. `openssl rand -base64 32`), " +
-			"or set cache.allow_plaintext: true to store tokens unencrypted")
-	}
-	keys := make([][]byte, len(cc.EncryptionKeys))
-	for i, s := range cc.EncryptionKeys {
-		k, err := decodeKey(strings.TrimSpace(s.Reveal()))
-		if err != nil || len(k) != sealed.KeySize {
-			got := "is not base64"
-			if err == nil {
-				got = fmt.Sprintf("decodes to %d bytes", len(k))
-			}
-			return nil, fmt.Errorf("cache.encryption_keys[%d]: %s; want base64 of %d random bytes (`openssl rand -base64 %d`)", i, got, sealed.KeySize, sealed.KeySize)
-		}
-		keys[i] = k
-	}
-	ring, err := sealed.NewKeyring(keys...)
-	if err != nil {
-		return nil, fmt.Errorf("cache.encryption_keys: %w", err)
-	}
-	return ring, nil
-}
-
-// decodeKey accepts standard and URL-safe base64, padded or not.
-func decodeKey(s string) ([]byte, error) {
-	var firstErr error
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		k, err := enc.DecodeString(s)
-		if err == nil {
-			return k, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	return nil, firstErr
 }

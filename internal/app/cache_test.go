@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -52,7 +51,6 @@ func TestRedisCacheConfigErrors(t *testing.T) {
 		{"short key", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + randomKey(32) + ", " + randomKey(16) + "]\n", "cache.encryption_keys[1]: decodes to 16 bytes"},
 		{"not base64", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: ['not base64!']\n", "cache.encryption_keys[0]: is not base64"},
 		{"same key twice", "cache:\n  redis: {addrs: [" + addr + "]}\n  encryption_keys: [" + strings.Repeat(randomKey(32)+", ", 2) + "]\n", "same key"},
-		{"cluster with a db", "cache:\n  redis: {addrs: [" + addr + ", " + addr + "], db: 2}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.db"},
 		{"CA file missing", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: /nonexistent/ca.pem}\n  encryption_keys: [" + randomKey(32) + "]\n", "cache.redis.tls_ca_file: open /nonexistent/ca.pem"},
 		{"CA file without a certificate", "cache:\n  redis: {addrs: [" + addr + "], tls: true, tls_ca_file: " + notPEM(t) + "}\n  encryption_keys: [" + randomKey(32) + "]\n", "no PEM certificate"},
 		{"plaintext allowed", "cache:\n  redis: {addrs: [" + addr + "]}\n  allow_plaintext: true\n  fingerprint_key: " + randomKey(32) + "\n", ""},
@@ -149,114 +147,35 @@ func TestRedisCacheStack(t *testing.T) {
 	}
 }
 
-// TestServiceTuning: service.* durations reach the service; an explicit
-// 0s is kept apart from "unset" (the default).
+// TestServiceTuning: the service gets service.* and limits.* as config
+// made them, defaults included, and an explicit 0s as 0s (config checks
+// the ranges: config.TestRanges).
 func TestServiceTuning(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		yaml              string
 		wantMinTTL, wantF time.Duration
-		wantErr           string
+		wantAhead         float64
 	}{
-		{yaml: "", wantMinTTL: 0, wantF: 0},
-		{yaml: "service: {default_min_ttl: 2m, force_refresh_interval: 1s}\n", wantMinTTL: 2 * time.Minute, wantF: time.Second},
-		{yaml: "service: {default_min_ttl: 0s, force_refresh_interval: 0s}\n", wantMinTTL: -1, wantF: -1},
-		{yaml: "service: {default_min_ttl: 25h}\n", wantErr: "service.default_min_ttl: 25h0m0s is more than 24h0m0s"},
-		{yaml: "service: {default_min_ttl: soon}\n", wantErr: "service.default_min_ttl"},
+		{yaml: "", wantMinTTL: config.DefaultMinTTL, wantF: config.DefaultForceRefreshInterval, wantAhead: config.DefaultRefreshAhead},
+		{yaml: "service: {default_min_ttl: 2m, force_refresh_interval: 1s, refresh_ahead: 1}\n", wantMinTTL: 2 * time.Minute, wantF: time.Second, wantAhead: 1},
+		{yaml: "service: {default_min_ttl: 0s, force_refresh_interval: 0s}\n", wantMinTTL: 0, wantF: 0, wantAhead: config.DefaultRefreshAhead},
 	}
 	for _, tc := range tests {
 		sc, err := ServiceConfig(cacheConfig(t, tc.yaml), vendors.Default())
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%q: err = %v, want %q", tc.yaml, err, tc.wantErr)
-			}
-			continue
-		}
 		if err != nil {
 			t.Fatalf("%q: %v", tc.yaml, err)
 		}
-		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF {
-			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v; want %v, %v", tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, tc.wantMinTTL, tc.wantF)
+		if sc.DefaultMinTTL != tc.wantMinTTL || sc.ForceRefreshInterval != tc.wantF || sc.RefreshAhead != tc.wantAhead {
+			t.Errorf("%q: default_min_ttl %v, force_refresh_interval %v, refresh_ahead %v; want %v, %v, %v",
+				tc.yaml, sc.DefaultMinTTL, sc.ForceRefreshInterval, sc.RefreshAhead, tc.wantMinTTL, tc.wantF, tc.wantAhead)
 		}
 	}
-}
-
-// TestFingerprintKeySurvivesRotation: replicas with [old] and with
-// [new, old] derive the same cache keys (they share entries and locks
-// during a rolling rotation); dropping old moves to new keys.
-func TestFingerprintKeySurvivesRotation(t *testing.T) {
-	t.Parallel()
-	oldKey, newKey := randomKey(32), randomKey(32)
-	key := func(keys ...string) []byte {
-		cfg := cacheConfig(t, "cache:\n  redis: {addrs: [127.0.0.1:1]}\n  encryption_keys: ["+strings.Join(keys, ", ")+"]\n")
-		k, err := fingerprintKey(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
+	sc, err := ServiceConfig(cacheConfig(t, "profiles:\n  a: {vendor: smartdocumentor, credentials: {client_id: a, client_secret: b}, keep_warm: true}\n"), vendors.Default())
+	if err != nil {
+		t.Fatal(err)
 	}
-	before, during, after := key(oldKey), key(newKey, oldKey), key(newKey)
-	if !bytes.Equal(before, during) {
-		t.Error("adding a new first key changed the cache keys")
-	}
-	if bytes.Equal(during, after) {
-		t.Error("dropping the old key kept cache keys derived from it")
-	}
-}
-
-// TestProfileNamesAreTheVendors: a profile's credential and param names
-// are checked by the vendor's own check, field path included.
-func TestProfileNamesAreTheVendors(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, profile, wantErr string }{
-		{"credential", "{vendor: smartdocumentor, credentials: {client_id: a, client_secert: b}}",
-			"profiles.p.credentials.client_secert: is not a credential of vendor smartdocumentor"},
-		{"param", "{vendor: smartdocumentor, credentials: {client_id: a}, params: {regoin: eu}}",
-			"profiles.p.params.regoin: is not a parameter of vendor smartdocumentor"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want %q", err, tc.wantErr)
-			}
-		})
-	}
-}
-
-// TestProfileAllowParams: allow_params names the vendor's params, never
-// one the profile fixes, and a param that chooses where the request goes
-// only with the values it may take.
-func TestProfileAllowParams(t *testing.T) {
-	t.Parallel()
-	const hotdocs = "{vendor: hotdocs_advance, credentials: {client_name: c, principal_name: p, principal_password: x}"
-	const oauth = "{vendor: oauth2, settings: {token_url: 'https://idp.example/token'}, credentials: {client_id: a, client_secret: b}"
-	const oauthTemplated = "{vendor: oauth2, settings: {token_url: 'https://idp.example/{scope}/token'}, credentials: {client_id: a, client_secret: b}"
-	tests := []struct{ name, profile, wantErr string }{
-		{"scope, any value", oauth + ", allow_params: [scope]}", ""},
-		{"scope, listed values", oauth + ", allow_params: {scope: [read, 'read write']}}", ""},
-		{"scope, null is any value", oauth + ", allow_params: {scope: null}}", ""},
-		{"not a param", oauth + ", allow_params: [audience]}", "profiles.p.allow_params.audience: not a parameter of vendor oauth2"},
-		{"fixed by the profile", oauth + ", params: {scope: read}, allow_params: [scope]}", "profiles.p.allow_params.scope: the profile fixes this param"},
-		{"tenancy, any value", hotdocs + ", allow_params: [tenancy]}", "profiles.p.allow_params.tenancy: this param chooses where the vendor request"},
-		{"tenancy, listed", hotdocs + ", allow_params: {tenancy: [acme, acme-test]}}", ""},
-		{"a param in the operator's URL, any value", oauthTemplated + ", allow_params: [scope]}", "profiles.p.allow_params.scope: this param chooses where"},
-		{"abbyy region, any value", "{vendor: abbyy_vantage, credentials: {client_id: a, client_secret: b, username: u, password: p}, allow_params: [region]}", "allow_params.region: this param chooses where"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := ServiceConfig(cacheConfig(t, "profiles:\n  p: "+tc.profile+"\n"), vendors.Default())
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("err = %v, want %q", err, tc.wantErr)
-			}
-		})
+	if !sc.Profiles["a"].KeepWarm {
+		t.Error("keep_warm did not reach the service's profile")
 	}
 }

@@ -26,7 +26,7 @@ func TestEvictingRedisRefusesToStartUnlessAllowed(t *testing.T) {
 			t.Parallel()
 			cache := strings.Replace(redisCache(srv.Addr), "redis: {", "redis: {"+tc.allow, 1)
 			cfg := opsConfig(t, sim, cache)
-			cfg.ShutdownDelay = "0s"
+			cfg.ShutdownDelay = 0
 			a, err := New(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if tc.wantErr == nil {
 				if err != nil {

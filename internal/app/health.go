@@ -1,7 +1,6 @@
 package app
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 
@@ -59,26 +58,4 @@ func replicaName() string {
 		host = "unknown-host"
 	}
 	return host + "/" + strconv.Itoa(os.Getpid())
-}
-
-// checkKeepWarm bounds the keep_warm profiles by service.keep_warm_max:
-// each costs its vendor a request per token lifetime, callers or not.
-func checkKeepWarm(cfg *config.Config) error {
-	limit := cfg.Service.KeepWarmMax
-	if limit < 0 {
-		return fmt.Errorf("service.keep_warm_max: %d is negative", limit)
-	}
-	if limit == 0 {
-		limit = service.DefaultKeepWarmMax
-	}
-	n := 0
-	for _, p := range cfg.Profiles {
-		if p.KeepWarm {
-			n++
-		}
-	}
-	if n > limit {
-		return fmt.Errorf("profiles: %d profiles have keep_warm, more than service.keep_warm_max (%d)", n, limit)
-	}
-	return nil
 }

@@ -74,8 +74,8 @@ type opsBroker struct {
 // newOpsApp builds an App without running it.
 func newOpsApp(t *testing.T, cfg *config.Config) *App {
 	t.Helper()
-	if cfg.ShutdownDelay == "" {
-		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
+		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
 	a, err := New(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

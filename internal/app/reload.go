@@ -15,10 +15,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
 
-// DefaultShutdownDelay is shutdown_delay when the file does not set it
-// (docs/design.md, Configuration).
-const DefaultShutdownDelay = 5 * time.Second
-
 // generation is one configuration as the running server uses it, built
 // whole and validated before it replaces the previous one: a call loads
 // it once (unaryPolicy) and is authorized and served by it, so it sees
@@ -51,13 +47,8 @@ type generation struct {
 // build checks cfg as a whole, exactly as at startup, and prepares its
 // generation; prev is the generation it would replace (nil at startup).
 func (a *App) build(cfg *config.Config, prev *generation) (*generation, error) {
-	g := &generation{number: 1, cfg: cfg}
+	g := &generation{number: 1, cfg: cfg, shutdownDelay: cfg.ShutdownDelay}
 	var err error
-	if g.shutdownDelay, err = parseDuration("shutdown_delay", cfg.ShutdownDelay); err != nil {
-		return nil, err
-	} else if cfg.ShutdownDelay == "" {
-		g.shutdownDelay = DefaultShutdownDelay
-	}
 	if g.serviceConfig, err = ServiceConfig(cfg, a.opts.Registry); err != nil {
 		return nil, err
 	}

@@ -6,11 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"sort"
-	"strings"
 
 	"google.golang.org/grpc"
 
@@ -61,16 +58,13 @@ func (a *App) configureSecurity(sopts *server.Options, cfg *config.Config) error
 // (nil when no caller authentication is configured), at startup and at
 // every reload alike. prev is the policy it replaces.
 func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, ident workloadIdentity, prev *auth.Policy, log *slog.Logger) (*auth.Policy, error) {
-	authOn := authConfigured(cfg)
-	if exposed := exposedAddrs(cfg); !authOn && len(exposed) > 0 && !opts.InsecureAllowUnauthenticated {
-		return nil, fmt.Errorf("%s is not a loopback address and no callers are configured, so anyone who can reach it could obtain vendor tokens: "+
-			"configure caller authentication (clients.<name>.api_key_sha256, or clients.<name>.cert_subject with tls.client_ca_file; see the README's \"Security model\"), "+
-			"listen on 127.0.0.1, or start with --insecure-allow-unauthenticated to accept the risk", strings.Join(exposed, " and "))
+	if err := checkExposure(cfg, opts.InsecureAllowUnauthenticated); err != nil {
+		return nil, err
 	}
-	if !authOn {
+	if !authConfigured(cfg) {
 		return nil, nil
 	}
-	if err := checkAllowEntries(cfg, opts); err != nil {
+	if err := checkAllowEntries(cfg, opts.Registry); err != nil {
 		return nil, err
 	}
 	clients := make(map[string]auth.Client, len(cfg.Clients))
@@ -124,39 +118,8 @@ func (a *App) forwardCertificates(next http.Handler) http.Handler {
 	return auth.ForwardCertificates(a.log, next)
 }
 
-// authConfigured reports whether cfg asks for caller authentication.
-func authConfigured(cfg *config.Config) bool {
-	return len(cfg.Clients) > 0 || cfg.TLS.ClientCAFile != "" || len(cfg.Auth.SPIFFEBundles) > 0
-}
-
 // maxMetadataBytes bounds a gRPC call's metadata (headers).
 const maxMetadataBytes = 64 << 10
-
-// exposedAddrs returns the listen addresses that are not loopback.
-func exposedAddrs(cfg *config.Config) []string {
-	var out []string
-	for _, l := range []struct{ key, addr string }{{"grpc_addr", cfg.GRPCAddr}, {"http_addr", cfg.HTTPAddr}} {
-		if !loopbackAddr(l.addr) {
-			out = append(out, l.key+" "+l.addr)
-		}
-	}
-	return out
-}
-
-// loopbackAddr reports whether a listen address binds only loopback: an
-// empty host or an unspecified IP binds every interface, and a host name
-// other than localhost could resolve anywhere.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // serverTLS returns the listeners' TLS configuration, nil without a
 // certificate. The certificate and key are read again when their files
@@ -216,33 +179,4 @@ func loadClientCAs(t config.TLS) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("tls.client_ca_file: no PEM certificate in %s", t.ClientCAFile)
 	}
 	return pool, nil
-}
-
-// checkAllowEntries makes sure every allow entry names a configured
-// profile or a known vendor: a typo fails at startup instead of denying
-// calls later.
-func checkAllowEntries(cfg *config.Config, opts Options) error {
-	names := make([]string, 0, len(cfg.Clients))
-	for name := range cfg.Clients {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		for i, entry := range cfg.Clients[name].Allow {
-			key := fmt.Sprintf("clients.%s.allow[%d]", name, i)
-			if entry == auth.PermissionStatus {
-				continue
-			}
-			if vendor, ok := strings.CutPrefix(entry, auth.VendorPrefix); ok {
-				if _, known := opts.Registry.Lookup(vendor); !known {
-					return fmt.Errorf("%s: %q names no known vendor", key, entry)
-				}
-				continue
-			}
-			if _, ok := cfg.Profiles[entry]; !ok {
-				return fmt.Errorf("%s: no profile %q is configured (write %s<id> for inline credentials of a vendor)", key, entry, auth.VendorPrefix)
-			}
-		}
-	}
-	return nil
 }

@@ -24,7 +24,7 @@ func TestShutdownKeepsServingForTheDelay(t *testing.T) {
 	sim := opsSim(t)
 	cfg := opsConfig(t, sim, "")
 	const delay = 2 * time.Second
-	cfg.ShutdownDelay = delay.String()
+	cfg.ShutdownDelay = delay
 	a := newOpsApp(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

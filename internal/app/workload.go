@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -80,11 +79,7 @@ func (a *App) jwtVerifier(cfg *config.Config) (*jwtverify.Verifier, error) {
 			}
 		}
 		next[key] = src
-		lifetime := time.Duration(0)
-		if is.MaxTokenLifetime != "" {
-			lifetime, _ = time.ParseDuration(is.MaxTokenLifetime) // validated by config
-		}
-		issuers = append(issuers, jwtverify.Issuer{Issuer: is.Issuer, Audiences: is.Audiences, MaxTokenLifetime: lifetime, Keys: src})
+		issuers = append(issuers, jwtverify.Issuer{Issuer: is.Issuer, Audiences: is.Audiences, MaxTokenLifetime: is.MaxTokenLifetime, Keys: src})
 	}
 	v, err := jwtverify.New(issuers, nil)
 	if err != nil {

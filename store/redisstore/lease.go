@@ -22,9 +22,6 @@ import (
 // generation Redis holds (a fencing token), so a holder that stalled past
 // its lease never overwrites what a later holder stored.
 
-// DefaultLeaseTTL is how long a lease outlives its last renewal.
-const DefaultLeaseTTL = 2 * time.Second
-
 // genFloor is the least time a generation counter is kept after it last
 // changed: longer than any fetch, so a stalled holder's generation cannot
 // outlive the counter that makes it stale.

@@ -62,7 +62,8 @@ type Options struct {
 	Channel      string
 	LeaseChannel string
 	// LeaseTTL is how long a fetch lease outlives its last renewal
-	// (DefaultLeaseTTL).
+	// (config cache.lease_ttl, ranged there; 0 means
+	// store.DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// ClaimWait bounds the wait for a replica to acknowledge a
 	// refresh-token claim (DefaultClaimWait, claim.go).
@@ -173,7 +174,7 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		opts.LeaseChannel = DefaultLeaseChannel
 	}
 	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = DefaultLeaseTTL
+		opts.LeaseTTL = store.DefaultLeaseTTL
 	}
 	if opts.ClaimWait <= 0 {
 		opts.ClaimWait = DefaultClaimWait

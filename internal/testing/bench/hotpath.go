@@ -111,8 +111,8 @@ type runningApp struct {
 
 func startApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runningApp, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	if cfg.ShutdownDelay == "" {
-		cfg.ShutdownDelay = "0s" // no load balancer to wait for
+	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
+		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
 	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
 	if err != nil {

@@ -1,13 +1,21 @@
 package app
 
+// The keys derived from the configuration (docs/design.md, Storage):
+// the keyring that seals Redis values and the HMAC key that names cache
+// entries. Both decode base64 the same way, so every replica given the
+// same key bytes agrees whatever their spelling.
+
 import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
 
 // fingerprintInfo is HKDF's info for the cache-key HMAC key: it separates
@@ -65,4 +73,49 @@ func fingerprintKey(cfg *config.Config) ([]byte, error) {
 		return nil, fmt.Errorf("fingerprint key: %w", err)
 	}
 	return key, nil
+}
+
+// encryptionKeys parses cache.encryption_keys. Without keys it returns a
+// nil keyring when cache.allow_plaintext is set, and an error otherwise.
+func encryptionKeys(cc config.Cache) (*sealed.Keyring, error) {
+	if len(cc.EncryptionKeys) == 0 {
+		if cc.AllowPlaintext {
+			return nil, nil
+		}
+		return nil, errors.New("cache.encryption_keys: required with cache.redis, so that Redis never holds a clear token; " +
+			"add a key (base64 of 32 random bytes, e.g. `openssl rand -base64 32`), " +
+			"or set cache.allow_plaintext: true to store tokens unencrypted")
+	}
+	keys := make([][]byte, len(cc.EncryptionKeys))
+	for i, s := range cc.EncryptionKeys {
+		k, err := decodeKey(strings.TrimSpace(s.Reveal()))
+		if err != nil || len(k) != sealed.KeySize {
+			got := "is not base64"
+			if err == nil {
+				got = fmt.Sprintf("decodes to %d bytes", len(k))
+			}
+			return nil, fmt.Errorf("cache.encryption_keys[%d]: %s; want base64 of %d random bytes (`openssl rand -base64 %d`)", i, got, sealed.KeySize, sealed.KeySize)
+		}
+		keys[i] = k
+	}
+	ring, err := sealed.NewKeyring(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("cache.encryption_keys: %w", err)
+	}
+	return ring, nil
+}
+
+// decodeKey accepts standard and URL-safe base64, padded or not.
+func decodeKey(s string) ([]byte, error) {
+	var firstErr error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		k, err := enc.DecodeString(s)
+		if err == nil {
+			return k, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
 }
