@@ -115,13 +115,17 @@ func Defaults() *Config {
 // means the default (cache.l1_max_entries: 0, cache.lease_ttl: 0s,
 // service.refresh_ahead: 0, service.keep_warm_max: 0, limits.*: 0,
 // access_log.cache_hits: ""), so files written against that rule keep
-// their meaning. A zero that is a value of its key (shutdown_delay,
+// their meaning; likewise service.refresh_ahead above 1 is 1 (off). A zero that is a value of its key (shutdown_delay,
 // service.default_min_ttl, service.force_refresh_interval: 0s) is kept.
 func (c *Config) applyDefaults() {
 	def := Defaults()
 	orDefault(&c.Cache.L1MaxEntries, def.Cache.L1MaxEntries)
 	orDefault(&c.Cache.LeaseTTL, def.Cache.LeaseTTL)
 	orDefault(&c.Service.RefreshAhead, def.Service.RefreshAhead)
+	if c.Service.RefreshAhead > 1 {
+		// Documented since the first release as ">= 1: off": 1 says it.
+		c.Service.RefreshAhead = 1
+	}
 	orDefault(&c.Service.KeepWarmMax, def.Service.KeepWarmMax)
 	orDefault(&c.Limits.RefreshPerMinute, def.Limits.RefreshPerMinute)
 	orDefault(&c.Limits.RefreshBurst, def.Limits.RefreshBurst)

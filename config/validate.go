@@ -63,7 +63,7 @@ func (c *Config) checkRanges() error {
 		}
 	}
 	if f := c.Service.RefreshAhead; !(f > 0 && f <= 1) {
-		return fmt.Errorf("service.refresh_ahead: must be in (0, 1] (1: no refresh ahead), got %v", f)
+		return fmt.Errorf("service.refresh_ahead: must be in (0, 1] (1 or more: no refresh ahead), got %v", f)
 	}
 	if s := c.Limits.MaxClientShare; !(s > 0 && s <= 1) {
 		return fmt.Errorf("limits.max_client_share: must be in (0, 1] (1: no bound; 0: the default, %v), got %v", DefaultMaxClientShare, s)
