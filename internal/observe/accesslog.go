@@ -223,7 +223,8 @@ func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, ri 
 	if !h.Enabled(ctx, level) {
 		return
 	}
-	r := slog.NewRecord(time.Now(), level, "request", 0)
+	now := time.Now()
+	r := slog.NewRecord(now, level, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", rec.RequestID),
 		slog.String("method", method),
@@ -235,7 +236,7 @@ func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, ri 
 		slog.String("profile", rec.Profile),
 		slog.String("cache", rec.Cache),
 		slog.String("code", code.String()),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Float64("duration_ms", float64(now.Sub(start).Microseconds())/1000),
 	)
 	if st != nil {
 		r.AddAttrs(slog.String("error", st.Message()))
