@@ -108,11 +108,8 @@ type Options struct {
 
 // Server is the pair of listeners.
 type Server struct {
-	opts Options
-	grpc *grpc.Server
-	// gateway serves the gateway's in-process connection (internal): the
-	// same service and interceptors as grpc, without HPACK indexing.
-	gateway  *grpc.Server
+	opts     Options
+	grpc     *grpc.Server
 	http     *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
@@ -171,16 +168,6 @@ func New(opts Options) (*Server, error) {
 	tokenbrokerv1.RegisterTokenServiceServer(s.grpc, opts.Service)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	// The gateway forwards each REST call's request id, a value new on
-	// every call: with a dynamic header table both ends of the in-process
-	// connection would add it to the table and evict an old entry on
-	// every call (about a fifth of what a REST call cost more than the
-	// gateway echo, docs/performance.md). A table of size 0 sends every
-	// header as a literal, which costs nothing more on a connection that
-	// never leaves the process. Its own server, because the setting is
-	// per server and network clients profit from the table.
-	s.gateway = grpc.NewServer(append(gopts, grpc.HeaderTableSize(0))...)
-	tokenbrokerv1.RegisterTokenServiceServer(s.gateway, opts.Service)
 
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
@@ -351,7 +338,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLis) }()
-	go func() { defer wg.Done(); errc <- s.gateway.Serve(s.internal) }()
+	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.internal) }()
 	go func() {
 		defer wg.Done()
 		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -387,18 +374,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	// in-process gRPC connection.
 	_ = s.http.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
-	go func() {
-		var both sync.WaitGroup
-		both.Go(s.grpc.GracefulStop)
-		both.Go(s.gateway.GracefulStop)
-		both.Wait()
-		close(stopped)
-	}()
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-shutdownCtx.Done():
 		s.grpc.Stop()
-		s.gateway.Stop()
 	}
 	s.gwConn.Close()
 	wg.Wait()
