@@ -110,20 +110,20 @@ func (p *Policy) check(ctx context.Context, method string, req any) error {
 	id, claimed, err := p.authenticate(ctx)
 	if err != nil {
 		d.reason, d.claimedSubject = err.Error(), claimed
-		p.audit(ctx, d)
+		p.audit(ctx, &d)
 		return status.Error(codes.Unauthenticated, "tokenbroker: "+err.Error())
 	}
 	d.principal, d.via = id.principal, id.via
 	reqinfo.SetPrincipal(ctx, id.principal)
 	if err := p.authorize(id, method, req); err != nil {
 		d.reason = err.Error()
-		p.audit(ctx, d)
+		p.audit(ctx, &d)
 		return status.Error(codes.PermissionDenied, "tokenbroker: "+err.Error())
 	}
 	if costsVendorRequest(req) {
 		if ok, wait := p.limiter.allow(id.principal); !ok {
 			d.reason = "rate limited: force_refresh and InvalidateToken calls exceed limits.refresh_per_minute"
-			p.audit(ctx, d)
+			p.audit(ctx, &d)
 			st := status.New(codes.ResourceExhausted, fmt.Sprintf("tokenbroker: client %s sends force_refresh and InvalidateToken calls faster than the configured limit; retry in %s", id.principal, (wait+time.Second-1).Truncate(time.Second)))
 			if withRetry, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
 				st = withRetry
@@ -132,7 +132,7 @@ func (p *Policy) check(ctx context.Context, method string, req any) error {
 		}
 	}
 	d.allowed = true
-	p.audit(ctx, d)
+	p.audit(ctx, &d)
 	return nil
 }
 
@@ -378,8 +378,11 @@ func costsVendorRequest(req any) bool {
 
 // audit writes one line per decision. It names the principal, how it
 // authenticated, the method, the target and the decision; never a
-// credential.
-func (p *Policy) audit(ctx context.Context, d decision) {
+// credential. It is the deepest frame of an allowed call (under every
+// interceptor), so it builds the record in place rather than in a slice
+// of attributes: a frame past the goroutine's first stack is a stack copy
+// per call (docs/performance.md).
+func (p *Policy) audit(ctx context.Context, d *decision) {
 	level, verdict := slog.LevelInfo, "allow"
 	if !d.allowed {
 		level, verdict = slog.LevelWarn, "deny"
@@ -388,27 +391,27 @@ func (p *Policy) audit(ctx context.Context, d decision) {
 	if !h.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
-	attrs = append(attrs, slog.String("audit", "authorization"))
+	// No caller PC: Logger.LogAttrs would walk the stack on every call for
+	// a source location that is always this line.
+	r := slog.NewRecord(time.Now(), level, "authorization", 0)
+	r.AddAttrs(slog.String("audit", "authorization"))
 	if ri := reqinfo.From(ctx); ri != nil {
-		attrs = append(attrs, slog.String("request_id", ri.Snapshot().RequestID))
+		r.AddAttrs(slog.String("request_id", ri.RequestID()))
 	}
-	attrs = append(attrs,
+	r.AddAttrs(
 		slog.String("principal", d.principal),
 		slog.String("auth", d.via),
 		slog.String("method", d.method),
+	)
+	r.AddAttrs(
 		slog.String("target", d.target),
 		slog.String("decision", verdict),
 	)
 	if d.reason != "" {
-		attrs = append(attrs, slog.String("reason", d.reason))
+		r.AddAttrs(slog.String("reason", d.reason))
 	}
 	if d.claimedSubject != "" {
-		attrs = append(attrs, slog.String("claimed_subject", d.claimedSubject))
+		r.AddAttrs(slog.String("claimed_subject", d.claimedSubject))
 	}
-	// No caller PC: Logger.LogAttrs would walk the stack on every call for
-	// a source location that is always this line.
-	r := slog.NewRecord(time.Now(), level, "authorization", 0)
-	r.AddAttrs(attrs...)
 	_ = h.Handle(ctx, r)
 }

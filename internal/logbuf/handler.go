@@ -50,11 +50,12 @@ func newRecordQueue() *recordQueue {
 	return &recordQueue{wake: make(chan struct{}, 1)}
 }
 
-// push queues a record, wakes the flusher when a batch is waiting, and
-// encodes the queue itself when the flusher is behind.
-func (q *recordQueue) push(it queued) {
+// push queues ctx and r for h, wakes the flusher when a batch is
+// waiting, and encodes the queue itself when the flusher is behind. r
+// must be a clone (Record.Clone): the queue keeps its attributes.
+func (q *recordQueue) push(ctx context.Context, h slog.Handler, r *slog.Record) {
 	q.mu.Lock()
-	q.pending = append(q.pending, it)
+	q.pending = append(q.pending, queued{ctx: ctx, h: h, r: *r})
 	n := len(q.pending)
 	q.mu.Unlock()
 	switch {
@@ -90,8 +91,17 @@ type handler struct {
 
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 
+// Handle queues r. It runs at the bottom of a request's stack (the
+// access and audit lines), so its frame is small: the record is copied
+// once, into the queue, and only a record with a LogValuer goes through
+// the copy that resolves it.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	h.q.push(queued{ctx: ctx, h: h.inner, r: resolved(r)})
+	if hasLogValuer(&r) {
+		r = resolved(&r)
+	} else {
+		r = r.Clone()
+	}
+	h.q.push(ctx, h.inner, &r)
 	return nil
 }
 
@@ -103,21 +113,21 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	return &handler{inner: h.inner.WithGroup(name), q: h.q}
 }
 
-// resolved returns r with no shared state (Record.Clone), and with its
-// LogValuer attributes resolved now, so a value that redacts or snapshots
-// itself does so when it is logged.
-func resolved(r slog.Record) slog.Record {
-	needs := false
+// hasLogValuer reports whether any of r's attributes is a LogValuer.
+func hasLogValuer(r *slog.Record) bool {
+	found := false
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Value.Kind() == slog.KindLogValuer {
-			needs = true
-			return false
-		}
-		return true
+		found = a.Value.Kind() == slog.KindLogValuer
+		return !found
 	})
-	if !needs {
-		return r.Clone()
-	}
+	return found
+}
+
+// resolved returns a copy of r with its LogValuer attributes resolved now,
+// so a value that redacts or snapshots itself does so when it is logged.
+//
+//go:noinline
+func resolved(r *slog.Record) slog.Record {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		a.Value = a.Value.Resolve()

@@ -124,3 +124,29 @@ func TestHandlerWakesTheFlusherForABatch(t *testing.T) {
 		}
 	})
 }
+
+// A queued record shares no attributes with the caller's: attributes the
+// caller adds after Handle (past the record's inline ones) are not in the
+// queued line.
+func TestHandlerKeepsTheRecordAsHandled(t *testing.T) {
+	t.Parallel()
+	var out lockedBuffer
+	w := New(&out, time.Hour)
+	h := w.Handler(slog.NewJSONHandler(w, nil))
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "line", 0)
+	for i := range 7 { // past the inline attributes
+		r.AddAttrs(slog.Int(fmt.Sprint("a", i), i))
+	}
+	_ = h.Handle(context.Background(), r)
+	r.AddAttrs(slog.String("added", "after Handle"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := decode(t, out.String())
+	if len(lines) != 1 {
+		t.Fatalf("%d lines, want 1", len(lines))
+	}
+	if _, ok := lines[0]["added"]; ok || lines[0]["a6"] != 6.0 {
+		t.Errorf("queued line %v: want a0..a6 and no attribute added after Handle", lines[0])
+	}
+}

@@ -159,70 +159,95 @@ func (p *AccessPolicy) logHit() (log bool, sampledOneIn uint64) {
 // either). A sampled hit's line says so in sampled_one_in.
 func AccessLog(log *slog.Logger, policy *AccessPolicy) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		// This frame stays on the stack while the call is served, under
+		// every other interceptor and the handler: it is kept small, and
+		// the line is built in logRequest's frame after the handler has
+		// returned. A deep stack past the goroutine's first 8 KiB is
+		// copied to a larger one on every call (docs/performance.md).
 		start := time.Now()
-		// ValueFromIncomingContext reads one key without copying the
-		// whole metadata map, as FromIncomingContext does.
-		var fromCaller string
-		if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
-			fromCaller = vals[0]
-		}
-		id := requestID(fromCaller)
-		ctx, ri := reqinfo.With(ctx, id)
-
+		fromCaller := callerRequestID(ctx)
+		ctx, ri := reqinfo.With(ctx, requestID(fromCaller))
 		resp, err := handler(ctx, req)
-		// Echo the id to callers who sent one, and with every error (the
-		// id finds the log line). A header on every successful call costs
-		// the hot path a few percent of its throughput (docs/performance.md);
-		// a unary call's headers go out after the interceptors return.
-		// REST callers get it from the HTTP middleware (requestIDs).
-		transport := "grpc"
-		if p, ok := peer.FromContext(ctx); ok && server.InternalTransport(p.Addr) {
-			transport = "rest"
-		}
-		if transport == "grpc" && (fromCaller != "" || err != nil) {
-			_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
-		}
-
-		rec := ri.Snapshot()
-		var sampledOneIn uint64
-		if err == nil && rec.Cache == "hit" {
-			var logIt bool
-			if logIt, sampledOneIn = policy.logHit(); !logIt {
-				return resp, err
-			}
-		}
-		st := status.Convert(err)
-		attrs := []slog.Attr{
-			slog.String("request_id", rec.RequestID),
-			slog.String("method", info.FullMethod),
-			slog.String("transport", transport),
-			slog.String("principal", rec.Principal),
-			slog.String("vendor", rec.Vendor),
-			slog.String("profile", rec.Profile),
-			slog.String("cache", rec.Cache),
-			slog.String("code", st.Code().String()),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		}
-		if err != nil {
-			attrs = append(attrs, slog.String("error", st.Message()))
-		}
-		if sampledOneIn != 0 {
-			attrs = append(attrs, slog.Uint64("sampled_one_in", sampledOneIn))
-		}
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
-		}
-		// The record is built by hand with no caller PC: Logger.LogAttrs
-		// would walk the stack (runtime.Callers) for every request, for a
-		// source location that is always this line.
-		level := accessLevel(info.FullMethod, st.Code())
-		if h := log.Handler(); h.Enabled(ctx, level) {
-			r := slog.NewRecord(time.Now(), level, "request", 0)
-			r.AddAttrs(attrs...)
-			_ = h.Handle(ctx, r)
-		}
+		logRequest(ctx, log, policy, ri, info.FullMethod, fromCaller != "", start, err)
 		return resp, err
 	}
+}
+
+// callerRequestID is the request id the caller sent, if any.
+// ValueFromIncomingContext reads one key without copying the whole
+// metadata map, as FromIncomingContext does.
+func callerRequestID(ctx context.Context) string {
+	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
+		return vals[0]
+	}
+	return ""
+}
+
+// logRequest echoes the request id to the caller where due and writes the
+// call's line (for a successful cache hit, as policy says).
+//
+//go:noinline
+func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
+	// Echo the id to callers who sent one, and with every error (the
+	// id finds the log line). A header on every successful call costs
+	// the hot path a few percent of its throughput (docs/performance.md);
+	// a unary call's headers go out after the interceptors return.
+	// REST callers get it from the HTTP middleware (requestIDs).
+	transport := "grpc"
+	if p, ok := peer.FromContext(ctx); ok && server.InternalTransport(p.Addr) {
+		transport = "rest"
+	}
+	rec := ri.Snapshot()
+	if transport == "grpc" && (callerSentID || err != nil) {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, rec.RequestID))
+	}
+
+	var sampledOneIn uint64
+	if err == nil && rec.Cache == "hit" {
+		var logIt bool
+		if logIt, sampledOneIn = policy.logHit(); !logIt {
+			return
+		}
+	}
+	code := codes.OK
+	var st *status.Status
+	if err != nil {
+		st = status.Convert(err)
+		code = st.Code()
+	}
+	// The record is built by hand with no caller PC: Logger.LogAttrs
+	// would walk the stack (runtime.Callers) for every request, for a
+	// source location that is always this line.
+	level := accessLevel(method, code)
+	h := log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	now := time.Now()
+	r := slog.NewRecord(now, level, "request", 0)
+	r.AddAttrs(
+		slog.String("request_id", rec.RequestID),
+		slog.String("method", method),
+		slog.String("transport", transport),
+		slog.String("principal", rec.Principal),
+		slog.String("vendor", rec.Vendor),
+	)
+	r.AddAttrs(
+		slog.String("profile", rec.Profile),
+		slog.String("cache", rec.Cache),
+		slog.String("code", code.String()),
+		slog.Float64("duration_ms", float64(now.Sub(start).Microseconds())/1000),
+	)
+	if st != nil {
+		r.AddAttrs(slog.String("error", st.Message()))
+	}
+	if sampledOneIn != 0 {
+		r.AddAttrs(slog.Uint64("sampled_one_in", sampledOneIn))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+	}
+	_ = h.Handle(ctx, r)
 }
 
 // accessLevel keeps probes out of the default log and makes failures that

@@ -11,8 +11,10 @@ import (
 
 // Info is filled in as the request is handled. Safe for concurrent use.
 type Info struct {
-	mu        sync.Mutex
+	// requestID is set once, by With, and never changes: it is read
+	// without the lock.
 	requestID string
+	mu        sync.Mutex
 	principal string
 	vendor    string
 	profile   string
@@ -32,6 +34,9 @@ func From(ctx context.Context) *Info {
 	i, _ := ctx.Value(ctxKey{}).(*Info)
 	return i
 }
+
+// RequestID returns the request's id.
+func (i *Info) RequestID() string { return i.requestID }
 
 // SetPrincipal records the authenticated caller (a client name, never a
 // credential).
