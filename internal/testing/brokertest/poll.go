@@ -11,7 +11,7 @@ import (
 // within milliseconds), then the interval grows to pollMax so a long wait
 // does not spin on a machine shared with other tests.
 const (
-	pollFirst = 5 * time.Millisecond
+	pollFirst = time.Millisecond
 	pollMax   = 50 * time.Millisecond
 )
 

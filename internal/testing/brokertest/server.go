@@ -18,7 +18,8 @@ import (
 
 // ServerOptions describe a server process (cmd/server).
 type ServerOptions struct {
-	// Name names it in messages; Bin is the binary (ServerBinary).
+	// Name names it in messages (default: "server on" its HTTP address);
+	// Bin is the binary (ServerBinary).
 	Name string
 	Bin  string
 	// YAML is its configuration; "{grpc}" and "{http}" in it become the
@@ -53,6 +54,9 @@ func NewServer(t testing.TB, opts ServerOptions) *Server {
 	level := opts.LogLevel
 	if level == "" {
 		level = "warn"
+	}
+	if opts.Name == "" {
+		opts.Name = "server on 127.0.0.1:" + strconv.Itoa(httpPort)
 	}
 	return &Server{
 		Proc: NewProc(t, ProcOptions{Name: opts.Name, Bin: opts.Bin, Args: []string{"--config", cfgPath, "--log-level", level},
