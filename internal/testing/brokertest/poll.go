@@ -31,7 +31,8 @@ func Holds(cond func() bool) func() error {
 // Eventually calls cond until it returns nil and returns how long that
 // took. After timeout it fails the test with what and cond's last error.
 // The timeout is a bound, never a measurement: give a slow condition a
-// generous one. It must be called from the test's goroutine.
+// generous one. It must be called from the test's goroutine, and cond runs
+// on it: cond may call t.Fatal for an error no retry can mend.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
