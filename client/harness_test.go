@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,9 +15,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -38,7 +37,10 @@ func TestMain(m *testing.M) {
 	brokerAddr, documentAPI = b.addr, api.URL
 	code := m.Run()
 	api.Close()
-	b.stop()
+	if err := b.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -47,52 +49,38 @@ func TestMain(m *testing.M) {
 type broker struct {
 	addr string
 	sim  *vendorsim.Sim
-	stop func()
+	stop func() error
 }
 
-func startBroker() (*broker, error) {
-	sim, err := vendorsim.Start("127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	for vendor, creds := range vendorsim.DemoAccounts() {
-		sim.AddAccount(vendor, creds)
-	}
-	yaml := strings.ReplaceAll(`
-grpc_addr: 127.0.0.1:0
-http_addr: 127.0.0.1:0
-vendors:
-  smartdocumentor:
-    token_url: {sim}/smartdocumentor/connect/token
+// brokerYAML is the broker's profile.
+const brokerYAML = `
 profiles:
   demo-smartdocumentor:
     vendor: smartdocumentor
     credentials: {client_id: demo-client, client_secret: demo-secret}
-`, "{sim}", sim.URL())
-	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
+`
+
+func startBroker() (*broker, error) {
+	sim, err := brokertest.NewSim()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := brokertest.ParseSimConfig(sim, brokerYAML)
 	if err != nil {
 		sim.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
-		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
-	}
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := brokertest.Launch(sim, app.Options{Config: cfg})
 	if err != nil {
-		cancel()
 		sim.Close()
 		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	return &broker{
-		addr: a.Server.GRPCAddr().String(),
+		addr: b.GRPCAddr,
 		sim:  sim,
-		stop: func() {
-			cancel()
-			<-done
-			sim.Close()
+		stop: func() error {
+			defer sim.Close()
+			return b.Stop()
 		},
 	}, nil
 }
@@ -104,7 +92,11 @@ func newBroker(t *testing.T) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.stop)
+	t.Cleanup(func() {
+		if err := b.stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	return b
 }
 

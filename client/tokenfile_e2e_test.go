@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,12 +17,10 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
 	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
-	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
 // TestWithTokenFileAgainstABroker: a caller whose only credential is a
@@ -44,19 +41,9 @@ func TestWithTokenFileAgainstABroker(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	must(t, os.WriteFile(certFile, leaf.CertPEM, 0o600))
 	must(t, os.WriteFile(keyFile, leaf.KeyPEM, 0o600))
-	sim, err := vendorsim.Start("127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(func() { _ = sim.Close() })
-	for vendor, creds := range vendorsim.DemoAccounts() {
-		sim.AddAccount(vendor, creds)
-	}
-	yaml := strings.NewReplacer("{sim}", sim.URL(), "{issuer}", is.URL(), "{jwks}", jwks, "{cert}", certFile, "{key}", keyFile).Replace(`
-grpc_addr: 127.0.0.1:0
-http_addr: 127.0.0.1:0
+	sim := brokertest.StartSim(t)
+	yaml := strings.NewReplacer("{issuer}", is.URL(), "{jwks}", jwks, "{cert}", certFile, "{key}", keyFile).Replace(`
 shutdown_delay: 0s
-vendors:
-  smartdocumentor:
-    token_url: {sim}/smartdocumentor/connect/token
 profiles:
   demo-smartdocumentor:
     vendor: smartdocumentor
@@ -70,21 +57,11 @@ clients:
     allow: [demo-smartdocumentor]
 tls: {cert_file: "{cert}", key_file: "{key}"}
 `)
-	cfg, err := config.Parse([]byte(yaml), func(string) (string, bool) { return "", false })
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, yaml))
 
 	tokenPath := filepath.Join(dir, "token")
 	must(t, os.WriteFile(tokenPath, []byte(is.Sign(is.Kubernetes("billing", "invoice-worker", "tokenbroker", time.Now(), time.Hour))), 0o600))
-	conn, err := grpc.NewClient(a.Server.GRPCAddr().String(),
+	conn, err := grpc.NewClient(b.GRPCAddr,
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})),
 		client.WithTokenFile(tokenPath))
 	must(t, err)

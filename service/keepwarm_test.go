@@ -37,17 +37,7 @@ func TestKeepWarm(t *testing.T) {
 	began := time.Now()
 	// The startup fetch and two refreshes: 2 s tokens refreshed at 75-85%
 	// of their life.
-	eventually := func(what string, cond func() bool) {
-		t.Helper()
-		for range 1000 {
-			if cond() {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("not within 10s: %s", what)
-	}
-	eventually("three vendor requests", func() bool { return warm.calls.Load() >= 3 })
+	eventually(t, "three vendor requests", func() bool { return warm.calls.Load() >= 3 })
 	elapsed := time.Since(began)
 	if most := int64(elapsed/(1500*time.Millisecond)) + 1; warm.calls.Load() > most {
 		t.Fatalf("%d vendor requests in %v; want at most %d, one per token", warm.calls.Load(), elapsed, most)

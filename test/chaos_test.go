@@ -9,12 +9,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/chaos"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
@@ -54,12 +52,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	t.Logf("chaos run: seed %d, %v (replay: make chaos SEED=%d DURATION=%v)", seed, length, seed, length)
-	bin := serverBinary(t)
+	bin := brokertest.ServerBinary(t)
 	if os.Getenv("CHAOS_RACE") == "0" {
-		var err error
-		if bin, err = goBuildServer(t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
+		bin = brokertest.BuildServer(t, false)
 	}
 	r := newChaosRig(t, bin)
 	h := r.run(seed, length)
@@ -147,19 +142,13 @@ type chaosRig struct {
 // chaosReplica is one broker process that the nemesis kills and restarts
 // on the same ports.
 type chaosReplica struct {
-	bin, cfg, log string
-	grpcAddr      string
-	httpAddr      string
-	client        tokenbrokerv1.TokenServiceClient
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	*brokertest.Server
+	client tokenbrokerv1.TokenServiceClient
 }
 
 func newChaosRig(t *testing.T, bin string) *chaosRig {
 	r := &chaosRig{t: t}
-	r.sim = startSim(t, vendorsim.WithJournal())
+	r.sim = brokertest.StartSim(t, vendorsim.WithJournal())
 	for v, d := range chaosLifetimes {
 		r.sim.SetTokenTTL(v, d)
 	}
@@ -187,12 +176,10 @@ func newChaosRig(t *testing.T, bin string) *chaosRig {
 	for i, s := range r.servers {
 		r.proxies[i].SetUpstream(s.Addr)
 	}
-	if !waitFor(20*time.Second, func() bool {
+	brokertest.Eventually(t, "the Redis replica linked to the master", 20*time.Second, brokertest.Holds(func() bool {
 		info, err := redistest.Do(replica.Addr, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up")
-	}) {
-		t.Fatal("the Redis replica never linked to the master")
-	}
+	}))
 	_, masterProxyPort, _ := strings.Cut(r.proxies[0].Addr(), ":")
 	port, _ := strconv.Atoi(masterProxyPort)
 	r.sentinel = redistest.StartSentinelWith(t, &redistest.Server{Port: port, Addr: r.proxies[0].Addr()},
@@ -209,17 +196,8 @@ func newChaosRig(t *testing.T, bin string) *chaosRig {
 // it.
 func (r *chaosRig) newReplica(bin string, i int, key string) *chaosReplica {
 	t := r.t
-	dir := t.TempDir()
-	grpcPort, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpPort, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml := fmt.Sprintf(`grpc_addr: 127.0.0.1:%d
-http_addr: 127.0.0.1:%d
+	yaml := fmt.Sprintf(`grpc_addr: 127.0.0.1:%s
+http_addr: 127.0.0.1:%s
 shutdown_delay: 0s
 cache:
   redis: {addrs: [%s], master_name: %s}
@@ -244,18 +222,13 @@ profiles:
   sd:
     vendor: smartdocumentor
     credentials: {client_id: %q, client_secret: %q}
-`, grpcPort, httpPort, r.sentinel.Addr, redistest.SentinelMaster, key, chaosLeaseTTL, r.sim.URL(),
+`, "{grpc}", "{http}", r.sentinel.Addr, redistest.SentinelMaster, key, chaosLeaseTTL, r.sim.URL(),
 		vendorsim.DemoAccounts()["saasu"]["username"], vendorsim.DemoAccounts()["saasu"]["password"],
 		sdCreds()["client_id"], sdCreds()["client_secret"])
-	cfg := filepath.Join(dir, "tokenbroker.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rep := &chaosReplica{bin: bin, cfg: cfg, log: filepath.Join(dir, "server.log"),
-		grpcAddr: fmt.Sprintf("127.0.0.1:%d", grpcPort), httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	rep := &chaosReplica{Server: brokertest.NewServer(t, brokertest.ServerOptions{Name: fmt.Sprintf("replica %d", i), Bin: bin, YAML: yaml, SlowStopOK: true})}
 	// Reconnect quickly after a restart: a real client's backoff, capped
 	// at 1 s.
-	conn, err := grpc.NewClient(rep.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(rep.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second}))
 	if err != nil {
 		t.Fatal(err)
@@ -265,85 +238,12 @@ profiles:
 	if err := rep.start(); err != nil {
 		t.Fatalf("replica %d: %v", i, err)
 	}
-	t.Cleanup(func() {
-		rep.stop()
-		if t.Failed() {
-			t.Logf("replica %d log:\n%s", i, tail(rep.log))
-		}
-	})
 	return rep
 }
 
 // start runs the process and waits until it answers.
 func (c *chaosReplica) start() error {
-	logFile, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(c.bin, "--config", c.cfg, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	c.mu.Lock()
-	c.cmd, c.exited = cmd, exited
-	c.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := c.client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited at start:\n%s", tail(c.log))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not answering after 30s: %v\n%s", err, tail(c.log))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (c *chaosReplica) signal(sig syscall.Signal) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_ = c.cmd.Process.Signal(sig)
-}
-
-// kill ends the process with SIGKILL and waits for it.
-func (c *chaosReplica) kill() {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
-}
-
-// stop ends it with SIGTERM, then SIGKILL.
-func (c *chaosReplica) stop() {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGCONT)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
+	return c.Start(30*time.Second, brokertest.AnswersGRPC(c.client))
 }
 
 // run carries out seed's schedule for length under the callers' load and
@@ -412,7 +312,7 @@ func (r *chaosRig) inject(h *chaos.History, f chaos.Fault) {
 	case chaos.ReplicaKill:
 		rep := r.replicas[atoi(f.Target)]
 		i := h.Begin(f)
-		rep.kill()
+		rep.Kill()
 		time.Sleep(f.For)
 		if err := rep.start(); err != nil {
 			r.t.Errorf("chaos: restarting replica %s: %v", f.Target, err)
@@ -421,9 +321,13 @@ func (r *chaosRig) inject(h *chaos.History, f chaos.Fault) {
 	case chaos.ReplicaPause:
 		rep := r.replicas[atoi(f.Target)]
 		i := h.Begin(f)
-		rep.signal(syscall.SIGSTOP)
+		if err := rep.Freeze(); err != nil {
+			h.Annotate(i, err.Error())
+		}
 		time.Sleep(f.For)
-		rep.signal(syscall.SIGCONT)
+		if err := rep.Thaw(); err != nil {
+			h.Annotate(i, err.Error())
+		}
 		h.Finish(i)
 	case chaos.RedisPause:
 		s := r.servers[r.master()]
@@ -440,11 +344,7 @@ func (r *chaosRig) inject(h *chaos.History, f chaos.Fault) {
 			h.Finish(i)
 			return
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for r.master() == before && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if r.master() == before {
+		if brokertest.Poll(15*time.Second, brokertest.Holds(func() bool { return r.master() != before })) != nil {
 			h.Annotate(i, "no new master within 15s")
 		}
 		h.Finish(i)
@@ -570,7 +470,7 @@ func (r *chaosRig) getToken(call chaos.Call, sel chaosSelector) (chaos.Call, str
 			ExpiresAt   time.Time `json:"expires_at"`
 			CacheHit    bool      `json:"cache_hit"`
 		}
-		call.Code, call.Message = restStatusCall(ctx, "http://"+rep.httpAddr+"/v1/token", body, &resp)
+		call.Code, call.Message = restStatusCall(ctx, "http://"+rep.HTTPAddr+"/v1/token", body, &resp)
 		call.End = time.Now()
 		if call.Code == codes.OK.String() {
 			token, call.ExpiresAt, call.CacheHit = resp.AccessToken, resp.ExpiresAt, resp.CacheHit
@@ -601,7 +501,7 @@ func (r *chaosRig) invalidate(call chaos.Call, sel chaosSelector, token string) 
 		var resp struct {
 			Invalidated bool `json:"invalidated"`
 		}
-		call.Code, call.Message = restStatusCall(ctx, "http://"+rep.httpAddr+"/v1/token:invalidate", body, &resp)
+		call.Code, call.Message = restStatusCall(ctx, "http://"+rep.HTTPAddr+"/v1/token:invalidate", body, &resp)
 		call.End = time.Now()
 		call.Invalidated = call.Code == codes.OK.String() && resp.Invalidated
 	}

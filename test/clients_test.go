@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // TestNodeClientExample runs docs/clients.md's Node.js example
@@ -29,8 +31,8 @@ func TestNodeClientExample(t *testing.T) {
 		t.Skip("node or examples/node/node_modules missing: make client-examples")
 	}
 	const apiKey = "node-example-key"
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, `
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, `
 profiles:
   demo-smartdocumentor:
     vendor: smartdocumentor
@@ -43,8 +45,8 @@ clients:
 	cmd := exec.Command(node, "example.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
-		"TOKENBROKER_GRPC="+b.app.Server.GRPCAddr().String(),
-		"TOKENBROKER_HTTP="+b.http,
+		"TOKENBROKER_GRPC="+b.App.Server.GRPCAddr().String(),
+		"TOKENBROKER_HTTP="+b.HTTP,
 		"TOKENBROKER_API_KEY="+apiKey,
 		"TOKENBROKER_PROFILE=demo-smartdocumentor",
 	)

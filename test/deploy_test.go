@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
@@ -93,8 +94,8 @@ func serveDeployedConfig(t *testing.T, text string, env map[string]string, repla
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := startBroker(t, nil, cfg)
-	return b.app, b.client
+	b := brokertest.StartBroker(t, nil, cfg)
+	return b.App, b.Client
 }
 
 func httpStatus(t *testing.T, url string) int {
@@ -259,7 +260,7 @@ func TestComposeFileMatchesTheServer(t *testing.T) {
 	t.Run("demo profiles get tokens from the simulator through Redis", func(t *testing.T) {
 		t.Parallel()
 		srv := redistest.Start(t)
-		sim := startSim(t)
+		sim := brokertest.StartSim(t)
 		simHost := strings.TrimPrefix(sim.URL(), "http://")
 		env := map[string]string{"TOKENBROKER_CACHE_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32))}
 		a, client := serveDeployedConfig(t, texts[0], env,

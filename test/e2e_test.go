@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -29,11 +30,11 @@ func sdCreds() map[string]string {
 
 func TestGetTokenGRPCThenCache(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, ""))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, ""))
 	ctx := ctxT(t)
 	req := &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor", Credentials: sdCreds()}
-	first, err := b.client.GetToken(ctx, req)
+	first, err := b.Client.GetToken(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestGetTokenGRPCThenCache(t *testing.T) {
 	if !sim.ValidToken("smartdocumentor", first.AccessToken) {
 		t.Fatal("the broker returned a token the simulator did not issue")
 	}
-	second, err := b.client.GetToken(ctx, req)
+	second, err := b.Client.GetToken(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +58,9 @@ func TestGetTokenGRPCThenCache(t *testing.T) {
 
 func TestGetTokenREST(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
-	code, hdr, body := postJSON(t, b.http+"/v1/token", `{"profile":"acme-sd"}`)
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
+	code, hdr, body := postJSON(t, b.HTTP+"/v1/token", `{"profile":"acme-sd"}`)
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
 	}
@@ -78,7 +79,7 @@ func TestGetTokenREST(t *testing.T) {
 	if _, ok := got["expires_in"].(float64); !ok {
 		t.Errorf("expires_in is not a JSON number: %s", body)
 	}
-	_, _, body2 := postJSON(t, b.http+"/v1/token", `{"profile":"acme-sd"}`)
+	_, _, body2 := postJSON(t, b.HTTP+"/v1/token", `{"profile":"acme-sd"}`)
 	var again map[string]any
 	_ = json.Unmarshal([]byte(body2), &again)
 	if again["cache_hit"] != true || again["access_token"] != got["access_token"] {
@@ -88,10 +89,10 @@ func TestGetTokenREST(t *testing.T) {
 
 func TestConcurrentColdCallersCauseOneFetch(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t, vendorsim.WithLatency(50*time.Millisecond))
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	sim := brokertest.StartSim(t, vendorsim.WithLatency(50*time.Millisecond))
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	const callers = 200
-	sameTokenAtOnce(t, callers, func(int) tokenbrokerv1.TokenServiceClient { return b.client }, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	sameTokenAtOnce(t, callers, func(int) tokenbrokerv1.TokenServiceClient { return b.Client }, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if n := sim.Requests("smartdocumentor"); n != 1 {
 		t.Fatalf("%d concurrent cold callers caused %d upstream requests, want 1", callers, n)
 	}
@@ -100,19 +101,19 @@ func TestConcurrentColdCallersCauseOneFetch(t *testing.T) {
 
 func TestMinTTLLongerThanCachedLifeRefetches(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	sim.SetTokenTTL("smartdocumentor", time.Minute)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	ctx := ctxT(t)
-	first, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	first, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hit, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(30 * time.Second)})
+	hit, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(30 * time.Second)})
 	if err != nil || !hit.CacheHit {
 		t.Fatalf("min_ttl within the life: %v, %v", hit, err)
 	}
-	fresh, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(2 * time.Minute)})
+	fresh, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(2 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,26 +127,26 @@ func TestMinTTLLongerThanCachedLifeRefetches(t *testing.T) {
 
 func TestInvalidateWithStaleTokenKeepsNewer(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	ctx := ctxT(t)
-	first, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	first, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := b.client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: first.AccessToken})
+	inv, err := b.Client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: first.AccessToken})
 	if err != nil || !inv.Invalidated {
 		t.Fatalf("invalidate current token: %v, %v", inv, err)
 	}
-	second, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	second, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if err != nil || second.CacheHit || second.AccessToken == first.AccessToken {
 		t.Fatalf("after invalidation: %v, %v", second, err)
 	}
-	stale, err := b.client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: first.AccessToken})
+	stale, err := b.Client.InvalidateToken(ctx, &tokenbrokerv1.InvalidateTokenRequest{Profile: "acme-sd", AccessToken: first.AccessToken})
 	if err != nil || stale.Invalidated {
 		t.Fatalf("invalidate stale token: %v, %v", stale, err)
 	}
-	third, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	third, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if err != nil || !third.CacheHit || third.AccessToken != second.AccessToken {
 		t.Fatalf("a stale invalidation dropped the newer token: %v, %v", third, err)
 	}
@@ -153,8 +154,8 @@ func TestInvalidateWithStaleTokenKeepsNewer(t *testing.T) {
 
 func TestErrorsMapToCodes(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	ctx := ctxT(t)
 	tests := []struct {
 		name     string
@@ -179,7 +180,7 @@ func TestErrorsMapToCodes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := b.client.GetToken(ctx, tc.req)
+			_, err := b.Client.GetToken(ctx, tc.req)
 			st := status.Convert(err)
 			if st.Code() != tc.code {
 				t.Fatalf("code = %v (%s), want %v", st.Code(), st.Message(), tc.code)
@@ -204,7 +205,7 @@ func TestErrorsMapToCodes(t *testing.T) {
 			if tc.reason != "" || tc.field != "" {
 				t.Errorf("missing details (reason %q, field %q) in %v", tc.reason, tc.field, st.Details())
 			}
-			code, _, body := postJSON(t, b.http+"/v1/token", tc.httpBody)
+			code, _, body := postJSON(t, b.HTTP+"/v1/token", tc.httpBody)
 			if code != tc.httpCode {
 				t.Errorf("REST status = %d, want %d: %s", code, tc.httpCode, body)
 			}
@@ -213,7 +214,7 @@ func TestErrorsMapToCodes(t *testing.T) {
 	// Bodies the gateway itself cannot decode are INVALID_ARGUMENT with a
 	// BadRequest field violation too (docs/design.md, API and errors).
 	for _, bad := range []string{`{"profile": "acme-sd",`, `{"profile":"acme-sd","bogus":1}`, `{"min_ttl":"soon"}`} {
-		code, _, body := postJSON(t, b.http+"/v1/token", bad)
+		code, _, body := postJSON(t, b.HTTP+"/v1/token", bad)
 		if code != 400 || !strings.Contains(body, `"@type":"type.googleapis.com/google.rpc.BadRequest"`) || !strings.Contains(body, `"field":"body"`) {
 			t.Errorf("malformed body %s: status %d, want 400 with a BadRequest field violation: %s", bad, code, body)
 		}
@@ -222,15 +223,15 @@ func TestErrorsMapToCodes(t *testing.T) {
 
 func TestNegativeCacheOneRequestForManyWrongPasswords(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, ""))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, ""))
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	for range 500 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor",
+			_, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor",
 				Credentials: map[string]string{"client_id": "demo-client", "client_secret": "wrong"}})
 			if status.Code(err) != codes.FailedPrecondition {
 				t.Errorf("code = %v", status.Code(err))

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -30,7 +31,7 @@ import (
 // master killed. Subtests run one after another (two cores).
 func TestFleetChurn(t *testing.T) {
 	redistest.Binary(t, "redis-server")
-	bin := serverBinary(t)
+	bin := brokertest.ServerBinary(t)
 
 	t.Run("wrong password: one vendor request per negative_ttl for the fleet", func(t *testing.T) {
 		testFleetWrongPassword(t, bin)
@@ -113,7 +114,7 @@ func callAll(f *fleet, n int, req *tokenbrokerv1.GetTokenRequest, timeout time.D
 // one vendor request; after negative_ttl, one more.
 func testFleetWrongPassword(t *testing.T, bin string) {
 	const negativeTTL = 4 * time.Second
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	srv := redistest.Start(t)
 	yaml := churnYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), "abbyy_vantage",
 		"    token_url: {sim}/abbyy_vantage/{region}/auth2/connect/token\n    negative_ttl: "+negativeTTL.String()+"\n",
@@ -151,7 +152,7 @@ func testHolderKilled(t *testing.T, bin string) {
 		leaseTTL      = 2 * time.Second
 		callers       = 100
 	)
-	sim := startSim(t, vendorsim.WithLatency(vendorLatency))
+	sim := brokertest.StartSim(t, vendorsim.WithLatency(vendorLatency))
 	srv := redistest.Start(t)
 	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), ""))
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}
@@ -161,7 +162,7 @@ func testHolderKilled(t *testing.T, bin string) {
 		defer cancel()
 		_, _ = f.replicas[0].client.GetToken(ctx, req) // dies with its server
 	}()
-	waitUntil(t, "the holder's vendor request", 10*time.Second, func() bool { return sim.Requests("smartdocumentor") == 1 })
+	brokertest.Eventually(t, "the holder's vendor request", 10*time.Second, brokertest.Holds(func() bool { return sim.Requests("smartdocumentor") == 1 }))
 
 	answered := make([]time.Time, callers)
 	errs := make([]error, callers)
@@ -179,7 +180,9 @@ func testHolderKilled(t *testing.T, bin string) {
 		}()
 	}
 	started.Wait()
-	f.replicas[0].signal(t, syscall.SIGKILL)
+	if err := f.replicas[0].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	killed := time.Now()
 	wg.Wait()
 	var worst time.Duration
@@ -205,7 +208,7 @@ func testHolderKilled(t *testing.T, bin string) {
 // gets the token the fleet has.
 func testHolderFrozen(t *testing.T, bin string) {
 	const vendorLatency = 500 * time.Millisecond
-	sim := startSim(t, vendorsim.WithLatency(vendorLatency))
+	sim := brokertest.StartSim(t, vendorsim.WithLatency(vendorLatency))
 	srv := redistest.Start(t)
 	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), srv.Addr)+"  lease_ttl: 1s\n", ""))
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}
@@ -221,15 +224,19 @@ func testHolderFrozen(t *testing.T, bin string) {
 		resp, err := f.replicas[0].client.GetToken(ctx, req)
 		late <- answer{resp, err}
 	}()
-	waitUntil(t, "the holder's vendor request", 10*time.Second, func() bool { return sim.Requests("smartdocumentor") == 1 })
-	f.replicas[0].freeze(t)
+	brokertest.Eventually(t, "the holder's vendor request", 10*time.Second, brokertest.Holds(func() bool { return sim.Requests("smartdocumentor") == 1 }))
+	if err := f.replicas[0].Freeze(); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	fresh, err := f.replicas[1].client.GetToken(ctx, req)
 	if err != nil {
 		t.Fatalf("GetToken while the holder is frozen: %v", err)
 	}
-	f.replicas[0].thaw(t)
+	if err := f.replicas[0].Thaw(); err != nil {
+		t.Fatal(err)
+	}
 	got := <-late
 	if got.err != nil {
 		t.Fatalf("the thawed holder's caller: %v", got.err)
@@ -241,7 +248,7 @@ func testHolderFrozen(t *testing.T, bin string) {
 	if err != nil || other.AccessToken != fresh.AccessToken {
 		t.Fatalf("the third replica: %v (same token: %v)", err, err == nil && other.AccessToken == fresh.AccessToken)
 	}
-	refused := metricValue(t, scrapeURL(t, "http://"+f.replicas[0].httpAddr+"/metrics"), "tokenbroker_stale_writes_total", map[string]string{"vendor": "smartdocumentor"})
+	refused := metricValue(t, scrapeURL(t, "http://"+f.replicas[0].HTTPAddr+"/metrics"), "tokenbroker_stale_writes_total", map[string]string{"vendor": "smartdocumentor"})
 	if refused != 1 {
 		t.Errorf("tokenbroker_stale_writes_total on the thawed holder = %v, want 1", refused)
 	}
@@ -266,7 +273,7 @@ func testRefreshTokenStorm(t *testing.T, bin string, mode stormMode) {
 	if testing.Short() || mode != stormRedis {
 		duration = 8 * time.Second
 	}
-	sim := startSim(t, vendorsim.WithTokenTTL(4*time.Second))
+	sim := brokertest.StartSim(t, vendorsim.WithTokenTTL(4*time.Second))
 	cache, replicas := "", 1
 	var srv *redistest.Server
 	if mode != stormMemory {
@@ -329,7 +336,7 @@ func testRefreshTokenStorm(t *testing.T, bin string, mode stormMode) {
 // testInvalidateDuringOutage: a token is invalidated on one replica while
 // Redis is frozen; once Redis is back, no replica serves it any more.
 func testInvalidateDuringOutage(t *testing.T, bin string) {
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	srv := redistest.Start(t)
 	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), srv.Addr), ""))
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}
@@ -360,10 +367,10 @@ func testInvalidateDuringOutage(t *testing.T, bin string) {
 	// to finish the deletion)...
 	for i := len(f.replicas) - 1; i >= 0; i-- {
 		r := f.replicas[i]
-		waitUntil(t, fmt.Sprintf("replica %d stops serving the invalidated token", i), 20*time.Second, func() bool {
+		brokertest.Eventually(t, fmt.Sprintf("replica %d stops serving the invalidated token", i), 20*time.Second, brokertest.Holds(func() bool {
 			resp, err := r.client.GetToken(ctx, req)
 			return err == nil && resp.AccessToken != rejected
-		})
+		}))
 	}
 	t.Logf("every replica stopped serving the invalidated token %v after Redis came back", time.Since(thawed))
 	// ...and keeps doing so.
@@ -384,7 +391,7 @@ func testInvalidateDuringOutage(t *testing.T, bin string) {
 // the token is stored on the promoted node.
 func testClusterFailover(t *testing.T, bin string) {
 	c := redistest.StartClusterWithReplicas(t)
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	f := startFleet(t, bin, sim, fleetReplicas, fleetYAML(sim, redisCacheYAML(cacheKey(), c.Addrs...), ""))
 	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}
 	first := sameTokenAtOnce(t, 30, f.client, req)
@@ -419,10 +426,10 @@ func testClusterFailover(t *testing.T, bin string) {
 	dead.Kill()
 	killed := time.Now()
 	var promoted *redistest.Server
-	waitUntil(t, "a replica promoted", 60*time.Second, func() bool {
+	brokertest.Eventually(t, "a replica promoted", 60*time.Second, brokertest.Holds(func() bool {
 		promoted = masterOfNow(c, key)
 		return promoted != nil && promoted != dead
-	})
+	}))
 	promotedAfter := time.Since(killed)
 	time.Sleep(time.Second) // load through the promotion's aftermath too
 	close(stop)
@@ -441,7 +448,7 @@ func testClusterFailover(t *testing.T, bin string) {
 	// which is not what this test is about.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	waitUntil(t, "every replica's token invalidated on the promoted master", 20*time.Second, func() bool {
+	brokertest.Eventually(t, "every replica's token invalidated on the promoted master", 20*time.Second, brokertest.Holds(func() bool {
 		for _, r := range f.replicas {
 			resp, err := r.client.GetToken(ctx, req)
 			if err != nil {
@@ -453,7 +460,7 @@ func testClusterFailover(t *testing.T, bin string) {
 		}
 		n, _ := redistest.Do(promoted.Addr, "EXISTS", key)
 		return n == "0"
-	})
+	}))
 	before := sim.Requests("smartdocumentor")
 	cold := sameTokenAtOnce(t, 300, f.client, req)
 	n := sim.Requests("smartdocumentor") - before
@@ -481,7 +488,7 @@ func testVendorBudget(t *testing.T, bin string) {
 		sets = 2000
 		rate = 200 // requests per second, the fleet's budget
 	)
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	for i := range sets {
 		sim.AddAccount("smartdocumentor", map[string]string{"client_id": fmt.Sprintf("warm-%d", i), "client_secret": "s"})
 	}
@@ -524,7 +531,7 @@ func testVendorBudget(t *testing.T, bin string) {
 	}
 	breakerOpened := false
 	for i, r := range f.replicas {
-		m := scrapeURL(t, "http://"+r.httpAddr+"/metrics")
+		m := scrapeURL(t, "http://"+r.HTTPAddr+"/metrics")
 		opens := metricValue(t, m, "tokenbroker_redis_breaker_opens_total", nil)
 		breakerOpened = breakerOpened || opens > 0
 		t.Logf("replica %d: breaker opened %v times, %v Redis errors", i, opens, metricValue(t, m, "tokenbroker_redis_errors_total", nil))
@@ -583,16 +590,4 @@ func scrapeURL(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
-}
-
-// waitUntil polls cond until it holds, failing the test after within.
-func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -1,27 +1,17 @@
 package test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -29,59 +19,10 @@ import (
 // Redis, behind a client that spreads calls over them as a load balancer
 // would.
 
-// The race-enabled server binary is built once per test process and
-// shared by every test that starts server processes.
-var (
-	serverBinOnce sync.Once
-	serverBinPath string
-	serverBinErr  error
-)
-
-// serverBinary returns ./cmd/server built with -race, building it on first
-// use; TestMain removes it.
-func serverBinary(t *testing.T) string {
-	t.Helper()
-	serverBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tokenbroker-test-bin-")
-		if err != nil {
-			serverBinErr = err
-			return
-		}
-		sharedBinDir = dir
-		serverBinPath, serverBinErr = goBuildServer(dir, "-race")
-	})
-	if serverBinErr != nil {
-		t.Fatal(serverBinErr)
-	}
-	return serverBinPath
-}
-
-// sharedBinDir is serverBinary's directory, removed by TestMain.
-var sharedBinDir string
-
-// goBuildServer compiles ./cmd/server into dir with extra go build flags.
-func goBuildServer(dir string, flags ...string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("the fleet tests build ./cmd/server and need go on PATH: %v", err)
-	}
-	bin := filepath.Join(dir, "tokenbroker-server")
-	cmd := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", bin, "./cmd/server")...)
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/server: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// replica is one server process.
+// replica is one server process and a client of it.
 type replica struct {
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	grpcAddr string
-	httpAddr string
-	log      string // path of its stderr
-	client   tokenbrokerv1.TokenServiceClient
+	*brokertest.Server
+	client tokenbrokerv1.TokenServiceClient
 }
 
 // fleet is n replicas of the broker and the simulator they call.
@@ -149,122 +90,17 @@ func startMixedFleet(t *testing.T, bin string, sim *vendorsim.Sim, yamls []strin
 }
 
 func startReplica(t *testing.T, bin string, i int, yaml string) (*replica, error) {
-	dir := t.TempDir()
-	grpcPort, err := redistest.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := redistest.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	yaml = strings.NewReplacer("{grpc}", strconv.Itoa(grpcPort), "{http}", strconv.Itoa(httpPort)).Replace(yaml)
-	cfgPath := filepath.Join(dir, "tokenbroker.yaml")
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--config", cfgPath, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	r := &replica{cmd: cmd, exited: make(chan struct{}), grpcAddr: "127.0.0.1:" + strconv.Itoa(grpcPort),
-		httpAddr: "127.0.0.1:" + strconv.Itoa(httpPort), log: logPath}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(r.exited)
-	}()
-	t.Cleanup(func() { r.stop(t, i) })
-	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r := &replica{Server: brokertest.NewServer(t, brokertest.ServerOptions{Name: fmt.Sprintf("replica %d", i), Bin: bin, YAML: yaml})}
+	conn, err := grpc.NewClient(r.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() { conn.Close() })
 	r.client = tokenbrokerv1.NewTokenServiceClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := r.client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{})
-		cancel()
-		// With clients configured the server answers, but not this
-		// anonymous call.
-		if err == nil || status.Code(err) == codes.Unauthenticated {
-			return r, nil
-		}
-		select {
-		case <-r.exited:
-			return nil, fmt.Errorf("server exited at start:\n%s", tail(logPath))
-		default:
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("server not answering after 20s: %v\n%s", err, tail(logPath))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := r.Start(20*time.Second, brokertest.AnswersGRPC(r.client)); err != nil {
+		return nil, err
 	}
-}
-
-// signal sends sig to the replica's process.
-func (r *replica) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
-}
-
-// freeze stops the replica's process (SIGSTOP) and returns once every
-// thread of it is stopped, so the fleet sees a stalled holder from then on.
-func (r *replica) freeze(t *testing.T) {
-	t.Helper()
-	if err := redistest.FreezeProcess(r.cmd.Process); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// thaw resumes a frozen replica (SIGCONT) and returns once it runs again.
-func (r *replica) thaw(t *testing.T) {
-	t.Helper()
-	if err := redistest.ThawProcess(r.cmd.Process); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// stop ends a replica with SIGTERM (graceful), then SIGKILL.
-func (r *replica) stop(t *testing.T, i int) {
-	_ = r.cmd.Process.Signal(syscall.SIGCONT) // in case a test froze it
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("replica %d did not stop on SIGTERM", i)
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
-	if t.Failed() {
-		t.Logf("replica %d log:\n%s", i, tail(r.log))
-	}
-}
-
-// tail returns the end of a replica's log, without the per-request lines.
-func tail(path string) string {
-	raw, _ := os.ReadFile(path)
-	var b []byte
-	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
-		if !bytes.Contains(line, []byte(`"msg":"request"`)) {
-			b = append(b, line...)
-		}
-	}
-	if len(b) > 8192 {
-		b = b[len(b)-8192:]
-	}
-	return string(bytes.TrimSpace(b))
+	return r, nil
 }
 
 // percentile returns the p-th percentile (0..100) of ds.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -86,25 +88,24 @@ service:
 
 // statusOf asks replica r for acme-sd's fleet-wide status over gRPC. A
 // loaded machine may time a Redis read out (the replica then answers its
-// own records): it asks again, at most 10 times.
+// own records): it asks again, for at most 10 s.
 func statusOf(t *testing.T, r *replica) *tokenbrokerv1.CredentialStatus {
 	t.Helper()
-	var resp *tokenbrokerv1.ListCredentialStatusResponse
-	for range 10 {
+	var st *tokenbrokerv1.CredentialStatus
+	brokertest.Eventually(t, "acme-sd's fleet-wide status", 10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		var err error
-		resp, err = r.client.ListCredentialStatus(ctx, &tokenbrokerv1.ListCredentialStatusRequest{})
-		cancel()
+		defer cancel()
+		resp, err := r.client.ListCredentialStatus(ctx, &tokenbrokerv1.ListCredentialStatusRequest{})
 		if err != nil {
 			t.Fatalf("ListCredentialStatus: %v", err)
 		}
-		if resp.FleetWide && len(resp.Profiles) == 1 {
-			return resp.Profiles[0]
+		if !resp.FleetWide || len(resp.Profiles) != 1 {
+			return fmt.Errorf("status = %v; want acme-sd, fleet-wide", resp)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("status = %v; want acme-sd, fleet-wide", resp)
-	return nil
+		st = resp.Profiles[0]
+		return nil
+	})
+	return st
 }
 
 // TestCredentialHealthFleet: three replicas share one Redis. When the
@@ -113,9 +114,9 @@ func statusOf(t *testing.T, r *replica) *tokenbrokerv1.CredentialStatus {
 // it accepts them again, one "recovered" event.
 func TestCredentialHealthFleet(t *testing.T) {
 	redistest.Binary(t, "redis-server")
-	bin := serverBinary(t)
+	bin := brokertest.ServerBinary(t)
 	srv := redistest.Start(t)
-	sim := startSim(t, vendorsim.WithTokenTTL(2*time.Second))
+	sim := brokertest.StartSim(t, vendorsim.WithTokenTTL(2*time.Second))
 	sink := &eventSink{}
 	sinkSrv := httptest.NewServer(sink)
 	t.Cleanup(sinkSrv.Close)
@@ -140,16 +141,16 @@ func TestCredentialHealthFleet(t *testing.T) {
 	})
 	t.Cleanup(callers.stop)
 
-	waitUntil(t, "working", 15*time.Second, func() bool {
+	brokertest.Eventually(t, "working", 15*time.Second, brokertest.Holds(func() bool {
 		return statusOf(t, f.replicas[0]).State == tokenbrokerv1.CredentialState_CREDENTIAL_STATE_WORKING
-	})
+	}))
 
 	sim.FailNext("smartdocumentor", 1_000_000, http.StatusUnauthorized, 0)
 	// Several rejections recorded (the negative cache lets one through a
 	// second, from whichever replica), and the event has arrived.
-	waitUntil(t, "three rejections recorded and an event", 30*time.Second, func() bool {
+	brokertest.Eventually(t, "three rejections recorded and an event", 30*time.Second, brokertest.Holds(func() bool {
 		return statusOf(t, f.replicas[1]).ConsecutiveFailures >= 3 && sink.count("io.tokenbroker.credential.rejected") >= 1
-	})
+	}))
 	if n := sink.count("io.tokenbroker.credential.rejected"); n != 1 {
 		t.Fatalf("rejected events = %d, want 1 for the fleet", n)
 	}
@@ -165,11 +166,11 @@ func TestCredentialHealthFleet(t *testing.T) {
 	mu.Lock()
 	token := lastToken
 	mu.Unlock()
-	rest := getBody(t, "http://"+f.replicas[2].httpAddr+"/v1/credentials/status")
+	rest := getBody(t, "http://"+f.replicas[2].HTTPAddr+"/v1/credentials/status")
 	if !strings.Contains(rest, `"CREDENTIAL_STATE_REJECTED"`) || !strings.Contains(rest, `"oauth_error":"invalid_client"`) {
 		t.Fatalf("REST status = %s", rest)
 	}
-	out, err := exec.Command(bin, "status", "--addr", f.replicas[2].grpcAddr).CombinedOutput()
+	out, err := exec.Command(bin, "status", "--addr", f.replicas[2].GRPCAddr).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("acme-sd")) || !bytes.Contains(out, []byte("rejected")) || !bytes.Contains(out, []byte("invalid_client")) {
 		t.Fatalf("tokenbroker status: %v\n%s", err, out)
 	}
@@ -182,15 +183,15 @@ func TestCredentialHealthFleet(t *testing.T) {
 	}
 
 	sim.FailNext("smartdocumentor", 0, 0, 0)
-	waitUntil(t, "recovered", 30*time.Second, func() bool {
+	brokertest.Eventually(t, "recovered", 30*time.Second, brokertest.Holds(func() bool {
 		return sink.count("io.tokenbroker.credential.recovered") >= 1
-	})
+	}))
 	recovered := statusOf(t, f.replicas[0])
 	// Later tokens are recorded without another event.
-	waitUntil(t, "two more fetches recorded", 30*time.Second, func() bool {
+	brokertest.Eventually(t, "two more fetches recorded", 30*time.Second, brokertest.Holds(func() bool {
 		st := statusOf(t, f.replicas[2])
 		return st.State == tokenbrokerv1.CredentialState_CREDENTIAL_STATE_WORKING && st.FetchedAt.AsTime().After(recovered.FetchedAt.AsTime().Add(time.Second))
-	})
+	}))
 	types, bodies, auth := sink.all()
 	if sink.count("io.tokenbroker.credential.recovered") != 1 || len(types) != 2 {
 		t.Fatalf("events = %v; want one rejected, one recovered", types)
@@ -198,7 +199,7 @@ func TestCredentialHealthFleet(t *testing.T) {
 	// The replicas counted each event once, as sent.
 	sent := 0
 	for _, r := range f.replicas {
-		for _, line := range strings.Split(getBody(t, "http://"+r.httpAddr+"/metrics"), "\n") {
+		for _, line := range strings.Split(getBody(t, "http://"+r.HTTPAddr+"/metrics"), "\n") {
 			if v, ok := strings.CutPrefix(line, `tokenbroker_credential_events_total{result="sent"} `); ok {
 				n, _ := strconv.Atoi(v)
 				sent += n
@@ -231,17 +232,17 @@ func TestKeepWarmFleet(t *testing.T) {
 		t.Skip("30 s without callers, skipped in -short mode")
 	}
 	redistest.Binary(t, "redis-server")
-	bin := serverBinary(t)
+	bin := brokertest.ServerBinary(t)
 	srv := redistest.Start(t)
 	const life = 5 * time.Second
-	sim := startSim(t, vendorsim.WithTokenTTL(life))
+	sim := brokertest.StartSim(t, vendorsim.WithTokenTTL(life))
 	sinkSrv := httptest.NewServer(&eventSink{})
 	t.Cleanup(sinkSrv.Close)
 	began := time.Now()
 	f := startFleet(t, bin, sim, fleetReplicas, healthYAML(sim, srv.Addr, sinkSrv.URL, "    keep_warm: true\n", "  keep_warm_max: 1\n"))
 
 	// No callers: the fleet fetches and refreshes on its own.
-	waitUntil(t, "the quiet spell", 35*time.Second, func() bool { return time.Since(began) >= 30*time.Second })
+	brokertest.Eventually(t, "the quiet spell", 35*time.Second, brokertest.Holds(func() bool { return time.Since(began) >= 30*time.Second }))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := f.client(0).GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(0)})

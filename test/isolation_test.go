@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
@@ -49,7 +50,7 @@ func startIsolationFleet(t *testing.T) *isolationFleet {
 	t.Helper()
 	redistest.Binary(t, "redis-server")
 	srv := redistest.Start(t)
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": "tenant-a", "client_secret": "tenant-a-secret"})
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": "tenant-b", "client_secret": "tenant-b-secret"})
 	demo := vendorsim.DemoAccounts()
@@ -90,7 +91,7 @@ clients:
     api_key_sha256: `+sha256Hex(tenantBKey)+`
     allow: [b-sd, "vendor:smartdocumentor", "vendor:oauth2"]
 `, "{sim}", sim.URL())
-	return &isolationFleet{fleet: startFleet(t, serverBinary(t), sim, 2, yaml)}
+	return &isolationFleet{fleet: startFleet(t, brokertest.ServerBinary(t), sim, 2, yaml)}
 }
 
 // outcome is what one call was answered, over either transport.
@@ -112,7 +113,7 @@ func (f *isolationFleet) call(t *testing.T, i int, rest bool, key string, req pr
 	if rest {
 		return f.callREST(t, r, id, key, req)
 	}
-	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(r.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func (f *isolationFleet) callREST(t *testing.T, r *replica, id, key string, req 
 	if err != nil {
 		t.Fatal(err)
 	}
-	hreq, err := http.NewRequest(http.MethodPost, "http://"+r.httpAddr+path, bytes.NewReader(body))
+	hreq, err := http.NewRequest(http.MethodPost, "http://"+r.HTTPAddr+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,20 +216,13 @@ func (f *isolationFleet) callREST(t *testing.T, r *replica, id, key string, req 
 // request id, waiting for the log's batched writes (about 100 ms).
 func (f *isolationFleet) audited(t *testing.T, requestID string) bool {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if f.auditedNow(t, requestID) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
+	return brokertest.Poll(5*time.Second, brokertest.Holds(func() bool { return f.auditedNow(t, requestID) })) == nil
 }
 
 func (f *isolationFleet) auditedNow(t *testing.T, requestID string) bool {
 	t.Helper()
 	for _, r := range f.replicas {
-		raw, err := os.ReadFile(r.log)
+		raw, err := os.ReadFile(r.LogFile())
 		if err != nil {
 			t.Fatal(err)
 		}

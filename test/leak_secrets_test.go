@@ -25,6 +25,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 )
 
@@ -135,7 +136,7 @@ var leakHints = map[string]string{
 // Not parallel: it captures the process-wide default logger, which the
 // service uses for unexpected errors.
 func TestNoSecretLeaks(t *testing.T) {
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": "leak-sd-client", "client_secret": leakSDSecret})
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": leakInlineClientID, "client_secret": leakInlineSecret})
 	sim.AddAccount("oauth2", map[string]string{"client_id": leakOAuthClientID, "client_secret": leakOAuthSecret, "username": "leak-user", "password": leakOAuthPassword})

@@ -3,13 +3,11 @@ package test
 import (
 	"os"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // TestMain removes the server binary the multi-process tests share.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if sharedBinDir != "" {
-		_ = os.RemoveAll(sharedBinDir)
-	}
-	os.Exit(code)
+	os.Exit(brokertest.RunTests(m))
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,12 +23,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // scrape reads the broker's /metrics.
-func scrape(t *testing.T, b *broker) string {
+func scrape(t *testing.T, b *brokertest.Broker) string {
 	t.Helper()
-	resp, err := http.Get(b.http + "/metrics")
+	resp, err := http.Get(b.HTTP + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,19 +72,19 @@ func metricValue(t *testing.T, text, name string, want map[string]string) float6
 
 func TestMetricsMoveWithHitsAndVendorErrors(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	ctx := ctxT(t)
 	sd := map[string]string{"vendor": "smartdocumentor"}
 	hit := map[string]string{"vendor": "smartdocumentor", "result": "hit"}
 	miss := map[string]string{"vendor": "smartdocumentor", "result": "miss"}
 	unavailable := map[string]string{"vendor": "smartdocumentor", "outcome": "unavailable"}
 
-	if _, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); err != nil {
+	if _, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); err != nil {
 		t.Fatal(err)
 	}
 	before := scrape(t, b)
-	if _, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); err != nil {
+	if _, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); err != nil {
 		t.Fatal(err)
 	}
 	afterHit := scrape(t, b)
@@ -102,7 +105,7 @@ func TestMetricsMoveWithHitsAndVendorErrors(t *testing.T) {
 	// The vendor fails every attempt: one upstream request counted as
 	// unavailable (its retries are inside it).
 	sim.FailNext("smartdocumentor", 10, http.StatusServiceUnavailable, 0)
-	_, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor",
+	_, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Vendor: "smartdocumentor",
 		Credentials: map[string]string{"client_id": "other-client", "client_secret": "other-secret"}})
 	sim.FailNext("smartdocumentor", 0, 0, 0)
 	if status.Code(err) != codes.Unavailable {
@@ -159,11 +162,11 @@ func (l *logBuffer) String() string {
 }
 
 // startLoggingBroker is startBroker with a JSON log kept for the test.
-func startLoggingBroker(t *testing.T, cfgYAML string) (*broker, *logBuffer) {
+func startLoggingBroker(t *testing.T, cfgYAML string) (*brokertest.Broker, *logBuffer) {
 	t.Helper()
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	logs := &logBuffer{}
-	return startBrokerWithLogger(t, sim, simConfig(t, sim, cfgYAML), slog.New(slog.NewJSONHandler(logs, nil))), logs
+	return brokertest.StartBrokerWith(t, sim, app.Options{Config: brokertest.SimConfig(t, sim, cfgYAML), Logger: slog.New(slog.NewJSONHandler(logs, nil))}), logs
 }
 
 func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
@@ -172,7 +175,7 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 	ctx := ctxT(t)
 
 	var hdr metadata.MD
-	resp, err := b.client.GetToken(metadata.AppendToOutgoingContext(ctx, "x-request-id", "req-grpc-1"),
+	resp, err := b.Client.GetToken(metadata.AppendToOutgoingContext(ctx, "x-request-id", "req-grpc-1"),
 		&tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}, grpc.Header(&hdr))
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +191,7 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 			ctx = metadata.AppendToOutgoingContext(ctx, "x-request-id", sent)
 		}
 		var hdr metadata.MD
-		_, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "no-such-profile"}, grpc.Header(&hdr))
+		_, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "no-such-profile"}, grpc.Header(&hdr))
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("unknown profile: %v", err)
 		}
@@ -197,7 +200,7 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 		}
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, b.http+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
+	req, _ := http.NewRequest(http.MethodPost, b.HTTP+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
 	req.Header.Set("X-Request-Id", "req-rest-1")
 	httpResp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -207,13 +210,13 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 	if got := httpResp.Header.Get("X-Request-Id"); got != "req-rest-1" {
 		t.Errorf("REST X-Request-Id = %q, want the caller's", got)
 	}
-	_, hdrs, _ := postJSON(t, b.http+"/v1/token", `{"profile":"acme-sd"}`)
+	_, hdrs, _ := postJSON(t, b.HTTP+"/v1/token", `{"profile":"acme-sd"}`)
 	generated := hdrs.Get("X-Request-Id")
 	if len(generated) < 15 { // 13 random characters, "-", a counter
 		t.Errorf("REST X-Request-Id without one sent = %q, want a generated id", generated)
 	}
 	// An unusable id is replaced, and the log line carries the replacement.
-	req, _ = http.NewRequest(http.MethodPost, b.http+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
+	req, _ = http.NewRequest(http.MethodPost, b.HTTP+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
 	req.Header.Set("X-Request-Id", "two words")
 	httpResp, err = http.DefaultClient.Do(req)
 	if err != nil {
@@ -268,9 +271,9 @@ func TestRequestIDIsPropagatedReturnedAndLogged(t *testing.T) {
 
 func TestReflectionListsServices(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, ""))
-	conn, err := grpc.NewClient(b.app.Server.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, ""))
+	conn, err := grpc.NewClient(b.App.Server.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,14 +305,14 @@ func TestReflectionListsServices(t *testing.T) {
 
 func TestHealthEndpointsOfAServingBroker(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, ""))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, ""))
 	for _, tc := range []struct{ path, body string }{
 		{"/healthz", "ok\n"},
 		{"/readyz", "ready\n"},
 	} {
 		start := time.Now()
-		resp, err := http.Get(b.http + tc.path)
+		resp, err := http.Get(b.HTTP + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +325,7 @@ func TestHealthEndpointsOfAServingBroker(t *testing.T) {
 			t.Errorf("%s took %v, want under 1s", tc.path, took)
 		}
 	}
-	conn, err := grpc.NewClient(b.app.Server.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(b.App.Server.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,16 +333,12 @@ func TestHealthEndpointsOfAServingBroker(t *testing.T) {
 	hc := healthpb.NewHealthClient(conn)
 	for _, svc := range []string{"", "tokenbroker.v1.TokenService"} {
 		// Run marks the broker SERVING just after it starts serving.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		brokertest.Eventually(t, fmt.Sprintf("health of %q SERVING", svc), 5*time.Second, func() error {
 			resp, err := hc.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: svc})
 			if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-				break
+				return nil
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health of %q = %v, %v; want SERVING", svc, resp, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return fmt.Errorf("health of %q = %v, %v; want SERVING", svc, resp, err)
+		})
 	}
 }

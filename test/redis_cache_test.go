@@ -15,6 +15,7 @@ import (
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 )
 
@@ -87,9 +88,9 @@ func TestRedisValueIsSealed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
-			sim := startSim(t)
-			b := startBroker(t, sim, simConfig(t, sim, redisCacheYAML(tc.encKey, srv.Addr)+tc.extra+oauthProfile))
-			resp, err := b.client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-oauth"})
+			sim := brokertest.StartSim(t)
+			b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, redisCacheYAML(tc.encKey, srv.Addr)+tc.extra+oauthProfile))
+			resp, err := b.Client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-oauth"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,10 +138,10 @@ func mustBase64(t *testing.T, s string) []byte {
 func TestRedisTTLIsTokenLifetime(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	sim.SetTokenTTL("smartdocumentor", 90*time.Second)
-	b := startBroker(t, sim, simConfig(t, sim, redisCacheYAML(cacheKey(), srv.Addr)+sdProfile))
-	resp, err := b.client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, redisCacheYAML(cacheKey(), srv.Addr)+sdProfile))
+	resp, err := b.Client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +161,8 @@ func TestRedisTTLIsTokenLifetime(t *testing.T) {
 // startup error that says what to do, unless allow_plaintext.
 func TestRedisWithoutKeyRefusesToStart(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	cfg := simConfig(t, sim, redisCacheYAML("", "127.0.0.1:1"))
+	sim := brokertest.StartSim(t)
+	cfg := brokertest.SimConfig(t, sim, redisCacheYAML("", "127.0.0.1:1"))
 	_, err := app.New(context.Background(), app.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), "cache.encryption_keys") || !strings.Contains(err.Error(), "allow_plaintext") {
 		t.Fatalf("err = %v", err)

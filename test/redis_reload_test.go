@@ -13,6 +13,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
@@ -24,7 +25,7 @@ import (
 func TestEncryptionKeysFollowTheReload(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	oldKey, newKey := cacheKey(), cacheKey()
 	path := filepath.Join(t.TempDir(), "tokenbroker.yaml")
 	noEnv := func(string) (string, bool) { return "", false }
@@ -47,11 +48,11 @@ vendors:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := startBrokerWith(t, sim, app.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Load: func() (*config.Config, error) { return config.Load(path, noEnv) }})
+	b := brokertest.StartBrokerWith(t, sim, app.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Load: func() (*config.Config, error) { return config.Load(path, noEnv) }})
 	raw := rawRedis(t, srv.Addr)
 	fetch := func() {
 		t.Helper()
-		if _, err := b.client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-oauth", ForceRefresh: true}); err != nil {
+		if _, err := b.Client.GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-oauth", ForceRefresh: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +76,7 @@ vendors:
 	reload := func(keys ...string) {
 		t.Helper()
 		write(keys...)
-		if err := b.app.Reload("test"); err != nil {
+		if err := b.App.Reload("test"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // reloadWithin is how soon a changed file must take effect (README, Zero-downtime operations).
@@ -120,17 +121,17 @@ func (c reloadConfig) yaml() string {
 // an invalid file and a change that needs a restart are refused while the
 // previous configuration keeps serving, and not one call fails.
 func TestReloadUnderLoad(t *testing.T) {
-	bin := serverBinary(t)
-	sim := startSim(t)
+	bin := brokertest.ServerBinary(t)
+	sim := brokertest.StartSim(t)
 	// The rotated vendor secret is valid too (the vendor's overlap).
 	sim.AddAccount("smartdocumentor", map[string]string{"client_id": "demo-client", "client_secret": "rotated-secret"})
 
 	secrets := newVolume(t, map[string]string{"client_secret": "demo-secret\n"})
 	p := newProc(t, bin, "")
-	cfg := reloadConfig{grpcAddr: p.grpcAddr, httpAddr: p.httpAddr, simURL: sim.URL(), secretFile: secrets.path("client_secret"),
+	cfg := reloadConfig{grpcAddr: p.GRPCAddr, httpAddr: p.HTTPAddr, simURL: sim.URL(), secretFile: secrets.path("client_secret"),
 		profiles: []string{"old-sd"}, keys: []string{"key-one"}}
 	config := newVolume(t, map[string]string{"tokenbroker.yaml": cfg.yaml()})
-	p.cfgPath = config.path("tokenbroker.yaml")
+	p.SetConfigPath(config.path("tokenbroker.yaml"))
 	if err := p.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		return time.Now()
 	}
 
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +161,14 @@ func TestReloadUnderLoad(t *testing.T) {
 		_, err := call(currentKey.Load().(string), "acme-sd")
 		return err
 	})
-	if !waitFor(30*time.Second, func() bool { return stats.ok.Load() >= 50 }) {
+	if brokertest.Poll(30*time.Second, brokertest.Holds(func() bool { return stats.ok.Load() >= 50 })) != nil {
 		t.Fatalf("callers do not get going: %s", &stats)
 	}
 
 	// effective waits for cond after a change written at since.
 	effective := func(step string, since time.Time, cond func() bool) {
 		t.Helper()
-		if !waitFor(10*time.Second, cond) {
+		if brokertest.Poll(10*time.Second, brokertest.Holds(cond)) != nil {
 			t.Fatalf("%s: not in effect after 10s", step)
 		}
 		took := time.Since(since)
@@ -203,7 +204,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	effective("add an API key", write(cfg), func() bool { return codeOf("key-two", "acme-sd") == codes.OK })
 	currentKey.Store("key-two")
 	callsWithNewKey := stats.ok.Load()
-	if !waitFor(10*time.Second, func() bool { return stats.ok.Load() > callsWithNewKey+50 }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return stats.ok.Load() > callsWithNewKey+50 })) != nil {
 		t.Fatal("callers stalled after switching keys")
 	}
 
@@ -235,15 +236,15 @@ func TestReloadUnderLoad(t *testing.T) {
 	// process.
 	ok := p.reloadsTotal("ok")
 	write(cfg)
-	if !waitFor(10*time.Second, func() bool { return p.reloadsTotal("ok") == ok+1 }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return p.reloadsTotal("ok") == ok+1 })) != nil {
 		t.Fatal("the good file was not reloaded")
 	}
-	if err := p.signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	effective("SIGHUP reloads", time.Now(), func() bool { return p.reloadsTotal("ok") == ok+2 })
 
-	logs, err := os.ReadFile(p.logPath)
+	logs, err := os.ReadFile(p.LogFile())
 	if err != nil {
 		t.Fatal(err)
 	}

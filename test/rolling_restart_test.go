@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,144 +18,39 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // proc is one server process that can be stopped and started again on the
 // same addresses with the same configuration file (a rolling restart).
 type proc struct {
-	bin, cfgPath, logPath string
-	grpcAddr, httpAddr    string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	*brokertest.Server
 }
 
 // newProc writes yaml ({grpc} and {http} replaced by two free ports) to a
-// config file; start runs it.
+// config file; start runs it. The process is killed when the test ends.
 func newProc(t *testing.T, bin, yaml string) *proc {
 	t.Helper()
-	dir := t.TempDir()
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := redistest.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
-	p := &proc{
-		bin:      bin,
-		cfgPath:  filepath.Join(dir, "tokenbroker.yaml"),
-		logPath:  filepath.Join(dir, "server.log"),
-		grpcAddr: "127.0.0.1:" + strconv.Itoa(ports[0]),
-		httpAddr: "127.0.0.1:" + strconv.Itoa(ports[1]),
-	}
-	yaml = strings.NewReplacer("{grpc}", strconv.Itoa(ports[0]), "{http}", strconv.Itoa(ports[1])).Replace(yaml)
-	if err := os.WriteFile(p.cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", p.httpAddr, tail(p.logPath))
-		}
-	})
-	return p
+	return &proc{brokertest.NewServer(t, brokertest.ServerOptions{Bin: bin, YAML: yaml, LogLevel: "info", KillAtEnd: true})}
 }
 
 // start runs the process and waits until its /readyz says 200.
 func (p *proc) start() error {
-	return p.startWith(func() bool {
+	return p.Start(30*time.Second, brokertest.Holds(func() bool {
 		code, _ := p.get("/readyz")
 		return code == http.StatusOK
-	})
-}
-
-// startWith runs the process and waits until ready says so.
-func (p *proc) startWith(ready func() bool) error {
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(p.bin, "--config", p.cfgPath, "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	p.mu.Lock()
-	p.cmd, p.exited = cmd, exited
-	p.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if ready() {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("server exited at start:\n%s", tail(p.logPath))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server not ready after 30s:\n%s", tail(p.logPath))
-		}
-	}
+	}))
 }
 
 // get fetches path from the HTTP listener.
 func (p *proc) get(path string) (int, string) {
-	resp, err := probeClient.Get("http://" + p.httpAddr + path)
+	resp, err := probeClient.Get("http://" + p.HTTPAddr + path)
 	if err != nil {
 		return 0, ""
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, string(b)
-}
-
-// signal sends sig to the running process.
-func (p *proc) signal(sig os.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Signal(sig)
-}
-
-// terminate sends SIGTERM and waits for the process to exit (within
-// limit); it returns how long that took.
-func (p *proc) terminate(limit time.Duration) (time.Duration, error) {
-	began := time.Now()
-	if err := p.signal(syscall.SIGTERM); err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	exited := p.exited
-	p.mu.Unlock()
-	select {
-	case <-exited:
-		return time.Since(began), nil
-	case <-time.After(limit):
-		return 0, fmt.Errorf("still running %v after SIGTERM", limit)
-	}
-}
-
-func (p *proc) kill() {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
 }
 
 // callerStats counts a group of callers' calls.
@@ -278,25 +168,13 @@ func roundRobinConn(t *testing.T, addrs []string) *grpc.ClientConn {
 	return conn
 }
 
-// waitFor polls cond every 20ms until it holds or limit passes.
-func waitFor(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // TestRollingRestartLosesNoCall restarts each of three replicas in turn
 // under load: REST callers with keep-alive connections through an L4
 // balancer that polls /readyz once a second, and gRPC callers with
 // round_robin over the three addresses. Not one call may fail.
 func TestRollingRestartLosesNoCall(t *testing.T) {
-	bin := serverBinary(t)
-	sim := startSim(t)
+	bin := brokertest.ServerBinary(t)
+	sim := brokertest.StartSim(t)
 	const delay = 3 * time.Second // the balancer polls every second
 	yaml := `grpc_addr: 127.0.0.1:{grpc}
 http_addr: 127.0.0.1:{http}
@@ -309,9 +187,9 @@ vendors:
 	var grpcAddrs, httpAddrs, readyURLs []string
 	for i := range procs {
 		procs[i] = newProc(t, bin, yaml)
-		grpcAddrs = append(grpcAddrs, procs[i].grpcAddr)
-		httpAddrs = append(httpAddrs, procs[i].httpAddr)
-		readyURLs = append(readyURLs, "http://"+procs[i].httpAddr+"/readyz")
+		grpcAddrs = append(grpcAddrs, procs[i].GRPCAddr)
+		httpAddrs = append(httpAddrs, procs[i].HTTPAddr)
+		readyURLs = append(readyURLs, "http://"+procs[i].HTTPAddr+"/readyz")
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(procs))
@@ -344,11 +222,11 @@ vendors:
 		return err
 	})
 
-	if !waitFor(30*time.Second, func() bool { return rest.ok.Load() >= 100 && rpc.ok.Load() >= 100 }) {
+	if brokertest.Poll(30*time.Second, brokertest.Holds(func() bool { return rest.ok.Load() >= 100 && rpc.ok.Load() >= 100 })) != nil {
 		t.Fatalf("callers do not get going: REST %s; gRPC %s", &rest, &rpc)
 	}
 	for i, p := range procs {
-		took, err := p.terminate(delay + 20*time.Second)
+		took, err := p.Terminate(delay + 20*time.Second)
 		if err != nil {
 			t.Fatalf("replica %d: %v", i, err)
 		}
@@ -358,7 +236,7 @@ vendors:
 		if err := p.start(); err != nil {
 			t.Fatalf("replica %d restart: %v", i, err)
 		}
-		if !waitFor(10*time.Second, func() bool { return lb.isReady(i) }) {
+		if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return lb.isReady(i) })) != nil {
 			t.Fatalf("the balancer does not see replica %d ready again", i)
 		}
 		t.Logf("replica %d restarted (exit %v after SIGTERM): REST %d ok, %d failed; gRPC %d ok, %d failed",
@@ -366,7 +244,7 @@ vendors:
 	}
 	// Calls keep succeeding after the last restart.
 	okBefore := rest.ok.Load() + rpc.ok.Load()
-	if !waitFor(10*time.Second, func() bool { return rest.ok.Load()+rpc.ok.Load() >= okBefore+100 }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return rest.ok.Load()+rpc.ok.Load() >= okBefore+100 })) != nil {
 		t.Fatal("calls stalled after the last restart")
 	}
 	callers.stop()

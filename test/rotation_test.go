@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // pemPair is a certificate and its key as PEM.
@@ -50,8 +51,8 @@ func servedSerial(roots *x509.CertPool, addr string) string {
 // calling over TLS: not one call fails, and new connections get the new
 // certificate without a restart.
 func TestKeyRotationAndCertificateRenewalUnderLoad(t *testing.T) {
-	bin := serverBinary(t)
-	sim := startSim(t)
+	bin := brokertest.ServerBinary(t)
+	sim := brokertest.StartSim(t)
 	ca := newTestCA(t, "rotation CA")
 	first := ca.issue(t, pkix.Name{CommonName: "broker"}, time.Now().Add(time.Hour), true)
 	certPEM, keyPEM := pemPair(t, first)
@@ -72,25 +73,25 @@ vendors:
     token_url: %s/smartdocumentor/connect/token
 %sclients:
   billing: {api_key_sha256: [%s], allow: [acme-sd]}
-`, p.grpcAddr, p.httpAddr, tlsVolume.path("tls.crt"), tlsVolume.path("tls.key"), sim.URL(), sdProfile, strings.Join(hashes, ", "))
+`, p.GRPCAddr, p.HTTPAddr, tlsVolume.path("tls.crt"), tlsVolume.path("tls.key"), sim.URL(), sdProfile, strings.Join(hashes, ", "))
 	}
 	config := newVolume(t, map[string]string{"tokenbroker.yaml": render("old-key")})
-	p.cfgPath = config.path("tokenbroker.yaml")
+	p.SetConfigPath(config.path("tokenbroker.yaml"))
 	// /readyz is served over TLS: wait for it with a client that trusts
 	// the CA.
 	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}, DisableKeepAlives: true}}
-	if err := p.startWith(func() bool {
-		resp, err := probe.Get("https://" + p.httpAddr + "/readyz")
+	if err := p.Start(30*time.Second, brokertest.Holds(func() bool {
+		resp, err := probe.Get("https://" + p.HTTPAddr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12})))
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ vendors:
 	restCallWithKey := func(key string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+p.httpAddr+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+p.HTTPAddr+"/v1/token", strings.NewReader(`{"profile":"acme-sd"}`))
 		if err != nil {
 			return err
 		}
@@ -130,7 +131,7 @@ vendors:
 	var rest, rpc callerStats
 	callers.run(4, 5*time.Millisecond, &rest, func(int) error { return restCallWithKey(currentKey.Load().(string)) })
 	callers.run(4, 5*time.Millisecond, &rpc, func(int) error { return grpcCall(currentKey.Load().(string)) })
-	if !waitFor(30*time.Second, func() bool { return rest.ok.Load() >= 50 && rpc.ok.Load() >= 50 }) {
+	if brokertest.Poll(30*time.Second, brokertest.Holds(func() bool { return rest.ok.Load() >= 50 && rpc.ok.Load() >= 50 })) != nil {
 		t.Fatalf("callers do not get going: REST %s; gRPC %s", &rest, &rpc)
 	}
 
@@ -138,18 +139,18 @@ vendors:
 	// the old key.
 	since := time.Now()
 	config.update(t, map[string]string{"tokenbroker.yaml": render("old-key", "new-key")})
-	if !waitFor(10*time.Second, func() bool { return grpcCall("new-key") == nil }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return grpcCall("new-key") == nil })) != nil {
 		t.Fatal("the new key is not accepted")
 	}
 	t.Logf("new key accepted after %v", time.Since(since).Round(time.Millisecond))
 	currentKey.Store("new-key")
 	calls := rest.ok.Load() + rpc.ok.Load()
-	if !waitFor(10*time.Second, func() bool { return rest.ok.Load()+rpc.ok.Load() > calls+100 }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return rest.ok.Load()+rpc.ok.Load() > calls+100 })) != nil {
 		t.Fatal("callers stalled after moving to the new key")
 	}
 	since = time.Now()
 	config.update(t, map[string]string{"tokenbroker.yaml": render("new-key")})
-	if !waitFor(10*time.Second, func() bool { return status.Code(grpcCall("old-key")) == codes.Unauthenticated }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return status.Code(grpcCall("old-key")) == codes.Unauthenticated })) != nil {
 		t.Fatal("the old key is still accepted")
 	}
 	t.Logf("old key refused after %v", time.Since(since).Round(time.Millisecond))
@@ -157,7 +158,7 @@ vendors:
 	// Certificate renewal: a new certificate and key swapped in at once.
 	roots := ca.pool()
 	oldSerial := first.Leaf.SerialNumber.String()
-	for _, addr := range []string{p.grpcAddr, p.httpAddr} {
+	for _, addr := range []string{p.GRPCAddr, p.HTTPAddr} {
 		if got := servedSerial(roots, addr); got != oldSerial {
 			t.Fatalf("%s serves serial %q before the renewal, want %s", addr, got, oldSerial)
 		}
@@ -167,8 +168,8 @@ vendors:
 	since = time.Now()
 	tlsVolume.update(t, map[string]string{"tls.crt": certPEM, "tls.key": keyPEM})
 	newSerial := renewed.Leaf.SerialNumber.String()
-	for _, addr := range []string{p.grpcAddr, p.httpAddr} {
-		if !waitFor(10*time.Second, func() bool { return servedSerial(roots, addr) == newSerial }) {
+	for _, addr := range []string{p.GRPCAddr, p.HTTPAddr} {
+		if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return servedSerial(roots, addr) == newSerial })) != nil {
 			t.Fatalf("%s does not serve the renewed certificate", addr)
 		}
 		took := time.Since(since)
@@ -178,7 +179,7 @@ vendors:
 		}
 	}
 	calls = rest.ok.Load() + rpc.ok.Load()
-	if !waitFor(10*time.Second, func() bool { return rest.ok.Load()+rpc.ok.Load() > calls+100 }) {
+	if brokertest.Poll(10*time.Second, brokertest.Holds(func() bool { return rest.ok.Load()+rpc.ok.Load() > calls+100 })) != nil {
 		t.Fatal("callers stalled after the renewal")
 	}
 

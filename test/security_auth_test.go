@@ -26,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // The API keys of the matrix. They are what a caller sends; the config
@@ -52,8 +53,8 @@ func startMTLSBroker(t *testing.T, extra string) *mtlsBroker {
 	serverCA, clientCA := newTestCA(t, "server CA"), newTestCA(t, "client CA")
 	certFile, keyFile := writeKeyPair(t, dir, serverCA.issue(t, pkix.Name{CommonName: "127.0.0.1"}, time.Now().Add(time.Hour), true))
 	caFile := clientCA.writeCA(t, dir)
-	sim := startSim(t)
-	cfg := simConfig(t, sim, fmt.Sprintf(`
+	sim := brokertest.StartSim(t)
+	cfg := brokertest.SimConfig(t, sim, fmt.Sprintf(`
 profiles:
   acme-sd:
     vendor: smartdocumentor
@@ -237,17 +238,13 @@ func TestOpenAndClosedMethodsWithClients(t *testing.T) {
 	ctx := ctxT(t)
 
 	// Health stays open: probes carry no credentials.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	brokertest.Eventually(t, "health without credentials", 10*time.Second, func() error {
 		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		if err == nil && h.Status == healthpb.HealthCheckResponse_SERVING {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health without credentials: %v, %v", h, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("%v, %v", h, err)
+	})
 
 	client := tokenbrokerv1.NewTokenServiceClient(conn)
 	if _, err := client.ListVendors(ctx, &tokenbrokerv1.ListVendorsRequest{}); status.Code(err) != codes.Unauthenticated {
@@ -271,8 +268,8 @@ func TestOpenAndClosedMethodsWithClients(t *testing.T) {
 
 func TestRefreshRateLimitPerClient(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	cfg := simConfig(t, sim, sdProfile+fmt.Sprintf(`
+	sim := brokertest.StartSim(t)
+	cfg := brokertest.SimConfig(t, sim, sdProfile+fmt.Sprintf(`
 clients:
   billing: {api_key_sha256: %s, allow: [acme-sd]}
   reports: {api_key_sha256: %s, allow: [acme-sd]}
@@ -404,8 +401,8 @@ func TestAnyClientCertificateWithoutClients(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA := newTestCA(t, "server CA"), newTestCA(t, "client CA")
 	certFile, keyFile := writeKeyPair(t, dir, serverCA.issue(t, pkix.Name{CommonName: "127.0.0.1"}, time.Now().Add(time.Hour), true))
-	sim := startSim(t)
-	cfg := simConfig(t, sim, sdProfile+fmt.Sprintf("tls: {cert_file: %s, key_file: %s, client_ca_file: %s}\n", certFile, keyFile, clientCA.writeCA(t, dir)))
+	sim := brokertest.StartSim(t)
+	cfg := brokertest.SimConfig(t, sim, sdProfile+fmt.Sprintf("tls: {cert_file: %s, key_file: %s, client_ca_file: %s}\n", certFile, keyFile, clientCA.writeCA(t, dir)))
 	a, logs := startAppWithLogs(t, cfg, false)
 	anyone := clientCA.issue(t, pkix.Name{CommonName: "anyone"}, time.Now().Add(time.Hour), false)
 	if _, err := grpcClient(t, a, clientTLS(serverCA, &anyone)).GetToken(ctxT(t), &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"}); err != nil {

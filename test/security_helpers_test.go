@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // testCA is a certificate authority made for one test.
@@ -135,30 +135,12 @@ func sha256Hex(key string) string {
 func startAppWithLogs(t *testing.T, cfg *config.Config, insecureFlag bool) (*app.App, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
-		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
-	}
-	a, err := app.New(ctx, app.Options{
+	b := brokertest.StartBrokerWith(t, nil, app.Options{
 		Config:                       cfg,
 		Logger:                       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		InsecureAllowUnauthenticated: insecureFlag,
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return a, logs
+	return b.App, logs
 }
 
 // clientTLS is a caller's TLS configuration: it trusts serverCA and

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // TestRequestLimits checks the bounds on what one request may make the
@@ -21,8 +22,8 @@ import (
 // metadata size.
 func TestRequestLimits(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile))
 	ctx := ctxT(t)
 
 	many := map[string]string{}
@@ -47,7 +48,7 @@ func TestRequestLimits(t *testing.T) {
 			if tc.md != nil {
 				c = metadata.NewOutgoingContext(ctx, tc.md)
 			}
-			_, err := b.client.GetToken(c, tc.req)
+			_, err := b.Client.GetToken(c, tc.req)
 			if got := status.Code(err); got != tc.code {
 				t.Fatalf("code = %v (%v), want %v", got, err, tc.code)
 			}
@@ -57,7 +58,7 @@ func TestRequestLimits(t *testing.T) {
 		})
 	}
 
-	code, _, body := postJSON(t, b.http+"/v1/token", `{"profile":"`+strings.Repeat("p", 300<<10)+`"}`)
+	code, _, body := postJSON(t, b.HTTP+"/v1/token", `{"profile":"`+strings.Repeat("p", 300<<10)+`"}`)
 	if code < 400 || code >= 500 {
 		t.Errorf("REST body over 256 KiB: status %d (%.200s), want a 4xx", code, body)
 	}
@@ -68,9 +69,9 @@ func TestRequestLimits(t *testing.T) {
 // open (slowloris).
 func TestHTTPHeaderTimeout(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, ""))
-	conn, err := net.Dial("tcp", strings.TrimPrefix(b.http, "http://"))
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, ""))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.HTTP, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestHTTPHeaderTimeout(t *testing.T) {
 	}
 
 	// A request that does finish is served (the timeouts leave room).
-	resp, err := http.Get(b.http + "/v1/vendors")
+	resp, err := http.Get(b.HTTP + "/v1/vendors")
 	if err != nil {
 		t.Fatal(err)
 	}

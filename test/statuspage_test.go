@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // chromiumFlags are the flags every headless run here uses: no sandbox (a
@@ -43,8 +44,8 @@ func chromium(t *testing.T) string {
 func TestStatusPageInChromium(t *testing.T) {
 	t.Parallel()
 	browser := chromium(t)
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, `
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, `
 profiles:
   acme-sd:
     vendor: smartdocumentor
@@ -57,24 +58,24 @@ profiles:
     credentials: {client_id: demo-client, client_secret: demo-secret}
 `))
 	ctx := ctxT(t)
-	good, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(0)})
+	good, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd", MinTtl: durationpb.New(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "broken-sd"}); err == nil {
+	if _, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "broken-sd"}); err == nil {
 		t.Fatal("the wrong secret got a token")
 	}
 	// Outcomes are recorded off the callers' path.
-	waitUntil(t, "both outcomes recorded", 10*time.Second, func() bool {
-		resp, err := b.client.ListCredentialStatus(ctx, &tokenbrokerv1.ListCredentialStatusRequest{})
+	brokertest.Eventually(t, "both outcomes recorded", 10*time.Second, brokertest.Holds(func() bool {
+		resp, err := b.Client.ListCredentialStatus(ctx, &tokenbrokerv1.ListCredentialStatusRequest{})
 		return err == nil && len(resp.Profiles) == 3 &&
 			resp.Profiles[0].State == tokenbrokerv1.CredentialState_CREDENTIAL_STATE_WORKING &&
 			resp.Profiles[1].State == tokenbrokerv1.CredentialState_CREDENTIAL_STATE_REJECTED
-	})
+	}))
 
 	dctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append(append([]string(nil), chromiumFlags...), "--user-data-dir="+t.TempDir(), "--dump-dom", b.http+"/status")
+	args := append(append([]string(nil), chromiumFlags...), "--user-data-dir="+t.TempDir(), "--dump-dom", b.HTTP+"/status")
 	cmd := exec.CommandContext(dctx, browser, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -111,8 +112,8 @@ profiles:
 func TestStatusPermission(t *testing.T) {
 	t.Parallel()
 	const opsKey, billingKey = "ops-key-status-test", "billing-key-status-test"
-	sim := startSim(t)
-	cfg := simConfig(t, sim, sdProfile+fmt.Sprintf(`
+	sim := brokertest.StartSim(t)
+	cfg := brokertest.SimConfig(t, sim, sdProfile+fmt.Sprintf(`
 clients:
   ops: {api_key_sha256: %s, allow: ["admin:status"]}
   billing: {api_key_sha256: %s, allow: [acme-sd]}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
 )
 
@@ -32,8 +33,8 @@ import (
 // each bad one is UNAUTHENTICATED (401), audited with its reason, and
 // never quoted.
 func TestJWTCallersAgainstServerProcesses(t *testing.T) {
-	bin := serverBinary(t)
-	sim := startSim(t)
+	bin := brokertest.ServerBinary(t)
+	sim := brokertest.StartSim(t)
 	is := fakeissuer.Start()
 	t.Cleanup(is.Close)
 	caFile := filepath.Join(t.TempDir(), "issuer-ca.pem")
@@ -116,7 +117,7 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 				if err != nil || resp.GetAccessToken() == "" {
 					t.Fatalf("gRPC %s: %v", tc.name, err)
 				}
-				if code, body := restToken(t, r.httpAddr, tc.token); code != http.StatusOK {
+				if code, body := restToken(t, r.HTTPAddr, tc.token); code != http.StatusOK {
 					t.Fatalf("REST %s: %d %s", tc.name, code, body)
 				}
 			}
@@ -127,7 +128,7 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 				if status.Code(err) != codes.Unauthenticated {
 					t.Errorf("gRPC %s: %v, want Unauthenticated", tc.name, err)
 				}
-				if code, body := restToken(t, r.httpAddr, tc.token); code != http.StatusUnauthorized {
+				if code, body := restToken(t, r.HTTPAddr, tc.token); code != http.StatusUnauthorized {
 					t.Errorf("REST %s: %d %s, want 401", tc.name, code, body)
 				}
 			}
@@ -135,7 +136,7 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 			// within 30 s fetches nothing more.
 			before := is.Fetches()
 			for range 3 {
-				restToken(t, r.httpAddr, refused[6].token)
+				restToken(t, r.HTTPAddr, refused[6].token)
 			}
 			if after := is.Fetches(); after != before {
 				t.Errorf("unknown kid within the refetch interval: %d more JWKS fetches", after-before)
@@ -143,10 +144,10 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 			// Log lines are written in batches (internal/logbuf): wait
 			// for the last refusal's line.
 			var logs []byte
-			waitUntil(t, "the audit lines in the log", 10*time.Second, func() bool {
-				logs, _ = os.ReadFile(r.log)
+			brokertest.Eventually(t, "the audit lines in the log", 10*time.Second, brokertest.Holds(func() bool {
+				logs, _ = os.ReadFile(r.LogFile())
 				return strings.Count(string(logs), refused[len(refused)-1].reason) >= 2
-			})
+			}))
 			for _, tc := range refused {
 				if !strings.Contains(string(logs), tc.reason) {
 					t.Errorf("no audit line names %q for %s", tc.reason, tc.name)
@@ -194,18 +195,17 @@ func TestJWTCallersAgainstServerProcesses(t *testing.T) {
 	oldKeyToken := is.Sign(k8s("billing", "old-key"))
 	is.Rotate(true)
 	newKeyToken := is.Sign(k8s("billing", "new-key"))
-	deadline := time.Now().Add(60 * time.Second)
+	// One bound for the whole fleet: the replicas refetch at about the same
+	// time.
+	rotated := time.Now()
 	for i, r := range f.replicas {
-		for {
+		brokertest.Eventually(t, fmt.Sprintf("replica %d: the rotated key's token", i), 60*time.Second-time.Since(rotated), func() error {
 			err := grpcCall(r, newKeyToken)
-			if err == nil {
-				break
-			}
-			if status.Code(err) != codes.Unauthenticated || time.Now().After(deadline) {
+			if err != nil && status.Code(err) != codes.Unauthenticated {
 				t.Fatalf("replica %d: the rotated key's token: %v", i, err)
 			}
-			time.Sleep(time.Second)
-		}
+			return err
+		})
 		if err := grpcCall(r, oldKeyToken); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("replica %d: a token of the withdrawn key: %v, want Unauthenticated", i, err)
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/app"
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
 )
 
@@ -102,7 +103,7 @@ func TestX509SVIDCallersOverMTLS(t *testing.T) {
 	writeSPIFFEBundle(t, bundleFile, "acme.internal", acmeCA)
 	foreignBundle := filepath.Join(dir, "other-bundle.json")
 	writeSPIFFEBundle(t, foreignBundle, "other.example", newTestCA(t, "other.example real"))
-	sim := startSim(t)
+	sim := brokertest.StartSim(t)
 	yaml := fmt.Sprintf(`
 profiles:
   acme-sd:
@@ -121,28 +122,17 @@ auth:
     - {trust_domain: other.example, bundle_file: %s}
 tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
 `, billingSubject.String(), bundleFile, foreignBundle, certFile, keyFile, caFile)
-	cfg := simConfig(t, sim, yaml)
+	cfg := brokertest.SimConfig(t, sim, yaml)
 	cfg.ShutdownDelay = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{
+	a := brokertest.StartBrokerWith(t, sim, app.Options{
 		Config: cfg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Load:   func() (*config.Config, error) { c := simConfig(t, sim, yaml); c.ShutdownDelay = 0; return c, nil },
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
+		Load: func() (*config.Config, error) {
+			c := brokertest.SimConfig(t, sim, yaml)
+			c.ShutdownDelay = 0
+			return c, nil
+		},
+	}).App
 
 	reporting := issueSVID(t, acmeCA, "spiffe://acme.internal/ns/data/sa/reporting")
 	billing := clientCA.issue(t, billingSubject, time.Now().Add(time.Hour), false)
@@ -194,8 +184,8 @@ func TestJWKSEndpointDownIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	is.SetDown(true)
-	sim := startSim(t)
-	b := startBroker(t, sim, simConfig(t, sim, sdProfile+`clients:
+	sim := brokertest.StartSim(t)
+	b := brokertest.StartBroker(t, sim, brokertest.SimConfig(t, sim, sdProfile+`clients:
   billing:
     jwt_subject: "system:serviceaccount:billing:*"
     allow: [acme-sd]
@@ -210,14 +200,14 @@ auth:
 	call := func() error {
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token), 20*time.Second)
 		defer cancel()
-		_, err := b.client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
+		_, err := b.Client.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "acme-sd"})
 		return err
 	}
 	if err := call(); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("with no keys ever fetched: %v, want Unauthenticated", err)
 	}
 	ready := func() (int, string) {
-		resp, err := http.Get(b.http + "/readyz")
+		resp, err := http.Get(b.HTTP + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,13 +224,7 @@ auth:
 	is.SetDown(false)
 	// With no keys the source retries every 2 s: bounded in time and in
 	// calls.
-	deadline := time.Now().Add(15 * time.Second)
-	for call() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the token is still refused 15 s after the JWKS came back")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	brokertest.Eventually(t, "the token accepted once the JWKS came back", 15*time.Second, call)
 	if code, body := ready(); code != 200 || body != "ready\n" {
 		t.Fatalf("/readyz after recovery: %d %q", code, body)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 )
 
 // lockedBuffer records writes.
@@ -73,10 +75,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 	w := New(&out, 10*time.Millisecond)
 	defer w.Close()
 	fmt.Fprintln(w, "hello")
-	deadline := time.Now().Add(5 * time.Second)
-	for out.String() == "" && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	brokertest.Eventually(t, "a write after the interval", 5*time.Second, brokertest.Holds(func() bool { return out.String() != "" }))
 	if out.String() != "hello\n" {
 		t.Fatalf("after the interval: %q", out.String())
 	}

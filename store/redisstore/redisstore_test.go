@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
@@ -206,10 +207,10 @@ func TestShortLivedTokenExpiresInRedis(t *testing.T) {
 		t.Fatalf("PTTL = %v, %v; want an expiry no later than the token's (150ms)", ttl, err)
 	}
 	// Redis expires the key on its own clock; wait for that, generously.
-	waitFor(t, "the value expired with its token", 10*time.Second, func() bool {
+	brokertest.Eventually(t, "the value expired with its token", 10*time.Second, brokertest.Holds(func() bool {
 		n, err := raw.Exists(ctx, key).Result()
 		return err == nil && n == 0
-	})
+	}))
 }
 
 func TestLease(t *testing.T) {
@@ -229,7 +230,7 @@ func newLeaseBackend(t *testing.T, leaseTTL time.Duration, addrs ...string) *red
 	b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: leaseTTL})
 	t.Cleanup(func() { _ = b.Close() })
 	b.Watch(nil)
-	waitFor(t, "subscribed", 10*time.Second, func() bool { return b.Stats().Resyncs > 0 })
+	brokertest.Eventually(t, "subscribed", 10*time.Second, brokertest.Holds(func() bool { return b.Stats().Resyncs > 0 }))
 	return b
 }
 
@@ -259,7 +260,7 @@ func testLease(t *testing.T, addrs ...string) {
 		if prev <= 0 || prev > ttl {
 			t.Fatalf("lease PTTL = %v, want at most %v", prev, ttl)
 		}
-		waitFor(t, "a renewal", 25*ttl, func() bool {
+		brokertest.Eventually(t, "a renewal", 25*ttl, brokertest.Holds(func() bool {
 			now, err := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
 			if err != nil || now <= 0 {
 				return false // a failed read, or the lease gone: no renewal seen
@@ -267,7 +268,7 @@ func testLease(t *testing.T, addrs ...string) {
 			renewed := now > prev
 			prev = now
 			return renewed
-		})
+		}))
 	})
 	t.Run("release wakes a waiter on another replica", func(t *testing.T) {
 		woken, stop := b.Notify(key)
@@ -308,13 +309,13 @@ func testLease(t *testing.T, addrs ...string) {
 			t.Fatalf("TryLease: %v, %v", l, err)
 		}
 		_ = dead.Close()
-		took := waitFor(t, "the lease taken after its holder died", 10*ttl, func() bool {
+		took := brokertest.Eventually(t, "the lease taken after its holder died", 10*ttl, brokertest.Holds(func() bool {
 			l, err := b.TryLease(ctx, key)
 			if l != nil {
 				l.Release()
 			}
 			return err == nil && l != nil
-		})
+		}))
 		t.Logf("taken %v after the holder stopped (lease TTL %v)", took, ttl)
 	})
 }
@@ -426,18 +427,6 @@ func (w *watcher) forgotten() []string {
 	return append([]string(nil), w.forgot...)
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -446,11 +435,11 @@ func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	wa, wb := &watcher{}, &watcher{}
 	a.Watch(wa)
 	b.Watch(wb)
-	waitFor(t, "subscribed", 5*time.Second, func() bool { return wa.resyncs.Load() > 0 && wb.resyncs.Load() > 0 })
+	brokertest.Eventually(t, "subscribed", 5*time.Second, brokertest.Holds(func() bool { return wa.resyncs.Load() > 0 && wb.resyncs.Load() > 0 }))
 	if err := a.Publish(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "the other replica heard", 10*time.Second, func() bool { return len(wb.forgotten()) == 1 })
+	took := brokertest.Eventually(t, "the other replica heard", 10*time.Second, brokertest.Holds(func() bool { return len(wb.forgotten()) == 1 }))
 	t.Logf("invalidation delivered in %v", took)
 	// A barrier instead of a pause: b answers with a marker, which reaches
 	// a on the same subscription after a's own message (Redis delivers a
@@ -460,7 +449,7 @@ func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	if err := b.Publish(ctx, marker); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the marker reached the publisher", 10*time.Second, func() bool { return len(wa.forgotten()) > 0 })
+	brokertest.Eventually(t, "the marker reached the publisher", 10*time.Second, brokertest.Holds(func() bool { return len(wa.forgotten()) > 0 }))
 	if got := wa.forgotten(); len(got) != 1 || got[0] != marker {
 		t.Fatalf("the publisher forgot %v, want only the other replica's %q (never its own key)", got, marker)
 	}
@@ -472,11 +461,11 @@ func TestInvalidationsReachOtherReplicas(t *testing.T) {
 	// because messages may have been missed.
 	lost, subscribed := wb.resyncs.Load(), b.Stats().Resyncs
 	srv.Restart()
-	waitFor(t, "resync on the lost subscription", 10*time.Second, func() bool { return wb.resyncs.Load() > lost })
-	waitFor(t, "resubscribed after a restart", 10*time.Second, func() bool { return b.Stats().Resyncs > subscribed })
+	brokertest.Eventually(t, "resync on the lost subscription", 10*time.Second, brokertest.Holds(func() bool { return wb.resyncs.Load() > lost }))
+	brokertest.Eventually(t, "resubscribed after a restart", 10*time.Second, brokertest.Holds(func() bool { return b.Stats().Resyncs > subscribed }))
 	// The first command after a restart may find the breaker open.
-	waitFor(t, "publish after restart", 5*time.Second, func() bool { return a.Publish(ctx, "k2") == nil })
-	waitFor(t, "message after resubscription", 5*time.Second, func() bool { return len(wb.forgotten()) == 2 })
+	brokertest.Eventually(t, "publish after restart", 5*time.Second, brokertest.Holds(func() bool { return a.Publish(ctx, "k2") == nil }))
+	brokertest.Eventually(t, "message after resubscription", 5*time.Second, brokertest.Holds(func() bool { return len(wb.forgotten()) == 2 }))
 }
 
 // timed returns how long op took.
@@ -548,9 +537,9 @@ func testBreaker(t *testing.T, addr string, down, up func()) {
 	}
 	t.Logf("breaker open: Get+Put+TryLease took %v on average, at most %v", total/rounds, worst)
 	up()
-	took := waitFor(t, "recovery", 5*time.Second, func() bool { return !b.Stats().BreakerOpen })
+	took := brokertest.Eventually(t, "recovery", 5*time.Second, brokertest.Holds(func() bool { return !b.Stats().BreakerOpen }))
 	t.Logf("breaker closed %v after Redis came back", took)
-	waitFor(t, "commands succeed", 2*time.Second, func() bool { return s.Put(ctx, key, e) == nil })
+	brokertest.Eventually(t, "commands succeed", 2*time.Second, brokertest.Holds(func() bool { return s.Put(ctx, key, e) == nil }))
 	if got, err := s.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 		t.Fatalf("after recovery: %+v, %v", got, err)
 	}
@@ -620,14 +609,14 @@ func TestSentinelFailover(t *testing.T) {
 	s := sealedStore(t, redisstore.ClientConfig{Addrs: []string{sentinel.Addr}, MasterName: redistest.SentinelMaster})
 	ctx := context.Background()
 	before := entry(time.Minute)
-	waitFor(t, "the first write", 5*time.Second, func() bool { return s.Put(ctx, key, before) == nil })
+	brokertest.Eventually(t, "the first write", 5*time.Second, brokertest.Holds(func() bool { return s.Put(ctx, key, before) == nil }))
 	if n, _ := redistest.Do(master.Addr, "EXISTS", key); n != "1" {
 		t.Fatal("the value is not on the master")
 	}
 
 	master.Kill()
 	after := entry(time.Minute)
-	took := waitFor(t, "a write after failover", 30*time.Second, func() bool { return s.Put(ctx, key, after) == nil })
+	took := brokertest.Eventually(t, "a write after failover", 30*time.Second, brokertest.Holds(func() bool { return s.Put(ctx, key, after) == nil }))
 	t.Logf("writes resumed %v after the master died", took)
 	if info, _ := redistest.Do(replica.Addr, "INFO", "replication"); !strings.Contains(info, "role:master") {
 		t.Fatalf("the replica was not promoted:\n%s", info)
@@ -697,12 +686,14 @@ func TestTLS(t *testing.T) {
 			// startup (a command's 50 ms would include the handshake).
 			// On a loaded machine a dial can outlast its 200 ms: try
 			// again until the answer is about the certificate.
-			err = context.DeadlineExceeded
-			for deadline := time.Now().Add(10 * time.Second); isTimeout(err) && time.Now().Before(deadline); {
+			_ = brokertest.Poll(10*time.Second, func() error {
 				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err = b.Warm(wctx)
-				cancel()
-			}
+				defer cancel()
+				if err = b.Warm(wctx); isTimeout(err) {
+					return err
+				}
+				return nil
+			})
 			s := sealed.New(b, ring)
 			e := entry(time.Minute)
 			if err == nil {
@@ -782,20 +773,20 @@ func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
 	// shard's go on.
 	e := entry(time.Minute)
 	var otherFailures int
-	took := waitFor(t, "a write to the promoted replica", 60*time.Second, func() bool {
+	took := brokertest.Eventually(t, "a write to the promoted replica", 60*time.Second, brokertest.Holds(func() bool {
 		if err := s.Put(ctx, other, entry(time.Minute)); err != nil {
 			otherFailures++
 		}
 		return s.Put(ctx, key, e) == nil
-	})
+	}))
 	t.Logf("writes reached the promoted replica %v after the kill (%d failed writes on the other shard)", took, otherFailures)
 	// The cluster's gossip may tell the other nodes a moment after the
 	// client found the promoted replica.
 	var promoted *redistest.Server
-	waitFor(t, "the nodes agree on the promoted replica", 30*time.Second, func() bool {
+	brokertest.Eventually(t, "the nodes agree on the promoted replica", 30*time.Second, brokertest.Holds(func() bool {
 		promoted, _ = c.Owner(key)
 		return promoted != nil && promoted != dead
-	})
+	}))
 	if n, err := redistest.Do(promoted.Addr, "EXISTS", key); err != nil || n != "1" {
 		t.Fatalf("the token is not on the promoted node %s: %q, %v", promoted.Addr, n, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
@@ -50,19 +51,6 @@ func testRing(t *testing.T) *sealed.Keyring {
 	return ring
 }
 
-// eventually polls cond until it holds (10 s at most: a bound, not a
-// threshold the test measures).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestRejectedTokenIsNotWrittenBackAfterAnOutage is the replica scenario:
 // replica R fetches T while cut off from Redis (T only in R's L1); a
 // caller reports T rejected through replica S, which finds nothing to
@@ -78,7 +66,7 @@ func TestRejectedTokenIsNotWrittenBackAfterAnOutage(t *testing.T) {
 	ctx := context.Background()
 
 	proxy.Cut()
-	eventually(t, "R's breaker opens", func() bool { return rb.Ping(ctx) != nil && rb.Stats().BreakerOpen })
+	brokertest.Eventually(t, "R's breaker opens", 10*time.Second, brokertest.Holds(func() bool { return rb.Ping(ctx) != nil && rb.Stats().BreakerOpen }))
 	rejected := entry(time.Hour)
 	if err := r.Put(ctx, key, rejected); err != nil {
 		t.Fatalf("R caches the token it fetched during the outage: %v", err)
@@ -94,7 +82,7 @@ func TestRejectedTokenIsNotWrittenBackAfterAnOutage(t *testing.T) {
 	}
 
 	proxy.Restore()
-	eventually(t, "R reaches Redis again", func() bool { return !rb.Stats().BreakerOpen && rb.Ping(ctx) == nil })
+	brokertest.Eventually(t, "R reaches Redis again", 10*time.Second, brokertest.Holds(func() bool { return !rb.Stats().BreakerOpen && rb.Ping(ctx) == nil }))
 	// R's next look at Redis finds nothing, tries to write T back, is
 	// refused, and drops T.
 	if got, err := r.GetFresh(ctx, key); !errors.Is(err, store.ErrNotFound) {
@@ -126,7 +114,7 @@ func TestRejectionReachesReplicasThatHoldTheTokenAlone(t *testing.T) {
 	r, rb := redisReplica(t, srv.Addr, ring)
 	s, sb := redisReplica(t, srv.Addr, ring)
 	ctx := context.Background()
-	eventually(t, "subscribed", func() bool { return rb.Stats().Resyncs > 0 && sb.Stats().Resyncs > 0 })
+	brokertest.Eventually(t, "subscribed", 10*time.Second, brokertest.Holds(func() bool { return rb.Stats().Resyncs > 0 && sb.Stats().Resyncs > 0 }))
 	held := entry(time.Hour)
 	if err := r.Put(ctx, key, held); err != nil {
 		t.Fatal(err)
@@ -143,10 +131,10 @@ func TestRejectionReachesReplicasThatHoldTheTokenAlone(t *testing.T) {
 	if deleted, err := s.CompareAndDelete(ctx, key, held.AccessToken); deleted || err != nil {
 		t.Fatalf("S: %v, %v", deleted, err)
 	}
-	eventually(t, "R drops the rejected token", func() bool {
+	brokertest.Eventually(t, "R drops the rejected token", 10*time.Second, brokertest.Holds(func() bool {
 		_, err := r.Get(ctx, key)
 		return errors.Is(err, store.ErrNotFound)
-	})
+	}))
 }
 
 // revoking is a shared level that refuses the tokens in revoked, as Redis

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
@@ -177,15 +178,11 @@ func TestStaleEntriesRevalidateWithinMaxStale(t *testing.T) {
 		_ = l1.Put(ctx, key, entry(time.Minute))
 		// Deleted elsewhere, and the message was lost.
 		remote.Memory.Delete(key)
-		deadline := time.Now().Add(time.Second)
-		for {
-			if _, err := l1.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("a deleted entry was served beyond MaxStale")
-			}
-			time.Sleep(5 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // MaxStale has passed
+		_, _ = l1.Get(ctx, key)           // served from L1, starts the revalidation
+		synctest.Wait()                   // the revalidation has ended
+		if e, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a deleted entry was served beyond MaxStale: %+v, %v", e, err)
 		}
 	})
 }
@@ -217,15 +214,9 @@ func TestSharedLevelDownServesL1(t *testing.T) {
 		if got, err := l1.Get(ctx, key2); err != nil || got.AccessToken != during.AccessToken {
 			t.Fatalf("after the outage: %+v, %v", got, err)
 		}
-		deadline := time.Now().Add(time.Second)
-		for {
-			if got, err := remote.Memory.Get(ctx, key2); err == nil && got.AccessToken == during.AccessToken {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the token fetched during the outage was not written back")
-			}
-			time.Sleep(2 * time.Millisecond)
+		synctest.Wait() // the revalidation and its write-back have ended
+		if got, err := remote.Memory.Get(ctx, key2); err != nil || got.AccessToken != during.AccessToken {
+			t.Fatalf("the token fetched during the outage was not written back: %+v, %v", got, err)
 		}
 	})
 }
@@ -331,13 +322,7 @@ func TestReplicasOverRedis(t *testing.T) {
 	a, ba := replica()
 	b, bb := replica()
 	ctx := context.Background()
-	deadline := time.Now().Add(5 * time.Second)
-	for ba.Stats().Resyncs == 0 || bb.Stats().Resyncs == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("not subscribed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	brokertest.Eventually(t, "subscribed", 5*time.Second, brokertest.Holds(func() bool { return ba.Stats().Resyncs > 0 && bb.Stats().Resyncs > 0 }))
 	first := entry(time.Minute)
 	if err := a.Put(ctx, key, first); err != nil {
 		t.Fatal(err)
@@ -345,26 +330,16 @@ func TestReplicasOverRedis(t *testing.T) {
 	if got, err := b.Get(ctx, key); err != nil || got.AccessToken != first.AccessToken {
 		t.Fatalf("replica b: %+v, %v", got, err)
 	}
-	wait := func(what string, cond func() bool) time.Duration {
-		start := time.Now()
-		for !cond() {
-			if time.Since(start) > 10*time.Second {
-				t.Fatalf("%s: not within 10s", what)
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-		return time.Since(start)
-	}
 	// Replaced on a: b's L1 follows.
 	second := entry(time.Minute)
 	_ = a.Put(ctx, key, second)
-	took := wait("refresh seen by b", func() bool { got, _ := b.Get(ctx, key); return got.AccessToken == second.AccessToken })
+	took := brokertest.Eventually(t, "refresh seen by b", 10*time.Second, brokertest.Holds(func() bool { got, _ := b.Get(ctx, key); return got.AccessToken == second.AccessToken }))
 	t.Logf("a refresh on one replica reached the other's L1 in %v", took)
 	// Invalidated on a: b's L1 drops it.
 	if ok, err := a.CompareAndDelete(ctx, key, second.AccessToken); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	took = wait("invalidation seen by b", func() bool { _, err := b.Get(ctx, key); return errors.Is(err, store.ErrNotFound) })
+	took = brokertest.Eventually(t, "invalidation seen by b", 10*time.Second, brokertest.Holds(func() bool { _, err := b.Get(ctx, key); return errors.Is(err, store.ErrNotFound) }))
 	t.Logf("an invalidation on one replica reached the other's L1 in %v", took)
 }
 
@@ -440,12 +415,10 @@ func TestInvalidationMissedByTheSharedLevelIsRetried(t *testing.T) {
 			t.Fatalf("PendingDeletes = %d, want 1", got)
 		}
 		remote.down.Store(false)
-		deadline := time.Now().Add(10 * time.Second)
-		for l1.PendingDeletes() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the missed deletion was not retried")
-			}
-			time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Second) // bubble time: many retry intervals
+		synctest.Wait()              // the retries due have ended
+		if got := l1.PendingDeletes(); got != 0 {
+			t.Fatalf("the missed deletion was not retried within 10s: PendingDeletes = %d", got)
 		}
 		if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("the shared level still holds the invalidated token: %v", err)

@@ -1,8 +1,0 @@
-package test
-
-import "syscall"
-
-// childProcAttr makes a server die with the test binary.
-func childProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
