@@ -260,6 +260,12 @@ func (r *chaosRig) run(seed int64, length time.Duration) *chaos.History {
 	h.Began = time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), h.Began.Add(length))
 	defer cancel()
+	var watcher sync.WaitGroup
+	watcher.Go(func() { chaos.WatchStalls(ctx, h) })
+	defer func() {
+		cancel()
+		watcher.Wait()
+	}()
 
 	var callers sync.WaitGroup
 	for i := range chaosCallers {

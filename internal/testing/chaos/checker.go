@@ -183,11 +183,15 @@ func (c *checker) expiry() {
 		if !call.CacheHit {
 			want = 0
 		}
+		// Lost to pauses: the serving replica's (a fault), and the
+		// machine's (the test process itself stood still).
 		pause := c.paused(call.Replica, call.Start, call.End)
-		if left := call.ExpiresAt.Sub(call.End); left < want-pause-c.b.Delivery || left <= -pause-c.b.Delivery {
+		stall := c.stalled(call.Start, call.End)
+		lost := pause + stall + c.b.Delivery
+		if left := call.ExpiresAt.Sub(call.End); left < want-lost || left <= -lost {
 			c.add(Violation{Invariant: 1, Calls: []Call{call}, Faults: c.active(call.Start, call.End, 0, func(Fault) bool { return true }),
-				What: fmt.Sprintf("received with %v left, min_ttl %v (cache hit %v), replica paused %v during the call",
-					left.Round(time.Millisecond), call.MinTTL, call.CacheHit, pause.Round(time.Millisecond))})
+				What: fmt.Sprintf("received with %v left, min_ttl %v (cache hit %v), replica paused %v and the test process stalled %v during the call",
+					left.Round(time.Millisecond), call.MinTTL, call.CacheHit, pause.Round(time.Millisecond), stall.Round(time.Millisecond))})
 		}
 	}
 }

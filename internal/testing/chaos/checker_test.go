@@ -39,6 +39,7 @@ func TestCheckerCatchesEachInvariant(t *testing.T) {
 		calls   []Call
 		faults  []Fault
 		journal []vendorsim.Event
+		stalls  []Stall
 		want    []int // the invariants violated, in order
 		what    string
 	}{
@@ -62,6 +63,18 @@ func TestCheckerCatchesEachInvariant(t *testing.T) {
 			name:   "a pause of the serving replica during the call excuses the lost life",
 			calls:  []Call{get(0, 1000, 4600, "a", 5000, time.Second, true)},
 			faults: []Fault{{Kind: ReplicaPause, Target: "0", Start: at(1100), End: at(4100)}},
+		},
+		{
+			name:   "a stall of the test process during the call excuses the lost life",
+			calls:  []Call{get(0, 1000, 4600, "a", 4500, time.Second, true)},
+			stalls: []Stall{{Start: at(2000), End: at(3700)}},
+		},
+		{
+			name:   "a stall outside the call does not",
+			calls:  []Call{get(0, 1000, 4600, "a", 4500, time.Second, true)},
+			stalls: []Stall{{Start: at(4700), End: at(6400)}},
+			want:   []int{1},
+			what:   "received with -100ms left",
 		},
 		{
 			name:   "a pause of another replica does not",
@@ -168,6 +181,7 @@ func TestCheckerCatchesEachInvariant(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := history(tc.calls, tc.faults, tc.journal)
+			h.Stalls = tc.stalls
 			if tc.name == "more vendor requests than the bound" {
 				for i := range 100 {
 					h.VendorRequests["saasu"] = append(h.VendorRequests["saasu"], at(i*100))

@@ -59,7 +59,9 @@ type History struct {
 	VendorRequests map[string][]time.Time `json:"-"`
 	// Keys is how many distinct tokens (credential sets) each vendor is
 	// asked for; Lifetimes their lifetime.
-	Keys      map[string]int           `json:"keys"`
+	Keys map[string]int `json:"keys"`
+	// Stalls are the spans the test process stood still (WatchStalls).
+	Stalls    []Stall                  `json:"stalls"`
 	Lifetimes map[string]time.Duration `json:"lifetimes"`
 	Replicas  int                      `json:"replicas"`
 }

@@ -40,6 +40,11 @@ type Counts struct {
 	// Failures counts the failed calls by the kind of the first fault
 	// that explains each ("unexplained" when none does).
 	Failures map[string]int `json:"failures_by_fault"`
+	// Stalls of the test process (WatchStalls): how many, the longest,
+	// and their total.
+	Stalls       int           `json:"stalls"`
+	LongestStall time.Duration `json:"longest_stall"`
+	Stalled      time.Duration `json:"stalled"`
 }
 
 // NewReport checks h and builds its report; replay is the command that
@@ -89,6 +94,12 @@ func NewReport(h *History, b Bounds, replay string) *Report {
 	for _, v := range violations {
 		c.ByInvariant[v.Invariant]++
 	}
+	for _, st := range h.Stalls {
+		d := st.End.Sub(st.Start)
+		c.Stalls++
+		c.Stalled += d
+		c.LongestStall = max(c.LongestStall, d)
+	}
 	r.Counts = c
 	return r
 }
@@ -114,6 +125,7 @@ func (r *Report) Text(began time.Time) string {
 	fmt.Fprintf(&b, "calls: %d %v; by code %v; by transport %v; cache hits %d, force_refresh %d, invalidated %d\n",
 		c.Calls, c.ByMethod, c.ByCode, c.ByTransport, c.CacheHits, c.ForceRefresh, c.Invalidated)
 	fmt.Fprintf(&b, "failed calls by the fault that explains them: %v\n", c.Failures)
+	fmt.Fprintf(&b, "the test process stalled %d times (longest %v, %v in all)\n", c.Stalls, c.LongestStall.Round(time.Millisecond), c.Stalled.Round(time.Millisecond))
 	fmt.Fprintf(&b, "vendor: %d tokens issued, %d refresh tokens redeemed, %d reused, %d grants revoked\n", c.Issued, c.Redeemed, c.Reused, c.Revoked)
 	names := make([]string, 0, len(r.Vendors))
 	for v := range r.Vendors {

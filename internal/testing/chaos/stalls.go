@@ -1,0 +1,66 @@
+package chaos
+
+import (
+	"context"
+	"time"
+)
+
+// Stall is a span in which the test process itself did not run: a ticker
+// due at Start fired only at End. On a machine with more runnable threads
+// than cores the callers, the brokers and Redis starve together, and a
+// token loses that much life between the broker's check and the caller's
+// receipt; the checker allows for it (docs/design.md, The chaos run).
+type Stall struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Stall tick and threshold: the watcher wakes every stallTick and records
+// a stall when it woke stallMin or more after it was due.
+const (
+	stallTick = 10 * time.Millisecond
+	stallMin  = 50 * time.Millisecond
+)
+
+// WatchStalls records the test process's stalls into h until ctx ends.
+func WatchStalls(ctx context.Context, h *History) {
+	t := time.NewTicker(stallTick)
+	defer t.Stop()
+	due := time.Now().Add(stallTick)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if late := now.Sub(due); late >= stallMin {
+			h.stall(Stall{Start: due, End: now})
+		}
+		due = now.Add(stallTick)
+	}
+}
+
+func (h *History) stall(s Stall) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.Stalls = append(h.Stalls, s)
+}
+
+// stalled is how long the test process stood still during [from, to].
+func (c *checker) stalled(from, to time.Time) time.Duration {
+	var total time.Duration
+	for _, s := range c.h.Stalls {
+		a, b := s.Start, s.End
+		if a.Before(from) {
+			a = from
+		}
+		if b.After(to) {
+			b = to
+		}
+		if b.After(a) {
+			total += b.Sub(a)
+		}
+	}
+	return total
+}
