@@ -332,7 +332,7 @@ func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.
 }
 
 // rejectedKey is the negative cache entry's key beside r's token.
-func rejectedKey(r *resolved) string { return store.Sibling(r.key, ":neg") }
+func rejectedKey(r *resolved) string { return store.NegativeKey(r.key) }
 
 // rejected returns the remembered rejection of r's credentials, if the
 // negative cache holds one; fresh reads past L1.

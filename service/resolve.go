@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
@@ -331,11 +332,8 @@ func fingerprint(macKey []byte, source, vendorID, target string, creds secret.Ma
 			yield(k, v)
 		}
 	})
-	return KeyPrefix + "{" + hex.EncodeToString(mac.Sum(nil)) + "}:token"
+	return store.TokenKey(hex.EncodeToString(mac.Sum(nil)))
 }
-
-// KeyPrefix starts every cache key (docs/design.md, Storage).
-const KeyPrefix = "tokenbroker:v1:"
 
 // writeField writes a length-prefixed field, so no two inputs collide.
 func writeField(h hash.Hash, s string) {

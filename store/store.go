@@ -3,16 +3,15 @@
 // in-process Memory store (the default) and the Redis store. Caching levels
 // and encryption are wrappers with the same interface as what they wrap.
 //
-// Keys are opaque strings chosen by the service (an HMAC fingerprint in a
-// Redis hash tag, ending in ":token"); a store never sees a credential.
-// The keys beside a token's (its fetch lease, generation and negative
-// cache entry) share everything but the suffix: see Sibling.
+// Keys are strings the service builds with TokenKey and NegativeKey (an
+// HMAC fingerprint in a Redis hash tag); a store never sees a credential.
+// keys.go builds every Redis key and channel name, the ones beside a
+// token's (its fetch lease, fence generation, ...) included.
 package store
 
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -74,19 +73,6 @@ type Store interface {
 	// also remembers accessToken as rejected, whether or not it deleted
 	// anything, and refuses to store it again (ErrRevoked).
 	CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error)
-}
-
-// Sibling returns the key beside token key key with another suffix
-// (":lock", ":gen", ":neg"): everything but the ":token" (or ":neg")
-// suffix is shared, so in a Redis Cluster all of them hash to the token's
-// slot.
-func Sibling(key, suffix string) string {
-	for _, own := range []string{":token", ":neg"} {
-		if base, ok := strings.CutSuffix(key, own); ok {
-			return base + suffix
-		}
-	}
-	return key + suffix
 }
 
 // Leaser hands out the cross-process fetch lease of a key: one holder at

@@ -97,10 +97,6 @@ return r
 // longer than any token lives with it.
 const spentFloor = 31 * 24 * time.Hour
 
-// SpentKey is the key that marks the refresh token last presented for a
-// token key.
-func SpentKey(key string) string { return store.Sibling(key, ":rt") }
-
 // saveFenced stores ARGV[1] under KEYS[1] for ARGV[2] ms unless the
 // generation in KEYS[2] is newer than ARGV[3] (then it answers 0). The
 // counter keeps the newest generation written and lives at least as long
@@ -139,17 +135,11 @@ end
 return 1
 `)
 
-// LockKey is the fetch lease's key for a token key.
-func LockKey(key string) string { return store.Sibling(key, ":lock") }
-
-// GenKey is the generation counter's key for a token key.
-func GenKey(key string) string { return store.Sibling(key, ":gen") }
-
 // TryLease implements store.Leaser. With the breaker open it fails at
 // once; the service then fetches without the lease (availability over
 // economy).
 func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error) {
-	l := &lease{b: b, key: key, lockKey: LockKey(key), owner: randomHex(16), stop: make(chan struct{})}
+	l := &lease{b: b, key: key, lockKey: store.LeaseKey(key), owner: randomHex(16), stop: make(chan struct{})}
 	// The longer lock timeout rides out a stall of this process; once a
 	// command has just failed, Redis may be going down and the ordinary
 	// timeout applies.
@@ -158,7 +148,7 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 		timeout = b.opts.OpTimeout
 	}
 	acquire := func(ctx context.Context) error {
-		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, GenKey(key)},
+		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, store.FenceKey(key)},
 			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
 		l.gen = uint64(g)
 		return err
@@ -265,7 +255,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 // replicas, the claim is not trusted until one of them has it (claim.go).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	keys := []string{l.lockKey, SpentKey(l.key), OpKey(l.key, newOpID())}
+	keys := []string{l.lockKey, store.SpentKey(l.key), store.OpKey(l.key, newOpID())}
 	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds(), opMemory.Milliseconds()}
 	n, replicated, err := l.b.claimReplicated(ctx, l.key, keys, args)
 	if err != nil {

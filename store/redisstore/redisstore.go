@@ -6,10 +6,12 @@
 // wake the replicas waiting on a lease. It works with a standalone server,
 // Sentinel or Cluster through go-redis's UniversalClient.
 //
-// Keys are the service's: tokenbroker:v1:{<fingerprint>}:token, and beside
-// it :lock (the lease), :gen (the write generation), :neg (the negative
-// cache entry), :rt (the refresh token last presented) and :revoked (the
-// tokens reported rejected); the hash tag puts them on one Cluster slot. A
+// Keys are built by package store (keys.go): the service's token key
+// (store.TokenKey), and beside it the lease (store.LeaseKey), the fence
+// generation (store.FenceKey), the negative cache entry
+// (store.NegativeKey), the refresh token last presented (store.SpentKey)
+// and the tokens reported rejected (store.RevokedKey); the hash tag puts
+// them on one Cluster slot. A
 // value's TTL (PX, milliseconds, rounded down) is its token's remaining
 // lifetime when stored: nothing outlives its token.
 //
@@ -57,13 +59,6 @@ var ErrUnavailable = errors.New("redisstore: Redis unavailable (circuit breaker 
 // ErrClosed is returned by a Backend after Close.
 var ErrClosed = errors.New("redisstore: closed")
 
-// DefaultChannel carries invalidations between replicas: a token stored or
-// deleted.
-const DefaultChannel = "tokenbroker:v1:invalidations"
-
-// DefaultLeaseChannel carries lease releases, to wake waiters.
-const DefaultLeaseChannel = "tokenbroker:v1:leases"
-
 // Options tune a Backend; zero values are the defaults.
 type Options struct {
 	// OpTimeout bounds each command (DefaultOpTimeout); LockTimeout the
@@ -76,8 +71,8 @@ type Options struct {
 	MinOutage        time.Duration
 	// ProbeInterval is how often an open breaker probes (DefaultProbeInterval).
 	ProbeInterval time.Duration
-	// Channel is the invalidation channel (DefaultChannel), LeaseChannel
-	// the lease release channel (DefaultLeaseChannel).
+	// Channel is the invalidation channel (store.InvalidationChannel),
+	// LeaseChannel the lease release channel (store.LeaseChannel).
 	Channel      string
 	LeaseChannel string
 	// LeaseTTL is how long a fetch lease outlives its last renewal
@@ -186,10 +181,10 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		opts.ProbeInterval = DefaultProbeInterval
 	}
 	if opts.Channel == "" {
-		opts.Channel = DefaultChannel
+		opts.Channel = store.InvalidationChannel
 	}
 	if opts.LeaseChannel == "" {
-		opts.LeaseChannel = DefaultLeaseChannel
+		opts.LeaseChannel = store.LeaseChannel
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
@@ -309,12 +304,28 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 	return value, nil
 }
 
-// Save implements sealed.Backend: SET with PX = the time left until
-// expiresAt, rounded down to the millisecond, unless the key's generation
-// is newer than gen (store.ErrStale) or, for a token, its tag is marked
-// revoked (store.ErrRevoked, revoke.go). A value with less than a
-// millisecond left is not stored.
+// Save implements sealed.Backend for a token under its token key: SET
+// with PX = the time left until expiresAt, rounded down to the
+// millisecond, unless the key's generation is newer than gen
+// (store.ErrStale) or the value's tag is marked revoked
+// (store.ErrRevoked, revoke.go); it deletes the negative cache entry
+// beside the token. A value with less than a millisecond left is not
+// stored.
 func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
+	return b.save(ctx, key, store.NegativeKey(key), value, expiresAt, gen)
+}
+
+// SaveRejection implements sealed.Backend for a negative cache entry
+// under its store.NegativeKey: Save without the revocation check and the
+// delete.
+func (b *Backend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
+	return b.save(ctx, key, key, value, expiresAt, gen)
+}
+
+// save runs saveFenced for key; negative is the negative cache entry a
+// token write deletes, key itself for a rejection's write (saveFenced
+// tells the two apart by that).
+func (b *Backend) save(ctx context.Context, key, negative string, value []byte, expiresAt time.Time, gen uint64) error {
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		// Measured here, as late as possible, so queueing does not stretch
@@ -324,12 +335,8 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 			n = 1
 			return nil
 		}
-		neg := key
-		if strings.HasSuffix(key, ":token") {
-			neg = store.Sibling(key, ":neg")
-		}
 		var err error
-		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg, RevokedKey(key)},
+		n, err = saveFenced.Run(ctx, b.client, []string{key, store.FenceKey(key), negative, store.RevokedKey(key)},
 			value, ttl.Milliseconds(), gen, genFloor.Milliseconds(), TagLen).Int64()
 		return err
 	})

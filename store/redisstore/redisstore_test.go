@@ -238,7 +238,7 @@ func testLease(t *testing.T, addrs ...string) {
 	const ttl = 400 * time.Millisecond
 	a, b := newLeaseBackend(t, ttl, addrs...), newLeaseBackend(t, ttl, addrs...)
 	raw := rawClient(t, addrs...)
-	raw.Del(ctx, redisstore.LockKey(key), redisstore.GenKey(key))
+	raw.Del(ctx, store.LeaseKey(key), store.FenceKey(key))
 
 	la, err := a.TryLease(ctx, key)
 	if err != nil || la == nil {
@@ -255,12 +255,12 @@ func testLease(t *testing.T, addrs ...string) {
 		// falls, so a read above the one before it saw a renewal. (Not
 		// above the first read: that one may itself follow a renewal by
 		// under a millisecond, when no later read can exceed it.)
-		prev, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+		prev, _ := raw.PTTL(ctx, store.LeaseKey(key)).Result()
 		if prev <= 0 || prev > ttl {
 			t.Fatalf("lease PTTL = %v, want at most %v", prev, ttl)
 		}
 		waitFor(t, "a renewal", 25*ttl, func() bool {
-			now, err := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+			now, err := raw.PTTL(ctx, store.LeaseKey(key)).Result()
 			if err != nil || now <= 0 {
 				return false // a failed read, or the lease gone: no renewal seen
 			}
@@ -278,7 +278,7 @@ func testLease(t *testing.T, addrs ...string) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the waiter was not woken by the release")
 		}
-		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 0 {
+		if n, _ := raw.Exists(ctx, store.LeaseKey(key)).Result(); n != 0 {
 			t.Fatal("release did not free the lease")
 		}
 	})
@@ -287,7 +287,7 @@ func testLease(t *testing.T, addrs ...string) {
 		if err != nil || l1 == nil {
 			t.Fatalf("TryLease: %v, %v", l1, err)
 		}
-		raw.Del(ctx, redisstore.LockKey(key)) // as if it had expired
+		raw.Del(ctx, store.LeaseKey(key)) // as if it had expired
 		l2, err := b.TryLease(ctx, key)
 		if err != nil || l2 == nil {
 			t.Fatalf("TryLease after expiry: %v, %v", l2, err)
@@ -296,7 +296,7 @@ func testLease(t *testing.T, addrs ...string) {
 			t.Fatalf("generations %d then %d: not increasing", l1.Gen(), l2.Gen())
 		}
 		l1.Release()
-		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 1 {
+		if n, _ := raw.Exists(ctx, store.LeaseKey(key)).Result(); n != 1 {
 			t.Fatal("a stale holder released another holder's lease")
 		}
 		l2.Release()
@@ -325,7 +325,7 @@ func TestFencedSave(t *testing.T) {
 	ctx := context.Background()
 	b := newBackend(t, srv.Addr)
 	raw := rawClient(t, srv.Addr)
-	neg := store.Sibling(key, ":neg")
+	neg := store.NegativeKey(key)
 	exp := time.Now().Add(time.Minute)
 	if err := b.Save(ctx, key, []byte("v5"), exp, 5); err != nil {
 		t.Fatal(err)
@@ -346,7 +346,11 @@ func TestFencedSave(t *testing.T) {
 	}
 	for _, tt := range tests {
 		value := []byte(tt.name)
-		err := b.Save(ctx, tt.key, value, exp, tt.gen)
+		save := b.Save
+		if tt.key == neg {
+			save = b.SaveRejection
+		}
+		err := save(ctx, tt.key, value, exp, tt.gen)
 		if !errors.Is(err, tt.wantErr) {
 			t.Fatalf("%s: Save = %v, want %v", tt.name, err, tt.wantErr)
 		}
@@ -354,11 +358,11 @@ func TestFencedSave(t *testing.T) {
 		if (tt.wantErr == nil) != (got == tt.name) {
 			t.Fatalf("%s: Redis holds %q", tt.name, got)
 		}
-		if g, _ := raw.Get(ctx, redisstore.GenKey(key)).Result(); g != tt.wantGen {
+		if g, _ := raw.Get(ctx, store.FenceKey(key)).Result(); g != tt.wantGen {
 			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantGen)
 		}
 	}
-	if pttl, _ := raw.PTTL(ctx, redisstore.GenKey(key)).Result(); pttl < time.Minute {
+	if pttl, _ := raw.PTTL(ctx, store.FenceKey(key)).Result(); pttl < time.Minute {
 		t.Fatalf("generation PTTL = %v: it must outlive the token", pttl)
 	}
 	// A token write clears the negative entry: the credentials work.
@@ -370,10 +374,10 @@ func TestFencedSave(t *testing.T) {
 	}
 }
 
-func TestLockKeySharesTheSlot(t *testing.T) {
+func TestLeaseKeySharesTheSlot(t *testing.T) {
 	t.Parallel()
-	if got := redisstore.LockKey(key); got != "tokenbroker:v1:{0123abcd}:lock" {
-		t.Fatalf("LockKey = %q", got)
+	if got := store.LeaseKey(key); got != "tokenbroker:v1:{0123abcd}:lock" {
+		t.Fatalf("LeaseKey = %q", got)
 	}
 }
 
@@ -382,8 +386,8 @@ func TestCluster(t *testing.T) {
 	c := redistest.StartCluster(t)
 	ctx := context.Background()
 	raw := rawClient(t, c.Addrs...)
-	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, redisstore.LockKey(key)).Val(); a != b {
-		t.Fatalf("token and lock keys are on slots %d and %d", a, b)
+	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, store.LeaseKey(key)).Val(); a != b {
+		t.Fatalf("token and lease keys are on slots %d and %d", a, b)
 	}
 	b := newBackendFrom(t, redisstore.ClientConfig{Addrs: c.Addrs, OpTimeout: patient})
 	_, ring := newKeyring(t)
@@ -845,7 +849,7 @@ func TestClaimAcksWaitForAReplica(t *testing.T) {
 	if !claim(b, key, "rt-1") {
 		t.Fatal("claim with the replica up: refused")
 	}
-	if got, err := redistest.Do(replica.Addr, "EXISTS", redisstore.SpentKey(key)); err != nil || got != "1" {
+	if got, err := redistest.Do(replica.Addr, "EXISTS", store.SpentKey(key)); err != nil || got != "1" {
 		t.Fatalf("the replica lacks the claim once it counted: %q, %v", got, err)
 	}
 	replica.Freeze()

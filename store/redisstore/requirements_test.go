@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 )
 
@@ -120,7 +121,7 @@ func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 			if err != nil || !allowed {
 				t.Fatalf("= %v, %v; want allowed (the first run's answer)", allowed, err)
 			}
-			tat, err := raw.Get(ctx, redisstore.BudgetKey("lost-reply")).Int64()
+			tat, err := raw.Get(ctx, store.BudgetKey("lost-reply")).Int64()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,8 +177,8 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 		t.Fatal("a claim a replica acknowledged was refused")
 	}
 	digest := sha256.Sum256([]byte("rt-1"))
-	if got, err := onReplica.Get(ctx, redisstore.SpentKey(k1)).Result(); err != nil || got != string(digest[:]) {
-		t.Fatalf("the replica's %s = %q, %v; want the claimed digest", redisstore.SpentKey(k1), got, err)
+	if got, err := onReplica.Get(ctx, store.SpentKey(k1)).Result(); err != nil || got != string(digest[:]) {
+		t.Fatalf("the replica's %s = %q, %v; want the claimed digest", store.SpentKey(k1), got, err)
 	}
 	if n := b.Stats().ClaimsInDoubt; n != 0 {
 		t.Fatalf("ClaimsInDoubt = %d, want 0", n)

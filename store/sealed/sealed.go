@@ -60,11 +60,16 @@ const (
 type Backend interface {
 	// Load returns key's value, or store.ErrNotFound.
 	Load(ctx context.Context, key string) ([]byte, error)
-	// Save stores value under key until expiresAt, unless the key's
-	// generation is newer than gen: then it returns store.ErrStale. A
-	// shared backend also refuses a token value whose digest prefix
-	// DeleteIfPrefix named: store.ErrRevoked.
+	// Save stores a token's value under its key (store.TokenKey) until
+	// expiresAt, unless the key's generation is newer than gen: then it
+	// returns store.ErrStale. A shared backend also refuses a value whose
+	// digest prefix DeleteIfPrefix named (store.ErrRevoked), and deletes
+	// the negative cache entry beside the token.
 	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
+	// SaveRejection is Save for a negative cache entry (Entry.Rejected)
+	// under its key (store.NegativeKey): fenced the same way, never
+	// refused as revoked, deleting nothing.
+	SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
 	// DeleteIfPrefix deletes key, atomically, only if its value starts
 	// with prefix, and reports whether it did. A shared backend remembers
 	// prefix as rejected either way (docs/design.md, The lease and generation protocol).
@@ -220,6 +225,9 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	value, err := s.seal(key, e)
 	if err != nil {
 		return err
+	}
+	if e.Rejected != nil {
+		return s.backend.SaveRejection(ctx, key, value, e.ExpiresAt, e.Gen)
 	}
 	return s.backend.Save(ctx, key, value, e.ExpiresAt, e.Gen)
 }

@@ -39,6 +39,10 @@ func (m *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Ti
 	return nil
 }
 
+func (m *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
+	return m.Save(ctx, key, value, expiresAt, gen)
+}
+
 func (m *mapBackend) DeleteIfPrefix(_ context.Context, key string, prefix []byte) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -456,7 +457,7 @@ func wakeTrace(lines []string, holder time.Time, waiters []time.Time) []string {
 		if strings.Contains(l, " evalsha ") {
 			call = i
 		}
-		if strings.HasSuffix(l, "lua set {key}:token") {
+		if strings.HasSuffix(l, "lua set "+monitorKey(store.TokenKey("k"))) {
 			from = call
 		}
 	}

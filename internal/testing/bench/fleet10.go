@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -202,7 +202,7 @@ vendors:
 	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "cached calls", httpAddrs))
 
 	// Invalidations: a token cached on every replica, invalidated on one.
-	if f.InvalidationSubscribers, err = subscribers(ctx, rc, redisstore.DefaultChannel); err != nil {
+	if f.InvalidationSubscribers, err = subscribers(ctx, rc, store.InvalidationChannel); err != nil {
 		return f, err
 	}
 	var outBytes int64
@@ -219,7 +219,7 @@ vendors:
 			token = resp.AccessToken
 		}
 		if key == "" {
-			if keys, err := rc.Keys(ctx, "tokenbroker:v1:*:token").Result(); err == nil && len(keys) > 0 {
+			if keys, err := rc.Keys(ctx, store.TokenKeyPattern).Result(); err == nil && len(keys) > 0 {
 				key = keys[0]
 			}
 		}
@@ -243,7 +243,7 @@ vendors:
 	}
 	f.InvalidationCommands = divide(invalCommands, fleetTenInvalidates)
 	f.InvalidationOutBytes = float64(outBytes) / fleetTenInvalidates
-	f.InvalidationMessageBytes = messageBytes(redisstore.DefaultChannel, "0123456789abcdef "+key)
+	f.InvalidationMessageBytes = messageBytes(store.InvalidationChannel, "0123456789abcdef "+key)
 	f.RedisTrouble = append(f.RedisTrouble, fleetTrouble(ctx, "invalidations", httpAddrs))
 
 	// Waiter lag with ten replicas.
@@ -509,12 +509,8 @@ func summarizeMonitorLine(line string) string {
 	out := []string{ts, client, cmd}
 	for _, f := range fields[1:] {
 		switch {
-		case strings.HasPrefix(f, "tokenbroker:v1:"):
-			if i := strings.LastIndex(f, "}"); i >= 0 {
-				out = append(out, "{key}"+f[i+1:])
-			} else {
-				out = append(out, f)
-			}
+		case strings.HasPrefix(f, store.KeyPrefix):
+			out = append(out, monitorKey(f))
 		case cmd == "evalsha" && len(f) == 40:
 			out = append(out, f[:8])
 		}
@@ -561,4 +557,13 @@ func scrape(ctx context.Context, url string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// monitorKey is how a trace line names a key: its hash tag, which differs
+// per token, as {key}; the rest (":token", ":lock", ...) kept.
+func monitorKey(key string) string {
+	if i := strings.LastIndex(key, "}"); i >= 0 {
+		return "{key}" + key[i+1:]
+	}
+	return key
 }
