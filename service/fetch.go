@@ -147,7 +147,7 @@ func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Durat
 		}
 		// Bounded all the same: a wait on other replicas' leases ends
 		// within the vendor's timeout plus a lease's worth of slack.
-		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
+		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.startup.FlightSlack)
 		defer cancel()
 		return s.fetch(fctx, r, minTTL, force, stale)
 	})
@@ -372,7 +372,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	if err := s.chargeMiss(ctx, r); err != nil {
 		return store.Entry{}, false, err
 	}
-	if s.cfg.Budget != nil {
+	if s.startup.Budget != nil {
 		// The vendor's budget: callers over it queue for a slot within
 		// the deadline of the caller who started the fetch, or get
 		// RESOURCE_EXHAUSTED with RetryInfo at once.
@@ -384,7 +384,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		}
 		lim := r.settings.Limits()
 		lim.MaxClientShare = r.conf.maxClientShare
-		release, err := s.cfg.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
+		release, err := s.startup.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
 		if err != nil {
 			s.recordOutcome(r, nil, err)
 			return store.Entry{}, false, err
@@ -521,7 +521,7 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 // refreshBudget bounds one background refresh: the vendor's timeout and
 // the wait for another replica's lease.
 func (s *Service) refreshBudget(r *resolved) time.Duration {
-	return r.settings.Timeout() + s.cfg.FlightSlack
+	return r.settings.Timeout() + s.startup.FlightSlack
 }
 
 // startRefreshAhead runs refreshAhead in the background, as the key's one

@@ -32,7 +32,7 @@ func TestForceRefreshKeepsMinTTL(t *testing.T) {
 			t.Parallel()
 			s, v := newTestService(t, 3600, nil)
 			ctx := context.Background()
-			r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+			r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +63,7 @@ func TestServableAfterWaitKeepsMinTTL(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, _ := newTestService(t, 3600, func(c *Config) { c.Now = func() time.Time { return now } })
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestMinTTLCheckedAfterAPause(t *testing.T) {
 		c.Observer = pausingObserver{pause: func() { offset.Store(int64(2 * time.Second)) }}
 		c.Now = clock
 	})
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

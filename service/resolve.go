@@ -170,7 +170,7 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 	case len(sel.credentials) == 0:
 		return nil, &vendors.ArgumentError{Field: "credentials", Reason: "are required when no profile is given"}
 	}
-	strategy, ok := s.cfg.Registry.Lookup(vendorID)
+	strategy, ok := s.startup.Registry.Lookup(vendorID)
 	if !ok {
 		return nil, &notFoundError{what: "vendor", name: vendorID}
 	}
@@ -190,11 +190,11 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		settings = vendors.InlineSettings(settings)
 		source = "inline"
 	}
-	call, err := strategy.Prepare(vendors.Input{
+	call, err := strategy.ResolveCall(vendors.Input{
 		Settings:    settings,
 		Credentials: creds,
 		Params:      params,
-		HTTPClient:  s.cfg.HTTPClient,
+		HTTPClient:  s.startup.HTTPClient,
 	})
 	if err != nil {
 		return nil, err

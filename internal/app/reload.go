@@ -94,7 +94,7 @@ func (a *App) build(cfg *config.Config, prev *generation) (*generation, error) {
 		g.unary, g.stream = g.policy.UnaryInterceptor(), g.policy.StreamInterceptor()
 	}
 	g.tls = handshakeTLS(a.certificate, clientCAs, g.identity.bundleCAs)
-	g.service = service.Prepare(g.serviceConfig)
+	g.service = service.NewSnapshot(g.serviceConfig)
 	return g, nil
 }
 
