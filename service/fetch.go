@@ -253,7 +253,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		if lease != nil {
 			stop()
 			if waited {
-				s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
+				s.obs.LeaseWait(r.vendor, s.now().Sub(waitStart))
 			}
 			return s.fetchUnderLease(ctx, r, lease, func(e store.Entry) bool {
 				return s.servable(r, e, minTTL, force, waitStart)
@@ -268,7 +268,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		// The holder stored a token, remembered a rejection, or let go
 		// (then the next round takes the lease).
 		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && s.servable(r, e, minTTL, force, waitStart) {
-			s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
+			s.obs.LeaseWait(r.vendor, s.now().Sub(waitStart))
 			return fetched{entry: e, cached: true}, nil
 		}
 		if err := s.rejected(ctx, r, true); err != nil {

@@ -127,7 +127,7 @@ type pausingObserver struct {
 	pause func()
 }
 
-func (o pausingObserver) LockWait(string, time.Duration) { o.pause() }
+func (o pausingObserver) LeaseWait(string, time.Duration) { o.pause() }
 
 // TestMinTTLCheckedAfterAPause: a token that had min_ttl left when the
 // wait ended but not after a pause that followed is not served; the

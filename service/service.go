@@ -253,7 +253,7 @@ type Snapshot struct{ c *snapshot }
 
 // NewSnapshot builds a Snapshot of cfg's profiles, vendor settings,
 // fingerprint key and tuning (ForceRefreshInterval, DefaultMinTTL,
-// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, locker,
+// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, leaser,
 // registry and HTTP client stay those New was given.
 func NewSnapshot(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
 

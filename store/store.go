@@ -1,5 +1,5 @@
 // Package store keeps issued tokens until they expire. The service needs a
-// Store (and, across replicas, a Locker); implementations are the
+// Store (and, across replicas, a Leaser); implementations are the
 // in-process Memory store (the default) and the Redis store. Caching levels
 // and encryption are wrappers with the same interface as what they wrap.
 //

@@ -89,7 +89,7 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 	// charge.
 	key := store.BudgetKey(vendor)
 	keys := []string{key, store.BudgetOpKey(vendor, newOpID())}
-	err = b.doWithin(ctx, key, b.opts.LockTimeout, func(ctx context.Context) error {
+	err = b.doWithin(ctx, key, b.opts.LeaseTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudget.Run(ctx, b.client, keys, interval, burst, maxWaitMicros, opMemory.Milliseconds()).Int64Slice()
 		return err

@@ -30,9 +30,9 @@ const DefaultLeaseTTL = 2 * time.Second
 // outlive the counter that makes it stale.
 const genFloor = 24 * time.Hour
 
-// acquireLease takes KEYS[1] (the lock) for ARGV[1] (the owner) for
+// acquireLease takes KEYS[1] (the lease) for ARGV[1] (the owner) for
 // ARGV[2] ms and returns the new generation from KEYS[2], or 0 when
-// another owner holds it. It answers the current generation when the lock
+// another owner holds it. It answers the current generation when the lease
 // already holds this owner, so a retry after a timed-out attempt whose SET
 // landed still succeeds.
 var acquireLease = redis.NewScript(`
@@ -139,16 +139,16 @@ return 1
 // once; the service then fetches without the lease (availability over
 // economy).
 func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error) {
-	l := &lease{b: b, key: key, lockKey: store.LeaseKey(key), owner: randomHex(16), stop: make(chan struct{})}
-	// The longer lock timeout rides out a stall of this process; once a
+	l := &lease{b: b, key: key, leaseKey: store.LeaseKey(key), owner: randomHex(16), stop: make(chan struct{})}
+	// The longer lease timeout rides out a stall of this process; once a
 	// command has just failed, Redis may be going down and the ordinary
 	// timeout applies.
-	timeout := b.opts.LockTimeout
+	timeout := b.opts.LeaseTimeout
 	if b.breakerFor(ctx, key).suspect() {
 		timeout = b.opts.OpTimeout
 	}
 	acquire := func(ctx context.Context) error {
-		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, store.FenceKey(key)},
+		g, err := acquireLease.Run(ctx, b.client, []string{l.leaseKey, store.FenceKey(key)},
 			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
 		l.gen = uint64(g)
 		return err
@@ -183,11 +183,11 @@ func (b *Backend) PollInterval() time.Duration { return b.opts.LeaseTTL / 8 }
 // lease is a held fetch lease, renewed by its own goroutine until
 // released.
 type lease struct {
-	b       *Backend
-	key     string
-	lockKey string
-	owner   string
-	gen     uint64
+	b        *Backend
+	key      string
+	leaseKey string
+	owner    string
+	gen      uint64
 
 	once sync.Once
 	stop chan struct{}
@@ -197,7 +197,7 @@ type lease struct {
 func (l *lease) Gen() uint64 { return l.gen }
 
 // Release implements store.Lease: it stops the renewals and deletes the
-// lock if this holder still owns it.
+// lease if this holder still owns it.
 func (l *lease) Release() {
 	l.once.Do(func() {
 		close(l.stop)
@@ -208,7 +208,7 @@ func (l *lease) Release() {
 func (l *lease) release(ctx context.Context) {
 	// Best effort: a lease that is not released expires after its TTL.
 	_ = l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
-		return releaseLease.Run(ctx, l.b.client, []string{l.lockKey},
+		return releaseLease.Run(ctx, l.b.client, []string{l.leaseKey},
 			l.owner, l.b.opts.LeaseChannel, l.key).Err()
 	})
 }
@@ -238,7 +238,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	var n int64
 	err := l.b.do(ctx, l.key, func(ctx context.Context) error {
 		var err error
-		n, err = renewLease.Run(ctx, l.b.client, []string{l.lockKey}, l.owner, l.b.opts.LeaseTTL.Milliseconds()).Int64()
+		n, err = renewLease.Run(ctx, l.b.client, []string{l.leaseKey}, l.owner, l.b.opts.LeaseTTL.Milliseconds()).Int64()
 		return err
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 // replicas, the claim is not trusted until one of them has it (claim.go).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	keys := []string{l.lockKey, store.SpentKey(l.key), store.OpKey(l.key, newOpID())}
+	keys := []string{l.leaseKey, store.SpentKey(l.key), store.OpKey(l.key, newOpID())}
 	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds(), opMemory.Milliseconds()}
 	n, replicated, err := l.b.claimReplicated(ctx, l.key, keys, args)
 	if err != nil {

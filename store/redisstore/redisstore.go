@@ -16,7 +16,7 @@
 // lifetime when stored: nothing outlives its token.
 //
 // Outages: every command has a short timeout (DefaultOpTimeout, dial
-// included; DefaultLockTimeout for the lease while Redis looks healthy)
+// included; DefaultLeaseTimeout for the lease while Redis looks healthy)
 // and at most one retry, and goes through a circuit breaker: in a
 // Cluster, the breaker of the master that serves the key (a dead master
 // stops only its own shard's commands), and a failed command makes the
@@ -27,7 +27,7 @@
 // time out (one stall that times out a burst of commands together does not
 // open it). While it is open, commands fail at once with ErrUnavailable
 // (Load is a miss-with-error, Save is skipped, TryLease errs so the service
-// fetches without the lock: availability over economy), and a background
+// fetches without the lease: availability over economy), and a background
 // probe closes it as soon as Redis answers PING. So until the breaker
 // opens a command waits at most its timeout, once it is open nothing waits
 // on Redis, and recovery needs nobody.
@@ -61,10 +61,10 @@ var ErrClosed = errors.New("redisstore: closed")
 
 // Options tune a Backend; zero values are the defaults.
 type Options struct {
-	// OpTimeout bounds each command (DefaultOpTimeout); LockTimeout the
-	// lock's acquisition (DefaultLockTimeout).
-	OpTimeout   time.Duration
-	LockTimeout time.Duration
+	// OpTimeout bounds each command (DefaultOpTimeout); LeaseTimeout the
+	// lease's acquisition (DefaultLeaseTimeout).
+	OpTimeout    time.Duration
+	LeaseTimeout time.Duration
 	// FailureThreshold consecutive failures over at least MinOutage open
 	// the breaker (DefaultFailureThreshold, DefaultMinOutage).
 	FailureThreshold int
@@ -112,7 +112,7 @@ type Stats struct {
 	ClaimsInDoubt uint64
 }
 
-// Backend is the Redis byte store, locker and invalidation channel.
+// Backend is the Redis byte store, leaser and invalidation channel.
 type Backend struct {
 	client redis.UniversalClient
 	// cluster is client when it is a Cluster client, else nil.
@@ -168,8 +168,8 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = DefaultOpTimeout
 	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
+	if opts.LeaseTimeout <= 0 {
+		opts.LeaseTimeout = DefaultLeaseTimeout
 	}
 	if opts.FailureThreshold <= 0 {
 		opts.FailureThreshold = DefaultFailureThreshold
@@ -353,7 +353,7 @@ func (b *Backend) save(ctx context.Context, key, negative string, value []byte, 
 }
 
 // doRetry is do with one more attempt when the first timed out. It is for
-// the fetch path's idempotent commands (store, delete, unlock), where a
+// the fetch path's idempotent commands (store, delete, lease release), where a
 // spurious failure costs a second upstream request: one stall of the
 // process or the network should not. Redis down costs at most two
 // timeouts until the breaker opens, then nothing.

@@ -828,7 +828,7 @@ func TestClaimAcksWaitForAReplica(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 5 * time.Second, ClaimAcks: acks, LockTimeout: patient})
+		b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 5 * time.Second, ClaimAcks: acks, LeaseTimeout: patient})
 		t.Cleanup(func() { _ = b.Close() })
 		return b
 	}

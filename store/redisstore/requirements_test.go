@@ -105,7 +105,7 @@ func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LockTimeout: 10 * time.Second})
+			b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LeaseTimeout: 10 * time.Second})
 			t.Cleanup(func() { _ = b.Close() })
 			raw := rawClient(t, srv.Addr)
 			// Load the script first, so the lost reply is the one of the

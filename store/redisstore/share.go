@@ -111,7 +111,7 @@ func (b *Backend) ReserveBudgetShare(ctx context.Context, vendor, client string,
 	// go-redis sends the script again when its answer is late; the
 	// operation id makes that a question, not a second charge (opid.go).
 	keys := []string{store.BudgetKey(vendor), store.ShareKey(vendor, client), store.WaitingKey(vendor), store.BudgetOpKey(vendor, newOpID())}
-	err = b.doWithin(ctx, store.BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
+	err = b.doWithin(ctx, store.BudgetKey(vendor), b.opts.LeaseTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudgetShare.Run(ctx, b.client, keys,
 			interval, burst, maxWaitMicros, share, client, opMemory.Milliseconds()).Int64Slice()
