@@ -231,7 +231,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 	}
 	if s.leases == nil {
 		// One process: the flight is the only fetch of the key.
-		e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Gen)
+		e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Fence)
 		return fetched{entry: e}, err
 	}
 	waitStart := s.now()
@@ -247,7 +247,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 			// has (presented twice, it revokes the grant where servers
 			// detect reuse).
 			s.cacheWarn("cache lease failed; fetching without it", r.vendor, err)
-			e, _, err := s.fetchFromVendor(ctx, r, "", stale.Gen)
+			e, _, err := s.fetchFromVendor(ctx, r, "", stale.Fence)
 			return fetched{entry: e}, err
 		}
 		if lease != nil {
@@ -320,7 +320,7 @@ func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.
 			refreshToken = ""
 		}
 	}
-	e, superseded, err := s.fetchFromVendor(ctx, r, refreshToken, lease.Gen())
+	e, superseded, err := s.fetchFromVendor(ctx, r, refreshToken, lease.Fence())
 	if superseded {
 		// A later holder stored a newer token while this one fetched:
 		// serve that one, as the rest of the fleet does.
@@ -362,13 +362,13 @@ type rememberedRejection struct{ err *vendors.Error }
 func (e *rememberedRejection) Error() string { return e.err.Error() }
 func (e *rememberedRejection) Unwrap() error { return e.err }
 
-// fetchFromVendor calls the vendor and stores the token with generation
-// gen before anything else is done with it (a rotated refresh token must
+// fetchFromVendor calls the vendor and stores the token with fence
+// generation fence before anything else is done with it (a rotated refresh token must
 // not be lost), or remembers rejected credentials for negative_ttl.
 // superseded reports that the store refused the write because a later
 // lease holder had stored a token meanwhile (the fetched token is still
 // valid).
-func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
+func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, fence uint64) (e store.Entry, superseded bool, err error) {
 	if err := s.chargeMiss(ctx, r); err != nil {
 		return store.Entry{}, false, err
 	}
@@ -400,7 +400,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	if err != nil {
 		var ve *vendors.Error
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
-			s.rememberRejection(ctx, r, ve, gen)
+			s.rememberRejection(ctx, r, ve, fence)
 		}
 		s.log.Warn("vendor token request failed", "vendor", r.vendor, "profile", r.profile, "err", err)
 		return store.Entry{}, false, err
@@ -416,7 +416,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		IssuedAt:     tok.IssuedAt,
 		ExpiresAt:    tok.ExpiresAt,
 		FetchedAt:    s.now(),
-		Gen:          gen,
+		Fence:        fence,
 	}
 	if e.RefreshToken == "" {
 		e.RefreshToken = refreshToken
@@ -438,7 +438,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 
 // rememberRejection stores ve for the vendor's negative_ttl, for the
 // whole fleet (in this process alone while Redis is away).
-func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendors.Error, gen uint64) {
+func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendors.Error, fence uint64) {
 	ttl := r.settings.NegativeTTL()
 	if ttl <= 0 {
 		return
@@ -449,7 +449,7 @@ func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendor
 		IssuedAt:  now,
 		ExpiresAt: now.Add(ttl),
 		FetchedAt: now,
-		Gen:       gen,
+		Fence:     fence,
 	})
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.cacheWarn("negative cache write failed", r.vendor, err)
@@ -581,7 +581,7 @@ func (s *Service) refreshAhead(ctx context.Context, r *resolved, seen store.Entr
 			cur = seen
 		}
 		s.obs.RefreshAhead(r.vendor)
-		e, _, err := s.fetchFromVendor(ctx, r, cur.RefreshToken, cur.Gen)
+		e, _, err := s.fetchFromVendor(ctx, r, cur.RefreshToken, cur.Fence)
 		return fetched{entry: e}, err
 	}
 	for {

@@ -114,7 +114,7 @@ func (l *storedMeanwhile) PollInterval() time.Duration { return time.Hour }
 
 type nopLease struct{}
 
-func (nopLease) Gen() uint64                                             { return 0 }
+func (nopLease) Fence() uint64                                           { return 0 }
 func (nopLease) Extend(context.Context) (bool, error)                    { return true, nil }
 func (nopLease) ClaimRefreshToken(context.Context, string) (bool, error) { return true, nil }
 func (nopLease) Release()                                                {}

@@ -32,11 +32,11 @@ type Entry struct {
 	// FetchedAt is when the broker stored the token (force_refresh
 	// compares it with force_refresh_interval).
 	FetchedAt time.Time
-	// Gen is the generation of the fetch lease the entry was written
-	// under (0: none). A shared store refuses a write whose Gen is older
+	// Fence is the fence generation of the fetch lease the entry was
+	// written under (0: none). A shared store refuses a write whose Fence is older
 	// than the key's current generation (ErrStale), so a holder that lost
 	// its lease never overwrites a newer token or refresh token.
-	Gen uint64
+	Fence uint64
 	// Rejected, when set, makes the entry a remembered vendor rejection
 	// (the fleet-wide negative cache) instead of a token: AccessToken and
 	// RefreshToken are empty.
@@ -52,7 +52,7 @@ type Rejection struct {
 }
 
 // ErrStale is returned by Put when the store holds a newer generation for
-// the key than the entry's Gen: the write was refused.
+// the key than the entry's Fence: the write was refused.
 var ErrStale = errors.New("store: write refused: a newer generation is stored")
 
 // ErrRevoked is returned by Put when the entry's access token was
@@ -95,9 +95,9 @@ type Leaser interface {
 
 // Lease is a held fetch lease.
 type Lease interface {
-	// Gen is the lease's generation: entries written under the lease carry
-	// it (Entry.Gen), and the store refuses older ones.
-	Gen() uint64
+	// Fence is the lease's fence generation: entries written under the lease carry
+	// it (Entry.Fence), and the store refuses older ones.
+	Fence() uint64
 	// Extend renews the lease now and reports whether this holder still
 	// owns it (a holder that stalled past its TTL may not).
 	Extend(ctx context.Context) (held bool, err error)

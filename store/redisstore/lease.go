@@ -25,10 +25,10 @@ import (
 // DefaultLeaseTTL is how long a lease outlives its last renewal.
 const DefaultLeaseTTL = 2 * time.Second
 
-// genFloor is the least time a generation counter is kept after it last
+// fenceFloor is the least time a fence generation counter is kept after it last
 // changed: longer than any fetch, so a stalled holder's generation cannot
 // outlive the counter that makes it stale.
-const genFloor = 24 * time.Hour
+const fenceFloor = 24 * time.Hour
 
 // acquireLease takes KEYS[1] (the lease) for ARGV[1] (the owner) for
 // ARGV[2] ms and returns the new generation from KEYS[2], or 0 when
@@ -149,8 +149,8 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 	}
 	acquire := func(ctx context.Context) error {
 		g, err := acquireLease.Run(ctx, b.client, []string{l.leaseKey, store.FenceKey(key)},
-			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
-		l.gen = uint64(g)
+			l.owner, b.opts.LeaseTTL.Milliseconds(), fenceFloor.Milliseconds()).Int64()
+		l.fence = uint64(g)
 		return err
 	}
 	err := b.doWithin(ctx, key, timeout, acquire)
@@ -166,7 +166,7 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 		b.background(func() { l.release(b.ctx) })
 		return nil, fmt.Errorf("redisstore: lease: %w", err)
 	}
-	if l.gen == 0 {
+	if l.fence == 0 {
 		return nil, nil
 	}
 	if !b.background(l.renew) {
@@ -187,14 +187,14 @@ type lease struct {
 	key      string
 	leaseKey string
 	owner    string
-	gen      uint64
+	fence    uint64
 
 	once sync.Once
 	stop chan struct{}
 	lost atomic.Bool
 }
 
-func (l *lease) Gen() uint64 { return l.gen }
+func (l *lease) Fence() uint64 { return l.fence }
 
 // Release implements store.Lease: it stops the renewals and deletes the
 // lease if this holder still owns it.

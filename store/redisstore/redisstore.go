@@ -137,7 +137,7 @@ type Backend struct {
 	// (claim.go).
 	replicas sync.Map
 
-	// commands holds a slot per command in flight: at most PoolSize, so
+	// commands holds a permit per command in flight: at most PoolSize, so
 	// a command never waits for a pooled connection inside its timeout
 	// (a cold start of thousands of tokens queues here, which says
 	// nothing about Redis, instead of timing out and opening the breaker).
@@ -306,26 +306,26 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 
 // Save implements sealed.Backend for a token under its token key: SET
 // with PX = the time left until expiresAt, rounded down to the
-// millisecond, unless the key's generation is newer than gen
+// millisecond, unless the key's fence generation is newer than fence
 // (store.ErrStale) or the value's tag is marked revoked
 // (store.ErrRevoked, revoke.go); it deletes the negative cache entry
 // beside the token. A value with less than a millisecond left is not
 // stored.
-func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
-	return b.save(ctx, key, store.NegativeKey(key), value, expiresAt, gen)
+func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.save(ctx, key, store.NegativeKey(key), value, expiresAt, fence)
 }
 
 // SaveRejection implements sealed.Backend for a negative cache entry
 // under its store.NegativeKey: Save without the revocation check and the
 // delete.
-func (b *Backend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
-	return b.save(ctx, key, key, value, expiresAt, gen)
+func (b *Backend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.save(ctx, key, key, value, expiresAt, fence)
 }
 
 // save runs saveFenced for key; negative is the negative cache entry a
 // token write deletes, key itself for a rejection's write (saveFenced
 // tells the two apart by that).
-func (b *Backend) save(ctx context.Context, key, negative string, value []byte, expiresAt time.Time, gen uint64) error {
+func (b *Backend) save(ctx context.Context, key, negative string, value []byte, expiresAt time.Time, fence uint64) error {
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		// Measured here, as late as possible, so queueing does not stretch
@@ -337,7 +337,7 @@ func (b *Backend) save(ctx context.Context, key, negative string, value []byte, 
 		}
 		var err error
 		n, err = saveFenced.Run(ctx, b.client, []string{key, store.FenceKey(key), negative, store.RevokedKey(key)},
-			value, ttl.Milliseconds(), gen, genFloor.Milliseconds(), TagLen).Int64()
+			value, ttl.Milliseconds(), fence, fenceFloor.Milliseconds(), TagLen).Int64()
 		return err
 	})
 	if err != nil {

@@ -244,8 +244,8 @@ func testLease(t *testing.T, addrs ...string) {
 	if err != nil || la == nil {
 		t.Fatalf("first TryLease: %v, %v", la, err)
 	}
-	if la.Gen() != 1 {
-		t.Fatalf("first generation = %d, want 1", la.Gen())
+	if la.Fence() != 1 {
+		t.Fatalf("first generation = %d, want 1", la.Fence())
 	}
 	if lb, err := b.TryLease(ctx, key); lb != nil || err != nil {
 		t.Fatalf("second TryLease while held: %v, %v", lb, err)
@@ -292,8 +292,8 @@ func testLease(t *testing.T, addrs ...string) {
 		if err != nil || l2 == nil {
 			t.Fatalf("TryLease after expiry: %v, %v", l2, err)
 		}
-		if l2.Gen() <= l1.Gen() {
-			t.Fatalf("generations %d then %d: not increasing", l1.Gen(), l2.Gen())
+		if l2.Fence() <= l1.Fence() {
+			t.Fatalf("generations %d then %d: not increasing", l1.Fence(), l2.Fence())
 		}
 		l1.Release()
 		if n, _ := raw.Exists(ctx, store.LeaseKey(key)).Result(); n != 1 {
@@ -331,11 +331,11 @@ func TestFencedSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name    string
-		key     string
-		gen     uint64
-		wantErr error
-		wantGen string
+		name      string
+		key       string
+		fence     uint64
+		wantErr   error
+		wantFence string
 	}{
 		{"older generation refused", key, 4, store.ErrStale, "5"},
 		{"no generation refused once one is stored", key, 0, store.ErrStale, "5"},
@@ -350,7 +350,7 @@ func TestFencedSave(t *testing.T) {
 		if tt.key == neg {
 			save = b.SaveRejection
 		}
-		err := save(ctx, tt.key, value, exp, tt.gen)
+		err := save(ctx, tt.key, value, exp, tt.fence)
 		if !errors.Is(err, tt.wantErr) {
 			t.Fatalf("%s: Save = %v, want %v", tt.name, err, tt.wantErr)
 		}
@@ -358,8 +358,8 @@ func TestFencedSave(t *testing.T) {
 		if (tt.wantErr == nil) != (got == tt.name) {
 			t.Fatalf("%s: Redis holds %q", tt.name, got)
 		}
-		if g, _ := raw.Get(ctx, store.FenceKey(key)).Result(); g != tt.wantGen {
-			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantGen)
+		if g, _ := raw.Get(ctx, store.FenceKey(key)).Result(); g != tt.wantFence {
+			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantFence)
 		}
 	}
 	if pttl, _ := raw.PTTL(ctx, store.FenceKey(key)).Result(); pttl < time.Minute {

@@ -53,7 +53,7 @@ func TestRejectedTokensStayRejected(t *testing.T) {
 		}, false, store.ErrRevoked, ""},
 		{"even by a newer lease holder", func() (bool, error) {
 			e := cached
-			e.Gen = 99
+			e.Fence = 99
 			return false, s.Put(ctx, key, e)
 		}, false, store.ErrRevoked, ""},
 		{"another token is stored", func() (bool, error) {

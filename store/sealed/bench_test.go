@@ -32,8 +32,8 @@ func (b *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Ti
 	return nil
 }
 
-func (b *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
-	return b.Save(ctx, key, value, expiresAt, gen)
+func (b *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.Save(ctx, key, value, expiresAt, fence)
 }
 
 func (b *mapBackend) DeleteIfPrefix(context.Context, string, []byte) (bool, error) {

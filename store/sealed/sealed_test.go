@@ -39,8 +39,8 @@ func (m *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Ti
 	return nil
 }
 
-func (m *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
-	return m.Save(ctx, key, value, expiresAt, gen)
+func (m *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return m.Save(ctx, key, value, expiresAt, fence)
 }
 
 func (m *mapBackend) DeleteIfPrefix(_ context.Context, key string, prefix []byte) (bool, error) {

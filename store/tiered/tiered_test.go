@@ -463,10 +463,10 @@ func TestWriteBackOfAnOlderGenerationIsDropped(t *testing.T) {
 	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Nanosecond})
 	remote.down.Store(true)
 	old := entry(time.Minute)
-	old.Gen = 3
+	old.Fence = 3
 	_ = l1.Put(ctx, key, old) // kept in L1 only
 	remote.down.Store(false)
-	remote.gen.Store(4) // another replica leased the key since
+	remote.fence.Store(4) // another replica leased the key since
 	got, err := l1.GetFresh(ctx, key)
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetFresh = %+v, %v; want not found (the stale entry dropped)", got, err)
@@ -476,14 +476,14 @@ func TestWriteBackOfAnOlderGenerationIsDropped(t *testing.T) {
 	}
 }
 
-// fencedShared refuses writes older than gen, as the Redis script does.
+// fencedShared refuses writes older than fence, as the Redis script does.
 type fencedShared struct {
 	*shared
-	gen atomic.Uint64
+	fence atomic.Uint64
 }
 
 func (s *fencedShared) Put(ctx context.Context, key string, e store.Entry) error {
-	if e.Gen < s.gen.Load() {
+	if e.Fence < s.fence.Load() {
 		return store.ErrStale
 	}
 	return s.shared.Put(ctx, key, e)
