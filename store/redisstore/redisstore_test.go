@@ -26,7 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
 
-const key = "tokenbroker:v1:{0123abcd}:token"
+var key = store.TokenKey("0123abcd")
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -137,7 +137,7 @@ func TestSealedInRedis(t *testing.T) {
 		}
 	})
 	t.Run("flipped byte is a miss", func(t *testing.T) {
-		k2 := "tokenbroker:v1:{flip}:token"
+		k2 := store.TokenKey("flip")
 		if err := s.Put(ctx, k2, entry(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func TestSealedInRedis(t *testing.T) {
 		if got, err := rotated.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 			t.Fatalf("the old key no longer opens: %+v, %v", got, err)
 		}
-		k3 := "tokenbroker:v1:{rotated}:token"
+		k3 := store.TokenKey("rotated")
 		if err := rotated.Put(ctx, k3, entry(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -394,7 +394,7 @@ func TestCluster(t *testing.T) {
 	s := sealed.New(b, ring)
 	// Keys spread over the three masters.
 	for i := range 30 {
-		k := "tokenbroker:v1:{" + rand.Text()[:8] + "}:token"
+		k := store.TokenKey(rand.Text()[:8])
 		e := entry(time.Minute)
 		if err := s.Put(ctx, k, e); err != nil {
 			t.Fatalf("put %d: %v", i, err)
@@ -777,7 +777,7 @@ func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
 	// A key on another shard, to show its commands go on meanwhile.
 	other := key
 	for i := 0; c.MasterOf(t, other) == c.MasterOf(t, key); i++ {
-		other = "tokenbroker:v1:{other" + strconv.Itoa(i) + "}:token"
+		other = store.TokenKey("other" + strconv.Itoa(i))
 	}
 	dead := c.MasterOf(t, key)
 	dead.Kill()

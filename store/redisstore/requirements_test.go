@@ -172,7 +172,7 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 
 	// Acknowledged: the replica holds the claim when ClaimRefreshToken
 	// returns (WAIT said so), read at once without polling.
-	k1 := "tokenbroker:v1:{claim-1}:token"
+	k1 := store.TokenKey("claim-1")
 	if !claim(k1, "rt-1") {
 		t.Fatal("a claim a replica acknowledged was refused")
 	}
@@ -187,7 +187,7 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 	// The replica stalls: WAIT reaches nobody within ClaimWait.
 	replica.Freeze()
 	t.Cleanup(replica.Thaw)
-	if claim("tokenbroker:v1:{claim-2}:token", "rt-2") {
+	if claim(store.TokenKey("claim-2"), "rt-2") {
 		t.Fatal("a claim no replica acknowledged was trusted; want the primary grant")
 	}
 	if n := b.Stats().ClaimsInDoubt; n != 1 {

@@ -56,7 +56,7 @@ var benchEntry = store.Entry{
 	RefreshToken: "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MioIn0.4fEXVBxeFQB3YkfSQ-W1Wp5XiZJv2jsivcYR2fP73PQ",
 }
 
-const benchKey = "tokenbroker:v1:{0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}:token"
+var benchKey = store.TokenKey("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 
 // BenchmarkSeal is sealing one entry (what a Put costs before Redis).
 func BenchmarkSeal(b *testing.B) {

@@ -19,7 +19,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/tiered"
 )
 
-const key = "tokenbroker:v1:{0123abcd}:token"
+var key = store.TokenKey("0123abcd")
 
 // shared is a real in-memory store standing for Redis; it counts calls and
 // can be made to fail.
@@ -207,7 +207,7 @@ func TestSharedLevelDownServesL1(t *testing.T) {
 		}
 		// A token fetched during the outage is cached here and shared when
 		// the shared level comes back empty.
-		const key2 = "tokenbroker:v1:{2}:token"
+		key2 := store.TokenKey("2")
 		during := entry(time.Minute)
 		if err := l1.Put(ctx, key2, during); err != nil {
 			t.Fatal(err)
