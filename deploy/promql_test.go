@@ -293,9 +293,9 @@ profiles:
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("token keys in Redis: %v, %v; want demo's", keys, err)
 	}
-	lockKey := strings.TrimSuffix(keys[0], ":token") + ":lock"
-	if reply, err := redisDo(redisAddr, "SET", lockKey, "another-replica", "PX", "300", "NX"); err != nil || len(reply) != 1 || reply[0] != "OK" {
-		t.Fatalf("SET %s: %v %v", lockKey, reply, err)
+	leaseKey := strings.TrimSuffix(keys[0], ":token") + ":lock"
+	if reply, err := redisDo(redisAddr, "SET", leaseKey, "another-replica", "PX", "300", "NX"); err != nil || len(reply) != 1 || reply[0] != "OK" {
+		t.Fatalf("SET %s: %v %v", leaseKey, reply, err)
 	}
 	call("/v1/token", `{"profile":"demo","force_refresh":true}`, http.StatusOK)
 

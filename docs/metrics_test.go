@@ -24,7 +24,7 @@ import (
 var metricDrivers = map[string]func(*metrics.Metrics){
 	"CacheResult":  func(m *metrics.Metrics) { m.CacheResult("oauth2", true) },
 	"Upstream":     func(m *metrics.Metrics) { m.Upstream("oauth2", "ok", time.Millisecond) },
-	"LockWait":     func(m *metrics.Metrics) { m.LockWait("oauth2", time.Millisecond) },
+	"LeaseWait":    func(m *metrics.Metrics) { m.LeaseWait("oauth2", time.Millisecond) },
 	"RefreshAhead": func(m *metrics.Metrics) { m.RefreshAhead("oauth2") },
 	"NegativeHit":  func(m *metrics.Metrics) { m.NegativeHit("oauth2") },
 	"Invalidated":  func(m *metrics.Metrics) { m.Invalidated("oauth2", true) },

@@ -5,13 +5,14 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,15 +22,15 @@ import (
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/service"
 	"github.com/tokenbroker/tokenbroker/store"
-	"github.com/tokenbroker/tokenbroker/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/vendors"
 	"github.com/tokenbroker/tokenbroker/vendors/budget"
 )
 
 // The placeholders of the Storage section's key table.
 const (
-	vendorPlaceholder = "<vendor>"
-	clientPlaceholder = "<client>"
+	fingerprintPlaceholder = "<fp>"
+	vendorPlaceholder      = "<vendor>"
+	clientPlaceholder      = "<client>"
 )
 
 // fingerprints are the HMACs in token keys, written <fp> in the table.
@@ -106,60 +107,50 @@ func (r *recordingShared) ReserveBudget(_ context.Context, vendor string, _ floa
 	return 0, true, nil
 }
 
-// keyBuilders are the exported key builders of store/redisstore, each
-// called with the table's placeholders (token keys come from the service).
-// A new builder fails TestDesignRedisKeyTable until it is listed here.
-func keyBuilders(t *testing.T, tokenKeys []string) map[string][]string {
+// keyFile is the one file that builds every Redis key and channel name.
+const keyFile = "../store/keys.go"
+
+// keyBuilders are the exported key builders of store/keys.go, each called
+// with the table's placeholders. A new builder fails
+// TestDesignRedisKeyTable until it is listed here.
+func keyBuilders(t *testing.T) map[string][]string {
 	t.Helper()
 	shared := &recordingShared{}
 	if _, ok := budget.NewClientLimiter(shared, nil).Take(context.Background(), clientPlaceholder, 600, 300); !ok || len(shared.names) != 1 {
 		t.Fatalf("budget.ClientLimiter.Take asked the shared budget %q, want one name", shared.names)
 	}
-	perToken := func(build func(string) string) []string {
-		var keys []string
-		for _, k := range tokenKeys {
-			keys = append(keys, build(k))
-		}
-		return keys
-	}
+	tokenKey := store.TokenKey(fingerprintPlaceholder)
 	return map[string][]string{
-		"LockKey":    perToken(redisstore.LockKey),
-		"GenKey":     perToken(redisstore.GenKey),
-		"SpentKey":   perToken(redisstore.SpentKey),
-		"BudgetKey":  {redisstore.BudgetKey(vendorPlaceholder), redisstore.BudgetKey(shared.names[0])},
-		"ShareKey":   {redisstore.ShareKey(vendorPlaceholder, clientPlaceholder)},
-		"WaitingKey": {redisstore.WaitingKey(vendorPlaceholder)},
-		"StatusKey":  {redisstore.StatusKey("<profile>")},
-		"RevokedKey": perToken(redisstore.RevokedKey),
-		"OpKey": append(perToken(func(k string) string { return redisstore.OpKey(k, "<id>") }),
-			redisstore.OpKey(redisstore.BudgetKey(vendorPlaceholder), "<id>")),
+		"TokenKey":    {tokenKey},
+		"NegativeKey": {store.NegativeKey(tokenKey)},
+		"LeaseKey":    {store.LeaseKey(tokenKey)},
+		"FenceKey":    {store.FenceKey(tokenKey)},
+		"SpentKey":    {store.SpentKey(tokenKey)},
+		"RevokedKey":  {store.RevokedKey(tokenKey)},
+		"OpKey":       {store.OpKey(tokenKey, "<id>")},
+		"BudgetKey":   {store.BudgetKey(vendorPlaceholder), store.BudgetKey(shared.names[0])},
+		"BudgetOpKey": {store.BudgetOpKey(vendorPlaceholder, "<id>")},
+		"ShareKey":    {store.ShareKey(vendorPlaceholder, clientPlaceholder)},
+		"WaitingKey":  {store.WaitingKey(vendorPlaceholder)},
+		"StatusKey":   {store.StatusKey("<profile>")},
 	}
 }
 
-// channels are store/redisstore's exported channel names.
+// channels are store/keys.go's exported channel names.
 var channels = map[string]string{
-	"DefaultChannel":      redisstore.DefaultChannel,
-	"DefaultLeaseChannel": redisstore.DefaultLeaseChannel,
+	"InvalidationChannel": store.InvalidationChannel,
+	"LeaseChannel":        store.LeaseChannel,
 }
 
-// redisstoreNames parses store/redisstore's product code and returns its
-// exported functions named *Key and constants named *Channel*.
-func redisstoreNames(t *testing.T) (builders, channelConsts []string) {
+// keyFileNames parses store/keys.go and returns its exported functions
+// named *Key and constants named *Channel*.
+func keyFileNames(t *testing.T) (builders, channelConsts []string) {
 	t.Helper()
-	const dir = "../store/redisstore"
-	entries, err := os.ReadDir(dir)
+	f, err := parser.ParseFile(token.NewFileSet(), keyFile, nil, parser.SkipObjectResolution)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fset := token.NewFileSet()
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
+	{
 		for _, decl := range f.Decls {
 			switch d := decl.(type) {
 			case *ast.FuncDecl:
@@ -186,34 +177,33 @@ func redisstoreNames(t *testing.T) (builders, channelConsts []string) {
 }
 
 // TestDesignRedisKeyTable: the Storage section's key table lists every
-// Redis key the code builds (the service's token and negative cache keys,
-// and what store/redisstore's builders make of them and of a vendor and a
-// client), the channel table every channel, both nothing else; and the
-// section names every builder.
+// Redis key the code builds (store/keys.go's builders, called with the
+// table's placeholders, and the keys the service used to fetch a token),
+// the channel table every channel, both nothing else; and the section
+// names every builder.
 func TestDesignRedisKeyTable(t *testing.T) {
 	t.Parallel()
 	text := section(t, "Storage")
 	where := designDoc + ", Storage"
 
-	builders, channelConsts := redisstoreNames(t)
-	tokenKeys := serviceKeys(t)
+	builders, channelConsts := keyFileNames(t)
 	built := map[string]string{} // key -> what builds it
-	for _, k := range tokenKeys {
+	for _, k := range serviceKeys(t) {
 		built[k] = "the service (a store key it used to fetch a token)"
 	}
-	calls := keyBuilders(t, slices.DeleteFunc(slices.Clone(tokenKeys), func(k string) bool { return !strings.HasSuffix(k, ":token") }))
+	calls := keyBuilders(t)
 	for _, name := range builders {
 		keys, ok := calls[name]
 		if !ok {
-			t.Errorf("redisstore.%s is a key builder docs/rediskeys_test.go does not call: add it to keyBuilders, so the key table is checked against it", name)
+			t.Errorf("store.%s is a key builder docs/rediskeys_test.go does not call: add it to keyBuilders, so the key table is checked against it", name)
 		}
 		for _, k := range keys {
-			built[k] = "redisstore." + name
+			built[k] = "store." + name
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(calls)) {
 		if !slices.Contains(builders, name) {
-			t.Errorf("docs/rediskeys_test.go calls redisstore.%s, which is no longer an exported function named *Key: update keyBuilders", name)
+			t.Errorf("docs/rediskeys_test.go calls store.%s, which is no longer an exported function named *Key in %s: update keyBuilders", name, keyFile)
 		}
 	}
 
@@ -231,7 +221,7 @@ func TestDesignRedisKeyTable(t *testing.T) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(documented)) {
 		if built[k] == "" {
-			t.Errorf("%s: the key table lists `%s`, which no key builder makes: remove it, fix it to the builders' form, or, if code builds it elsewhere, give store/redisstore an exported *Key builder for it and call that in keyBuilders", where, k)
+			t.Errorf("%s: the key table lists `%s`, which no key builder makes: remove it, fix it to the builders' form, or, if code builds it elsewhere, give %s an exported *Key builder for it and call that in keyBuilders", where, k, keyFile)
 		}
 	}
 
@@ -245,27 +235,78 @@ func TestDesignRedisKeyTable(t *testing.T) {
 	for _, name := range channelConsts {
 		c, ok := channels[name]
 		if !ok {
-			t.Errorf("redisstore.%s is a channel docs/rediskeys_test.go does not know: add it to channels", name)
+			t.Errorf("store.%s is a channel docs/rediskeys_test.go does not know: add it to channels", name)
 			continue
 		}
 		if !documentedChannels[c] {
-			t.Errorf("%s: the channel table lacks `%s` (redisstore.%s): add a row", where, c, name)
+			t.Errorf("%s: the channel table lacks `%s` (store.%s): add a row", where, c, name)
 		}
 	}
 	for _, c := range slices.Sorted(maps.Keys(documentedChannels)) {
 		if !slices.Contains(slices.Collect(maps.Values(channels)), c) {
-			t.Errorf("%s: the channel table lists `%s`, which is no channel of redisstore: remove it", where, c)
+			t.Errorf("%s: the channel table lists `%s`, which is no channel of %s: remove it", where, c, keyFile)
 		}
 	}
 
 	// The section says which code builds the names.
 	named := map[string]bool{}
 	for _, span := range codeSpans(text) {
-		named[strings.TrimPrefix(span, "redisstore.")] = true
+		named[strings.TrimPrefix(span, "store.")] = true
 	}
 	for _, name := range append(slices.Clone(builders), channelConsts...) {
 		if !named[name] {
-			t.Errorf("%s does not name redisstore.%s: add it to the list of key and channel builders", where, name)
+			t.Errorf("%s does not name store.%s: add it to the list of key and channel builders", where, name)
 		}
+	}
+}
+
+// wireSuffixes are the suffixes of a token's keys as they are on the wire;
+// product code names them only through store/keys.go's builders.
+var wireSuffixes = []string{":token", ":neg", ":lock", ":gen", ":rt", ":revoked", ":op:"}
+
+// TestKeysBuiltInOnePlace: no product Go file but store/keys.go has a
+// string literal with the key prefix, or one that is or ends in a token
+// key's suffix: every key and channel name goes through the builders, so
+// the key table's check above covers them all.
+func TestKeysBuiltInOnePlace(t *testing.T) {
+	t.Parallel()
+	root := ".."
+	keyFilePath := filepath.Clean(keyFile)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); name == ".git" || name == "node_modules" || name == "testdata" || path == filepath.Join(root, "gen") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if filepath.Ext(path) != ".go" || strings.HasSuffix(path, "_test.go") || filepath.Clean(path) == keyFilePath {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			v, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				return true
+			}
+			if strings.Contains(v, store.KeyPrefix) || slices.ContainsFunc(wireSuffixes, func(suffix string) bool { return strings.HasSuffix(v, suffix) }) {
+				t.Errorf("%s: the string %q names a Redis key or channel: build it with %s", fset.Position(lit.Pos()), v, keyFile)
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,8 +33,8 @@ func (m *Metrics) Upstream(vendor, outcome string, took time.Duration) {
 	m.upstreamDuration.WithLabelValues(vendor).Observe(took.Seconds())
 }
 
-// LockWait observes a wait for another replica's fetch.
-func (m *Metrics) LockWait(vendor string, waited time.Duration) {
+// LeaseWait observes a wait for another replica's fetch.
+func (m *Metrics) LeaseWait(vendor string, waited time.Duration) {
 	m.lockWait.WithLabelValues(vendor).Observe(waited.Seconds())
 }
 

@@ -27,7 +27,7 @@ func TestEventsMoveTheirCounters(t *testing.T) {
 	m.CacheResult("smartdocumentor", false)
 	m.Upstream("smartdocumentor", "ok", 120*time.Millisecond)
 	m.Upstream("smartdocumentor", "unavailable", 3*time.Second)
-	m.LockWait("saasu", 40*time.Millisecond)
+	m.LeaseWait("saasu", 40*time.Millisecond)
 	m.RefreshAhead("saasu")
 	m.NegativeHit("abbyy_vantage")
 	m.Invalidated("saasu", true)
@@ -56,7 +56,7 @@ func TestEventsMoveTheirCounters(t *testing.T) {
 		t.Errorf("upstream latency series = %d, want 1 (by vendor only)", n)
 	}
 	if n := testutil.CollectAndCount(m.lockWait); n != 1 {
-		t.Errorf("lock wait series = %d, want 1", n)
+		t.Errorf("lease wait series = %d, want 1", n)
 	}
 }
 
@@ -185,7 +185,7 @@ func TestMetricNamesPassLint(t *testing.T) {
 	// Touch every vector so the linter sees a series of each.
 	m.CacheResult("v", true)
 	m.Upstream("v", "ok", time.Millisecond)
-	m.LockWait("v", time.Millisecond)
+	m.LeaseWait("v", time.Millisecond)
 	m.RefreshAhead("v")
 	m.NegativeHit("v")
 	m.Invalidated("v", true)

@@ -66,7 +66,7 @@ func BenchmarkFingerprint(b *testing.B) {
 	settings := vendors.Settings{"token_url": "https://cloud.smartdocumentor.net/connect/token"}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = fingerprint(s.conf.Load().fingerprintKey, "inline", "smartdocumentor", "https://cloud.smartdocumentor.net/connect/token", creds, nil, settings)
+		_ = fingerprint(s.snapshot.Load().fingerprintKey, "inline", "smartdocumentor", "https://cloud.smartdocumentor.net/connect/token", creds, nil, settings)
 	}
 }
 

@@ -155,7 +155,7 @@ func (s *Service) joinFlight(ctx context.Context, r *resolved, minTTL time.Durat
 		}
 		// Bounded all the same: a wait on other replicas' leases ends
 		// within the vendor's timeout plus a lease's worth of slack.
-		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.cfg.FlightSlack)
+		fctx, cancel := context.WithTimeout(fctx, r.settings.Timeout()+s.startup.FlightSlack)
 		defer cancel()
 		f, err := s.fetch(fctx, r, minTTL, force, stale)
 		f.begun = begun
@@ -253,7 +253,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 	}
 	if s.leases == nil {
 		// One process: the flight is the only fetch of the key.
-		e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Gen)
+		e, _, err := s.fetchFromVendor(ctx, r, stale.RefreshToken, stale.Fence)
 		return fetched{entry: e}, err
 	}
 	waitStart := s.now()
@@ -269,13 +269,13 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 			// has (presented twice, it revokes the grant where servers
 			// detect reuse).
 			s.cacheWarn("cache lease failed; fetching without it", r.vendor, err)
-			e, _, err := s.fetchFromVendor(ctx, r, "", stale.Gen)
+			e, _, err := s.fetchFromVendor(ctx, r, "", stale.Fence)
 			return fetched{entry: e}, err
 		}
 		if lease != nil {
 			stop()
 			if waited {
-				s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
+				s.obs.LeaseWait(r.vendor, s.now().Sub(waitStart))
 			}
 			return s.fetchUnderLease(ctx, r, lease, func(e store.Entry) bool {
 				return s.servable(r, e, minTTL, force, waitStart)
@@ -290,7 +290,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		// The holder stored a token, remembered a rejection, or let go
 		// (then the next round takes the lease).
 		if e, err := store.GetFresh(ctx, s.store, r.key); err == nil && s.servable(r, e, minTTL, force, waitStart) {
-			s.obs.LockWait(r.vendor, s.now().Sub(waitStart))
+			s.obs.LeaseWait(r.vendor, s.now().Sub(waitStart))
 			return fetched{entry: e, cached: true}, nil
 		}
 		if err := s.rejected(ctx, r, true); err != nil {
@@ -342,7 +342,7 @@ func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.
 			refreshToken = ""
 		}
 	}
-	e, superseded, err := s.fetchFromVendor(ctx, r, refreshToken, lease.Gen())
+	e, superseded, err := s.fetchFromVendor(ctx, r, refreshToken, lease.Fence())
 	if superseded {
 		// A later holder stored a newer token while this one fetched:
 		// serve that one, as the rest of the fleet does.
@@ -354,7 +354,7 @@ func (s *Service) fetchUnderLease(ctx context.Context, r *resolved, lease store.
 }
 
 // rejectedKey is the negative cache entry's key beside r's token.
-func rejectedKey(r *resolved) string { return store.Sibling(r.key, ":neg") }
+func rejectedKey(r *resolved) string { return store.NegativeKey(r.key) }
 
 // rejected returns the remembered rejection of r's credentials, if the
 // negative cache holds one; fresh reads past L1.
@@ -384,17 +384,17 @@ type rememberedRejection struct{ err *vendors.Error }
 func (e *rememberedRejection) Error() string { return e.err.Error() }
 func (e *rememberedRejection) Unwrap() error { return e.err }
 
-// fetchFromVendor calls the vendor and stores the token with generation
-// gen before anything else is done with it (a rotated refresh token must
+// fetchFromVendor calls the vendor and stores the token with fence
+// generation fence before anything else is done with it (a rotated refresh token must
 // not be lost), or remembers rejected credentials for negative_ttl.
 // superseded reports that the store refused the write because a later
 // lease holder had stored a token meanwhile (the fetched token is still
 // valid).
-func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, gen uint64) (e store.Entry, superseded bool, err error) {
+func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken string, fence uint64) (e store.Entry, superseded bool, err error) {
 	if err := s.chargeMiss(ctx, r); err != nil {
 		return store.Entry{}, false, err
 	}
-	if s.cfg.Budget != nil {
+	if s.startup.Budget != nil {
 		// The vendor's budget: callers over it queue for a slot within
 		// the deadline of the caller who started the fetch, or get
 		// RESOURCE_EXHAUSTED with RetryInfo at once.
@@ -406,7 +406,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		}
 		lim := r.settings.Limits()
 		lim.MaxClientShare = r.conf.maxClientShare
-		release, err := s.cfg.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
+		release, err := s.startup.Budget.AcquireFor(bctx, r.vendor, reqinfo.Principal(ctx), lim)
 		if err != nil {
 			s.recordOutcome(r, nil, err)
 			return store.Entry{}, false, err
@@ -422,7 +422,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 	if err != nil {
 		var ve *vendors.Error
 		if errors.As(err, &ve) && ve.Kind == vendors.KindRejected {
-			s.rememberRejection(ctx, r, ve, gen)
+			s.rememberRejection(ctx, r, ve, fence)
 		}
 		s.log.Warn("vendor token request failed", "vendor", r.vendor, "profile", r.profile, "err", err)
 		return store.Entry{}, false, err
@@ -438,7 +438,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 		IssuedAt:     tok.IssuedAt,
 		ExpiresAt:    tok.ExpiresAt,
 		FetchedAt:    s.now(),
-		Gen:          gen,
+		Fence:        fence,
 	}
 	if e.RefreshToken == "" {
 		e.RefreshToken = refreshToken
@@ -460,7 +460,7 @@ func (s *Service) fetchFromVendor(ctx context.Context, r *resolved, refreshToken
 
 // rememberRejection stores ve for the vendor's negative_ttl, for the
 // whole fleet (in this process alone while Redis is away).
-func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendors.Error, gen uint64) {
+func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendors.Error, fence uint64) {
 	ttl := r.settings.NegativeTTL()
 	if ttl <= 0 {
 		return
@@ -471,7 +471,7 @@ func (s *Service) rememberRejection(ctx context.Context, r *resolved, ve *vendor
 		IssuedAt:  now,
 		ExpiresAt: now.Add(ttl),
 		FetchedAt: now,
-		Gen:       gen,
+		Fence:     fence,
 	})
 	if err != nil && !errors.Is(err, store.ErrStale) {
 		s.cacheWarn("negative cache write failed", r.vendor, err)
@@ -543,7 +543,7 @@ func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
 // refreshBudget bounds one background refresh: the vendor's timeout and
 // the wait for another replica's lease.
 func (s *Service) refreshBudget(r *resolved) time.Duration {
-	return r.settings.Timeout() + s.cfg.FlightSlack
+	return r.settings.Timeout() + s.startup.FlightSlack
 }
 
 // startRefreshAhead runs refreshAhead in the background, as the key's one
@@ -606,7 +606,7 @@ func (s *Service) refreshAhead(ctx context.Context, r *resolved, seen store.Entr
 			cur = seen
 		}
 		s.obs.RefreshAhead(r.vendor)
-		e, _, err := s.fetchFromVendor(ctx, r, cur.RefreshToken, cur.Gen)
+		e, _, err := s.fetchFromVendor(ctx, r, cur.RefreshToken, cur.Fence)
 		return fetched{entry: e}, err
 	}
 	for {

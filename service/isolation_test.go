@@ -88,7 +88,7 @@ func TestInlineCallMustBringItsOwnSecret(t *testing.T) {
 
 	// An inline call with its own secret never borrows vendor-level
 	// secret settings.
-	r, err := s.resolve(s.conf.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "own", "client_secret": "own-secret"}})
+	r, err := s.resolve(s.snapshot.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "own", "client_secret": "own-secret"}})
 	if err == nil {
 		t.Fatalf("resolved with client_auth tls_client_auth and no certificate: %+v", r.settings)
 	}
@@ -111,7 +111,7 @@ func TestInlineSettingsDropSecretMaterial(t *testing.T) {
 		}
 		c.Profiles["op"] = Profile{Vendor: "oauth2", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}}
 	})
-	inline, err := s.resolve(s.conf.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "id", "client_secret": "s"}})
+	inline, err := s.resolve(s.snapshot.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "id", "client_secret": "s"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestInlineSettingsDropSecretMaterial(t *testing.T) {
 	if inline.settings["audience"] != "api" {
 		t.Fatal("an inline call lost a non-secret vendor setting")
 	}
-	profile, err := s.resolve(s.conf.Load(), selector{profile: "op"})
+	profile, err := s.resolve(s.snapshot.Load(), selector{profile: "op"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestForceRefreshJoinsTheRefreshAhead(t *testing.T) {
 	})
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +436,7 @@ func (panickyStrategy) Info() vendors.Info {
 	return vendors.Info{ID: "panicky", RequiredCredentials: []string{"client_id", "client_secret"}}
 }
 
-func (panickyStrategy) Prepare(vendors.Input) (vendors.Call, error) { return panickyCall{}, nil }
+func (panickyStrategy) ResolveCall(vendors.Input) (vendors.Call, error) { return panickyCall{}, nil }
 
 type panickyCall struct{}
 

@@ -43,7 +43,7 @@ func (s *Service) startKeepWarm() {
 				return
 			case <-timer.C:
 			}
-			next := s.keepWarm(s.conf.Load(), s.now().Add(interval))
+			next := s.keepWarm(s.snapshot.Load(), s.now().Add(interval))
 			timer.Reset(max(next.Sub(s.now()), keepWarmMinSleep))
 		}
 	})

@@ -65,7 +65,7 @@ func TestRememberedRejectionOnlyOnAMiss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

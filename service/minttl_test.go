@@ -32,7 +32,7 @@ func TestForceRefreshKeepsMinTTL(t *testing.T) {
 			t.Parallel()
 			s, v := newTestService(t, 3600, nil)
 			ctx := context.Background()
-			r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+			r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +63,7 @@ func TestServableAfterWaitKeepsMinTTL(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, _ := newTestService(t, 3600, func(c *Config) { c.Now = func() time.Time { return now } })
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func (l *storedMeanwhile) PollInterval() time.Duration { return time.Hour }
 
 type nopLease struct{}
 
-func (nopLease) Gen() uint64                                             { return 0 }
+func (nopLease) Fence() uint64                                           { return 0 }
 func (nopLease) Extend(context.Context) (bool, error)                    { return true, nil }
 func (nopLease) ClaimRefreshToken(context.Context, string) (bool, error) { return true, nil }
 func (nopLease) Release()                                                {}
@@ -127,7 +127,7 @@ type pausingObserver struct {
 	pause func()
 }
 
-func (o pausingObserver) LockWait(string, time.Duration) { o.pause() }
+func (o pausingObserver) LeaseWait(string, time.Duration) { o.pause() }
 
 // TestMinTTLCheckedAfterAPause: a token that had min_ttl left when the
 // wait ended but not after a pause that followed is not served; the
@@ -142,7 +142,7 @@ func TestMinTTLCheckedAfterAPause(t *testing.T) {
 		c.Observer = pausingObserver{pause: func() { offset.Store(int64(2 * time.Second)) }}
 		c.Now = clock
 	})
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func (s *Service) chargeMiss(ctx context.Context, r *resolved) error {
 	if principal == "" {
 		return nil
 	}
-	wait, ok := s.cfg.Misses.Take(ctx, principal, r.conf.missesPerMinute, r.conf.missBurst)
+	wait, ok := s.startup.Misses.Take(ctx, principal, r.conf.missesPerMinute, r.conf.missBurst)
 	if ok {
 		return nil
 	}

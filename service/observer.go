@@ -11,8 +11,8 @@ type Observer interface {
 	// Upstream: one vendor token request and its outcome ("ok" or a
 	// vendors.Kind string).
 	Upstream(vendor, outcome string, took time.Duration)
-	// LockWait: a replica waited for another's fetch.
-	LockWait(vendor string, waited time.Duration)
+	// LeaseWait: a replica waited for another's fetch.
+	LeaseWait(vendor string, waited time.Duration)
 	// RefreshAhead: a background refresh started.
 	RefreshAhead(vendor string)
 	// NegativeHit: rejected credentials answered from the negative cache.
@@ -31,7 +31,7 @@ type nopObserver struct{}
 
 func (nopObserver) CacheResult(string, bool)               {}
 func (nopObserver) Upstream(string, string, time.Duration) {}
-func (nopObserver) LockWait(string, time.Duration)         {}
+func (nopObserver) LeaseWait(string, time.Duration)        {}
 func (nopObserver) RefreshAhead(string)                    {}
 func (nopObserver) NegativeHit(string)                     {}
 func (nopObserver) Invalidated(string, bool)               {}

@@ -19,7 +19,7 @@ func TestUseSwapsTheWholeConfiguration(t *testing.T) {
 	var base Config
 	s, v := newTestService(t, 3600, func(c *Config) { base = *c })
 	ctx := context.Background()
-	old := Prepare(base)
+	old := NewSnapshot(base)
 	first, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "p"})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func TestUseSwapsTheWholeConfiguration(t *testing.T) {
 		"p":   {Vendor: "smartdocumentor", Credentials: secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("rotated")}},
 		"new": base.Profiles["p2"],
 	}
-	s.Use(Prepare(next))
+	s.Use(NewSnapshot(next))
 
 	if _, err := s.GetToken(ctx, &tokenbrokerv1.GetTokenRequest{Profile: "new"}); err != nil {
 		t.Fatalf("added profile: %v", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/secret"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
@@ -170,7 +171,7 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 	case len(sel.credentials) == 0:
 		return nil, &vendors.ArgumentError{Field: "credentials", Reason: "are required when no profile is given"}
 	}
-	strategy, ok := s.cfg.Registry.Lookup(vendorID)
+	strategy, ok := s.startup.Registry.Lookup(vendorID)
 	if !ok {
 		return nil, &notFoundError{what: "vendor", name: vendorID}
 	}
@@ -190,11 +191,11 @@ func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, erro
 		settings = vendors.InlineSettings(settings)
 		source = "inline"
 	}
-	call, err := strategy.Prepare(vendors.Input{
+	call, err := strategy.ResolveCall(vendors.Input{
 		Settings:    settings,
 		Credentials: creds,
 		Params:      params,
-		HTTPClient:  s.cfg.HTTPClient,
+		HTTPClient:  s.startup.HTTPClient,
 	})
 	if err != nil {
 		return nil, err
@@ -328,11 +329,8 @@ func fingerprint(macKey []byte, source, vendorID, target string, creds secret.Ma
 			yield(k, v)
 		}
 	})
-	return KeyPrefix + "{" + hex.EncodeToString(mac.Sum(nil)) + "}:token"
+	return store.TokenKey(hex.EncodeToString(mac.Sum(nil)))
 }
-
-// KeyPrefix starts every cache key (docs/design.md, Storage).
-const KeyPrefix = "tokenbroker:v1:"
 
 // writeField writes a length-prefixed field, so no two inputs collide.
 func writeField(h hash.Hash, s string) {

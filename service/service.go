@@ -111,15 +111,17 @@ type Config struct {
 type Service struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 
-	cfg Config
-	// conf is what a configuration reload replaces (Use).
-	conf   atomic.Pointer[snapshot]
-	store  store.Store
-	leases store.Leaser
-	log    *slog.Logger
-	obs    Observer
-	now    func() time.Time
-	flight singleflight.Group
+	// startup is the Config New was given: its store, registry, budget,
+	// HTTP client and hooks; a reload never replaces them.
+	startup Config
+	// snapshot is what a configuration reload replaces (Use).
+	snapshot atomic.Pointer[snapshot]
+	store    store.Store
+	leases   store.Leaser
+	log      *slog.Logger
+	obs      Observer
+	now      func() time.Time
+	flight   singleflight.Group
 	// jitterSeed spreads refresh-ahead over tokens.
 	jitterSeed maphash.Seed
 	// cacheWarnings throttles cache failure warnings.
@@ -166,7 +168,7 @@ func New(cfg Config) *Service {
 		cfg.Misses = budget.NewClientLimiter(nil, cfg.Logger)
 	}
 	s := &Service{
-		cfg:        cfg,
+		startup:    cfg,
 		store:      cfg.Store,
 		leases:     cfg.Leases,
 		log:        cfg.Logger,
@@ -176,7 +178,7 @@ func New(cfg Config) *Service {
 		vendors:    describeVendors(cfg.Registry),
 		ahead:      newAheadTable(maxAheadKeys),
 	}
-	s.conf.Store(newSnapshot(cfg))
+	s.snapshot.Store(newSnapshot(cfg))
 	s.cacheWarnings.interval = time.Second
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.startHealth()
@@ -235,15 +237,15 @@ func newSnapshot(cfg Config) *snapshot {
 // Snapshot is a prepared configuration for Use and WithSnapshot.
 type Snapshot struct{ c *snapshot }
 
-// Prepare builds a Snapshot of cfg's profiles, vendor settings,
+// NewSnapshot builds a Snapshot of cfg's profiles, vendor settings,
 // fingerprint key and tuning (ForceRefreshInterval, DefaultMinTTL,
-// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, locker,
+// RefreshAhead, MissesPerMinute, MissBurst, MaxClientShare); its other fields are ignored: the store, leaser,
 // registry and HTTP client stay those New was given.
-func Prepare(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
+func NewSnapshot(cfg Config) Snapshot { return Snapshot{newSnapshot(cfg)} }
 
 // Use makes snap the configuration of the calls that start from now on.
 // Calls already running finish on the one they started with.
-func (s *Service) Use(snap Snapshot) { s.conf.Store(snap.c) }
+func (s *Service) Use(snap Snapshot) { s.snapshot.Store(snap.c) }
 
 type snapshotKey struct{}
 
@@ -260,7 +262,7 @@ func (s *Service) current(ctx context.Context) *snapshot {
 	if c, ok := ctx.Value(snapshotKey{}).(*snapshot); ok && c != nil {
 		return c
 	}
-	return s.conf.Load()
+	return s.snapshot.Load()
 }
 
 // Close stops background refreshes and waits for them.

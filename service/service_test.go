@@ -63,27 +63,27 @@ func TestFingerprintSeparatesEveryInput(t *testing.T) {
 	t.Parallel()
 	s, _ := newTestService(t, 60, nil)
 	creds := secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("s")}
-	base := fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
+	base := fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"})
 	variants := map[string]string{
-		"source":   fingerprint(s.conf.Load().fingerprintKey, "profile:p", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"vendor":   fingerprint(s.conf.Load().fingerprintKey, "inline", "w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"url":      fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"secret":   fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
-		"param":    fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
-		"setting":  fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
-		"boundary": fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"source":   fingerprint(s.snapshot.Load().fingerprintKey, "profile:p", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"vendor":   fingerprint(s.snapshot.Load().fingerprintKey, "inline", "w", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"url":      fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://b/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"secret":   fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("id"), "client_secret": secret.New("t")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
+		"param":    fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "us"}, vendors.Settings{"scope": "x"}),
+		"setting":  fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "y"}),
+		"boundary": fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", secret.Map{"client_id": secret.New("ids"), "client_secret": secret.New("")}, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}),
 	}
 	for name, fp := range variants {
 		if fp == base {
 			t.Errorf("changing the %s did not change the fingerprint", name)
 		}
 	}
-	if again := fingerprint(s.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
+	if again := fingerprint(s.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}); again != base {
 		t.Error("fingerprint is not deterministic")
 	}
 	other := New(Config{FingerprintKey: []byte("other key")})
 	defer other.Close()
-	if fingerprint(other.conf.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
+	if fingerprint(other.snapshot.Load().fingerprintKey, "inline", "v", "https://a/token", creds, map[string]string{"region": "eu"}, vendors.Settings{"scope": "x"}) == base {
 		t.Error("fingerprint does not depend on the key")
 	}
 }
@@ -178,7 +178,7 @@ func TestRefreshAheadServesCachedAndRefreshesOnce(t *testing.T) {
 	// tokens last an hour, so the one the refresh fetches is not due.
 	s, v := newTestService(t, 3600, func(c *Config) { c.RefreshAhead = 0.5 })
 	ctx := context.Background()
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestAccessLogCacheOutcome(t *testing.T) {
 	if got := outcome(&tokenbrokerv1.GetTokenRequest{Profile: "p"}); got != "hit" {
 		t.Errorf("second call: %q, want hit", got)
 	}
-	r, err := s.resolve(s.conf.Load(), selector{profile: "p2"})
+	r, err := s.resolve(s.snapshot.Load(), selector{profile: "p2"})
 	if err != nil {
 		t.Fatal(err)
 	}

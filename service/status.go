@@ -76,7 +76,7 @@ type health struct {
 // Close (stopHealth).
 func (s *Service) startHealth() {
 	s.health = &health{
-		cfg:   s.cfg.Health,
+		cfg:   s.startup.Health,
 		local: store.NewMemoryStatus(),
 		queue: make(chan store.StatusUpdate, statusQueueSize),
 	}

@@ -37,7 +37,7 @@ func TestInlineCallsNeverUseTheBrokersIdentity(t *testing.T) {
 				}
 				c.Profiles["op"] = Profile{Vendor: "oauth2", Credentials: secret.Map{"client_id": secret.New("id")}}
 			})
-			profile, err := s.resolve(s.conf.Load(), selector{profile: "op"})
+			profile, err := s.resolve(s.snapshot.Load(), selector{profile: "op"})
 			if err != nil {
 				t.Fatalf("profile: %v", err)
 			}
@@ -47,7 +47,7 @@ func TestInlineCallsNeverUseTheBrokersIdentity(t *testing.T) {
 			// An inline call with its own secret: the identity file is not
 			// among its settings; where the grant needs it, it is refused
 			// for the missing setting, never served with the broker's.
-			inline, err := s.resolve(s.conf.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "id", "client_secret": "s"}})
+			inline, err := s.resolve(s.snapshot.Load(), selector{vendor: "oauth2", credentials: map[string]string{"client_id": "id", "client_secret": "s"}})
 			var ce *vendors.ConfigError
 			switch {
 			case err == nil:

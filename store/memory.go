@@ -76,8 +76,8 @@ func (m *Memory) Put(_ context.Context, key string, e Entry) error {
 
 // older reports whether e is older than cur, the entry it would replace.
 func older(e, cur Entry) bool {
-	if e.Gen != cur.Gen {
-		return e.Gen < cur.Gen
+	if e.Fence != cur.Fence {
+		return e.Fence < cur.Fence
 	}
 	return e.AccessToken != "" && cur.AccessToken != "" && e.IssuedAt.Before(cur.IssuedAt)
 }

@@ -3,17 +3,15 @@
 // in-process Memory store (the default) and the Redis store. Caching levels
 // and encryption are wrappers with the same interface as what they wrap.
 //
-// Keys are opaque strings chosen by the service (an HMAC fingerprint in a
-// Redis hash tag, ending in ":token"); a store never sees a credential.
-// The keys beside a token's (its fetch lease, generation and negative
-// cache entry) share everything but the suffix: see Sibling. The keys and
-// the two store shapes are docs/design.md, Storage.
+// Keys are strings the service builds with TokenKey and NegativeKey (an
+// HMAC fingerprint in a Redis hash tag); a store never sees a credential.
+// keys.go builds every Redis key and channel name, the ones beside a
+// token's (its fetch lease, fence generation, ...) included.
 package store
 
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -34,11 +32,11 @@ type Entry struct {
 	// FetchedAt is when the broker stored the token (force_refresh
 	// compares it with force_refresh_interval).
 	FetchedAt time.Time
-	// Gen is the generation of the fetch lease the entry was written
-	// under (0: none). A shared store refuses a write whose Gen is older
+	// Fence is the fence generation of the fetch lease the entry was
+	// written under (0: none). A shared store refuses a write whose Fence is older
 	// than the key's current generation (ErrStale), so a holder that lost
 	// its lease never overwrites a newer token or refresh token.
-	Gen uint64
+	Fence uint64
 	// Rejected, when set, makes the entry a remembered vendor rejection
 	// (the fleet-wide negative cache) instead of a token: AccessToken and
 	// RefreshToken are empty.
@@ -54,7 +52,7 @@ type Rejection struct {
 }
 
 // ErrStale is returned by Put when the store holds a newer generation for
-// the key than the entry's Gen: the write was refused.
+// the key than the entry's Fence: the write was refused.
 var ErrStale = errors.New("store: write refused: a newer generation is stored")
 
 // ErrRevoked is returned by Put when the entry's access token was
@@ -75,19 +73,6 @@ type Store interface {
 	// also remembers accessToken as rejected, whether or not it deleted
 	// anything, and refuses to store it again (ErrRevoked).
 	CompareAndDelete(ctx context.Context, key, accessToken string) (bool, error)
-}
-
-// Sibling returns the key beside token key key with another suffix
-// (":lock", ":gen", ":neg"): everything but the ":token" (or ":neg")
-// suffix is shared, so in a Redis Cluster all of them hash to the token's
-// slot.
-func Sibling(key, suffix string) string {
-	for _, own := range []string{":token", ":neg"} {
-		if base, ok := strings.CutSuffix(key, own); ok {
-			return base + suffix
-		}
-	}
-	return key + suffix
 }
 
 // DefaultLeaseTTL is how long a fetch lease outlives its holder's last
@@ -115,9 +100,9 @@ type Leaser interface {
 
 // Lease is a held fetch lease.
 type Lease interface {
-	// Gen is the lease's generation: entries written under the lease carry
-	// it (Entry.Gen), and the store refuses older ones.
-	Gen() uint64
+	// Fence is the lease's fence generation: entries written under the lease carry
+	// it (Entry.Fence), and the store refuses older ones.
+	Fence() uint64
 	// Extend renews the lease now and reports whether this holder still
 	// owns it (a holder that stalled past its TTL may not).
 	Extend(ctx context.Context) (held bool, err error)

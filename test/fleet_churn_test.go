@@ -21,6 +21,7 @@ import (
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -568,7 +569,7 @@ func clusterTokenKey(t *testing.T, raw redis.UniversalClient) string {
 	var mu sync.Mutex
 	var keys []string
 	err := raw.(*redis.ClusterClient).ForEachMaster(context.Background(), func(ctx context.Context, node *redis.Client) error {
-		found, err := node.Keys(ctx, "tokenbroker:v1:*:token").Result()
+		found, err := node.Keys(ctx, store.TokenKeyPattern).Result()
 		mu.Lock()
 		keys = append(keys, found...)
 		mu.Unlock()

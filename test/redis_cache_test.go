@@ -17,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // cacheKey returns a new base64 encryption key.
@@ -49,7 +50,7 @@ func onlyTokenKey(t *testing.T, c redis.UniversalClient) string {
 // tokenKeys lists the token keys in a standalone Redis.
 func tokenKeys(t *testing.T, c redis.UniversalClient) []string {
 	t.Helper()
-	keys, err := c.Keys(context.Background(), "tokenbroker:v1:*:token").Result()
+	keys, err := c.Keys(context.Background(), store.TokenKeyPattern).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ type clientAuth struct {
 	clientID     string
 	clientSecret string
 	// privateKeyPEM is parsed on first use (key): parsing an RSA key costs
-	// more than serving a cached token, and Prepare runs for every request.
+	// more than serving a cached token, and ResolveCall runs for every request.
 	privateKeyPEM string
 	keyOnce       sync.Once
 	key           crypto.Signer

@@ -146,12 +146,12 @@ func TestClientAssertions(t *testing.T) {
 			for k, v := range tc.creds {
 				creds[k] = v
 			}
-			call, err := OAuth2().Prepare(Input{
+			call, err := OAuth2().ResolveCall(Input{
 				Settings:    Settings{"token_url": base + "/oauth/token", "client_auth": tc.method, "scope": "api"},
 				Credentials: secret.FromStrings(creds),
 			})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			start := time.Now()
 			tok, err := call.Fetch(context.Background(), "")
@@ -210,7 +210,7 @@ func TestClientAssertionKeyErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h, base := serve(t, cannedAnswer{status: 200, ctype: "application/json", body: `{"access_token":"tok","expires_in":60}`})
-			call, err := OAuth2().Prepare(Input{
+			call, err := OAuth2().ResolveCall(Input{
 				Settings:    Settings{"token_url": base, "client_auth": "private_key_jwt"},
 				Credentials: secret.FromStrings(map[string]string{"client_id": "c", "private_key": tc.key}),
 			})

@@ -57,13 +57,13 @@ func TestErrorAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h, base := serve(t, tc.answer)
-			call, err := OAuth2().Prepare(Input{
+			call, err := OAuth2().ResolveCall(Input{
 				Settings:    Settings{"token_url": base + "/token", "client_auth": "client_secret_post", "default_ttl": "1m"},
 				Credentials: secret.FromStrings(map[string]string{"client_id": "client-7", "client_secret": secretValue}),
 				HTTPClient:  &http.Client{}, // follows redirects unless the vendor code stops it
 			})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			_, err = call.Fetch(context.Background(), "")
 			var ve *Error
@@ -90,7 +90,7 @@ func TestErrorAnswers(t *testing.T) {
 func TestRegisteredErrorCodesSurviveScrubbing(t *testing.T) {
 	t.Parallel()
 	_, base := serve(t, cannedAnswer{status: 401, ctype: "application/json", body: `{"error":"invalid_client","error_description":"unknown client"}`})
-	call, err := OAuth2().Prepare(Input{
+	call, err := OAuth2().ResolveCall(Input{
 		Settings:    Settings{"token_url": base},
 		Credentials: secret.FromStrings(map[string]string{"client_id": "client", "client_secret": "secret"}),
 	})
@@ -111,7 +111,7 @@ func TestNetworkErrorsAreRetried(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	base := srv.URL
 	srv.Close() // connection refused from now on
-	call, err := OAuth2().Prepare(Input{
+	call, err := OAuth2().ResolveCall(Input{
 		Settings:    Settings{"token_url": base + "/token", "timeout": "3s"},
 		Credentials: secret.FromStrings(map[string]string{"client_id": "client", "client_secret": "hunter2"}),
 	})

@@ -73,9 +73,9 @@ func TestExpiryChain(t *testing.T) {
 			if tc.defaultTTL != "" {
 				set["default_ttl"] = tc.defaultTTL
 			}
-			call, err := OAuth2().Prepare(Input{Settings: set, Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"})})
+			call, err := OAuth2().ResolveCall(Input{Settings: set, Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"})})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			tok, err := call.Fetch(context.Background(), "")
 			if tc.wantErr {
@@ -111,7 +111,7 @@ func TestExpiryChain(t *testing.T) {
 func TestExpiryCountsFromTheRequest(t *testing.T) {
 	t.Parallel()
 	h, base := serve(t, cannedAnswer{status: 200, ctype: "application/json", body: `{"access_token":"t","expires_in":60}`, delay: 300 * time.Millisecond})
-	call, err := OAuth2().Prepare(Input{Settings: Settings{"token_url": base}, Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"})})
+	call, err := OAuth2().ResolveCall(Input{Settings: Settings{"token_url": base}, Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func HotDocsAdvance() Strategy { return hotDocsStrategy{} }
 
 func (hotDocsStrategy) Info() Info { return hotDocsInfo }
 
-func (hotDocsStrategy) Prepare(in Input) (Call, error) {
+func (hotDocsStrategy) ResolveCall(in Input) (Call, error) {
 	if err := checkSettingNames(hotDocsInfo, in.Settings); err != nil {
 		return nil, err
 	}

@@ -130,14 +130,14 @@ func TestMutualTLSForEveryVendor(t *testing.T) {
 			})
 			set := withBase(tc.settings, srv.URL)
 			set["tls_client_cert"], set["tls_client_key"] = pki.certFile, pki.keyFile
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{
 				Settings:    set,
 				Credentials: secret.FromStrings(tc.creds),
 				Params:      tc.params,
 				HTTPClient:  srv.Client(), // trusts the test server; the certificate is added to a clone
 			})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			tok, err := call.Fetch(context.Background(), "")
 			if err != nil {
@@ -165,7 +165,7 @@ func TestTLSClientAuth(t *testing.T) {
 		defer mu.Unlock()
 		got, auth = form, r.Header.Get("Authorization")
 	})
-	call, err := OAuth2().Prepare(Input{
+	call, err := OAuth2().ResolveCall(Input{
 		Settings: Settings{
 			"token_url": srv.URL + "/token", "client_auth": "tls_client_auth",
 			"tls_client_cert": pki.certFile, "tls_client_key": pki.keyFile,
@@ -174,7 +174,7 @@ func TestTLSClientAuth(t *testing.T) {
 		HTTPClient:  srv.Client(),
 	})
 	if err != nil {
-		t.Fatalf("Prepare: %v", err)
+		t.Fatalf("ResolveCall: %v", err)
 	}
 	if _, err := call.Fetch(context.Background(), ""); err != nil {
 		t.Fatalf("Fetch: %v", err)
@@ -194,7 +194,7 @@ func TestMutualTLSFailures(t *testing.T) {
 	srv := mtlsServer(t, pki, nil)
 	creds := secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"})
 
-	call, err := OAuth2().Prepare(Input{Settings: Settings{"token_url": srv.URL, "timeout": "2s"}, Credentials: creds, HTTPClient: srv.Client()})
+	call, err := OAuth2().ResolveCall(Input{Settings: Settings{"token_url": srv.URL, "timeout": "2s"}, Credentials: creds, HTTPClient: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestMutualTLSFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			set := Settings{"token_url": srv.URL}.Overlay(tc.settings)
-			_, err := OAuth2().Prepare(Input{Settings: set, Credentials: creds, HTTPClient: tc.client})
+			_, err := OAuth2().ResolveCall(Input{Settings: set, Credentials: creds, HTTPClient: tc.client})
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Setting != "tls_client_cert" {
 				t.Fatalf("err = %v, want a ConfigError on tls_client_cert", err)
@@ -272,7 +272,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	for _, status := range []int{301, 302, 307, 308} {
 		_, base := serve(t, cannedAnswer{status: status, header: http.Header{"Location": {targetURL + "/collect"}}})
 		for _, client := range []*http.Client{nil, {}} {
-			call, err := OAuth2().Prepare(Input{
+			call, err := OAuth2().ResolveCall(Input{
 				Settings:    Settings{"token_url": base},
 				Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"}),
 				HTTPClient:  client,
@@ -313,7 +313,7 @@ func TestRenewedClientCertificateIsPresented(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	copyFile(t, first.certFile, certFile)
 	copyFile(t, first.keyFile, keyFile)
-	call, err := strategyFor(t, "smartdocumentor").Prepare(Input{
+	call, err := strategyFor(t, "smartdocumentor").ResolveCall(Input{
 		Settings:    Settings{"token_url": srv.URL + "/connect/token", "tls_client_cert": certFile, "tls_client_key": keyFile},
 		Credentials: secret.FromStrings(map[string]string{"client_id": "a", "client_secret": "b"}),
 		HTTPClient:  srv.Client(),

@@ -58,7 +58,7 @@ func (s *oauthStrategy) Info() Info { return s.info }
 // scopeSyntax is RFC 6749 section 3.3's scope-token alphabet, with spaces.
 var scopeSyntax = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E ]+$`)
 
-func (s *oauthStrategy) Prepare(in Input) (Call, error) {
+func (s *oauthStrategy) ResolveCall(in Input) (Call, error) {
 	if err := checkSettingNames(s.info, in.Settings); err != nil {
 		return nil, err
 	}

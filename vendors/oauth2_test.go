@@ -57,9 +57,9 @@ func (f *fakeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func prepareOAuth2(t *testing.T, tokenURL string, extra Settings, creds map[string]string) Call {
 	t.Helper()
 	set := Settings{"token_url": tokenURL, "default_ttl": "5m", "timeout": "2s"}.Overlay(extra)
-	call, err := OAuth2().Prepare(Input{Settings: set, Credentials: secret.FromStrings(creds)})
+	call, err := OAuth2().ResolveCall(Input{Settings: set, Credentials: secret.FromStrings(creds)})
 	if err != nil {
-		t.Fatalf("Prepare: %v", err)
+		t.Fatalf("ResolveCall: %v", err)
 	}
 	return call
 }
@@ -196,7 +196,7 @@ func TestOAuth2Variations(t *testing.T) {
 	}
 }
 
-func TestOAuth2PrepareRejectsBadInput(t *testing.T) {
+func TestOAuth2ResolveCallRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
@@ -215,7 +215,7 @@ func TestOAuth2PrepareRejectsBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := OAuth2().Prepare(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
+			_, err := OAuth2().ResolveCall(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
 			var ae *ArgumentError
 			if !errors.As(err, &ae) || ae.Field != tc.field {
 				t.Fatalf("err = %v, want ArgumentError on %s", err, tc.field)

@@ -104,7 +104,7 @@ func prepare(t *testing.T, vendor string, set vendors.Settings, creds, params ma
 	if !ok {
 		t.Fatalf("no vendor %s", vendor)
 	}
-	return st.Prepare(vendors.Input{Settings: set, Credentials: secret.FromStrings(creds), Params: params})
+	return st.ResolveCall(vendors.Input{Settings: set, Credentials: secret.FromStrings(creds), Params: params})
 }
 
 func mergeParams(base, extra map[string]string) map[string]string {
@@ -201,7 +201,7 @@ func TestVendorsAgainstSimulator(t *testing.T) {
 			}
 			call, err := prepare(t, tc.vendor, sv.settings(tc.vendor, tc.settings), creds, mergeParams(simParams[tc.vendor], tc.params))
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			before := time.Now()
 			tok, err := call.Fetch(context.Background(), "")
@@ -261,7 +261,7 @@ func TestSaasuRefreshCycle(t *testing.T) {
 			sv := startSim(t)
 			call, err := prepare(t, "saasu", sv.settings("saasu", vendors.Settings{"body_format": format}), demoCredentials(t, "saasu"), nil)
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			ctx := context.Background()
 			first, err := call.Fetch(ctx, "")
@@ -305,7 +305,7 @@ func TestSaasuRefreshOutageIsNotMaskedByThePasswordGrant(t *testing.T) {
 	sv := startSim(t)
 	call, err := prepare(t, "saasu", sv.settings("saasu", vendors.Settings{"timeout": "1s"}), demoCredentials(t, "saasu"), nil)
 	if err != nil {
-		t.Fatalf("Prepare: %v", err)
+		t.Fatalf("ResolveCall: %v", err)
 	}
 	sv.sim.FailNext("saasu", 10, http.StatusServiceUnavailable, 0)
 	_, err = call.Fetch(context.Background(), "some-refresh-token")
@@ -359,7 +359,7 @@ func TestURLTemplateAttacks(t *testing.T) {
 			call, err := prepare(t, tc.vendor, sv.settings(tc.vendor, nil), demoCredentials(t, tc.vendor), params)
 			var ae *vendors.ArgumentError
 			if !errors.As(err, &ae) || ae.Field != "params."+tc.param {
-				t.Fatalf("Prepare = %v, %v; want an ArgumentError on params.%s", call, err, tc.param)
+				t.Fatalf("ResolveCall = %v, %v; want an ArgumentError on params.%s", call, err, tc.param)
 			}
 			if n := sv.sim.Requests(tc.vendor); n != 0 {
 				t.Fatalf("the simulator saw %d requests", n)
@@ -401,7 +401,7 @@ func TestRetriesAgainstSimulator(t *testing.T) {
 			}
 			call, err := prepare(t, "smartdocumentor", set, demoCredentials(t, "smartdocumentor"), nil)
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			sv.sim.FailNext("smartdocumentor", tc.failures, tc.status, tc.retryAfter)
 			start := time.Now()
@@ -434,7 +434,7 @@ func TestCallerDeadlineBoundsRetries(t *testing.T) {
 	sv := startSim(t, vendorsim.WithLatency(300*time.Millisecond))
 	call, err := prepare(t, "smartdocumentor", sv.settings("smartdocumentor", nil), demoCredentials(t, "smartdocumentor"), nil)
 	if err != nil {
-		t.Fatalf("Prepare: %v", err)
+		t.Fatalf("ResolveCall: %v", err)
 	}
 	sv.sim.FailNext("smartdocumentor", 3, 503, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

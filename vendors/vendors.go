@@ -95,9 +95,9 @@ type Input struct {
 type Strategy interface {
 	// Info describes the vendor.
 	Info() Info
-	// Prepare validates in and resolves the token request. Errors are
+	// ResolveCall validates in and resolves the token request. Errors are
 	// *ArgumentError (the caller's input) or *ConfigError (the operator's).
-	Prepare(in Input) (Call, error)
+	ResolveCall(in Input) (Call, error)
 }
 
 // Call is a resolved token request.

@@ -271,13 +271,13 @@ func TestDocumentedRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h, base := serve(t, tc.answer)
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{
 				Settings:    withBase(tc.settings, base),
 				Credentials: secret.FromStrings(tc.creds),
 				Params:      tc.params,
 			})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			tok, err := call.Fetch(context.Background(), tc.refresh)
 			if err != nil {
@@ -368,9 +368,9 @@ func TestDocumentedErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h, base := serve(t, tc.answer)
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{Settings: withBase(tc.settings, base), Credentials: secret.FromStrings(tc.creds), Params: tc.params})
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{Settings: withBase(tc.settings, base), Credentials: secret.FromStrings(tc.creds), Params: tc.params})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			_, err = call.Fetch(context.Background(), "")
 			var ve *Error
@@ -417,16 +417,16 @@ func TestDefaultTargets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
 			t.Parallel()
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			if got := call.Target(); got != tc.want {
 				t.Fatalf("Target() = %q, want %q", got, tc.want)
 			}
 		})
 	}
-	call, err := strategyFor(t, "saasu").Prepare(Input{Credentials: secret.FromStrings(map[string]string{"username": "u", "password": "p"})})
+	call, err := strategyFor(t, "saasu").ResolveCall(Input{Credentials: secret.FromStrings(map[string]string{"username": "u", "password": "p"})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,9 +435,9 @@ func TestDefaultTargets(t *testing.T) {
 	}
 }
 
-// TestPrepareRejectsDeviations: requests a vendor would refuse are refused
+// TestResolveCallRejectsDeviations: requests a vendor would refuse are refused
 // here first, naming the input to fix, and nothing is sent.
-func TestPrepareRejectsDeviations(t *testing.T) {
+func TestResolveCallRejectsDeviations(t *testing.T) {
 	t.Parallel()
 	hotdocs := map[string]string{"client_name": "c", "principal_name": "p", "principal_password": "pw"}
 	abbyy := map[string]string{"client_id": "a", "client_secret": "b", "username": "u", "password": "p"}
@@ -496,7 +496,7 @@ func TestPrepareRejectsDeviations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{Settings: tc.settings, Credentials: secret.FromStrings(tc.creds), Params: tc.params})
 			var ae *ArgumentError
 			var ce *ConfigError
 			switch {
@@ -509,7 +509,7 @@ func TestPrepareRejectsDeviations(t *testing.T) {
 					t.Fatalf("ConfigError on %s (%v), want %s", ce.Setting, err, tc.field)
 				}
 			default:
-				t.Fatalf("Prepare = %v, %v; want an error on %s", call, err, tc.field)
+				t.Fatalf("ResolveCall = %v, %v; want an error on %s", call, err, tc.field)
 			}
 		})
 	}
@@ -544,9 +544,9 @@ func TestRefreshGrant(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h, base := serve(t, tc.answers...)
-			call, err := strategyFor(t, tc.vendor).Prepare(Input{Settings: withBase(tc.settings, base), Credentials: secret.FromStrings(tc.creds)})
+			call, err := strategyFor(t, tc.vendor).ResolveCall(Input{Settings: withBase(tc.settings, base), Credentials: secret.FromStrings(tc.creds)})
 			if err != nil {
-				t.Fatalf("Prepare: %v", err)
+				t.Fatalf("ResolveCall: %v", err)
 			}
 			_, err = call.Fetch(context.Background(), "r1")
 			var ve *Error

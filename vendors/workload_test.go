@@ -107,7 +107,7 @@ func TestWorkloadIdentityGrants(t *testing.T) {
 			if tc.name == "client assertion file with basic auth" {
 				var ce *vendors.ConfigError
 				if !errors.As(err, &ce) || ce.Setting != "client_assertion_file" {
-					t.Fatalf("Prepare: %v, want a ConfigError on client_assertion_file", err)
+					t.Fatalf("ResolveCall: %v, want a ConfigError on client_assertion_file", err)
 				}
 				return
 			}

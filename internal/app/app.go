@@ -56,9 +56,9 @@ type App struct {
 	// ops is the operations side: metrics, health, tracing (ops.go).
 	ops *ops
 
-	// gen is the configuration in service (reload.go); reloadMu
+	// config is the configuration generation in service (reload.go); reloadMu
 	// serialises reloads.
-	gen      atomic.Pointer[generation]
+	config   atomic.Pointer[configGeneration]
 	reloadMu sync.Mutex
 	// listenerTLS is the listeners' TLS configuration and certificate the
 	// server certificate, reread when its files change (nil without TLS).
@@ -93,7 +93,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.gen.Store(g)
+	a.config.Store(g)
 	svcCfg := g.serviceConfig
 	svcCfg.Logger = opts.Logger
 	st, leases, closeStore, err := buildStore(ctx, cfg, opts.Logger)

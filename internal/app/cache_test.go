@@ -106,7 +106,7 @@ func TestRedisOverTLS(t *testing.T) {
 func putGet(t *testing.T, st store.Store) string {
 	t.Helper()
 	ctx := context.Background()
-	key := "tokenbroker:v1:{" + rand.Text() + "}:token"
+	key := store.TokenKey(rand.Text())
 	now := time.Now()
 	e := store.Entry{AccessToken: rand.Text(), IssuedAt: now, ExpiresAt: now.Add(time.Minute), FetchedAt: now}
 	if err := st.Put(ctx, key, e); err != nil {

@@ -20,7 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
-// panicky is a test-only vendor whose Prepare panics for the profile whose
+// panicky is a test-only vendor whose ResolveCall panics for the profile whose
 // credential mode is "panic", as a bug in a strategy would, and answers a
 // fixed token for any other.
 type panicky struct{}
@@ -30,7 +30,7 @@ func (panicky) Info() vendors.Info {
 		RequiredCredentials: []string{"mode"}}
 }
 
-func (panicky) Prepare(in vendors.Input) (vendors.Call, error) {
+func (panicky) ResolveCall(in vendors.Input) (vendors.Call, error) {
 	if in.Credentials.Get("mode") == "panic" {
 		var settings []string
 		_ = settings[len(in.Params)] // an index out of range: the kind of bug a strategy could have
@@ -163,7 +163,7 @@ profiles:
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatal(err)
 		}
-		if rec["level"] != "ERROR" || !strings.Contains(rec["stack"].(string), "panicky.Prepare") ||
+		if rec["level"] != "ERROR" || !strings.Contains(rec["stack"].(string), "panicky.ResolveCall") ||
 			!strings.Contains(rec["panic"].(string), "index out of range") {
 			t.Errorf("panic log line lacks the level, the value or the stack: %s", line)
 		}

@@ -15,12 +15,12 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
 
-// generation is one configuration as the running server uses it, built
+// configGeneration is one configuration as the running server uses it, built
 // whole and validated before it replaces the previous one: a call loads
 // it once (unaryPolicy) and is authorized and served by it, so it sees
 // the old or the new configuration, never a mix, and finishes on the one
 // it started with.
-type generation struct {
+type configGeneration struct {
 	number uint64
 	cfg    *config.Config
 	// service is the profiles, vendor settings, fingerprint key and
@@ -46,8 +46,8 @@ type generation struct {
 
 // build checks cfg as a whole, exactly as at startup, and prepares its
 // generation; prev is the generation it would replace (nil at startup).
-func (a *App) build(cfg *config.Config, prev *generation) (*generation, error) {
-	g := &generation{number: 1, cfg: cfg, shutdownDelay: cfg.ShutdownDelay}
+func (a *App) build(cfg *config.Config, prev *configGeneration) (*configGeneration, error) {
+	g := &configGeneration{number: 1, cfg: cfg, shutdownDelay: cfg.ShutdownDelay}
 	var err error
 	if g.serviceConfig, err = ServiceConfig(cfg, a.opts.Registry); err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func (a *App) build(cfg *config.Config, prev *generation) (*generation, error) {
 		g.unary, g.stream = g.policy.UnaryInterceptor(), g.policy.StreamInterceptor()
 	}
 	g.tls = handshakeTLS(a.certificate, clientCAs, g.identity.bundleCAs)
-	g.service = service.Prepare(g.serviceConfig)
+	g.service = service.NewSnapshot(g.serviceConfig)
 	return g, nil
 }
 
@@ -143,12 +143,12 @@ func (a *App) Reload(why string) error {
 		a.log.Info("configuration reload: no configuration file to read", "trigger", why)
 		return nil
 	}
-	prev := a.gen.Load()
+	prev := a.config.Load()
 	result, err := a.reload(prev)
 	a.ops.metrics.ConfigReload(result)
 	switch result {
 	case reloadOK:
-		g := a.gen.Load()
+		g := a.config.Load()
 		a.ops.setGeneration(g.number)
 		a.log.Info("configuration reloaded", "trigger", why, "generation", g.number)
 	case reloadRestartRequired:
@@ -159,7 +159,7 @@ func (a *App) Reload(why string) error {
 	return err
 }
 
-func (a *App) reload(prev *generation) (string, error) {
+func (a *App) reload(prev *configGeneration) (string, error) {
 	cfg, err := a.opts.Load()
 	if err != nil {
 		return reloadInvalid, err
@@ -176,7 +176,7 @@ func (a *App) reload(prev *generation) (string, error) {
 	}
 	a.Service.Use(g.service)
 	a.ops.access.Set(cfg.AccessLog.HitsOneIn())
-	a.gen.Store(g)
+	a.config.Store(g)
 	a.Server.SetShutdownDelay(g.shutdownDelay)
 	return reloadOK, nil
 }
@@ -186,7 +186,7 @@ func (a *App) reload(prev *generation) (string, error) {
 // certificate and vendors' client certificates are reread by the TLS
 // handshakes themselves: internal/keypair.)
 func (a *App) watchedFiles() []string {
-	g := a.gen.Load()
+	g := a.config.Load()
 	var paths []string
 	if a.opts.ConfigFile != "" {
 		paths = append(paths, a.opts.ConfigFile)

@@ -91,7 +91,7 @@ func callerPolicy(cfg *config.Config, opts Options, clientCAs *x509.CertPool, id
 // generation and pins that generation's service configuration to it, so
 // the call is checked and served by one configuration.
 func (a *App) unaryPolicy(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	g := a.gen.Load()
+	g := a.config.Load()
 	ctx = service.WithSnapshot(ctx, g.service)
 	if g.unary == nil {
 		return handler(ctx, req)
@@ -101,7 +101,7 @@ func (a *App) unaryPolicy(ctx context.Context, req any, info *grpc.UnaryServerIn
 
 // streamPolicy is unaryPolicy for streams (health watches, reflection).
 func (a *App) streamPolicy(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	g := a.gen.Load()
+	g := a.config.Load()
 	if g.stream == nil {
 		return handler(srv, ss)
 	}
@@ -137,7 +137,7 @@ func (a *App) serverTLS(t config.TLS) (*tls.Config, error) {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return a.gen.Load().tls, nil
+			return a.config.Load().tls, nil
 		},
 	}, nil
 }

@@ -33,7 +33,7 @@ func TestForgedCertificateHeaderStrippedWithAndWithoutPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a := &App{log: slog.New(slog.DiscardHandler)}
-			a.gen.Store(&generation{cfg: config.Defaults(), policy: tc.policy})
+			a.config.Store(&configGeneration{cfg: config.Defaults(), policy: tc.policy})
 			var seen []string
 			h := a.forwardCertificates(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 				seen = r.Header.Values(auth.ForwardedCertHeader)

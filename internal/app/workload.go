@@ -189,7 +189,7 @@ func workloadFiles(cfg *config.Config) []string {
 // jwksStatus is the current generation's issuers' key state, for metrics
 // and readiness.
 func (a *App) jwksStatus() []metrics.JWKSStatus {
-	g := a.gen.Load()
+	g := a.config.Load()
 	if g == nil || g.identity.jwt == nil {
 		return nil
 	}

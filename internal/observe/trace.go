@@ -22,6 +22,10 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
+// tracerName is the instrumentation scope of this package's spans (the
+// store calls): the import path of the package that makes them.
+const tracerName = "github.com/tokenbroker/tokenbroker/internal/observe"
+
 // Tracing is OpenTelemetry export over OTLP/gRPC, on only when
 // OTEL_EXPORTER_OTLP_ENDPOINT (or its traces-only variant) is set; the
 // exporter reads the rest of the standard OTEL_* variables (headers, TLS,
@@ -60,7 +64,7 @@ func StartTracing(ctx context.Context, log *slog.Logger) (*Tracing, error) {
 		provider:   sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res)),
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}
-	t.tracer = t.provider.Tracer("github.com/tokenbroker/tokenbroker/internal/app")
+	t.tracer = t.provider.Tracer(tracerName)
 	otel.SetTracerProvider(t.provider)
 	otel.SetTextMapPropagator(t.propagator)
 	log.Info("tracing on", "otlp_endpoint", endpoint)

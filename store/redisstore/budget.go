@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// BudgetKey is the key of vendor's request budget: the hash tag holds the
-// vendor id, so a vendor's budget lives on one Cluster slot and every
-// replica reads the same one.
-func BudgetKey(vendor string) string { return "tokenbroker:v1:{budget:" + vendor + "}" }
+	"github.com/tokenbroker/tokenbroker/store"
+)
 
 // takeBudget is the generic cell rate algorithm (GCRA) for one request:
 // KEYS[1] holds the theoretical arrival time (TAT) in microseconds of the
@@ -90,9 +87,9 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 	// go-redis sends the script again when its answer is late (a read
 	// timeout); the operation id makes that a question, not a second
 	// charge.
-	key := BudgetKey(vendor)
-	keys := []string{key, OpKey(key, newOpID())}
-	err = b.doWithin(ctx, key, b.opts.LockTimeout, func(ctx context.Context) error {
+	key := store.BudgetKey(vendor)
+	keys := []string{key, store.BudgetOpKey(vendor, newOpID())}
+	err = b.doWithin(ctx, key, b.opts.LeaseTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudget.Run(ctx, b.client, keys, interval, burst, maxWaitMicros, opMemory.Milliseconds()).Int64Slice()
 		return err
@@ -111,5 +108,5 @@ func (b *Backend) ReserveBudget(ctx context.Context, vendor string, ratePerSec f
 // budget), true when a failed command was this process's saturation or a
 // passing stall.
 func (b *Backend) BudgetReachable(vendor string) bool {
-	return b.breakerFor(b.ctx, BudgetKey(vendor)).allow()
+	return b.breakerFor(b.ctx, store.BudgetKey(vendor)).allow()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 )
 
@@ -49,7 +50,7 @@ func TestBudgetIsSharedByReplicas(t *testing.T) {
 		t.Fatalf("another vendor: %v, %v", ok, err)
 	}
 
-	pttl, err := raw.PTTL(ctx, redisstore.BudgetKey("saasu")).Result()
+	pttl, err := raw.PTTL(ctx, store.BudgetKey("saasu")).Result()
 	if err != nil || pttl <= 0 || pttl > 3*time.Second+time.Millisecond {
 		t.Fatalf("budget key PTTL = %v, %v; want until the bucket is full again (<= 3s)", pttl, err)
 	}
@@ -134,7 +135,7 @@ func TestBudgetKeySlotPerVendor(t *testing.T) {
 	if ok, _, err := b.TakeBudget(ctx, "brightpattern", 5, 5); !ok || err != nil {
 		t.Fatalf("TakeBudget on a Cluster: %v, %v", ok, err)
 	}
-	if got, want := raw.ClusterKeySlot(ctx, redisstore.BudgetKey("brightpattern")).Val(), raw.ClusterKeySlot(ctx, "budget:brightpattern").Val(); got != want {
+	if got, want := raw.ClusterKeySlot(ctx, store.BudgetKey("brightpattern")).Val(), raw.ClusterKeySlot(ctx, "budget:brightpattern").Val(); got != want {
 		t.Fatalf("budget key on slot %d, want the hash tag's slot %d", got, want)
 	}
 }

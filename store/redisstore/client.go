@@ -21,14 +21,14 @@ import (
 // the vendor than wait (docs/design.md, Token semantics: Redis outages add no latency).
 const (
 	DefaultOpTimeout = 50 * time.Millisecond
-	// DefaultLockTimeout bounds taking the fetch lock. It is longer
-	// because the lock is taken only just before a vendor request (which
+	// DefaultLeaseTimeout bounds taking the fetch lease. It is longer
+	// because the lease is taken only just before a vendor request (which
 	// takes far longer), and failing to take it means a second upstream
 	// request: a process stalled for a moment under CPU pressure should
 	// wait rather than duplicate the fetch. Right after a failed command
 	// the ordinary timeout applies, and a Redis that is really down opens
-	// the breaker, after which the lock fails at once.
-	DefaultLockTimeout = 250 * time.Millisecond
+	// the breaker, after which taking the lease fails at once.
+	DefaultLeaseTimeout = 250 * time.Millisecond
 	// dialTimeout bounds background dials; a request's dial is bounded by
 	// its operation timeout.
 	dialTimeout = 200 * time.Millisecond

@@ -13,7 +13,7 @@ import (
 // requirements). Every key of the broker has a TTL, so a maxmemory-policy
 // that evicts keys with one (volatile-*) evicts them as surely as one that
 // evicts any key (allkeys-*): under memory pressure the fetch lease
-// (:lock), the generation that fences writes (:gen) and the refresh-token
+// (:lock), the fence generation (:gen) and the refresh-token
 // claim (:rt) would vanish silently, and two replicas could fetch at once,
 // a stalled holder's late write be accepted, or one refresh token be
 // presented twice. Only noeviction keeps them: a full Redis then refuses

@@ -22,14 +22,14 @@ import (
 // generation Redis holds (a fencing token), so a holder that stalled past
 // its lease never overwrites what a later holder stored.
 
-// genFloor is the least time a generation counter is kept after it last
+// fenceFloor is the least time a fence generation counter is kept after it last
 // changed: longer than any fetch, so a stalled holder's generation cannot
 // outlive the counter that makes it stale.
-const genFloor = 24 * time.Hour
+const fenceFloor = 24 * time.Hour
 
-// acquireLease takes KEYS[1] (the lock) for ARGV[1] (the owner) for
+// acquireLease takes KEYS[1] (the lease) for ARGV[1] (the owner) for
 // ARGV[2] ms and returns the new generation from KEYS[2], or 0 when
-// another owner holds it. It answers the current generation when the lock
+// another owner holds it. It answers the current generation when the lease
 // already holds this owner, so a retry after a timed-out attempt whose SET
 // landed still succeeds.
 var acquireLease = redis.NewScript(`
@@ -94,10 +94,6 @@ return r
 // longer than any token lives with it.
 const spentFloor = 31 * 24 * time.Hour
 
-// SpentKey is the key that marks the refresh token last presented for a
-// token key.
-func SpentKey(key string) string { return store.Sibling(key, ":rt") }
-
 // saveFenced stores ARGV[1] under KEYS[1] for ARGV[2] ms unless the
 // generation in KEYS[2] is newer than ARGV[3] (then it answers 0). The
 // counter keeps the newest generation written and lives at least as long
@@ -136,28 +132,22 @@ end
 return 1
 `)
 
-// LockKey is the fetch lease's key for a token key.
-func LockKey(key string) string { return store.Sibling(key, ":lock") }
-
-// GenKey is the generation counter's key for a token key.
-func GenKey(key string) string { return store.Sibling(key, ":gen") }
-
 // TryLease implements store.Leaser. With the breaker open it fails at
 // once; the service then fetches without the lease (availability over
 // economy).
 func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error) {
-	l := &lease{b: b, key: key, lockKey: LockKey(key), owner: randomHex(16), stop: make(chan struct{})}
-	// The longer lock timeout rides out a stall of this process; once a
+	l := &lease{b: b, key: key, leaseKey: store.LeaseKey(key), owner: randomHex(16), stop: make(chan struct{})}
+	// The longer lease timeout rides out a stall of this process; once a
 	// command has just failed, Redis may be going down and the ordinary
 	// timeout applies.
-	timeout := b.opts.LockTimeout
+	timeout := b.opts.LeaseTimeout
 	if b.breakerFor(ctx, key).suspect() {
 		timeout = b.opts.OpTimeout
 	}
 	acquire := func(ctx context.Context) error {
-		g, err := acquireLease.Run(ctx, b.client, []string{l.lockKey, GenKey(key)},
-			l.owner, b.opts.LeaseTTL.Milliseconds(), genFloor.Milliseconds()).Int64()
-		l.gen = uint64(g)
+		g, err := acquireLease.Run(ctx, b.client, []string{l.leaseKey, store.FenceKey(key)},
+			l.owner, b.opts.LeaseTTL.Milliseconds(), fenceFloor.Milliseconds()).Int64()
+		l.fence = uint64(g)
 		return err
 	}
 	err := b.doWithin(ctx, key, timeout, acquire)
@@ -173,7 +163,7 @@ func (b *Backend) TryLease(ctx context.Context, key string) (store.Lease, error)
 		b.background(func() { l.release(b.ctx) })
 		return nil, fmt.Errorf("redisstore: lease: %w", err)
 	}
-	if l.gen == 0 {
+	if l.fence == 0 {
 		return nil, nil
 	}
 	if !b.background(l.renew) {
@@ -190,21 +180,21 @@ func (b *Backend) PollInterval() time.Duration { return b.opts.LeaseTTL / 8 }
 // lease is a held fetch lease, renewed by its own goroutine until
 // released.
 type lease struct {
-	b       *Backend
-	key     string
-	lockKey string
-	owner   string
-	gen     uint64
+	b        *Backend
+	key      string
+	leaseKey string
+	owner    string
+	fence    uint64
 
 	once sync.Once
 	stop chan struct{}
 	lost atomic.Bool
 }
 
-func (l *lease) Gen() uint64 { return l.gen }
+func (l *lease) Fence() uint64 { return l.fence }
 
 // Release implements store.Lease: it stops the renewals and deletes the
-// lock if this holder still owns it.
+// lease if this holder still owns it.
 func (l *lease) Release() {
 	l.once.Do(func() {
 		close(l.stop)
@@ -215,7 +205,7 @@ func (l *lease) Release() {
 func (l *lease) release(ctx context.Context) {
 	// Best effort: a lease that is not released expires after its TTL.
 	_ = l.b.doRetry(ctx, l.key, func(ctx context.Context) error {
-		return releaseLease.Run(ctx, l.b.client, []string{l.lockKey},
+		return releaseLease.Run(ctx, l.b.client, []string{l.leaseKey},
 			l.owner, l.b.opts.LeaseChannel, l.key).Err()
 	})
 }
@@ -245,7 +235,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 	var n int64
 	err := l.b.do(ctx, l.key, func(ctx context.Context) error {
 		var err error
-		n, err = renewLease.Run(ctx, l.b.client, []string{l.lockKey}, l.owner, l.b.opts.LeaseTTL.Milliseconds()).Int64()
+		n, err = renewLease.Run(ctx, l.b.client, []string{l.leaseKey}, l.owner, l.b.opts.LeaseTTL.Milliseconds()).Int64()
 		return err
 	})
 	if err != nil {
@@ -262,7 +252,7 @@ func (l *lease) Extend(ctx context.Context) (bool, error) {
 // replicas, the claim is not trusted until one of them has it (claim.go).
 func (l *lease) ClaimRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
 	digest := sha256.Sum256([]byte(refreshToken))
-	keys := []string{l.lockKey, SpentKey(l.key), OpKey(l.key, newOpID())}
+	keys := []string{l.leaseKey, store.SpentKey(l.key), store.OpKey(l.key, newOpID())}
 	args := []any{l.owner, l.b.opts.LeaseTTL.Milliseconds(), digest[:], spentFloor.Milliseconds(), opMemory.Milliseconds()}
 	n, replicated, err := l.b.claimReplicated(ctx, l.key, keys, args)
 	if err != nil {

@@ -1,10 +1,6 @@
 package redisstore
 
-import (
-	"time"
-
-	"github.com/tokenbroker/tokenbroker/store"
-)
+import "time"
 
 // Scripts are never run twice blindly (docs/design.md, The lease and generation protocol: one
 // answer per operation). A command whose answer is lost (a read timeout)
@@ -24,7 +20,3 @@ const opMemory = 10 * time.Second
 
 // newOpID returns a fresh operation id.
 func newOpID() string { return randomHex(8) }
-
-// OpKey is the key under which a script run with operation id remembers
-// its answer (beside key, in its hash slot).
-func OpKey(key, id string) string { return store.Sibling(key, ":op:"+id) }

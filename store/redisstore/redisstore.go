@@ -7,7 +7,8 @@
 // bounded by a timeout and a breaker, so an outage costs the broker economy,
 // never availability.
 //
-// The keys, values and channels are docs/design.md, Storage; the lease,
+// Every key and channel name is built by package store (keys.go). The
+// keys, values and channels are docs/design.md, Storage; the lease,
 // the fenced writes, the breakers and what each outage does are
 // docs/design.md, The lease and generation protocol.
 package redisstore
@@ -38,27 +39,20 @@ var ErrUnavailable = errors.New("redisstore: Redis unavailable (circuit breaker 
 // ErrClosed is returned by a Backend after Close.
 var ErrClosed = errors.New("redisstore: closed")
 
-// DefaultChannel carries invalidations between replicas: a token stored or
-// deleted.
-const DefaultChannel = "tokenbroker:v1:invalidations"
-
-// DefaultLeaseChannel carries lease releases, to wake waiters.
-const DefaultLeaseChannel = "tokenbroker:v1:leases"
-
 // Options tune a Backend; zero values are the defaults.
 type Options struct {
-	// OpTimeout bounds each command (DefaultOpTimeout); LockTimeout the
-	// lock's acquisition (DefaultLockTimeout).
-	OpTimeout   time.Duration
-	LockTimeout time.Duration
+	// OpTimeout bounds each command (DefaultOpTimeout); LeaseTimeout the
+	// lease's acquisition (DefaultLeaseTimeout).
+	OpTimeout    time.Duration
+	LeaseTimeout time.Duration
 	// FailureThreshold consecutive failures over at least MinOutage open
 	// the breaker (DefaultFailureThreshold, DefaultMinOutage).
 	FailureThreshold int
 	MinOutage        time.Duration
 	// ProbeInterval is how often an open breaker probes (DefaultProbeInterval).
 	ProbeInterval time.Duration
-	// Channel is the invalidation channel (DefaultChannel), LeaseChannel
-	// the lease release channel (DefaultLeaseChannel).
+	// Channel is the invalidation channel (store.InvalidationChannel),
+	// LeaseChannel the lease release channel (store.LeaseChannel).
 	Channel      string
 	LeaseChannel string
 	// LeaseTTL is how long a fetch lease outlives its last renewal
@@ -99,7 +93,7 @@ type Stats struct {
 	ClaimsInDoubt uint64
 }
 
-// Backend is the Redis byte store, locker and invalidation channel.
+// Backend is the Redis byte store, leaser and invalidation channel.
 type Backend struct {
 	client redis.UniversalClient
 	// cluster is client when it is a Cluster client, else nil.
@@ -124,7 +118,7 @@ type Backend struct {
 	// (claim.go).
 	replicas sync.Map
 
-	// commands holds a slot per command in flight: at most PoolSize, so
+	// commands holds a permit per command in flight: at most PoolSize, so
 	// a command never waits for a pooled connection inside its timeout
 	// (a cold start of thousands of tokens queues here, which says
 	// nothing about Redis, instead of timing out and opening the breaker).
@@ -155,8 +149,8 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = DefaultOpTimeout
 	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
+	if opts.LeaseTimeout <= 0 {
+		opts.LeaseTimeout = DefaultLeaseTimeout
 	}
 	if opts.FailureThreshold <= 0 {
 		opts.FailureThreshold = DefaultFailureThreshold
@@ -168,10 +162,10 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 		opts.ProbeInterval = DefaultProbeInterval
 	}
 	if opts.Channel == "" {
-		opts.Channel = DefaultChannel
+		opts.Channel = store.InvalidationChannel
 	}
 	if opts.LeaseChannel == "" {
-		opts.LeaseChannel = DefaultLeaseChannel
+		opts.LeaseChannel = store.LeaseChannel
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = store.DefaultLeaseTTL
@@ -291,12 +285,28 @@ func (b *Backend) Load(ctx context.Context, key string) ([]byte, error) {
 	return value, nil
 }
 
-// Save implements sealed.Backend: SET with PX = the time left until
-// expiresAt, rounded down to the millisecond, unless the key's generation
-// is newer than gen (store.ErrStale) or, for a token, its tag is marked
-// revoked (store.ErrRevoked, revoke.go). A value with less than a
-// millisecond left is not stored.
-func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error {
+// Save implements sealed.Backend for a token under its token key: SET
+// with PX = the time left until expiresAt, rounded down to the
+// millisecond, unless the key's fence generation is newer than fence
+// (store.ErrStale) or the value's tag is marked revoked
+// (store.ErrRevoked, revoke.go); it deletes the negative cache entry
+// beside the token. A value with less than a millisecond left is not
+// stored.
+func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.save(ctx, key, store.NegativeKey(key), value, expiresAt, fence)
+}
+
+// SaveRejection implements sealed.Backend for a negative cache entry
+// under its store.NegativeKey: Save without the revocation check and the
+// delete.
+func (b *Backend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.save(ctx, key, key, value, expiresAt, fence)
+}
+
+// save runs saveFenced for key; negative is the negative cache entry a
+// token write deletes, key itself for a rejection's write (saveFenced
+// tells the two apart by that).
+func (b *Backend) save(ctx context.Context, key, negative string, value []byte, expiresAt time.Time, fence uint64) error {
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		// Measured here, as late as possible, so queueing does not stretch
@@ -306,13 +316,9 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 			n = 1
 			return nil
 		}
-		neg := key
-		if strings.HasSuffix(key, ":token") {
-			neg = store.Sibling(key, ":neg")
-		}
 		var err error
-		n, err = saveFenced.Run(ctx, b.client, []string{key, GenKey(key), neg, RevokedKey(key)},
-			value, ttl.Milliseconds(), gen, genFloor.Milliseconds(), TagLen).Int64()
+		n, err = saveFenced.Run(ctx, b.client, []string{key, store.FenceKey(key), negative, store.RevokedKey(key)},
+			value, ttl.Milliseconds(), fence, fenceFloor.Milliseconds(), TagLen).Int64()
 		return err
 	})
 	if err != nil {
@@ -328,7 +334,7 @@ func (b *Backend) Save(ctx context.Context, key string, value []byte, expiresAt 
 }
 
 // doRetry is do with one more attempt when the first timed out. It is for
-// the fetch path's idempotent commands (store, delete, unlock), where a
+// the fetch path's idempotent commands (store, delete, lease release), where a
 // spurious failure costs a second upstream request: one stall of the
 // process or the network should not. Redis down costs at most two
 // timeouts until the breaker opens, then nothing.

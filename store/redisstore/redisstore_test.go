@@ -27,7 +27,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 )
 
-const key = "tokenbroker:v1:{0123abcd}:token"
+var key = store.TokenKey("0123abcd")
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -138,7 +138,7 @@ func TestSealedInRedis(t *testing.T) {
 		}
 	})
 	t.Run("flipped byte is a miss", func(t *testing.T) {
-		k2 := "tokenbroker:v1:{flip}:token"
+		k2 := store.TokenKey("flip")
 		if err := s.Put(ctx, k2, entry(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestSealedInRedis(t *testing.T) {
 		if got, err := rotated.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
 			t.Fatalf("the old key no longer opens: %+v, %v", got, err)
 		}
-		k3 := "tokenbroker:v1:{rotated}:token"
+		k3 := store.TokenKey("rotated")
 		if err := rotated.Put(ctx, k3, entry(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -239,14 +239,14 @@ func testLease(t *testing.T, addrs ...string) {
 	const ttl = 400 * time.Millisecond
 	a, b := newLeaseBackend(t, ttl, addrs...), newLeaseBackend(t, ttl, addrs...)
 	raw := rawClient(t, addrs...)
-	raw.Del(ctx, redisstore.LockKey(key), redisstore.GenKey(key))
+	raw.Del(ctx, store.LeaseKey(key), store.FenceKey(key))
 
 	la, err := a.TryLease(ctx, key)
 	if err != nil || la == nil {
 		t.Fatalf("first TryLease: %v, %v", la, err)
 	}
-	if la.Gen() != 1 {
-		t.Fatalf("first generation = %d, want 1", la.Gen())
+	if la.Fence() != 1 {
+		t.Fatalf("first generation = %d, want 1", la.Fence())
 	}
 	if lb, err := b.TryLease(ctx, key); lb != nil || err != nil {
 		t.Fatalf("second TryLease while held: %v, %v", lb, err)
@@ -256,12 +256,12 @@ func testLease(t *testing.T, addrs ...string) {
 		// falls, so a read above the one before it saw a renewal. (Not
 		// above the first read: that one may itself follow a renewal by
 		// under a millisecond, when no later read can exceed it.)
-		prev, _ := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+		prev, _ := raw.PTTL(ctx, store.LeaseKey(key)).Result()
 		if prev <= 0 || prev > ttl {
 			t.Fatalf("lease PTTL = %v, want at most %v", prev, ttl)
 		}
 		brokertest.Eventually(t, "a renewal", 25*ttl, brokertest.Holds(func() bool {
-			now, err := raw.PTTL(ctx, redisstore.LockKey(key)).Result()
+			now, err := raw.PTTL(ctx, store.LeaseKey(key)).Result()
 			if err != nil || now <= 0 {
 				return false // a failed read, or the lease gone: no renewal seen
 			}
@@ -279,7 +279,7 @@ func testLease(t *testing.T, addrs ...string) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the waiter was not woken by the release")
 		}
-		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 0 {
+		if n, _ := raw.Exists(ctx, store.LeaseKey(key)).Result(); n != 0 {
 			t.Fatal("release did not free the lease")
 		}
 	})
@@ -288,16 +288,16 @@ func testLease(t *testing.T, addrs ...string) {
 		if err != nil || l1 == nil {
 			t.Fatalf("TryLease: %v, %v", l1, err)
 		}
-		raw.Del(ctx, redisstore.LockKey(key)) // as if it had expired
+		raw.Del(ctx, store.LeaseKey(key)) // as if it had expired
 		l2, err := b.TryLease(ctx, key)
 		if err != nil || l2 == nil {
 			t.Fatalf("TryLease after expiry: %v, %v", l2, err)
 		}
-		if l2.Gen() <= l1.Gen() {
-			t.Fatalf("generations %d then %d: not increasing", l1.Gen(), l2.Gen())
+		if l2.Fence() <= l1.Fence() {
+			t.Fatalf("generations %d then %d: not increasing", l1.Fence(), l2.Fence())
 		}
 		l1.Release()
-		if n, _ := raw.Exists(ctx, redisstore.LockKey(key)).Result(); n != 1 {
+		if n, _ := raw.Exists(ctx, store.LeaseKey(key)).Result(); n != 1 {
 			t.Fatal("a stale holder released another holder's lease")
 		}
 		l2.Release()
@@ -326,17 +326,17 @@ func TestFencedSave(t *testing.T) {
 	ctx := context.Background()
 	b := newBackend(t, srv.Addr)
 	raw := rawClient(t, srv.Addr)
-	neg := store.Sibling(key, ":neg")
+	neg := store.NegativeKey(key)
 	exp := time.Now().Add(time.Minute)
 	if err := b.Save(ctx, key, []byte("v5"), exp, 5); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name    string
-		key     string
-		gen     uint64
-		wantErr error
-		wantGen string
+		name      string
+		key       string
+		fence     uint64
+		wantErr   error
+		wantFence string
 	}{
 		{"older generation refused", key, 4, store.ErrStale, "5"},
 		{"no generation refused once one is stored", key, 0, store.ErrStale, "5"},
@@ -347,7 +347,11 @@ func TestFencedSave(t *testing.T) {
 	}
 	for _, tt := range tests {
 		value := []byte(tt.name)
-		err := b.Save(ctx, tt.key, value, exp, tt.gen)
+		save := b.Save
+		if tt.key == neg {
+			save = b.SaveRejection
+		}
+		err := save(ctx, tt.key, value, exp, tt.fence)
 		if !errors.Is(err, tt.wantErr) {
 			t.Fatalf("%s: Save = %v, want %v", tt.name, err, tt.wantErr)
 		}
@@ -355,11 +359,11 @@ func TestFencedSave(t *testing.T) {
 		if (tt.wantErr == nil) != (got == tt.name) {
 			t.Fatalf("%s: Redis holds %q", tt.name, got)
 		}
-		if g, _ := raw.Get(ctx, redisstore.GenKey(key)).Result(); g != tt.wantGen {
-			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantGen)
+		if g, _ := raw.Get(ctx, store.FenceKey(key)).Result(); g != tt.wantFence {
+			t.Fatalf("%s: generation %q, want %q", tt.name, g, tt.wantFence)
 		}
 	}
-	if pttl, _ := raw.PTTL(ctx, redisstore.GenKey(key)).Result(); pttl < time.Minute {
+	if pttl, _ := raw.PTTL(ctx, store.FenceKey(key)).Result(); pttl < time.Minute {
 		t.Fatalf("generation PTTL = %v: it must outlive the token", pttl)
 	}
 	// A token write clears the negative entry: the credentials work.
@@ -371,10 +375,10 @@ func TestFencedSave(t *testing.T) {
 	}
 }
 
-func TestLockKeySharesTheSlot(t *testing.T) {
+func TestLeaseKeySharesTheSlot(t *testing.T) {
 	t.Parallel()
-	if got := redisstore.LockKey(key); got != "tokenbroker:v1:{0123abcd}:lock" {
-		t.Fatalf("LockKey = %q", got)
+	if got := store.LeaseKey(key); got != "tokenbroker:v1:{0123abcd}:lock" {
+		t.Fatalf("LeaseKey = %q", got)
 	}
 }
 
@@ -383,15 +387,15 @@ func TestCluster(t *testing.T) {
 	c := redistest.StartCluster(t)
 	ctx := context.Background()
 	raw := rawClient(t, c.Addrs...)
-	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, redisstore.LockKey(key)).Val(); a != b {
-		t.Fatalf("token and lock keys are on slots %d and %d", a, b)
+	if a, b := raw.ClusterKeySlot(ctx, key).Val(), raw.ClusterKeySlot(ctx, store.LeaseKey(key)).Val(); a != b {
+		t.Fatalf("token and lease keys are on slots %d and %d", a, b)
 	}
 	b := newBackendFrom(t, redisstore.ClientConfig{Addrs: c.Addrs, OpTimeout: patient})
 	_, ring := newKeyring(t)
 	s := sealed.New(b, ring)
 	// Keys spread over the three masters.
 	for i := range 30 {
-		k := "tokenbroker:v1:{" + rand.Text()[:8] + "}:token"
+		k := store.TokenKey(rand.Text()[:8])
 		e := entry(time.Minute)
 		if err := s.Put(ctx, k, e); err != nil {
 			t.Fatalf("put %d: %v", i, err)
@@ -764,7 +768,7 @@ func TestClusterFailoverKeysFollowThePromotedReplica(t *testing.T) {
 	// A key on another shard, to show its commands go on meanwhile.
 	other := key
 	for i := 0; c.MasterOf(t, other) == c.MasterOf(t, key); i++ {
-		other = "tokenbroker:v1:{other" + strconv.Itoa(i) + "}:token"
+		other = store.TokenKey("other" + strconv.Itoa(i))
 	}
 	dead := c.MasterOf(t, key)
 	dead.Kill()
@@ -815,7 +819,7 @@ func TestClaimAcksWaitForAReplica(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 5 * time.Second, ClaimAcks: acks, LockTimeout: patient})
+		b := redisstore.New(client, redisstore.Options{Logger: quiet, LeaseTTL: 5 * time.Second, ClaimAcks: acks, LeaseTimeout: patient})
 		t.Cleanup(func() { _ = b.Close() })
 		return b
 	}
@@ -836,7 +840,7 @@ func TestClaimAcksWaitForAReplica(t *testing.T) {
 	if !claim(b, key, "rt-1") {
 		t.Fatal("claim with the replica up: refused")
 	}
-	if got, err := redistest.Do(replica.Addr, "EXISTS", redisstore.SpentKey(key)); err != nil || got != "1" {
+	if got, err := redistest.Do(replica.Addr, "EXISTS", store.SpentKey(key)); err != nil || got != "1" {
 		t.Fatalf("the replica lacks the claim once it counted: %q, %v", got, err)
 	}
 	replica.Freeze()

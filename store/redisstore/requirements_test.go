@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 )
 
@@ -104,7 +105,7 @@ func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LockTimeout: 10 * time.Second})
+			b := redisstore.New(client, redisstore.Options{Logger: quiet, OpTimeout: patient, LeaseTimeout: 10 * time.Second})
 			t.Cleanup(func() { _ = b.Close() })
 			raw := rawClient(t, srv.Addr)
 			// Load the script first, so the lost reply is the one of the
@@ -120,7 +121,7 @@ func TestBudgetChargedOnceWhenTheReplyIsLost(t *testing.T) {
 			if err != nil || !allowed {
 				t.Fatalf("= %v, %v; want allowed (the first run's answer)", allowed, err)
 			}
-			tat, err := raw.Get(ctx, redisstore.BudgetKey("lost-reply")).Int64()
+			tat, err := raw.Get(ctx, store.BudgetKey("lost-reply")).Int64()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,13 +172,13 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 
 	// Acknowledged: the replica holds the claim when ClaimRefreshToken
 	// returns (WAIT said so), read at once without polling.
-	k1 := "tokenbroker:v1:{claim-1}:token"
+	k1 := store.TokenKey("claim-1")
 	if !claim(k1, "rt-1") {
 		t.Fatal("a claim a replica acknowledged was refused")
 	}
 	digest := sha256.Sum256([]byte("rt-1"))
-	if got, err := onReplica.Get(ctx, redisstore.SpentKey(k1)).Result(); err != nil || got != string(digest[:]) {
-		t.Fatalf("the replica's %s = %q, %v; want the claimed digest", redisstore.SpentKey(k1), got, err)
+	if got, err := onReplica.Get(ctx, store.SpentKey(k1)).Result(); err != nil || got != string(digest[:]) {
+		t.Fatalf("the replica's %s = %q, %v; want the claimed digest", store.SpentKey(k1), got, err)
 	}
 	if n := b.Stats().ClaimsInDoubt; n != 0 {
 		t.Fatalf("ClaimsInDoubt = %d, want 0", n)
@@ -186,7 +187,7 @@ func TestClaimWaitsForAReplica(t *testing.T) {
 	// The replica stalls: WAIT reaches nobody within ClaimWait.
 	replica.Freeze()
 	t.Cleanup(replica.Thaw)
-	if claim("tokenbroker:v1:{claim-2}:token", "rt-2") {
+	if claim(store.TokenKey("claim-2"), "rt-2") {
 		t.Fatal("a claim no replica acknowledged was trusted; want the primary grant")
 	}
 	if n := b.Stats().ClaimsInDoubt; n != 1 {

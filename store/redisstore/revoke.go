@@ -47,9 +47,6 @@ const RevokedFallback = 24 * time.Hour
 // make the set no larger.
 const MaxRevoked = 1024
 
-// RevokedKey is the key of the tokens reported rejected for token key key.
-func RevokedKey(key string) string { return store.Sibling(key, ":revoked") }
-
 // revokeToken deletes KEYS[1] if its value starts with the tag ARGV[1],
 // and marks ARGV[1] in KEYS[2] either way, until the deleted value's
 // expiry or, unless already marked, for ARGV[2] ms; it keeps at most
@@ -104,7 +101,7 @@ func (b *Backend) DeleteIfPrefix(ctx context.Context, key string, prefix []byte)
 	var n int64
 	err := b.doRetry(ctx, key, func(ctx context.Context) error {
 		var err error
-		n, err = revokeToken.Run(ctx, b.client, []string{key, RevokedKey(key), OpKey(key, op)},
+		n, err = revokeToken.Run(ctx, b.client, []string{key, store.RevokedKey(key), store.OpKey(key, op)},
 			prefix, RevokedFallback.Milliseconds(), MaxRevoked, opMemory.Milliseconds()).Int64()
 		return err
 	})

@@ -53,7 +53,7 @@ func TestRejectedTokensStayRejected(t *testing.T) {
 		}, false, store.ErrRevoked, ""},
 		{"even by a newer lease holder", func() (bool, error) {
 			e := cached
-			e.Gen = 99
+			e.Fence = 99
 			return false, s.Put(ctx, key, e)
 		}, false, store.ErrRevoked, ""},
 		{"another token is stored", func() (bool, error) {
@@ -61,7 +61,7 @@ func TestRejectedTokensStayRejected(t *testing.T) {
 		}, false, nil, other.AccessToken},
 		{"a negative entry is stored", func() (bool, error) {
 			now := time.Now()
-			return false, s.Put(ctx, store.Sibling(key, ":neg"), store.Entry{Rejected: &store.Rejection{Status: 401}, IssuedAt: now, ExpiresAt: now.Add(time.Minute)})
+			return false, s.Put(ctx, store.NegativeKey(key), store.Entry{Rejected: &store.Rejection{Status: 401}, IssuedAt: now, ExpiresAt: now.Add(time.Minute)})
 		}, false, nil, ""},
 	}
 	for _, step := range steps {
@@ -92,7 +92,7 @@ func TestRejectedTokensStayRejected(t *testing.T) {
 		{"deleted token", cached.AccessToken, 0, time.Minute},
 		{"token Redis did not hold", elsewhere.AccessToken, redisstore.RevokedFallback - time.Minute, redisstore.RevokedFallback},
 	} {
-		score, err := raw.ZScore(ctx, redisstore.RevokedKey(key), string(sealed.Digest(tc.token))).Result()
+		score, err := raw.ZScore(ctx, store.RevokedKey(key), string(sealed.Digest(tc.token))).Result()
 		if err != nil {
 			t.Fatalf("%s: no mark: %v", tc.name, err)
 		}
@@ -101,7 +101,7 @@ func TestRejectedTokensStayRejected(t *testing.T) {
 			t.Errorf("%s: marked for %v more, want in (%v, %v]", tc.name, left, tc.atLeast, tc.max)
 		}
 	}
-	if pttl, _ := raw.PTTL(ctx, redisstore.RevokedKey(key)).Result(); pttl <= redisstore.RevokedFallback-time.Minute || pttl > redisstore.RevokedFallback {
+	if pttl, _ := raw.PTTL(ctx, store.RevokedKey(key)).Result(); pttl <= redisstore.RevokedFallback-time.Minute || pttl > redisstore.RevokedFallback {
 		t.Errorf(":revoked PTTL = %v, want the last mark's", pttl)
 	}
 }
@@ -119,7 +119,7 @@ func TestRevokedMarksAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, _ := raw.ZCard(ctx, redisstore.RevokedKey(key)).Result(); n != redisstore.MaxRevoked {
+	if n, _ := raw.ZCard(ctx, store.RevokedKey(key)).Result(); n != redisstore.MaxRevoked {
 		t.Fatalf(":revoked holds %d marks, want the bound %d", n, redisstore.MaxRevoked)
 	}
 }

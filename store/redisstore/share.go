@@ -8,16 +8,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// ShareKey is the key of client's share of vendor's budget, and
-// WaitingKey the set of clients holding reserved slots of it; both in the
-// budget's hash tag (one Cluster slot).
-func ShareKey(vendor, client string) string { return BudgetKey(vendor) + ":share:" + client }
-
-// WaitingKey is the sorted set of the clients with a reserved slot of
-// vendor's budget still ahead, scored by when it is due (µs of Redis TIME).
-func WaitingKey(vendor string) string { return BudgetKey(vendor) + ":waiting" }
+// store.WaitingKey is the sorted set of the clients with a reserved slot
+// of vendor's budget still ahead, scored by when it is due (µs of Redis
+// TIME).
 
 // takeBudgetShare is takeBudget (the same GCRA on KEYS[1]) for a request
 // of client ARGV[5], who may take at most the fraction ARGV[4] of the
@@ -113,8 +110,8 @@ func (b *Backend) ReserveBudgetShare(ctx context.Context, vendor, client string,
 	var reply []int64
 	// go-redis sends the script again when its answer is late; the
 	// operation id makes that a question, not a second charge (opid.go).
-	keys := []string{BudgetKey(vendor), ShareKey(vendor, client), WaitingKey(vendor), OpKey(BudgetKey(vendor), newOpID())}
-	err = b.doWithin(ctx, BudgetKey(vendor), b.opts.LockTimeout, func(ctx context.Context) error {
+	keys := []string{store.BudgetKey(vendor), store.ShareKey(vendor, client), store.WaitingKey(vendor), store.BudgetOpKey(vendor, newOpID())}
+	err = b.doWithin(ctx, store.BudgetKey(vendor), b.opts.LeaseTimeout, func(ctx context.Context) error {
 		var err error
 		reply, err = takeBudgetShare.Run(ctx, b.client, keys,
 			interval, burst, maxWaitMicros, share, client, opMemory.Milliseconds()).Int64Slice()

@@ -13,11 +13,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// StatusKey is the key of profile's credential status record (a hash,
-// docs/design.md, Storage): every record shares the hash tag {status},
-// so the fleet's records live on one Cluster slot and one pipeline reads
-// them all. Profile names are configured, not secret.
-func StatusKey(profile string) string { return "tokenbroker:v1:{status}:" + profile }
+// A credential status record is a hash under store.StatusKey
+// (docs/design.md, Storage), in clear: profile names are configured, not
+// secret.
 
 // StatusTTL is how long a record outlives its last update: a profile
 // removed from the configuration leaves no record for long.
@@ -82,7 +80,7 @@ func (b *Backend) RecordStatus(ctx context.Context, u store.StatusUpdate) (store
 	if after <= 0 {
 		after = store.DefaultFailingAfter
 	}
-	key := StatusKey(u.Profile)
+	key := store.StatusKey(u.Profile)
 	var reply []any
 	err := b.doWithin(ctx, key, statusTimeout, func(ctx context.Context) error {
 		var err error
@@ -111,10 +109,10 @@ func (b *Backend) ListStatus(ctx context.Context, profiles []string) ([]store.Cr
 		return nil, nil
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(profiles))
-	err := b.doWithin(ctx, StatusKey(profiles[0]), statusTimeout, func(ctx context.Context) error {
+	err := b.doWithin(ctx, store.StatusKey(profiles[0]), statusTimeout, func(ctx context.Context) error {
 		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, name := range profiles {
-				cmds[i] = p.HGetAll(ctx, StatusKey(name))
+				cmds[i] = p.HGetAll(ctx, store.StatusKey(name))
 			}
 			return nil
 		})

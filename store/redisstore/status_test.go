@@ -161,7 +161,7 @@ func TestStatusEventOncePerFleet(t *testing.T) {
 	if events[store.EventRejected] != 1 || events[store.EventRecovered] != 1 || len(events) != 2 {
 		t.Fatalf("events = %v; want one rejected and one recovered", events)
 	}
-	ttl, err := raw.PTTL(ctx, redisstore.StatusKey("acme")).Result()
+	ttl, err := raw.PTTL(ctx, store.StatusKey("acme")).Result()
 	if err != nil || ttl <= 0 || ttl > redisstore.StatusTTL {
 		t.Fatalf("record PTTL = %v, %v; want at most %v", ttl, err, redisstore.StatusTTL)
 	}
@@ -177,7 +177,7 @@ func testStatusInCluster(t *testing.T, b *redisstore.Backend, raw redis.Universa
 		if _, err := b.RecordStatus(ctx, store.StatusUpdate{Profile: p, Vendor: "saasu", Outcome: store.OutcomeFetched, At: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 			t.Fatalf("record %s: %v", p, err)
 		}
-		if a, z := raw.ClusterKeySlot(ctx, redisstore.StatusKey(profiles[0])).Val(), raw.ClusterKeySlot(ctx, redisstore.StatusKey(p)).Val(); a != z {
+		if a, z := raw.ClusterKeySlot(ctx, store.StatusKey(profiles[0])).Val(), raw.ClusterKeySlot(ctx, store.StatusKey(p)).Val(); a != z {
 			t.Fatalf("status records on slots %d and %d", a, z)
 		}
 	}

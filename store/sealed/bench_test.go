@@ -32,6 +32,10 @@ func (b *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Ti
 	return nil
 }
 
+func (b *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return b.Save(ctx, key, value, expiresAt, fence)
+}
+
 func (b *mapBackend) DeleteIfPrefix(context.Context, string, []byte) (bool, error) {
 	return false, nil
 }
@@ -52,7 +56,7 @@ var benchEntry = store.Entry{
 	RefreshToken: "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MioIn0.4fEXVBxeFQB3YkfSQ-W1Wp5XiZJv2jsivcYR2fP73PQ",
 }
 
-const benchKey = "tokenbroker:v1:{0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}:token"
+var benchKey = store.TokenKey("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 
 // BenchmarkSeal is sealing one entry (what a Put costs before Redis).
 func BenchmarkSeal(b *testing.B) {

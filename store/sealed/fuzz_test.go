@@ -13,7 +13,7 @@ import (
 // fuzzKeys are fixed keys, so the seeds sealed with them stay valid.
 var fuzzKeys = [][]byte{bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)}
 
-const fuzzStoreKey = "tokenbroker:v1:{00ff}:token"
+var fuzzStoreKey = store.TokenKey("00ff")
 
 func fuzzEntry(access, refresh string) store.Entry {
 	return store.Entry{
@@ -45,7 +45,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		genuine[e.AccessToken+"\x00"+e.RefreshToken] = true
 		f.Add(fuzzStoreKey, v)
-		f.Add("tokenbroker:v1:{other}:token", v)
+		f.Add(store.TokenKey("other"), v)
 		p, _ := plain.seal(fuzzStoreKey, e)
 		f.Add(fuzzStoreKey, p)
 	}

@@ -44,11 +44,16 @@ const (
 type Backend interface {
 	// Load returns key's value, or store.ErrNotFound.
 	Load(ctx context.Context, key string) ([]byte, error)
-	// Save stores value under key until expiresAt, unless the key's
-	// generation is newer than gen: then it returns store.ErrStale. A
-	// shared backend also refuses a token value whose digest prefix
-	// DeleteIfPrefix named: store.ErrRevoked.
-	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, gen uint64) error
+	// Save stores a token's value under its key (store.TokenKey) until
+	// expiresAt, unless the key's fence generation is newer than fence: then it
+	// returns store.ErrStale. A shared backend also refuses a value whose
+	// digest prefix DeleteIfPrefix named (store.ErrRevoked), and deletes
+	// the negative cache entry beside the token.
+	Save(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error
+	// SaveRejection is Save for a negative cache entry (Entry.Rejected)
+	// under its key (store.NegativeKey): fenced the same way, never
+	// refused as revoked, deleting nothing.
+	SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error
 	// DeleteIfPrefix deletes key, atomically, only if its value starts
 	// with prefix, and reports whether it did. A shared backend remembers
 	// prefix as rejected either way (docs/design.md, The lease and generation protocol).
@@ -205,7 +210,10 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	if err != nil {
 		return err
 	}
-	return s.backend.Save(ctx, key, value, e.ExpiresAt, e.Gen)
+	if e.Rejected != nil {
+		return s.backend.SaveRejection(ctx, key, value, e.ExpiresAt, e.Fence)
+	}
+	return s.backend.Save(ctx, key, value, e.ExpiresAt, e.Fence)
 }
 
 // CompareAndDelete implements store.Store by comparing digests in the
@@ -223,7 +231,7 @@ type wireEntry struct {
 	IssuedAt     int64  `json:"i"`
 	ExpiresAt    int64  `json:"e"`
 	FetchedAt    int64  `json:"f"`
-	Gen          uint64 `json:"g,omitempty"`
+	Fence        uint64 `json:"g,omitempty"`
 	// Rejected: a negative cache entry (no token).
 	Rejected *store.Rejection `json:"x,omitempty"`
 }
@@ -237,7 +245,7 @@ func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
 		IssuedAt:     unixNano(e.IssuedAt),
 		ExpiresAt:    unixNano(e.ExpiresAt),
 		FetchedAt:    unixNano(e.FetchedAt),
-		Gen:          e.Gen,
+		Fence:        e.Fence,
 		Rejected:     e.Rejected,
 	})
 	if err != nil {
@@ -308,7 +316,7 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 		IssuedAt:     fromUnixNano(w.IssuedAt),
 		ExpiresAt:    fromUnixNano(w.ExpiresAt),
 		FetchedAt:    fromUnixNano(w.FetchedAt),
-		Gen:          w.Gen,
+		Fence:        w.Fence,
 		Rejected:     w.Rejected,
 	}, nil
 }

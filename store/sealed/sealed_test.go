@@ -39,6 +39,10 @@ func (m *mapBackend) Save(_ context.Context, key string, value []byte, _ time.Ti
 	return nil
 }
 
+func (m *mapBackend) SaveRejection(ctx context.Context, key string, value []byte, expiresAt time.Time, fence uint64) error {
+	return m.Save(ctx, key, value, expiresAt, fence)
+}
+
 func (m *mapBackend) DeleteIfPrefix(_ context.Context, key string, prefix []byte) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -67,7 +71,7 @@ func ring(t *testing.T, keys ...[]byte) *sealed.Keyring {
 	return r
 }
 
-const key = "tokenbroker:v1:{0123abcd}:token"
+var key = store.TokenKey("0123abcd")
 
 func entry() store.Entry {
 	now := time.Now()
@@ -133,7 +137,7 @@ func TestNonceIsFreshEachTime(t *testing.T) {
 func TestUnopenableValuesAreCountedMisses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	other := "tokenbroker:v1:{ffff}:token"
+	other := store.TokenKey("ffff")
 	tests := []struct {
 		name   string
 		tamper func(b *mapBackend)
@@ -177,7 +181,7 @@ func TestRotation(t *testing.T) {
 	if _, err := rotated.Get(ctx, key); err != nil {
 		t.Fatalf("a value sealed with the old key no longer opens after rotation: %v", err)
 	}
-	const key2 = "tokenbroker:v1:{2222}:token"
+	key2 := store.TokenKey("2222")
 	if err := rotated.Put(ctx, key2, entry()); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +213,7 @@ func TestSetKeyringRotatesInPlace(t *testing.T) {
 	if _, err := s.Get(ctx, key); err != nil {
 		t.Fatalf("old value after adding a key: %v", err)
 	}
-	const key2 = "tokenbroker:v1:{2222}:token"
+	key2 := store.TokenKey("2222")
 	if err := s.Put(ctx, key2, entry()); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +241,7 @@ func TestPlaintextAndSealedDoNotMix(t *testing.T) {
 	if _, err := s.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a sealing store served a plaintext value (anyone who can write Redis could plant tokens): %v", err)
 	}
-	const key2 = "tokenbroker:v1:{2222}:token"
+	key2 := store.TokenKey("2222")
 	_ = s.Put(ctx, key2, entry())
 	if _, err := plain.Get(ctx, key2); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a plaintext store served a sealed value: %v", err)

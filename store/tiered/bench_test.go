@@ -15,7 +15,7 @@ func BenchmarkL1Hit(b *testing.B) {
 	s := New(remote, Options{})
 	b.Cleanup(s.Close)
 	ctx := context.Background()
-	const key = "tokenbroker:v1:{0123456789abcdef}:token"
+	key := store.TokenKey("0123456789abcdef")
 	if err := s.Put(ctx, key, store.Entry{AccessToken: "tok", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		b.Fatal(err)
 	}

@@ -66,9 +66,9 @@ const evictSample = 64
 // level is unreachable.
 const MaxPendingDeletes = 10_000
 
-// genStripes spreads invalidation counters over keys, so that lock traffic
-// on one key does not stop L1 fills of others.
-const genStripes = 256
+// invalidationStripes spreads invalidation counters over keys, so that the
+// invalidations of one key do not stop L1 fills of others.
+const invalidationStripes = 256
 
 // Options tune a Store; zero values are the defaults.
 type Options struct {
@@ -106,8 +106,8 @@ type Stats struct {
 	Entries int
 }
 
-// slot is an L1 entry.
-type slot struct {
+// l1Entry is an entry of L1: a cached entry and what L1 knows of it.
+type l1Entry struct {
 	e store.Entry
 	// seq identifies this write, to detect concurrent changes.
 	seq uint64
@@ -126,14 +126,14 @@ type Store struct {
 	now    func() time.Time
 
 	mu      sync.RWMutex
-	entries map[string]slot
+	entries map[string]l1Entry
 
 	seq atomic.Uint64
-	// gens change on every local invalidation of a key in their stripe; a
-	// read of the shared level that started before one must not fill L1
-	// with what it read.
-	gens    [genStripes]atomic.Uint64
-	genSeed maphash.Seed
+	// invalidationCounts change on every local invalidation of a key in
+	// their stripe; a read of the shared level that started before one
+	// must not fill L1 with what it read.
+	invalidationCounts [invalidationStripes]atomic.Uint64
+	stripeSeed         maphash.Seed
 	// epoch changes on Resync; entries of an older epoch are revalidated.
 	epoch atomic.Uint64
 
@@ -182,12 +182,12 @@ func New(remote store.Store, opts Options) *Store {
 		remote:       remote,
 		opts:         opts,
 		now:          time.Now,
-		entries:      make(map[string]slot),
+		entries:      make(map[string]l1Entry),
 		revalidating: make(map[string]bool),
 		deleting:     make(map[string]chan struct{}),
 		pending:      newDeletions(),
 		buried:       newDeletions(),
-		genSeed:      maphash.MakeSeed(),
+		stripeSeed:   maphash.MakeSeed(),
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	return s
@@ -237,7 +237,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	// Concurrent misses of one key share one read of the shared level,
 	// but not across an invalidation: a Get after one (after GetFresh, say)
 	// must not take the result of a read that started before it.
-	flightKey := key + "\x00" + strconv.FormatUint(s.gen(key).Load(), 10)
+	flightKey := key + "\x00" + strconv.FormatUint(s.invalidationCount(key).Load(), 10)
 	// Only the caller whose function runs reads; the function's end
 	// happens before the result reaches this caller, so leader needs no
 	// lock.
@@ -272,8 +272,8 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	s.mu.RLock()
 	before := s.entries[key].seq
 	s.mu.RUnlock()
-	gen := s.gen(key)
-	genBefore, epoch := gen.Load(), s.epoch.Load()
+	count := s.invalidationCount(key)
+	countBefore, epoch := count.Load(), s.epoch.Load()
 
 	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
@@ -286,7 +286,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	s.mu.Lock()
 	cur, have := s.entries[key]
 	live := have && cur.e.ExpiresAt.After(now)
-	if cur.seq != before || gen.Load() != genBefore {
+	if cur.seq != before || count.Load() != countBefore {
 		// L1 changed for this key (a Put, an invalidation) while we read:
 		// what we read may be older than what happened since.
 		s.mu.Unlock()
@@ -312,9 +312,9 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		case refused(perr):
 			s.mu.Lock()
 			if mine, ok := s.entries[key]; ok && mine.seq == cur.seq {
-				s.setLocked(key, slot{e: e, checked: now, epoch: epoch, synced: true}, now)
+				s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
 			}
-			s.gen(key).Add(1)
+			s.invalidationCount(key).Add(1)
 			s.mu.Unlock()
 			return e, nil
 		}
@@ -326,7 +326,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		s.mu.Unlock()
 		return cur.e, nil
 	case found:
-		s.setLocked(key, slot{e: e, checked: now, epoch: epoch, synced: true}, now)
+		s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
 		s.mu.Unlock()
 		return e, nil
 	case errors.Is(err, store.ErrNotFound) && live && !cur.synced:
@@ -410,7 +410,7 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 	if s.opts.NoL1 {
 		// Nothing kept here: a later Get must not join a read of what was
 		// there before.
-		s.gen(key).Add(1)
+		s.invalidationCount(key).Add(1)
 		if err != nil {
 			return err
 		}
@@ -418,7 +418,7 @@ func (s *Store) Put(ctx context.Context, key string, e store.Entry) error {
 		return nil
 	}
 	s.mu.Lock()
-	s.setLocked(key, slot{e: e, checked: now, epoch: s.epoch.Load(), synced: err == nil}, now)
+	s.setLocked(key, l1Entry{e: e, checked: now, epoch: s.epoch.Load(), synced: err == nil}, now)
 	s.mu.Unlock()
 	if err == nil {
 		s.publish(ctx, key)
@@ -477,7 +477,7 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 	if localMatch {
 		delete(s.entries, key)
 	}
-	s.gen(key).Add(1)
+	s.invalidationCount(key).Add(1)
 	s.mu.Unlock()
 	if err != nil {
 		// Done here; the shared level (and so the other replicas) still
@@ -667,33 +667,33 @@ func (s *Store) dropIf(key string, seq uint64) {
 	if cur, ok := s.entries[key]; ok && cur.seq == seq {
 		delete(s.entries, key)
 	}
-	s.gen(key).Add(1)
+	s.invalidationCount(key).Add(1)
 	s.mu.Unlock()
 }
 
 func (s *Store) drop(key string) {
 	s.mu.Lock()
 	delete(s.entries, key)
-	s.gen(key).Add(1)
+	s.invalidationCount(key).Add(1)
 	s.mu.Unlock()
 }
 
-// gen is key's invalidation counter.
-func (s *Store) gen(key string) *atomic.Uint64 {
-	return &s.gens[maphash.String(s.genSeed, key)%genStripes]
+// invalidationCount is the invalidation counter of key's stripe.
+func (s *Store) invalidationCount(key string) *atomic.Uint64 {
+	return &s.invalidationCounts[maphash.String(s.stripeSeed, key)%invalidationStripes]
 }
 
-// setLocked stores sl under key, making room if L1 is full. Called with
+// setLocked stores entry under key, making room if L1 is full. Called with
 // mu held.
-func (s *Store) setLocked(key string, sl slot, now time.Time) {
+func (s *Store) setLocked(key string, entry l1Entry, now time.Time) {
 	if s.opts.NoL1 {
 		return
 	}
-	sl.seq = s.seq.Add(1)
+	entry.seq = s.seq.Add(1)
 	if _, exists := s.entries[key]; !exists && len(s.entries) >= s.opts.MaxEntries {
 		s.evictLocked(now)
 	}
-	s.entries[key] = sl
+	s.entries[key] = entry
 }
 
 // evictLocked drops the expired entries of a sample of L1 or, if none

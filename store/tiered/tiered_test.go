@@ -20,7 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/store/tiered"
 )
 
-const key = "tokenbroker:v1:{0123abcd}:token"
+var key = store.TokenKey("0123abcd")
 
 // shared is a real in-memory store standing for Redis; it counts calls and
 // can be made to fail.
@@ -204,7 +204,7 @@ func TestSharedLevelDownServesL1(t *testing.T) {
 		}
 		// A token fetched during the outage is cached here and shared when
 		// the shared level comes back empty.
-		const key2 = "tokenbroker:v1:{2}:token"
+		key2 := store.TokenKey("2")
 		during := entry(time.Minute)
 		if err := l1.Put(ctx, key2, during); err != nil {
 			t.Fatal(err)
@@ -436,10 +436,10 @@ func TestWriteBackOfAnOlderGenerationIsDropped(t *testing.T) {
 	l1 := newL1(t, remote, tiered.Options{MaxStale: time.Nanosecond})
 	remote.down.Store(true)
 	old := entry(time.Minute)
-	old.Gen = 3
+	old.Fence = 3
 	_ = l1.Put(ctx, key, old) // kept in L1 only
 	remote.down.Store(false)
-	remote.gen.Store(4) // another replica leased the key since
+	remote.fence.Store(4) // another replica leased the key since
 	got, err := l1.GetFresh(ctx, key)
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetFresh = %+v, %v; want not found (the stale entry dropped)", got, err)
@@ -449,14 +449,14 @@ func TestWriteBackOfAnOlderGenerationIsDropped(t *testing.T) {
 	}
 }
 
-// fencedShared refuses writes older than gen, as the Redis script does.
+// fencedShared refuses writes older than fence, as the Redis script does.
 type fencedShared struct {
 	*shared
-	gen atomic.Uint64
+	fence atomic.Uint64
 }
 
 func (s *fencedShared) Put(ctx context.Context, key string, e store.Entry) error {
-	if e.Gen < s.gen.Load() {
+	if e.Fence < s.fence.Load() {
 		return store.ErrStale
 	}
 	return s.shared.Put(ctx, key, e)

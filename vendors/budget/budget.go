@@ -107,9 +107,9 @@ type vendorKey struct {
 
 // vendorState is one vendor's per-process state.
 type vendorState struct {
-	limits Limits
-	slots  chan struct{} // nil: no concurrency cap
-	local  *rate.Limiter // nil: no rate limit
+	limits  Limits
+	permits chan struct{} // nil: no concurrency cap
+	local   *rate.Limiter // nil: no rate limit
 }
 
 // New returns a Limiter using shared for the fleet-wide budget; with shared
@@ -131,7 +131,7 @@ func (l *Limiter) state(vendor string, lim Limits) *vendorState {
 	}
 	s := &vendorState{limits: lim}
 	if lim.MaxConcurrent > 0 {
-		s.slots = make(chan struct{}, lim.MaxConcurrent)
+		s.permits = make(chan struct{}, lim.MaxConcurrent)
 	}
 	if lim.RatePerSecond > 0 {
 		s.local = rate.NewLimiter(rate.Limit(lim.RatePerSecond), lim.burst())
@@ -142,10 +142,10 @@ func (l *Limiter) state(vendor string, lim Limits) *vendorState {
 
 // Acquire waits until vendor's limits let one more token request go, and
 // returns release, to be called when the request has ended (it frees the
-// concurrency slot; it is safe to call more than once). ctx bounds the
+// concurrency permit; it is safe to call more than once). ctx bounds the
 // wait: when the budget's next slot lies past ctx's deadline, Acquire
 // returns an *ExhaustedError at once; when ctx ends while waiting for a
-// concurrency slot, ctx's error. Pass the context of the whole vendor
+// concurrency permit, ctx's error. Pass the context of the whole vendor
 // call, so the wait counts against its deadline.
 //
 // The budget is shared by the fleet through Shared; when that errs (Redis
@@ -168,17 +168,17 @@ func (l *Limiter) Acquire(ctx context.Context, vendor string, lim Limits) (relea
 func (l *Limiter) AcquireFor(ctx context.Context, vendor, client string, lim Limits) (release func(), err error) {
 	s := l.state(vendor, lim)
 	release = func() {}
-	if s.slots != nil {
-		// The slot is taken first and held while waiting for the
-		// budget: budget taken while queued for a slot would let the
-		// queue go in one burst when slots free up.
+	if s.permits != nil {
+		// The permit is taken first and held while waiting for the
+		// budget: budget taken while queued for a permit would let the
+		// queue go in one burst when permits free up.
 		select {
-		case s.slots <- struct{}{}:
+		case s.permits <- struct{}{}:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("budget: vendor %s: waiting for one of %d concurrent request slots: %w", vendor, lim.MaxConcurrent, ctx.Err())
+			return nil, fmt.Errorf("budget: vendor %s: waiting for one of %d concurrent request permits: %w", vendor, lim.MaxConcurrent, ctx.Err())
 		}
 		var once sync.Once
-		release = func() { once.Do(func() { <-s.slots }) }
+		release = func() { once.Do(func() { <-s.permits }) }
 	}
 	if s.local == nil {
 		return release, nil

@@ -152,7 +152,7 @@ func TestAcquireFailsAtOnceWhenTheSlotIsPastTheDeadline(t *testing.T) {
 		if waited := time.Since(start); waited != 0 {
 			t.Fatalf("waited %v before failing, want no wait", waited)
 		}
-		// The concurrency slot was given back: a caller that can wait
+		// The concurrency permit was given back: a caller that can wait
 		// gets through once the budget allows.
 		release, err := l.Acquire(t.Context(), "saasu", lim)
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 // model): without it a caller sending endless distinct inline credentials
 // or params would spend the vendor's budget of every other tenant, and
 // lock accounts. The count is the fleet's, in Redis through Shared (key
-// BudgetKey("misses:<client>")), and the process's own while that cannot
+// store.BudgetKey("misses:<client>")), and the process's own while that cannot
 // answer. A client over its limit is refused at once, never queued.
 type ClientLimiter struct {
 	shared Shared

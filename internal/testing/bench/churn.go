@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -437,7 +438,7 @@ func wakeTrace(lines []string, holder time.Time, waiters []time.Time) []string {
 		if strings.Contains(l, " evalsha ") {
 			call = i
 		}
-		if strings.HasSuffix(l, "lua set {key}:token") {
+		if strings.HasSuffix(l, "lua set "+monitorKey(store.TokenKey("k"))) {
 			from = call
 		}
 	}

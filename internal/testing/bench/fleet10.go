@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -272,7 +272,7 @@ func (t *tenFleet) cachedCalls(ctx context.Context, f *FleetTen) error {
 // invalidation.
 func (t *tenFleet) invalidations(ctx context.Context, f *FleetTen) error {
 	var err error
-	if f.InvalidationSubscribers, err = subscribers(ctx, t.rc, redisstore.DefaultChannel); err != nil {
+	if f.InvalidationSubscribers, err = subscribers(ctx, t.rc, store.InvalidationChannel); err != nil {
 		return err
 	}
 	var outBytes int64
@@ -290,7 +290,7 @@ func (t *tenFleet) invalidations(ctx context.Context, f *FleetTen) error {
 	}
 	f.InvalidationCommands = divide(invalCommands, fleetTenInvalidates)
 	f.InvalidationOutBytes = float64(outBytes) / fleetTenInvalidates
-	f.InvalidationMessageBytes = messageBytes(redisstore.DefaultChannel, "0123456789abcdef "+key)
+	f.InvalidationMessageBytes = messageBytes(store.InvalidationChannel, "0123456789abcdef "+key)
 	return nil
 }
 
@@ -308,7 +308,7 @@ func (t *tenFleet) invalidateOne(ctx context.Context, id string, key *string) (m
 		token = resp.AccessToken
 	}
 	if *key == "" {
-		if keys, err := t.rc.Keys(ctx, "tokenbroker:v1:*:token").Result(); err == nil && len(keys) > 0 {
+		if keys, err := t.rc.Keys(ctx, store.TokenKeyPattern).Result(); err == nil && len(keys) > 0 {
 			*key = keys[0]
 		}
 	}
@@ -464,4 +464,13 @@ func scrape(ctx context.Context, url string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// monitorKey is how a trace line names a key: its hash tag, which differs
+// per token, as {key}; the rest (":token", ":lock", ...) kept.
+func monitorKey(key string) string {
+	if i := strings.LastIndex(key, "}"); i >= 0 {
+		return "{key}" + key[i+1:]
+	}
+	return key
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
+	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 )
 
@@ -133,7 +134,7 @@ func startEchoWithGet(ctx context.Context, redisAddr string, resp *tokenbrokerv1
 	if err != nil {
 		return "", nil, err
 	}
-	keys, err := rc.Keys(ctx, "tokenbroker:v1:*:token").Result()
+	keys, err := rc.Keys(ctx, store.TokenKeyPattern).Result()
 	if err != nil || len(keys) == 0 {
 		rc.Close()
 		return "", nil, fmt.Errorf("floor: no token in Redis to copy (%v)", err)
