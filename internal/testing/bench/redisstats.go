@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // redisStats reads Redis's own counters. The commands this reader sends
@@ -166,7 +168,7 @@ func summarizeMonitorLine(line string) string {
 	out := []string{ts, client, cmd}
 	for _, f := range fields[1:] {
 		switch {
-		case strings.HasPrefix(f, "tokenbroker:v1:"):
+		case strings.HasPrefix(f, store.KeyPrefix):
 			if i := strings.LastIndex(f, "}"); i >= 0 {
 				out = append(out, "{key}"+f[i+1:])
 			} else {
