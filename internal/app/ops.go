@@ -90,7 +90,7 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	sopts.Health = o.health
 	sopts.OnPanic = o.metrics.Panic
 	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors,
-		observe.AccessLog(o.log, o.access),
+		observe.AccessLog(o.log, o.access, server.InternalTransport),
 		o.metrics.UnaryServerInterceptor(),
 	)
 	// RequestIDs first so every response carries the id; the metrics

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,7 +24,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/internal/reqinfo"
-	"github.com/tokenbroker/tokenbroker/server"
 )
 
 // RequestIDHeader carries the request id: gRPC metadata key and HTTP
@@ -156,8 +156,10 @@ func (p *AccessPolicy) logHit() (log bool, sampledOneIn uint64) {
 // The line carries who called (principal), what for (vendor, profile), the
 // cache outcome, the code and the duration; never a token or secret
 // (status messages are written to be shown to callers, so they carry none
-// either). A sampled hit's line says so in sampled_one_in.
-func AccessLog(log *slog.Logger, policy *AccessPolicy) grpc.UnaryServerInterceptor {
+// either). A sampled hit's line says so in sampled_one_in. gateway tells
+// the REST gateway's in-process connections from gRPC callers (the line's
+// transport); nil: every call is gRPC.
+func AccessLog(log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		// This frame stays on the stack while the call is served, under
 		// every other interceptor and the handler: it is kept small, and
@@ -168,7 +170,7 @@ func AccessLog(log *slog.Logger, policy *AccessPolicy) grpc.UnaryServerIntercept
 		fromCaller := callerRequestID(ctx)
 		ctx, ri := reqinfo.With(ctx, requestID(fromCaller))
 		resp, err := handler(ctx, req)
-		logRequest(ctx, log, policy, ri, info.FullMethod, fromCaller != "", start, err)
+		logRequest(ctx, log, policy, gateway, ri, info.FullMethod, fromCaller != "", start, err)
 		return resp, err
 	}
 }
@@ -187,14 +189,14 @@ func callerRequestID(ctx context.Context) string {
 // call's line (for a successful cache hit, as policy says).
 //
 //go:noinline
-func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
+func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bool, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
 	// Echo the id to callers who sent one, and with every error (the
 	// id finds the log line). A header on every successful call costs
 	// the hot path a few percent of its throughput (docs/performance.md);
 	// a unary call's headers go out after the interceptors return.
 	// REST callers get it from the HTTP middleware (requestIDs).
 	transport := "grpc"
-	if p, ok := peer.FromContext(ctx); ok && server.InternalTransport(p.Addr) {
+	if p, ok := peer.FromContext(ctx); ok && gateway != nil && gateway(p.Addr) {
 		transport = "rest"
 	}
 	rec := ri.Snapshot()

@@ -95,7 +95,7 @@ func TestAccessPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out lockedBuffer
-			intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(tc.oneIn))
+			intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(tc.oneIn), nil)
 			for _, c := range calls {
 				c.run(t, intercept)
 			}
@@ -133,7 +133,7 @@ func TestAccessPolicySet(t *testing.T) {
 	t.Parallel()
 	var out lockedBuffer
 	policy := NewAccessPolicy(0)
-	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), policy)
+	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), policy, nil)
 	hit.run(t, intercept)
 	if n := len(out.lines(t)); n != 0 {
 		t.Fatalf("policy none: %d lines, want 0", n)
@@ -145,7 +145,7 @@ func TestAccessPolicySet(t *testing.T) {
 	}
 
 	var all lockedBuffer
-	intercept = AccessLog(slog.New(slog.NewJSONHandler(&all, nil)), nil)
+	intercept = AccessLog(slog.New(slog.NewJSONHandler(&all, nil)), nil, nil)
 	hit.run(t, intercept)
 	hit.run(t, intercept)
 	if n := len(all.lines(t)); n != 2 {
@@ -159,7 +159,7 @@ func TestAccessPolicySampledConcurrently(t *testing.T) {
 	t.Parallel()
 	const goroutines, each, oneIn = 8, 250, 10
 	var out lockedBuffer
-	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(oneIn))
+	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(oneIn), nil)
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
