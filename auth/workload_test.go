@@ -27,7 +27,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 )
 
 // fileVerifier verifies tokens of is with its JWKS written to a file.

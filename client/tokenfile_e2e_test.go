@@ -18,9 +18,9 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/client"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
-	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/testpki"
 )
 
 // TestWithTokenFileAgainstABroker: a caller whose only credential is a

@@ -15,7 +15,7 @@ import (
 // from it: each value within its range and the keys that go together. It
 // runs after applyDefaults. Every error names the YAML key. What needs the
 // vendor registry (settings, params, allow lists) is checked where the
-// registry is (internal/app/validate.go).
+// registry is (app/validate.go).
 func (c *Config) validate() error {
 	for _, check := range []func() error{c.checkRanges, c.checkCache, c.checkProfiles, c.checkClients, c.Auth.validate, c.AccessLog.validate, c.checkTLS} {
 		if err := check(); err != nil {

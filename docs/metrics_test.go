@@ -56,7 +56,7 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 	"Gatherer": nil,
 }
 
-// exportedMetrics builds the registry as internal/app does (metrics.New,
+// exportedMetrics builds the registry as app does (metrics.New,
 // then WatchStore for a Redis store), drives every series into existence
 // and returns each tokenbroker_ family's label names.
 func exportedMetrics(t *testing.T) map[string][]string {

@@ -65,8 +65,8 @@ func (r *eventRecorder) types() []string {
 }
 
 // eventually polls cond every 10 ms for at most 10 s: a bound, not a
-// measurement. (The package's tests cannot use internal/testing/brokertest's
-// Eventually: the kit imports internal/app, which imports service.)
+// measurement. (The package's tests cannot use testkit/brokertest's
+// Eventually: the kit imports app, which imports service.)
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for range 1000 {

@@ -17,11 +17,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 

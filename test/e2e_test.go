@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 

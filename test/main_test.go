@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // TestMain removes the server binary the multi-process tests share.

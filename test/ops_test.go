@@ -22,9 +22,9 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // scrape reads the broker's /metrics.

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // TestEncryptionKeysFollowTheReload runs the documented rotation of

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // reloadWithin is how soon a changed file must take effect (README, Zero-downtime operations).

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // proc is one server process that can be stopped and started again on the

@@ -23,10 +23,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // testCA is a certificate authority made for one test.

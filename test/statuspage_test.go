@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
 )
 
 // chromiumFlags are the flags every headless run here uses: no sandbox (a

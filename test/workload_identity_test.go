@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 )
 
 // TestJWTCallersAgainstServerProcesses runs two server processes that

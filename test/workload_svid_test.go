@@ -27,11 +27,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 )
 
 // issueSVID makes an X.509-SVID (a client certificate whose URI SANs are

@@ -15,7 +15,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 	"github.com/tokenbroker/tokenbroker/vendors"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )

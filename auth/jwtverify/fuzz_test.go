@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 )
 
 // FuzzVerify: whatever a caller sends, Verify answers without panicking,

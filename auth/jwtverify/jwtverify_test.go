@@ -19,7 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/tokenbroker/tokenbroker/auth/jwtverify"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
 )
 
 // clock is a settable clock shared by a verifier and its key sources.

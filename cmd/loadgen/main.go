@@ -22,7 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/bench"
+	"github.com/tokenbroker/tokenbroker/testkit/bench"
 )
 
 func main() {

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/secret"
 	"github.com/tokenbroker/tokenbroker/vendors"
 	"github.com/tokenbroker/tokenbroker/vendorsim"

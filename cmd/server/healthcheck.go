@@ -15,8 +15,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 

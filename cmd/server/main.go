@@ -21,8 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/internal/logbuf"
 	"github.com/tokenbroker/tokenbroker/internal/version"
 )

@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 func TestCheckEviction(t *testing.T) {

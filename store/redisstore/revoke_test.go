@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // TestRejectedTokensStayRejected: a compare-and-delete remembers the named

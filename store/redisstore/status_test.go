@@ -9,9 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // statusStep is one recorded outcome and the event it must produce.

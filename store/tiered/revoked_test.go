@@ -11,16 +11,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/store/redisstore"
 	"github.com/tokenbroker/tokenbroker/store/sealed"
 	"github.com/tokenbroker/tokenbroker/store/tiered"
+	"github.com/tokenbroker/tokenbroker/testkit/brokertest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // redisReplica is one replica's cache stack (L1, sealing, Redis at addr),
-// as internal/app builds it, but with 5 s commands: these tests are about
+// as app builds it, but with 5 s commands: these tests are about
 // what Redis holds, and a cut connection fails at once anyway.
 func redisReplica(t *testing.T, addr string, ring *sealed.Keyring) (*tiered.Store, *redisstore.Backend) {
 	t.Helper()

@@ -24,7 +24,7 @@ import (
 
 // tracerName is the instrumentation scope of this package's spans (the
 // store calls): the import path of the package that makes them.
-const tracerName = "github.com/tokenbroker/tokenbroker/internal/observe"
+const tracerName = "github.com/tokenbroker/tokenbroker/app/observe"
 
 // Tracing is OpenTelemetry export over OTLP/gRPC, on only when
 // OTEL_EXPORTER_OTLP_ENDPOINT (or its traces-only variant) is set; the

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
+	"github.com/tokenbroker/tokenbroker/testkit/testpki"
 )
 
 // StartTLS starts a redis-server that speaks only TLS, with a certificate

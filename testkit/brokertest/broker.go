@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tokenbroker/tokenbroker/app"
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/app"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 
@@ -77,7 +77,7 @@ vendors:
 	return cfg, nil
 }
 
-// Broker is a broker running in this process, wired by internal/app as
+// Broker is a broker running in this process, wired by app as
 // cmd/server wires it, with a gRPC client connected to it.
 type Broker struct {
 	App *app.App

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
+	"github.com/tokenbroker/tokenbroker/testkit/testpki"
 )
 
 // mtlsCaller is the subject of the bench caller's client certificate.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // stopTimeout bounds how long a process may take to exit after SIGTERM

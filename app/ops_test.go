@@ -22,7 +22,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/config"
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 	"github.com/tokenbroker/tokenbroker/vendorsim"
 )
 

@@ -1,6 +1,6 @@
 // Package observe is how tokenbroker is watched from outside
 // (docs/design.md, Operations): request ids and the access log, OpenTelemetry
-// tracing, and the health endpoints. internal/app wires them into the
+// tracing, and the health endpoints. app wires them into the
 // server; nothing here knows the service or the store's internals.
 package observe
 

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 // FreePort returns a loopback TCP port that was free a moment ago. Another

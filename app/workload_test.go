@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/testing/fakeissuer"
-	"github.com/tokenbroker/tokenbroker/internal/testing/testpki"
+	"github.com/tokenbroker/tokenbroker/testkit/fakeissuer"
+	"github.com/tokenbroker/tokenbroker/testkit/testpki"
 )
 
 // TestKeySourcesSurviveReloads: a reload keeps an issuer's key source (its

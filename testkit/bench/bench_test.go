@@ -32,7 +32,7 @@ func benchEnv(b *testing.B) (*Env, *tokenbrokerv1.GetTokenResponse) {
 // allocations per call are the whole round trip's, so the difference
 // between the two is what the broker adds.
 //
-//	go test -run '^$' -bench RoundTrip -benchmem ./internal/testing/bench/
+//	go test -run '^$' -bench RoundTrip -benchmem ./testkit/bench/
 func BenchmarkRoundTrip(b *testing.B) {
 	ctx := context.Background()
 	env, resp := benchEnv(b)
@@ -71,7 +71,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // to the broker and to an echo behind the same server package, one call
 // in flight.
 //
-//	go test -run '^$' -bench RESTRoundTrip -benchmem ./internal/testing/bench/
+//	go test -run '^$' -bench RESTRoundTrip -benchmem ./testkit/bench/
 func BenchmarkRESTRoundTrip(b *testing.B) {
 	ctx := context.Background()
 	env, resp := benchEnv(b)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 )
 
 func TestEvictingRedisRefusesToStartUnlessAllowed(t *testing.T) {

@@ -3,7 +3,7 @@
 // it (docs/design.md, What each package owns).
 //
 //   - an in-process broker: the vendor simulator, a configuration that
-//     points at it, and internal/app started on loopback ports
+//     points at it, and app started on loopback ports
 //     (StartSim, SimConfig, StartBroker, Launch);
 //   - the server binary, built once per test process, with -race when the
 //     test binary has it (ServerBinary);
@@ -12,6 +12,6 @@
 //     a file and printed when the test fails (Proc, Server);
 //   - free loopback ports (FreePort) and one poller (Eventually, Poll).
 //
-// Redis servers come from internal/testing/redistest, which this package
+// Redis servers come from testkit/redistest, which this package
 // builds on (its FreePort and FreezeProcess are the ones used here).
 package brokertest

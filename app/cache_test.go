@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/testing/redistest"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/testkit/redistest"
 	"github.com/tokenbroker/tokenbroker/vendors"
 )
 
