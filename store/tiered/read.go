@@ -1,0 +1,187 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// The read path: a hit from L1, a miss (or a stale entry) read from the
+// shared level once for all concurrent callers of a key, and L1 reconciled
+// with what was read (write-back of a token only this replica holds).
+
+// Get implements store.Store: from L1 when it holds a live entry (which is
+// revalidated in the background when stale), else from the shared level.
+func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
+	now := s.now()
+	s.mu.RLock()
+	sl, ok := s.entries[key]
+	s.mu.RUnlock()
+	if ok && sl.e.ExpiresAt.After(now) {
+		s.hits.Add(1)
+		if sl.epoch != s.epoch.Load() || now.Sub(sl.checked) >= s.opts.MaxStale {
+			s.revalidate(key)
+		}
+		return sl.e, nil
+	}
+	s.misses.Add(1)
+	// Concurrent misses of one key share one read of the shared level,
+	// but not across an invalidation: a Get after one (after GetFresh, say)
+	// must not take the result of a read that started before it.
+	flightKey := key + "\x00" + strconv.FormatUint(s.invalidationCount(key).Load(), 10)
+	// Only the caller whose function runs reads; the function's end
+	// happens before the result reaches this caller, so leader needs no
+	// lock.
+	leader := false
+	ch := s.flight.DoChan(flightKey, func() (any, error) {
+		leader = true
+		return s.load(context.WithoutCancel(ctx), key)
+	})
+	select {
+	case res := <-ch:
+		if !leader {
+			s.shared.Add(1)
+		}
+		if res.Err != nil {
+			return store.Entry{}, res.Err
+		}
+		return res.Val.(store.Entry), nil
+	case <-ctx.Done():
+		return store.Entry{}, ctx.Err()
+	}
+}
+
+// GetFresh implements store.FreshReader: a read of the shared level of
+// its own (reconciling L1 with it), never one that started earlier.
+func (s *Store) GetFresh(ctx context.Context, key string) (store.Entry, error) {
+	s.misses.Add(1)
+	return s.load(ctx, key)
+}
+
+// load reads key from the shared level and reconciles L1 with it.
+func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
+	s.mu.RLock()
+	before := s.entries[key].seq
+	s.mu.RUnlock()
+	count := s.invalidationCount(key)
+	countBefore, epoch := count.Load(), s.epoch.Load()
+
+	s.reads.Add(1)
+	e, err := s.remote.Get(ctx, key)
+	if err == nil && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
+		e, err = store.Entry{}, store.ErrNotFound
+	}
+	found := err == nil
+
+	now := s.now()
+	s.mu.Lock()
+	cur, have := s.entries[key]
+	live := have && cur.e.ExpiresAt.After(now)
+	if cur.seq != before || count.Load() != countBefore {
+		// L1 changed for this key (a Put, an invalidation) while we read:
+		// what we read may be older than what happened since.
+		s.mu.Unlock()
+		switch {
+		case live:
+			return cur.e, nil
+		case found:
+			return e, nil
+		}
+		return store.Entry{}, err
+	}
+	switch {
+	case found && live && cur.e.IssuedAt.After(e.IssuedAt) && !cur.synced:
+		// Ours is newer: fetched while the shared level was away. Share
+		// it, unless the shared level refuses it: then it is not ours to
+		// serve either, and the shared level's token is.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		switch perr := s.remote.Put(ctx, key, cur.e); {
+		case perr == nil:
+			s.markSynced(key, cur.seq)
+		case refused(perr):
+			s.mu.Lock()
+			if mine, ok := s.entries[key]; ok && mine.seq == cur.seq {
+				s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
+			}
+			s.invalidationCount(key).Add(1)
+			s.mu.Unlock()
+			return e, nil
+		}
+		return cur.e, nil
+	case found && live && cur.e.IssuedAt.After(e.IssuedAt):
+		// Ours is newer and was stored: the shared level lost it.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		return cur.e, nil
+	case found:
+		s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
+		s.mu.Unlock()
+		return e, nil
+	case errors.Is(err, store.ErrNotFound) && live && !cur.synced:
+		// Never reached the shared level, so nobody can have deleted it
+		// there: keep it, and share it now.
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		switch perr := s.remote.Put(ctx, key, cur.e); {
+		case perr == nil:
+			s.markSynced(key, cur.seq)
+		case refused(perr):
+			// A replica leased the key since this entry's fetch, or a
+			// caller reported the token rejected meanwhile (through any
+			// replica): it is not ours to share, nor to serve.
+			s.dropIf(key, cur.seq)
+			return store.Entry{}, store.ErrNotFound
+		}
+		return cur.e, nil
+	case errors.Is(err, store.ErrNotFound):
+		// Deleted, expired or lost in the shared level.
+		if have {
+			delete(s.entries, key)
+		}
+		s.mu.Unlock()
+		return store.Entry{}, store.ErrNotFound
+	case live:
+		// The shared level failed: serve what we hold, and try again
+		// after MaxStale rather than on every hit.
+		s.fallbacks.Add(1)
+		cur.checked, cur.epoch = now, epoch
+		s.entries[key] = cur
+		s.mu.Unlock()
+		return cur.e, nil
+	}
+	s.mu.Unlock()
+	return store.Entry{}, err
+}
+
+func (s *Store) markSynced(key string, seq uint64) {
+	s.mu.Lock()
+	if cur, ok := s.entries[key]; ok && cur.seq == seq {
+		cur.synced = true
+		s.entries[key] = cur
+	}
+	s.mu.Unlock()
+}
+
+// revalidate starts a background load of key unless one is running.
+func (s *Store) revalidate(key string) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed || s.revalidating[key] {
+		return
+	}
+	s.revalidating[key] = true
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		_, _ = s.load(s.bgCtx, key)
+		s.bgMu.Lock()
+		delete(s.revalidating, key)
+		s.bgMu.Unlock()
+	}()
+}
