@@ -301,23 +301,27 @@ func idleCPU(ctx context.Context, child *childProcess) (float64, error) {
 func postToken(client *http.Client, base string) func(context.Context) error {
 	url := base + "/v1/token"
 	body := []byte(`{"profile":"bench","min_ttl":"0s"}`)
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		r, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, r.Body)
-		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", r.StatusCode)
-		}
-		return nil
+	return func(ctx context.Context) error { return postOK(ctx, client, url, body) }
+}
+
+// postOK POSTs the JSON body to url and reads the answer, which must be
+// 200 OK.
+func postOK(ctx context.Context, client *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
 	}
+	req.Header.Set("Content-Type", "application/json")
+	r, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", r.StatusCode)
+	}
+	return nil
 }
 
 // dialWith is dial with other options (mTLS) in place of plaintext.

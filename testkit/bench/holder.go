@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -56,21 +53,7 @@ func restCaller(client *http.Client, base string) caller {
 		if err != nil {
 			return err
 		}
-		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		hreq.Header.Set("Content-Type", "application/json")
-		r, err := client.Do(hreq)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, r.Body)
-		r.Body.Close()
-		if r.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", r.StatusCode)
-		}
-		return nil
+		return postOK(ctx, client, url, body)
 	}
 }
 

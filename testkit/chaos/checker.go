@@ -150,19 +150,11 @@ func (c *checker) paused(replica int, from, to time.Time) time.Duration {
 	for _, f := range c.active(from, to, 0, func(f Fault) bool {
 		return f.Kind == ReplicaPause && f.Target == strconv.Itoa(replica)
 	}) {
-		s, e := f.Start, f.End
-		if e.IsZero() {
-			e = to
+		end := f.End
+		if end.IsZero() {
+			end = to
 		}
-		if s.Before(from) {
-			s = from
-		}
-		if e.After(to) {
-			e = to
-		}
-		if e.After(s) {
-			total += e.Sub(s)
-		}
+		total += overlap(f.Start, end, from, to)
 	}
 	return total
 }

@@ -51,16 +51,30 @@ func (h *History) stall(s Stall) {
 func (c *checker) stalled(from, to time.Time) time.Duration {
 	var total time.Duration
 	for _, s := range c.h.Stalls {
-		a, b := s.Start, s.End
-		if a.Before(from) {
-			a = from
-		}
-		if b.After(to) {
-			b = to
-		}
-		if b.After(a) {
-			total += b.Sub(a)
-		}
+		total += overlap(s.Start, s.End, from, to)
 	}
 	return total
+}
+
+// overlap is how much of [start, end] falls within [from, to].
+func overlap(start, end, from, to time.Time) time.Duration {
+	start, end = later(start, from), earlier(end, to)
+	if end.After(start) {
+		return end.Sub(start)
+	}
+	return 0
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
