@@ -81,13 +81,19 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 // bury remembers that accessToken was deleted from key until expires (an
 // hour when L1 did not know the token's life).
 func (s *Store) bury(key, accessToken string, expires time.Time) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	s.remember(&s.buried, key, accessToken, expires)
+}
+
+// remember adds accessToken under key to set until expires, or for an
+// hour when L1 did not know the token's life. Called with pendingMu held.
+func (s *Store) remember(set *deletions, key, accessToken string, expires time.Time) {
 	now := s.now()
 	if !expires.After(now) {
 		expires = now.Add(time.Hour)
 	}
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	s.buried.add(key, accessToken, expires, now)
+	set.add(key, accessToken, expires, now)
 }
 
 // deleteAgain is called with what the shared level holds for key: if it
@@ -110,13 +116,9 @@ func (s *Store) deleteAgain(ctx context.Context, key, accessToken string) bool {
 // rememberDelete keeps key's missed deletion of accessToken until
 // expires (or an hour, when L1 did not know the token's life).
 func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
-	now := s.now()
-	if !expires.After(now) {
-		expires = now.Add(time.Hour)
-	}
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
-	s.pending.add(key, accessToken, expires, now)
+	s.remember(&s.pending, key, accessToken, expires)
 	s.startPendingRetries()
 }
 
