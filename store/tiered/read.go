@@ -12,19 +12,24 @@ import (
 // shared level once for all concurrent callers of a key, and L1 reconciled
 // with what was read (write-back of a token only this replica holds).
 
-// Get implements store.Store: from L1 when it holds a live entry (which is
-// revalidated in the background when stale), else from the shared level.
+// Get implements store.Store: from L1 when it holds a live entry checked
+// against the shared level less than MaxStale ago (revalidated in the
+// background from three quarters of MaxStale, or after a Resync), else
+// from the shared level: an entry past MaxStale is not served before a
+// read that began after the hit confirms it (or fails: then L1 answers).
 func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	now := s.now()
 	s.mu.RLock()
 	sl, ok := s.entries[key]
 	s.mu.RUnlock()
 	if ok && sl.e.ExpiresAt.After(now) {
-		s.hits.Add(1)
-		if sl.epoch != s.epoch.Load() || now.Sub(sl.checked) >= s.opts.MaxStale {
-			s.revalidate(key)
+		if age := now.Sub(sl.checked); age < s.opts.MaxStale {
+			s.hits.Add(1)
+			if sl.epoch != s.epoch.Load() || age >= s.opts.MaxStale/4*3 {
+				s.revalidate(key)
+			}
+			return sl.e, nil
 		}
-		return sl.e, nil
 	}
 	s.misses.Add(1)
 	// Concurrent misses of one key share one read of the shared level,
@@ -68,6 +73,9 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	count := s.invalidationCount(key)
 	countBefore, epoch := count.Load(), s.epoch.Load()
 
+	// What the read finds is known to match the shared level as of the
+	// read's start, not its end: a deletion may fall in between.
+	start := s.now()
 	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
 	if err == nil && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
@@ -81,13 +89,19 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	live := have && cur.e.ExpiresAt.After(now)
 	if cur.seq != before || count.Load() != countBefore {
 		// L1 changed for this key (a Put, an invalidation) while we read:
-		// what we read may be older than what happened since.
+		// what we read may be older than what happened since, so L1 is
+		// left as it is, and this caller gets the newer of the two: a
+		// write since the read began (or one the shared level never
+		// had), else what the read found, else (the shared level failed)
+		// what L1 holds.
 		s.mu.Unlock()
 		switch {
-		case live:
+		case live && (cur.seq != before || !cur.synced):
 			return cur.e, nil
 		case found:
 			return e, nil
+		case live && !errors.Is(err, store.ErrNotFound):
+			return cur.e, nil
 		}
 		return store.Entry{}, err
 	}
@@ -96,7 +110,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		// Ours is newer: fetched while the shared level was away. Share
 		// it, unless the shared level refuses it: then it is not ours to
 		// serve either, and the shared level's token is.
-		cur.checked, cur.epoch = now, epoch
+		cur.checked, cur.epoch = start, epoch
 		s.entries[key] = cur
 		s.mu.Unlock()
 		switch perr := s.remote.Put(ctx, key, cur.e); {
@@ -105,7 +119,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		case refused(perr):
 			s.mu.Lock()
 			if mine, ok := s.entries[key]; ok && mine.seq == cur.seq {
-				s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
+				s.setLocked(key, l1Entry{e: e, checked: start, epoch: epoch, synced: true}, now)
 			}
 			s.invalidationCount(key).Add(1)
 			s.mu.Unlock()
@@ -114,18 +128,18 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 		return cur.e, nil
 	case found && live && cur.e.IssuedAt.After(e.IssuedAt):
 		// Ours is newer and was stored: the shared level lost it.
-		cur.checked, cur.epoch = now, epoch
+		cur.checked, cur.epoch = start, epoch
 		s.entries[key] = cur
 		s.mu.Unlock()
 		return cur.e, nil
 	case found:
-		s.setLocked(key, l1Entry{e: e, checked: now, epoch: epoch, synced: true}, now)
+		s.setLocked(key, l1Entry{e: e, checked: start, epoch: epoch, synced: true}, now)
 		s.mu.Unlock()
 		return e, nil
 	case errors.Is(err, store.ErrNotFound) && live && !cur.synced:
 		// Never reached the shared level, so nobody can have deleted it
 		// there: keep it, and share it now.
-		cur.checked, cur.epoch = now, epoch
+		cur.checked, cur.epoch = start, epoch
 		s.entries[key] = cur
 		s.mu.Unlock()
 		switch perr := s.remote.Put(ctx, key, cur.e); {

@@ -17,10 +17,12 @@
 //     only, and it invalidates raw values where L1 holds opened entries).
 //     When the subscription is lost, messages may have been missed, so
 //     Resync marks every entry for revalidation.
-//   - Bound: an entry not revalidated against the shared level for
-//     MaxStale (default 2s) is revalidated in the background on its next
-//     hit (the hit itself is served from memory). That bounds staleness
-//     even if a message is lost in a way nobody noticed.
+//   - Bound: an entry is not served once MaxStale (default 2s) has passed
+//     since the start of the read that last checked it against the shared
+//     level: such a hit waits for a new read (which a hit from three
+//     quarters of MaxStale on starts in the background, so that under
+//     steady traffic nobody waits). That bounds staleness even if a
+//     message is lost in a way nobody noticed.
 //
 // GetFresh reads past L1 (and reconciles L1 with what it read): the
 // service uses it under the fetch lease and after waking from a wait, so a
@@ -54,8 +56,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// DefaultMaxStale bounds how long an L1 entry is served without being
-// revalidated against the shared level.
+// DefaultMaxStale bounds how long an L1 entry is served after the start
+// of the read that last checked it against the shared level.
 const DefaultMaxStale = 2 * time.Second
 
 // evictSample is how many entries a full L1 looks at to pick a victim.

@@ -28,6 +28,8 @@ type shared struct {
 	*store.Memory
 	gets atomic.Int64
 	down atomic.Bool
+	// answerAfter delays each Get's answer after its read (nanoseconds).
+	answerAfter atomic.Int64
 }
 
 var errDown = errors.New("shared level down")
@@ -39,7 +41,9 @@ func (s *shared) Get(ctx context.Context, key string) (store.Entry, error) {
 	if s.down.Load() {
 		return store.Entry{}, errDown
 	}
-	return s.Memory.Get(ctx, key)
+	e, err := s.Memory.Get(ctx, key)
+	time.Sleep(time.Duration(s.answerAfter.Load()))
+	return e, err
 }
 
 func (s *shared) Put(ctx context.Context, key string, e store.Entry) error {
@@ -174,15 +178,47 @@ func TestStaleEntriesRevalidateWithinMaxStale(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		remote := newShared()
-		l1 := newL1(t, remote, tiered.Options{MaxStale: 50 * time.Millisecond})
-		_ = l1.Put(ctx, key, entry(time.Minute))
-		// Deleted elsewhere, and the message was lost.
+		l1 := newL1(t, remote, tiered.Options{MaxStale: 100 * time.Millisecond})
+		e := entry(time.Minute)
+		_ = l1.Put(ctx, key, e)
+		time.Sleep(80 * time.Millisecond) // three quarters of MaxStale have passed
+		if got, err := l1.Get(ctx, key); err != nil || got.AccessToken != e.AccessToken {
+			t.Fatalf("before MaxStale: %+v, %v", got, err)
+		}
+		synctest.Wait() // the background revalidation has ended
+		if n := remote.gets.Load(); n != 1 {
+			t.Fatalf("%d reads of the shared level, want 1 background revalidation", n)
+		}
+		// Deleted elsewhere, and the message was lost: not one hit past
+		// MaxStale serves the entry.
 		remote.Memory.Delete(key)
-		time.Sleep(50 * time.Millisecond) // MaxStale has passed
-		_, _ = l1.Get(ctx, key)           // served from L1, starts the revalidation
-		synctest.Wait()                   // the revalidation has ended
-		if e, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("a deleted entry was served beyond MaxStale: %+v, %v", e, err)
+		time.Sleep(100 * time.Millisecond)
+		if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a deleted entry was served past MaxStale: %+v, %v", got, err)
+		}
+	})
+}
+
+// A revalidation that read the entry just before another replica deleted
+// it, and answered just after, confirms the entry as of its read, not its
+// answer: the entry is not served past MaxStale from the read.
+func TestRevalidationCountsFromItsRead(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		remote := newShared()
+		l1 := newL1(t, remote, tiered.Options{MaxStale: 100 * time.Millisecond})
+		_ = l1.Put(ctx, key, entry(time.Minute))
+		time.Sleep(80 * time.Millisecond)
+		remote.answerAfter.Store(int64(50 * time.Millisecond))
+		_, _ = l1.Get(ctx, key) // starts the revalidation, which reads at 80 ms
+		time.Sleep(20 * time.Millisecond)
+		remote.Memory.Delete(key) // at 100 ms; the message is lost
+		synctest.Wait()           // the revalidation answered at 130 ms
+		remote.answerAfter.Store(0)
+		time.Sleep(80 * time.Millisecond) // 180 ms: MaxStale after the read
+		if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("served %+v, %v: MaxStale after the revalidation's read, not its answer, bounds the entry", got, err)
 		}
 	})
 }
