@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -180,6 +181,9 @@ type statusLister struct{ p *inProcess }
 func (l statusLister) ListCredentialStatus(ctx context.Context, req *tokenbrokerv1.ListCredentialStatusRequest, _ ...grpc.CallOption) (*tokenbrokerv1.ListCredentialStatusResponse, error) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	for key, vals := range md {
+		if strings.HasSuffix(key, "-bin") {
+			continue // binary values: any bytes
+		}
 		for _, v := range vals {
 			if !printableASCII(v) {
 				// What a gRPC client refuses to send.

@@ -156,7 +156,8 @@ func New(opts Options) (*Server, error) {
 		// interceptor chain: a new goroutine per call spent a tenth of a
 		// cached call's CPU copying stacks (docs/performance.md).
 		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
-		grpc.UnaryInterceptor(intercept),
+		// A chain of one, so that ServerOptions may still add one.
+		grpc.ChainUnaryInterceptor(intercept),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
