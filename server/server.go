@@ -65,8 +65,8 @@ const (
 	// this many handler goroutines; further calls wait in the client for
 	// a free stream. The REST gateway's in-process calls are bounded the
 	// same way, as if they shared one connection: at most this many REST
-	// calls are in the service at once. It is well above what the load tests put on a connection
-	// (docs/performance.md: 64 in flight).
+	// calls are in the service at once. It is well above what the load
+	// tests put on a connection (docs/performance.md: 64 in flight).
 	MaxConcurrentStreams = 1024
 )
 
@@ -156,7 +156,8 @@ func New(opts Options) (*Server, error) {
 		// interceptor chain: a new goroutine per call spent a tenth of a
 		// cached call's CPU copying stacks (docs/performance.md).
 		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
-		// A chain of one, so that ServerOptions may still add one.
+		// Chained, not grpc.UnaryInterceptor, so that one given in
+		// ServerOptions does not make NewServer panic.
 		grpc.ChainUnaryInterceptor(intercept),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.ConnectionTimeout(handshakeTimeout),
