@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -104,7 +103,7 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	sopts.Routes["GET /healthz"] = http.HandlerFunc(observe.Healthz)
 	sopts.Routes["GET /readyz"] = observe.ReadyzWithDetails(o.health, o.redisDown, a.jwksDegraded)
 	if o.tracing != nil {
-		sopts.ServerOptions = append(sopts.ServerOptions, grpc.StatsHandler(o.tracing.ServerHandler()))
+		sopts.StatsHandlers = append(sopts.StatsHandlers, o.tracing.ServerHandler())
 		// REST callers' trace context reaches the gRPC handler through the
 		// gateway like x-request-id does.
 		sopts.ForwardHeaders = append(sopts.ForwardHeaders, o.tracing.ForwardHeaders()...)

@@ -303,6 +303,17 @@ func TestTracingExportsRPCAndVendorSpans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A REST call is traced as the same RPC: the gateway calls the
+	// service in process, through the server's stats handlers.
+	resp, err := http.Post("http://"+a.Server.HTTPAddr().String()+"/v1/token", "application/json", strings.NewReader(`{"profile":"acme-sd"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("REST GetToken: %s", resp.Status)
+	}
 	cancel()
 	<-done // shutdown flushes the spans
 
@@ -312,6 +323,9 @@ func TestTracingExportsRPCAndVendorSpans(t *testing.T) {
 		if col.spans[name] == 0 {
 			t.Errorf("no %q span exported; got %v", name, col.spans)
 		}
+	}
+	if n := col.spans["tokenbroker.v1.TokenService/GetToken"]; n != 2 {
+		t.Errorf("%d GetToken spans exported, want 2 (one gRPC, one REST call)", n)
 	}
 	for name := range col.spans {
 		if strings.Contains(name, "grpc.health") {

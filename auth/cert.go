@@ -18,7 +18,7 @@ import (
 // from the HTTP listener, through the in-process gateway (which forwards it
 // as gRPC metadata), to the interceptor. The HTTP middleware removes any
 // value a caller sends and sets it only from the TLS connection; the
-// interceptor reads it only from the gateway's in-process connection. It
+// interceptor reads it only from the gateway's in-process calls. It
 // holds certificates (public), never a key: the interceptor verifies them,
 // so verification happens in one place for gRPC and REST callers.
 const ForwardedCertHeader = "X-Tokenbroker-Client-Cert"

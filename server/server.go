@@ -1,7 +1,8 @@
 // Package server runs the TokenService on its two listeners: gRPC on
 // grpc_addr, and the grpc-gateway REST facade plus operational endpoints on
-// http_addr. The gateway calls the gRPC server over an in-process
-// connection, so every request, REST or gRPC, passes the same interceptors.
+// http_addr. The gateway calls the service in process, behind the same
+// interceptors as the gRPC server, so every request, REST or gRPC, passes
+// them (inprocess.go).
 package server
 
 import (
@@ -24,13 +25,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -63,10 +63,10 @@ const (
 	// MaxConcurrentStreams bounds the calls one gRPC connection carries at
 	// once (gRPC's default is unbounded): one client cannot hold more than
 	// this many handler goroutines; further calls wait in the client for
-	// a free stream. The gateway's in-process connection is one
-	// connection too, so at most this many REST calls are in the service
-	// at once. It is well above what the load tests put on a connection
-	// (docs/performance.md: 64 in flight).
+	// a free stream. The REST gateway's in-process calls are bounded the
+	// same way, as if they shared one connection: at most this many REST
+	// calls are in the service at once. It is well above what the load
+	// tests put on a connection (docs/performance.md: 64 in flight).
 	MaxConcurrentStreams = 1024
 )
 
@@ -81,7 +81,10 @@ type Options struct {
 	TLS *tls.Config
 	// UnaryInterceptors run on every gRPC call, REST ones included.
 	UnaryInterceptors []grpc.UnaryServerInterceptor
-	// ServerOptions are extra gRPC server options (stats handlers...).
+	// StatsHandlers see every gRPC call, REST ones included (tracing).
+	StatsHandlers []stats.Handler
+	// ServerOptions are extra gRPC server options. A stats handler given
+	// here would not see REST calls: use StatsHandlers.
 	ServerOptions []grpc.ServerOption
 	// HTTPMiddleware wraps the whole HTTP handler (outermost first).
 	HTTPMiddleware []func(http.Handler) http.Handler
@@ -108,15 +111,17 @@ type Options struct {
 
 // Server is the pair of listeners.
 type Server struct {
-	opts     Options
-	grpc     *grpc.Server
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	internal *bufconn.Listener
-	gwConn   *grpc.ClientConn
-	health   *health.Server
-	log      *slog.Logger
+	opts    Options
+	grpc    *grpc.Server
+	http    *http.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+	gateway *inProcess
+	health  *health.Server
+	log     *slog.Logger
+	// stopCalls cancels the HTTP requests still running when the drain's
+	// grace is over, as grpc.Server.Stop cancels the gRPC calls.
+	stopCalls context.CancelFunc
 	// draining is set when shutdown starts: HTTP answers then carry
 	// "Connection: close".
 	draining atomic.Bool
@@ -137,19 +142,23 @@ func New(opts Options) (*Server, error) {
 		s.health.SetServingStatus(tokenbrokerv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 
+	// Recovery first, so a panic in any interceptor is caught, and last,
+	// so the access log and metrics see the handler's panic as the
+	// INTERNAL it is answered with. The gRPC server and the gateway's
+	// in-process calls run this one chain.
+	intercept := chainUnary(slices.Concat(
+		[]grpc.UnaryServerInterceptor{s.recoverUnary},
+		opts.UnaryInterceptors,
+		[]grpc.UnaryServerInterceptor{s.recoverUnary}))
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		// Reuse goroutines whose stacks have already grown through the
 		// interceptor chain: a new goroutine per call spent a tenth of a
 		// cached call's CPU copying stacks (docs/performance.md).
 		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
-		// Recovery first, so a panic in any interceptor is caught, and
-		// last, so the access log and metrics see the handler's panic
-		// as the INTERNAL it is answered with.
-		grpc.ChainUnaryInterceptor(slices.Concat(
-			[]grpc.UnaryServerInterceptor{s.recoverUnary},
-			opts.UnaryInterceptors,
-			[]grpc.UnaryServerInterceptor{s.recoverUnary})...),
+		// Chained, not grpc.UnaryInterceptor, so that one given in
+		// ServerOptions does not make NewServer panic.
+		grpc.ChainUnaryInterceptor(intercept),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
@@ -161,7 +170,10 @@ func New(opts Options) (*Server, error) {
 	if opts.TLS != nil {
 		// gRPC's own TLS credentials (not a TLS listener), so interceptors
 		// see the peer's certificates in peer.AuthInfo.
-		gopts = append(gopts, grpc.Creds(tlsExceptInternal{credentials.NewTLS(opts.TLS)}))
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	for _, h := range opts.StatsHandlers {
+		gopts = append(gopts, grpc.StatsHandler(h))
 	}
 	gopts = append(gopts, opts.ServerOptions...)
 	s.grpc = grpc.NewServer(gopts...)
@@ -181,24 +193,21 @@ func New(opts Options) (*Server, error) {
 		s.httpLis = tls.NewListener(s.httpLis, opts.TLS)
 	}
 
-	// The gateway reaches the gRPC server in process, through the same
+	// The gateway calls the service in process, through the same
 	// interceptors as external gRPC callers.
-	s.internal = bufconn.Listen(1 << 20)
-	s.gwConn, err = grpc.NewClient("passthrough:///tokenbroker-internal",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.internal.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
-	if err != nil {
-		s.grpcLis.Close()
-		s.httpLis.Close()
-		return nil, fmt.Errorf("gateway connection: %w", err)
-	}
+	callsCtx, stopCalls := context.WithCancel(context.Background())
+	s.stopCalls = stopCalls
+	s.gateway = newInProcess(opts.Service, intercept, opts.StatsHandlers, callsCtx)
 	handler, err := s.httpHandler()
 	if err != nil {
+		stopCalls()
+		s.grpcLis.Close()
+		s.httpLis.Close()
 		return nil, err
 	}
 	s.http = &http.Server{
 		Handler:           handler,
+		BaseContext:       func(net.Listener) context.Context { return callsCtx },
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -217,26 +226,6 @@ func (s *Server) HTTPAddr() net.Addr { return s.httpLis.Addr() }
 
 // Health is the gRPC health server, for readiness transitions.
 func (s *Server) Health() *health.Server { return s.health }
-
-// InternalTransport says whether a gRPC peer is the in-process gateway.
-func InternalTransport(addr net.Addr) bool { return addr != nil && addr.Network() == "bufconn" }
-
-// tlsExceptInternal is TLS for network peers and no handshake for the
-// gateway's in-process bufconn connections, which never leave the process.
-type tlsExceptInternal struct {
-	credentials.TransportCredentials
-}
-
-func (c tlsExceptInternal) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if InternalTransport(conn.RemoteAddr()) {
-		return insecure.NewCredentials().ServerHandshake(conn)
-	}
-	return c.TransportCredentials.ServerHandshake(conn)
-}
-
-func (c tlsExceptInternal) Clone() credentials.TransportCredentials {
-	return tlsExceptInternal{c.TransportCredentials.Clone()}
-}
 
 func (s *Server) httpHandler() (http.Handler, error) {
 	// The gateway always passes Authorization on as "authorization"
@@ -264,7 +253,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		runtime.WithErrorHandler(gatewayError),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
-	if err := tokenbrokerv1.RegisterTokenServiceHandler(context.Background(), gw, s.gwConn); err != nil {
+	if err := tokenbrokerv1.RegisterTokenServiceHandlerServer(context.Background(), gw, s.gateway); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -274,7 +263,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		_, _ = w.Write(openAPIDocument())
 	})
 	// The status page asks the service in process, like the gateway.
-	mux.Handle("GET /status", statuspage.Handler(tokenbrokerv1.NewTokenServiceClient(s.gwConn), s.opts.ForwardHeaders))
+	mux.Handle("GET /status", statuspage.Handler(statusLister{s.gateway}, s.opts.ForwardHeaders))
 	for pattern, h := range s.opts.Routes {
 		mux.Handle(pattern, h)
 	}
@@ -334,11 +323,11 @@ func noStore(h http.Handler) http.Handler {
 // close their connections; then the listeners close, gRPC clients get a
 // GOAWAY, and in-flight calls drain for up to ShutdownGrace.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 3)
+	defer s.stopCalls()
+	errc := make(chan error, 2)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLis) }()
-	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.internal) }()
 	go func() {
 		defer wg.Done()
 		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -370,9 +359,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	// HTTP first: its in-flight requests still need the gateway's
-	// in-process gRPC connection.
-	_ = s.http.Shutdown(shutdownCtx)
+	// HTTP first, then gRPC, each draining within what is left of the
+	// grace; HTTP requests still running when it is over are cancelled,
+	// as Stop cancels the gRPC calls still running.
+	if err := s.http.Shutdown(shutdownCtx); err != nil {
+		s.stopCalls()
+	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
@@ -380,7 +372,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-shutdownCtx.Done():
 		s.grpc.Stop()
 	}
-	s.gwConn.Close()
 	wg.Wait()
 	s.log.Info("stopped")
 	return serveErr

@@ -2,7 +2,7 @@
 // (docs/design.md, Operations, "Credential status and events"): GET /status
 // on the HTTP listener, one server-rendered HTML table of every profile's
 // state, with no script, no external style or font, and a meta refresh.
-// It asks ListCredentialStatus through the in-process gRPC connection, as
+// It asks ListCredentialStatus in process through the gRPC interceptors, as
 // the REST gateway does, with the request's authorization header and
 // forwarded client certificate, so the page needs the same admin:status
 // permission and each view is audited like every other decision.

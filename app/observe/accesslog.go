@@ -157,7 +157,7 @@ func (p *AccessPolicy) logHit() (log bool, sampledOneIn uint64) {
 // cache outcome, the code and the duration; never a token or secret
 // (status messages are written to be shown to callers, so they carry none
 // either). A sampled hit's line says so in sampled_one_in. gateway tells
-// the REST gateway's in-process connections from gRPC callers (the line's
+// the REST gateway's in-process calls (by their peer) from gRPC callers (the line's
 // transport); nil: every call is gRPC.
 func AccessLog(log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
