@@ -295,15 +295,15 @@ func (p *pki) pool() *x509.CertPool {
 	return pool
 }
 
-// bufAddr is the gateway's in-process address.
-type bufAddr struct{}
+// gatewayAddr is the peer address of the gateway's in-process calls.
+type gatewayAddr struct{}
 
-func (bufAddr) Network() string { return "bufconn" }
+func (gatewayAddr) Network() string { return "tokenbroker-gateway" }
 
-// isBufconn stands for server.InternalTransport: the gateway's in-process
+// isGateway stands for server.InternalTransport: the gateway's in-process
 // peers.
-func isBufconn(a net.Addr) bool { return a != nil && a.Network() == "bufconn" }
-func (bufAddr) String() string  { return "bufconn" }
+func isGateway(a net.Addr) bool    { return a != nil && a.Network() == "tokenbroker-gateway" }
+func (gatewayAddr) String() string { return "tokenbroker-gateway" }
 
 // call runs the interceptor with the given peer and metadata.
 func call(p *Policy, method string, req any, pr *peer.Peer, md metadata.MD) error {
@@ -330,7 +330,7 @@ func TestInterceptorDecisions(t *testing.T) {
 		},
 		ClientCAs: ca.pool(),
 		Limits:    Limits{RefreshPerMinute: 1, RefreshBurst: 1},
-		Internal:  isBufconn,
+		Internal:  isGateway,
 		Logger:    slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
 	if err != nil {
@@ -373,9 +373,9 @@ func TestInterceptorDecisions(t *testing.T) {
 		{"certificate from another CA", getToken, profile("acme"), tlsPeer(forged), nil, codes.Unauthenticated},
 		{"certificate and key of different clients", getToken, profile("acme"), tlsPeer(good), bearer("other-key"), codes.Unauthenticated},
 		{"right certificate with a wrong key", getToken, profile("acme"), tlsPeer(good), bearer("nope"), codes.Unauthenticated},
-		{"forwarded certificate from the gateway", getToken, profile("acme"), &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{good})), codes.OK},
+		{"forwarded certificate from the gateway", getToken, profile("acme"), &peer.Peer{Addr: gatewayAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{good})), codes.OK},
 		{"forwarded header from a network peer is ignored", getToken, profile("acme"), &peer.Peer{Addr: tcp}, metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{good})), codes.Unauthenticated},
-		{"forwarded garbage", getToken, profile("acme"), &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated},
+		{"forwarded garbage", getToken, profile("acme"), &peer.Peer{Addr: gatewayAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated},
 		{"first refresh within the limit", getToken, &tokenbrokerv1.GetTokenRequest{Profile: "other", ForceRefresh: true}, &peer.Peer{Addr: tcp}, bearer("other-key"), codes.OK},
 		{"second refresh over the limit", tokenbrokerv1.TokenService_InvalidateToken_FullMethodName, &tokenbrokerv1.InvalidateTokenRequest{Profile: "other"}, &peer.Peer{Addr: tcp}, bearer("other-key"), codes.ResourceExhausted},
 		{"another client's refresh", getToken, &tokenbrokerv1.GetTokenRequest{Profile: "acme", ForceRefresh: true}, &peer.Peer{Addr: tcp}, bearer("billing-key"), codes.OK},
@@ -466,7 +466,7 @@ func TestVerifiedLeafRemembered(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
 	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Internal: isBufconn, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+		Internal: isGateway, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,12 +485,12 @@ func TestVerifiedLeafRemembered(t *testing.T) {
 		}
 	}
 	check("first call", conn, nil, codes.OK)
-	check("a forwarded chain that cannot be read", &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated)
+	check("a forwarded chain that cannot be read", &peer.Peer{Addr: gatewayAddr{}}, metadata.Pairs(forwardedCertKey, "!!"), codes.Unauthenticated)
 	// Were the leaf verified again, it would now fail: the client CA is
 	// no longer trusted.
 	p.roots = other.pool()
 	check("second call on the connection", conn, nil, codes.OK)
-	check("REST call with the same leaf", &peer.Peer{Addr: bufAddr{}}, rest, codes.OK)
+	check("REST call with the same leaf", &peer.Peer{Addr: gatewayAddr{}}, rest, codes.OK)
 	check("a new connection with the same leaf", connWith(cert), nil, codes.OK)
 	check("the same leaf with other intermediates", connWith(cert, other.cert, ca.cert), nil, codes.OK)
 	check("another leaf", connWith(second), nil, codes.Unauthenticated)
@@ -509,7 +509,7 @@ func TestPresentedChainBounds(t *testing.T) {
 	now := time.Now()
 	cert := ca.issue(t, pkix.Name{CommonName: "billing"}, now.Add(time.Hour))
 	logs := &syncBuffer{}
-	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), Internal: isBufconn})
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), Internal: isGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +536,7 @@ func TestPresentedChainBounds(t *testing.T) {
 			pr := &peer.Peer{Addr: tcp, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: tc.chain}}}
 			var md metadata.MD
 			if via == "forwarded" {
-				pr, md = &peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain(tc.chain))
+				pr, md = &peer.Peer{Addr: gatewayAddr{}}, metadata.Pairs(forwardedCertKey, EncodeChain(tc.chain))
 			}
 			err := call(p, getToken, req, pr, md)
 			if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "longer than 4 certificates or 32 KiB") {

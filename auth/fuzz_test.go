@@ -54,7 +54,7 @@ func FuzzForwardedCertificate(f *testing.F) {
 	p, err := New(Config{
 		Clients:   map[string]Client{"billing": {CertSubject: SubjectString(good), Allow: []string{"acme"}}},
 		ClientCAs: ca.pool(),
-		Internal:  isBufconn,
+		Internal:  isGateway,
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -71,7 +71,7 @@ func FuzzForwardedCertificate(f *testing.F) {
 			t.Fatalf("%d certificates decoded", len(chain))
 		}
 		err := call(p, tokenbrokerv1.TokenService_GetToken_FullMethodName, &tokenbrokerv1.GetTokenRequest{Profile: "acme"},
-			&peer.Peer{Addr: bufAddr{}}, metadata.Pairs(forwardedCertKey, value))
+			&peer.Peer{Addr: gatewayAddr{}}, metadata.Pairs(forwardedCertKey, value))
 		switch status.Code(err) {
 		case codes.OK:
 			if derr != nil || len(chain) == 0 || !bytes.Equal(chain[0].Raw, good.Raw) {
