@@ -25,7 +25,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	if ok && sl.e.ExpiresAt.After(now) {
 		if age := now.Sub(sl.checked); age < s.opts.MaxStale {
 			s.hits.Add(1)
-			if sl.epoch != s.epoch.Load() || age >= s.opts.MaxStale/4*3 {
+			if sl.epoch != s.epoch.Load() || age >= s.revalidateAfter {
 				s.revalidate(key)
 			}
 			return sl.e, nil

@@ -125,6 +125,10 @@ type Store struct {
 	remote store.Store
 	opts   Options
 	now    func() time.Time
+	// revalidateAfter is three quarters of MaxStale: from then on a hit
+	// starts a background revalidation, so that steady traffic renews an
+	// entry before its hits would have to wait.
+	revalidateAfter time.Duration
 
 	mu      sync.RWMutex
 	entries map[string]l1Entry
@@ -190,6 +194,7 @@ func New(remote store.Store, opts Options) *Store {
 		buried:       newDeletions(),
 		stripeSeed:   maphash.MakeSeed(),
 	}
+	s.revalidateAfter = opts.MaxStale / 4 * 3
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	return s
 }
