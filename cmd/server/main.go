@@ -107,17 +107,19 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return checkConfig(f.configPath, stdout, env)
 	}
 	hopts := &slog.HandlerOptions{Level: f.logLevel}
-	// The access log writes a line per request: encode and write the lines
-	// in batches, off the requests' path.
+	// The access log writes a line per request: write the lines in
+	// batches; JSON lines are encoded by logbuf's own encoder (slog's
+	// format, without its copies and reflection), text lines by slog's,
+	// off the requests' path.
 	logOut := logbuf.New(stderr, logFlushInterval)
 	defer logOut.Close()
-	var encoder slog.Handler
+	var handler slog.Handler
 	if f.logFormat == "text" {
-		encoder = slog.NewTextHandler(logOut, hopts)
+		handler = logOut.Handler(slog.NewTextHandler(logOut, hopts))
 	} else {
-		encoder = slog.NewJSONHandler(logOut, hopts)
+		handler = logOut.JSONHandler(hopts)
 	}
-	logger := slog.New(logOut.Handler(encoder))
+	logger := slog.New(handler)
 	slog.SetDefault(logger)
 
 	var cfg *config.Config

@@ -1,9 +1,10 @@
 // Package logbuf batches log output: one write system call per flush
-// interval instead of one per line, and (Writer.Handler) the encoding of
-// log records done in batches off the caller's path. The access log writes
-// a line per request; on a loaded 2-core machine the synchronous write,
-// and then the encoding, were a large part of a cached token's cost
-// (docs/performance.md). Lines are never dropped: a full buffer is written
+// interval instead of one per line; Writer.JSONHandler, slog's JSON lines
+// encoded without slog's copies and reflection; and Writer.Handler, any
+// slog handler's encoding done in batches off the caller's path. The
+// access log writes a line per request; on a loaded 2-core machine the
+// synchronous write, and then the encoding, were a large part of a cached
+// token's cost (docs/performance.md). Lines are never dropped: a full buffer is written
 // out by the caller that fills it, and Close encodes and flushes what is
 // left. A crash loses at most one interval of lines.
 package logbuf

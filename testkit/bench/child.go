@@ -375,7 +375,7 @@ func benchLogger() (*slog.Logger, func(), error) {
 		return nil, nil, err
 	}
 	out := logbuf.New(devnull, 100*time.Millisecond)
-	return slog.New(out.Handler(slog.NewJSONHandler(out, nil))), func() { out.Close(); devnull.Close() }, nil
+	return slog.New(out.JSONHandler(nil)), func() { out.Close(); devnull.Close() }, nil
 }
 
 // selfCPU is this process's CPU time, user and system, all threads.

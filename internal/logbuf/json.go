@@ -1,0 +1,207 @@
+package logbuf
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// JSONHandler returns a slog.Handler whose lines are byte for byte what
+// slog.NewJSONHandler(w, opts) writes, encoded by the caller straight into
+// w's buffer. Records whose attributes are all strings, integers, finite
+// floats, booleans or durations (the access and audit lines: one of each
+// per call) are encoded here, with no copy of the record, no queue and no
+// reflection: slog's JSON handler encodes a float with encoding/json, and
+// Handler's queue clones every record. Any other record (groups,
+// LogValuers, errors, ReplaceAttr or AddSource in opts) is encoded by
+// slog's handler, also at once, so lines keep the order they were logged
+// in. Handlers derived with WithAttrs or WithGroup are slog's.
+func (w *Writer) JSONHandler(opts *slog.HandlerOptions) slog.Handler {
+	if opts == nil {
+		opts = &slog.HandlerOptions{}
+	}
+	return &jsonHandler{
+		w:     w,
+		slow:  slog.NewJSONHandler(w, opts),
+		level: opts.Level,
+		fast:  opts.ReplaceAttr == nil && !opts.AddSource,
+	}
+}
+
+type jsonHandler struct {
+	w     *Writer
+	slow  slog.Handler // slog's own, for what this one does not encode
+	level slog.Leveler // nil: slog.LevelInfo
+	fast  bool         // opts leave the encoding to this handler
+}
+
+func (h *jsonHandler) Enabled(_ context.Context, l slog.Level) bool {
+	min := slog.LevelInfo
+	if h.level != nil {
+		min = h.level.Level()
+	}
+	return l >= min
+}
+
+func (h *jsonHandler) WithAttrs(attrs []slog.Attr) slog.Handler { return h.slow.WithAttrs(attrs) }
+func (h *jsonHandler) WithGroup(name string) slog.Handler       { return h.slow.WithGroup(name) }
+
+// lineBufs holds the buffers lines are encoded in before they are copied
+// into the Writer's: a line is a few hundred bytes, and a pool keeps the
+// hot path free of allocations.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledLine is the largest buffer put back in the pool, so that one
+// huge line does not keep its buffer alive for the process's lifetime.
+const maxPooledLine = 16 << 10
+
+func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.fast || !encodable(&r) {
+		return h.slow.Handle(ctx, r)
+	}
+	bp := lineBufs.Get().(*[]byte)
+	b := appendRecord((*bp)[:0], &r)
+	_, err := h.w.Write(b)
+	if cap(b) <= maxPooledLine {
+		*bp = b
+		lineBufs.Put(bp)
+	}
+	return err
+}
+
+// encodable reports whether appendRecord writes r as slog's JSON handler
+// would: a time RFC 3339 can hold, and attributes with a key, of the kinds
+// appendRecord knows, floats finite (slog writes an error for the others).
+func encodable(r *slog.Record) bool {
+	if y := r.Time.Year(); !r.Time.IsZero() && (y < 0 || y >= 10000) {
+		return false
+	}
+	ok := true
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "" {
+			ok = false
+			return false
+		}
+		switch a.Value.Kind() {
+		case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindBool, slog.KindDuration:
+		case slog.KindFloat64:
+			f := a.Value.Float64()
+			ok = !math.IsInf(f, 0) && !math.IsNaN(f)
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
+// appendRecord appends r's line, as slog's JSON handler writes it with no
+// options: time (if set), level, msg, the attributes in order, newline.
+func appendRecord(b []byte, r *slog.Record) []byte {
+	b = append(b, '{')
+	if !r.Time.IsZero() {
+		b = append(b, `"time":"`...)
+		b = r.Time.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"level":`...)
+	b = appendString(b, r.Level.String())
+	b = append(b, `,"msg":`...)
+	b = appendString(b, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b = append(b, ',')
+		b = appendString(b, a.Key)
+		b = append(b, ':')
+		switch v := a.Value; v.Kind() {
+		case slog.KindString:
+			b = appendString(b, v.String())
+		case slog.KindInt64:
+			b = strconv.AppendInt(b, v.Int64(), 10)
+		case slog.KindUint64:
+			b = strconv.AppendUint(b, v.Uint64(), 10)
+		case slog.KindBool:
+			b = strconv.AppendBool(b, v.Bool())
+		case slog.KindDuration:
+			b = strconv.AppendInt(b, int64(v.Duration()), 10)
+		case slog.KindFloat64:
+			b = appendFloat(b, v.Float64())
+		}
+		return true
+	})
+	return append(b, "}\n"...)
+}
+
+// appendFloat writes a finite f as encoding/json does (which is what
+// slog's handler calls): the shortest decimal that reads back as f, in
+// exponent form only below 1e-6 or from 1e21, with a one-digit exponent
+// when it has one digit.
+func appendFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-07 -> e-7
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string the way slog does: `"` and `\`
+// and control characters escaped (\n, \r, \t by name), invalid UTF-8 as
+// U+FFFD, and U+2028 and U+2029 escaped; <, > and & are left as they are.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
