@@ -63,6 +63,7 @@ type options struct {
 	tokens        int
 	cpuProfile    string
 	cpuCalls      int64
+	cpuTogether   time.Duration
 	childProfiles string
 	// run holds the scenarios --only names.
 	run map[string]bool
@@ -78,8 +79,9 @@ func parseFlags(args []string) (options, error) {
 	tokens := fs.Int("tokens", 100_000, "distinct tokens for the memory measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	cpuCalls := fs.Int64("cpu-calls", 20_000, "calls per side and round of the CPU-per-call rows")
+	cpuTogether := fs.Duration("cpu-together", 2*time.Second, "length of each CPU row's rounds with broker and echo loaded at once (0: none)")
 	childProfiles := fs.String("child-cpuprofile", "", "directory for CPU profiles of the CPU rows' server processes (broker and echo, measured rounds only)")
-	only := fs.String("only", "hot,rest,mtls,jwt,cpu,redis,fleet,churn,fleet10,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias; cpu-grpc, cpu-rest, cpu-mtls: one CPU row)")
+	only := fs.String("only", "hot,rest,mtls,jwt,cpu,redis,fleet,churn,fleet10,down,memory", "comma-separated scenarios to run (also aa: echo vs echo, the method's own bias; cpu-grpc, cpu-rest, cpu-mtls: one CPU row; cpu-aa: the CPU rows' echo vs echo)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -88,7 +90,7 @@ func parseFlags(args []string) (options, error) {
 		run[strings.TrimSpace(name)] = true
 	}
 	return options{roundTime: *roundTime, rounds: *rounds, out: *out, soak: *soak, lifetime: *lifetime, tokens: *tokens,
-		cpuProfile: *cpuProfile, cpuCalls: *cpuCalls, childProfiles: *childProfiles, run: run}, nil
+		cpuProfile: *cpuProfile, cpuCalls: *cpuCalls, cpuTogether: *cpuTogether, childProfiles: *childProfiles, run: run}, nil
 }
 
 func realMain(ctx context.Context, args []string, stdout io.Writer) error {
@@ -190,8 +192,8 @@ func (r *runner) cpuRows(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, path := range []string{bench.CPUPathGRPC, bench.CPUPathREST, bench.CPUPathMTLS} {
-		if !r.opts.run["cpu"] && !r.opts.run["cpu-"+path] {
+	for _, path := range []string{bench.CPUPathAA, bench.CPUPathGRPC, bench.CPUPathREST, bench.CPUPathMTLS} {
+		if (!r.opts.run["cpu"] || path == bench.CPUPathAA) && !r.opts.run["cpu-"+path] {
 			continue
 		}
 		for _, conc := range []int{1, 64} {
@@ -200,7 +202,7 @@ func (r *runner) cpuRows(ctx context.Context) error {
 			if conc == 1 {
 				calls /= 4 // one in flight is slower; the same rounds take as long
 			}
-			c, err := r.env.CPUPerCall(ctx, path, conc, r.opts.rounds, calls, r.opts.childProfiles)
+			c, err := r.env.CPUPerCall(ctx, path, conc, r.opts.rounds, calls, r.opts.cpuTogether, r.opts.childProfiles)
 			if err != nil {
 				return err
 			}
@@ -329,17 +331,22 @@ func printComparisons(w io.Writer, comparisons []bench.Comparison) {
 func printCPU(w io.Writer, costs []bench.CPUCost) {
 	fmt.Fprintf(w, "\nCPU time per call of the server process (broker and echo each in a process of their own, same calls, same run)\n")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tin flight\tbroker µs/call\techo µs/call\tratio\trounds\tcalls\tidle µs/s\terrors\tgoal")
+	fmt.Fprintln(tw, "scenario\tin flight\tbroker µs/call\techo µs/call\tratio\trounds\ttogether: median\trounds\tcalls\tidle µs/s\terrors\tgoal")
 	for _, c := range costs {
-		rounds := make([]string, len(c.RoundRatios))
-		for i, r := range c.RoundRatios {
-			rounds[i] = fmt.Sprintf("%.2f", r)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%s\t%d/%d\t%.0f/%.0f\t%d\t%s\n",
-			c.Name, c.Concurrency, c.SubjectCPUPerCallUs, c.BaselineCPUPerCallUs, c.Ratio,
-			strings.Join(rounds, " "), c.SubjectCalls, c.BaselineCalls, c.SubjectIdleUsPerSec, c.BaselineIdleUsPerSec, c.Errors, c.Goal)
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%s\t%.2fx\t%s\t%d/%d\t%.0f/%.0f\t%d\t%s\n",
+			c.Name, c.Concurrency, c.SubjectCPUPerCallUs, c.BaselineCPUPerCallUs, c.Ratio, ratios(c.RoundRatios),
+			c.TogetherRatio, ratios(c.TogetherRoundRatios), c.SubjectCalls, c.BaselineCalls, c.SubjectIdleUsPerSec, c.BaselineIdleUsPerSec, c.Errors, c.Goal)
 	}
 	tw.Flush()
+}
+
+// ratios are rs as a compact list.
+func ratios(rs []float64) string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(out, " ")
 }
 
 func printFleet(w io.Writer, f *bench.Fleet) {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -39,9 +41,20 @@ type CPUCost struct {
 	BaselineIdleUsPerSec float64 `json:"baseline_idle_cpu_us_per_s"`
 	// Rounds' per-call CPU ratios, for how much they vary.
 	RoundRatios []float64 `json:"round_ratios"`
-	Errors      int64     `json:"errors"`
-	FirstError  string    `json:"first_error,omitempty"`
-	Goal        string    `json:"goal"`
+	// The same calls with both sides loaded at once, each at Concurrency
+	// in flight, for a window of the same length, so both see the same
+	// machine: alternating rounds compare windows seconds apart, and a
+	// machine whose speed drifts (other processes, CPU steal) moves their
+	// ratio; these rounds' ratios and their median (Together) do not
+	// share that drift. (A side of a together round shares the cores
+	// with the other side, so its CPU per call is not the alternating
+	// rounds'.)
+	TogetherRatio       float64   `json:"together_cpu_ratio,omitempty"`
+	TogetherRoundRatios []float64 `json:"together_round_ratios,omitempty"`
+	TogetherCalls       [2]int64  `json:"together_calls,omitempty"`
+	Errors              int64     `json:"errors"`
+	FirstError          string    `json:"first_error,omitempty"`
+	Goal                string    `json:"goal"`
 	// Profiles written for this row (--child-cpuprofile).
 	SubjectProfile  string `json:"subject_profile,omitempty"`
 	BaselineProfile string `json:"baseline_profile,omitempty"`
@@ -52,6 +65,9 @@ const (
 	CPUPathGRPC = "grpc"
 	CPUPathREST = "rest"
 	CPUPathMTLS = "mtls"
+	// CPUPathAA is the method's own noise: the bare grpc-go echo against
+	// another process of the same echo (1.00x if the method were exact).
+	CPUPathAA = "aa"
 )
 
 // cpuRoundLimit bounds one measured round in time; calls bounds it in
@@ -61,9 +77,11 @@ const cpuRoundLimit = 30 * time.Second
 // CPUPerCall measures one hot path with the broker and its echo each in a
 // process of its own (this binary, re-executed): rounds of calls calls at
 // concurrency in flight, alternating which side goes first, reading each
-// server's CPU time before and after its round. With profileDir, both
-// children write a CPU profile of the measured rounds there.
-func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds int, calls int64, profileDir string) (CPUCost, error) {
+// server's CPU time before and after its round; then, with together > 0,
+// rounds of both sides loaded at once for that long (CPUCost.Together).
+// With profileDir, both children write a CPU profile of the alternating
+// rounds there.
+func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds int, calls int64, together time.Duration, profileDir string) (CPUCost, error) {
 	c := CPUCost{Concurrency: concurrency, Goal: "<= 1.15x"}
 	pair, err := e.startCPUPair(ctx, path, concurrency)
 	if err != nil {
@@ -71,6 +89,9 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 	}
 	defer pair.close()
 	c.Name = pair.name
+	if path == CPUPathAA {
+		c.Goal = "1.00x (the method's noise)"
+	}
 	// Warm both (connections, goroutines, caches) before measuring.
 	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.broker.op)
 	Load(ctx, concurrency, cpuRoundLimit/4, min(calls/4, 2000), pair.echo.op)
@@ -96,6 +117,11 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 		}
 	}
 	c.perCall(pair.broker, pair.echo)
+	if together > 0 {
+		if err := measureCPUTogether(ctx, &c, [2]*cpuSide{&pair.broker, &pair.echo}, rounds, together, calls); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
 }
 
@@ -129,6 +155,7 @@ var cpuRows = map[string]struct{ name, echo string }{
 	CPUPathGRPC: {"gRPC GetToken (cached) vs bare grpc-go echo", childEchoGRPC},
 	CPUPathREST: {"REST POST /v1/token (cached) vs gateway echo", childEchoGateway},
 	CPUPathMTLS: {"gRPC GetToken (cached), mTLS caller vs bare echo over mTLS", childEchoMTLS},
+	CPUPathAA:   {"A/A: bare grpc-go echo vs another of the same", childEchoGRPC},
 }
 
 // startCPUPair starts the broker and the echo of path's row (for mTLS,
@@ -184,6 +211,20 @@ func (e *Env) startCPUPair(ctx context.Context, path string, concurrency int) (_
 	}
 	pair.closers = append(pair.closers, echo.stop)
 	pair.broker.child, pair.echo.child = broker, echo
+	if path == CPUPathAA {
+		// The subject is a second echo; the broker above only made the
+		// answer both echo, and idles.
+		other, err := startServerChild(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		pair.closers = append(pair.closers, other.stop)
+		pair.broker.child = other
+		if bconn, err = dialWith(other.grpcAddr, dialOpts); err != nil {
+			return nil, err
+		}
+		pair.closers = append(pair.closers, func() { _ = bconn.Close() })
+	}
 	if err := pair.loadOps(path, concurrency, bconn, dialOpts); err != nil {
 		return nil, err
 	}
@@ -257,6 +298,66 @@ func measureCPURounds(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds
 		}
 	}
 	return nil
+}
+
+// measureCPUTogether runs rounds in which both sides are loaded at once,
+// each at c.Concurrency in flight for window (and at most 4 x calls
+// calls), reading both servers' CPU time before and after, and sets c's
+// together ratios: each round's broker-to-echo CPU per call, and their
+// median.
+func measureCPUTogether(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds int, window time.Duration, calls int64) error {
+	for range rounds {
+		var before, after [2]time.Duration
+		for k, s := range sides {
+			var err error
+			if before[k], err = s.child.cpu(); err != nil {
+				return err
+			}
+		}
+		var st [2]Stats
+		var wg sync.WaitGroup
+		for k, s := range sides {
+			wg.Go(func() { st[k] = Load(ctx, c.Concurrency, window, 4*calls, s.op) })
+		}
+		wg.Wait()
+		for k, s := range sides {
+			var err error
+			if after[k], err = s.child.cpu(); err != nil {
+				return err
+			}
+		}
+		var per [2]float64
+		for k := range sides {
+			c.TogetherCalls[k] += st[k].Requests
+			c.Errors += st[k].Errors
+			if c.FirstError == "" {
+				c.FirstError = st[k].FirstError
+			}
+			if st[k].Requests > 0 {
+				per[k] = float64(after[k]-before[k]) / float64(st[k].Requests)
+			}
+		}
+		if per[1] > 0 {
+			c.TogetherRoundRatios = append(c.TogetherRoundRatios, per[0]/per[1])
+		}
+	}
+	c.TogetherRatio = median(c.TogetherRoundRatios)
+	return nil
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count), 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // perCall fills c's calls, CPU per call and ratio from the two sides'

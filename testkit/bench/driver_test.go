@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,5 +33,28 @@ func TestInterleaveAlternatesWhoGoesFirst(t *testing.T) {
 	}
 	if sa.QPS <= 0 || sa.Elapsed <= 0 {
 		t.Errorf("a: QPS %v over %v", sa.QPS, sa.Elapsed)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{1.2}, 1.2},
+		{[]float64{1.3, 1.1}, 1.2},
+		{[]float64{1.5, 0.9, 1.1}, 1.1},
+		{[]float64{1.4, 1.0, 1.2, 9}, 1.3},
+	}
+	for _, tt := range tests {
+		in := slices.Clone(tt.in)
+		if got := median(tt.in); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+		if !slices.Equal(in, tt.in) {
+			t.Errorf("median reordered its argument: %v, was %v", tt.in, in)
+		}
 	}
 }
