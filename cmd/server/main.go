@@ -107,10 +107,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return checkConfig(f.configPath, stdout, env)
 	}
 	hopts := &slog.HandlerOptions{Level: f.logLevel}
-	// The access log writes a line per request: write the lines in
-	// batches; JSON lines are encoded by logbuf's own encoder (slog's
-	// format, without its copies and reflection), text lines by slog's,
-	// off the requests' path.
+	// The access log writes a line per request: encode and write the lines
+	// in batches, off the requests' path (JSON lines with logbuf's own
+	// encoder of slog's format).
 	logOut := logbuf.New(stderr, logFlushInterval)
 	defer logOut.Close()
 	var handler slog.Handler

@@ -11,27 +11,29 @@ import (
 )
 
 // JSONHandler returns a slog.Handler whose lines are byte for byte what
-// slog.NewJSONHandler(w, opts) writes, encoded by the caller straight into
-// w's buffer. Records whose attributes are all strings, integers, finite
-// floats, booleans or durations (the access and audit lines: one of each
-// per call) are encoded here, with no copy of the record, no queue and no
-// reflection: slog's JSON handler encodes a float with encoding/json, and
-// Handler's queue clones every record. Any other record (groups,
-// LogValuers, errors, ReplaceAttr or AddSource in opts) is encoded by
-// slog's handler, also at once, so lines keep the order they were logged
-// in. Handlers derived with WithAttrs or WithGroup are slog's.
+// slog.NewJSONHandler(w, opts) writes, queued and encoded off the
+// caller's path as Handler's are. Records whose attributes are all
+// strings, integers, finite floats, booleans or durations (the access and
+// audit lines: one of each per call) are encoded by this package, with no
+// reflection: slog's own handler encodes every float with encoding/json
+// and checks for groups, ReplaceAttr and the like attribute by attribute.
+// Any other record (groups, LogValuers, errors, ReplaceAttr or AddSource
+// in opts), and those of handlers derived with WithAttrs or WithGroup, are
+// encoded by slog's handler, in the same queue, so lines keep the order
+// they were logged in.
 func (w *Writer) JSONHandler(opts *slog.HandlerOptions) slog.Handler {
 	if opts == nil {
 		opts = &slog.HandlerOptions{}
 	}
-	return &jsonHandler{
+	return w.Handler(&jsonHandler{
 		w:     w,
 		slow:  slog.NewJSONHandler(w, opts),
 		level: opts.Level,
 		fast:  opts.ReplaceAttr == nil && !opts.AddSource,
-	}
+	})
 }
 
+// jsonHandler is the encoder JSONHandler's queue hands records to.
 type jsonHandler struct {
 	w     *Writer
 	slow  slog.Handler // slog's own, for what this one does not encode
@@ -52,7 +54,7 @@ func (h *jsonHandler) WithGroup(name string) slog.Handler       { return h.slow.
 
 // lineBufs holds the buffers lines are encoded in before they are copied
 // into the Writer's: a line is a few hundred bytes, and a pool keeps the
-// hot path free of allocations.
+// encoding free of allocations.
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // maxPooledLine is the largest buffer put back in the pool, so that one

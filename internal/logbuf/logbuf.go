@@ -1,7 +1,7 @@
 // Package logbuf batches log output: one write system call per flush
-// interval instead of one per line; Writer.JSONHandler, slog's JSON lines
-// encoded without slog's copies and reflection; and Writer.Handler, any
-// slog handler's encoding done in batches off the caller's path. The
+// interval instead of one per line; Writer.Handler, any slog handler's
+// encoding done in batches off the caller's path; and Writer.JSONHandler,
+// the same for slog's JSON lines with an encoder of this package's. The
 // access log writes a line per request; on a loaded 2-core machine the
 // synchronous write, and then the encoding, were a large part of a cached
 // token's cost (docs/performance.md). Lines are never dropped: a full buffer is written
