@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -73,29 +72,31 @@ func validRequestID(s string) bool {
 }
 
 // RequestIDs gives every HTTP request an id (the caller's X-Request-Id when
-// usable), returns it in the response's X-Request-Id, and hands it to the
-// gateway in the request's X-Request-Id, which the gateway forwards to the
-// gRPC access log as metadata (ForwardHeaders). When the caller's header
-// is missing or unusable, the handlers below see a copy of the request
-// with a copy of its header map holding the new id: the caller's request
-// is not modified, and the rest (values, URL, body) is shared rather than
-// deep-copied as Request.Clone would.
+// usable) and returns it in the response's X-Request-Id. The gateway's
+// in-process calls carry it to the access log: a caller's usable id as
+// the x-request-id metadata the gateway forwards (ForwardHeaders), any
+// other (new, or replacing an unusable one) in the request's context,
+// which AccessLog reads for the gateway's calls only, and before the
+// metadata. The caller's request and its header map are left as they are:
+// copying the map for a new id cost more than the rest of this middleware.
 func RequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sent := r.Header[canonicalRequestIDHeader]
 		id := requestID(firstOrEmpty(sent))
 		if len(sent) != 1 || sent[0] != id {
-			r2 := *r
-			r2.Header = maps.Clone(r.Header)
-			r2.Header[canonicalRequestIDHeader] = []string{id}
-			r = &r2
+			r = r.WithContext(context.WithValue(r.Context(), httpRequestIDKey{}, id))
 		}
-		// Direct map writes with the canonical key: Header.Set would
+		// A direct map write with the canonical key: Header.Set would
 		// canonicalise (and allocate) the key on every request.
 		w.Header()[canonicalRequestIDHeader] = []string{id}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// httpRequestIDKey is the context key of the id RequestIDs chose for an
+// HTTP request when it is not the caller's. Only this process sets
+// context values, so no caller can set one.
+type httpRequestIDKey struct{}
 
 // canonicalRequestIDHeader is RequestIDHeader as net/http keys it.
 var canonicalRequestIDHeader = http.CanonicalHeaderKey(RequestIDHeader)
@@ -167,36 +168,48 @@ func AccessLog(log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bo
 		// returned. A deep stack past the goroutine's first 8 KiB is
 		// copied to a larger one on every call (docs/performance.md).
 		start := time.Now()
-		fromCaller := callerRequestID(ctx)
-		ctx, ri := reqinfo.With(ctx, requestID(fromCaller))
+		rest := false
+		if p, ok := peer.FromContext(ctx); ok && gateway != nil {
+			rest = gateway(p.Addr)
+		}
+		id, callerSent := callRequestID(ctx, rest)
+		ctx, ri := reqinfo.With(ctx, id)
 		resp, err := handler(ctx, req)
-		logRequest(ctx, log, policy, gateway, ri, info.FullMethod, fromCaller != "", start, err)
+		logRequest(ctx, log, policy, rest, ri, info.FullMethod, callerSent, start, err)
 		return resp, err
 	}
 }
 
-// callerRequestID is the request id the caller sent, if any.
+// callRequestID is the call's request id, and whether the caller sent
+// it: for a REST call, the id RequestIDs put in the context if it did;
+// else the caller's x-request-id if usable, or a new one.
 // ValueFromIncomingContext reads one key without copying the whole
 // metadata map, as FromIncomingContext does.
-func callerRequestID(ctx context.Context) string {
-	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
-		return vals[0]
+func callRequestID(ctx context.Context, rest bool) (id string, callerSent bool) {
+	if rest {
+		if id, ok := ctx.Value(httpRequestIDKey{}).(string); ok {
+			return id, false
+		}
 	}
-	return ""
+	fromCaller := ""
+	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
+		fromCaller = vals[0]
+	}
+	return requestID(fromCaller), fromCaller != ""
 }
 
 // logRequest echoes the request id to the caller where due and writes the
 // call's line (for a successful cache hit, as policy says).
 //
 //go:noinline
-func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bool, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
+func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, rest bool, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
 	// Echo the id to callers who sent one, and with every error (the
 	// id finds the log line). A header on every successful call costs
 	// the hot path a few percent of its throughput (docs/performance.md);
 	// a unary call's headers go out after the interceptors return.
 	// REST callers get it from the HTTP middleware (requestIDs).
 	transport := "grpc"
-	if p, ok := peer.FromContext(ctx); ok && gateway != nil && gateway(p.Addr) {
+	if rest {
 		transport = "rest"
 	}
 	rec := ri.Snapshot()
