@@ -50,18 +50,7 @@ func TestHandlerKeepsEveryRecordInOrder(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	lines := decode(t, out.String())
-	if len(lines) != goroutines*each {
-		t.Fatalf("%d lines, want %d", len(lines), goroutines*each)
-	}
-	next := map[float64]float64{}
-	for _, l := range lines {
-		g, i := l["g"].(float64), l["i"].(float64)
-		if i != next[g] {
-			t.Fatalf("goroutine %v: line %v where %v was due", g, i, next[g])
-		}
-		next[g]++
-	}
+	checkEveryLineInOrder(t, out.String(), goroutines*each)
 }
 
 // changing is a value whose text changes after it is logged.
@@ -148,5 +137,23 @@ func TestHandlerKeepsTheRecordAsHandled(t *testing.T) {
 	}
 	if _, ok := lines[0]["added"]; ok || lines[0]["a6"] != 6.0 {
 		t.Errorf("queued line %v: want a0..a6 and no attribute added after Handle", lines[0])
+	}
+}
+
+// checkEveryLineInOrder checks that out holds want JSON lines, and that
+// each goroutine's ("g") lines come in the order it logged them ("i").
+func checkEveryLineInOrder(t *testing.T, out string, want int) {
+	t.Helper()
+	lines := decode(t, out)
+	if len(lines) != want {
+		t.Fatalf("%d lines, want %d", len(lines), want)
+	}
+	next := map[float64]float64{}
+	for _, l := range lines {
+		g, i := l["g"].(float64), l["i"].(float64)
+		if i != next[g] {
+			t.Fatalf("goroutine %v: line %v where %v was due", g, i, next[g])
+		}
+		next[g]++
 	}
 }

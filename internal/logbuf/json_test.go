@@ -181,18 +181,7 @@ func TestJSONHandlerKeepsEveryLineInOrder(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	lines := decode(t, out.String())
-	if len(lines) != goroutines*each {
-		t.Fatalf("%d lines, want %d", len(lines), goroutines*each)
-	}
-	next := map[float64]float64{}
-	for _, l := range lines {
-		g, i := l["g"].(float64), l["i"].(float64)
-		if i != next[g] {
-			t.Fatalf("goroutine %v: line %v where %v was due", g, i, next[g])
-		}
-		next[g]++
-	}
+	checkEveryLineInOrder(t, out.String(), goroutines*each)
 }
 
 func BenchmarkAccessLine(b *testing.B) {
