@@ -26,27 +26,22 @@ func (w *Writer) JSONHandler(opts *slog.HandlerOptions) slog.Handler {
 		opts = &slog.HandlerOptions{}
 	}
 	return w.Handler(&jsonHandler{
-		w:     w,
-		slow:  slog.NewJSONHandler(w, opts),
-		level: opts.Level,
-		fast:  opts.ReplaceAttr == nil && !opts.AddSource,
+		w:    w,
+		slow: slog.NewJSONHandler(w, opts),
+		fast: opts.ReplaceAttr == nil && !opts.AddSource,
 	})
 }
 
 // jsonHandler is the encoder JSONHandler's queue hands records to.
 type jsonHandler struct {
-	w     *Writer
-	slow  slog.Handler // slog's own, for what this one does not encode
-	level slog.Leveler // nil: slog.LevelInfo
-	fast  bool         // opts leave the encoding to this handler
+	w    *Writer
+	slow slog.Handler // slog's own, for what this one does not encode
+	fast bool         // opts leave the encoding to this handler
 }
 
-func (h *jsonHandler) Enabled(_ context.Context, l slog.Level) bool {
-	min := slog.LevelInfo
-	if h.level != nil {
-		min = h.level.Level()
-	}
-	return l >= min
+// Enabled is slog's: the same options, the same levels.
+func (h *jsonHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.slow.Enabled(ctx, l)
 }
 
 func (h *jsonHandler) WithAttrs(attrs []slog.Attr) slog.Handler { return h.slow.WithAttrs(attrs) }

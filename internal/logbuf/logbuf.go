@@ -4,9 +4,9 @@
 // the same for slog's JSON lines with an encoder of this package's. The
 // access log writes a line per request; on a loaded 2-core machine the
 // synchronous write, and then the encoding, were a large part of a cached
-// token's cost (docs/performance.md). Lines are never dropped: a full buffer is written
-// out by the caller that fills it, and Close encodes and flushes what is
-// left. A crash loses at most one interval of lines.
+// token's cost (docs/performance.md). Lines are never dropped: a full
+// buffer is written out by the caller that fills it, and Close encodes and
+// flushes what is left. A crash loses at most one interval of lines.
 package logbuf
 
 import (

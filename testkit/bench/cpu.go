@@ -45,13 +45,13 @@ type CPUCost struct {
 	// in flight, for a window of the same length, so both see the same
 	// machine: alternating rounds compare windows seconds apart, and a
 	// machine whose speed drifts (other processes, CPU steal) moves their
-	// ratio; these rounds' ratios and their median (Together) do not
-	// share that drift. (A side of a together round shares the cores
+	// ratio; these rounds' ratios and their median (TogetherRatio) do
+	// not share that drift. (A side of a together round shares the cores
 	// with the other side, so its CPU per call is not the alternating
 	// rounds'.)
 	TogetherRatio       float64   `json:"together_cpu_ratio,omitempty"`
 	TogetherRoundRatios []float64 `json:"together_round_ratios,omitempty"`
-	TogetherCalls       [2]int64  `json:"together_calls,omitempty"`
+	TogetherCalls       [2]int64  `json:"together_calls"` // broker, echo
 	Errors              int64     `json:"errors"`
 	FirstError          string    `json:"first_error,omitempty"`
 	Goal                string    `json:"goal"`
@@ -285,10 +285,7 @@ func measureCPURounds(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds
 			}
 			s.cpu += after - before
 			s.calls += st.Requests
-			c.Errors += st.Errors
-			if c.FirstError == "" {
-				c.FirstError = st.FirstError
-			}
+			c.countErrors(st)
 			if st.Requests > 0 {
 				per[k] = float64(after-before) / float64(st.Requests)
 			}
@@ -329,10 +326,7 @@ func measureCPUTogether(ctx context.Context, c *CPUCost, sides [2]*cpuSide, roun
 		var per [2]float64
 		for k := range sides {
 			c.TogetherCalls[k] += st[k].Requests
-			c.Errors += st[k].Errors
-			if c.FirstError == "" {
-				c.FirstError = st[k].FirstError
-			}
+			c.countErrors(st[k])
 			if st[k].Requests > 0 {
 				per[k] = float64(after[k]-before[k]) / float64(st[k].Requests)
 			}
@@ -343,6 +337,14 @@ func measureCPUTogether(ctx context.Context, c *CPUCost, sides [2]*cpuSide, roun
 	}
 	c.TogetherRatio = median(c.TogetherRoundRatios)
 	return nil
+}
+
+// countErrors adds a round's errors to c's, keeping the first one seen.
+func (c *CPUCost) countErrors(st Stats) {
+	c.Errors += st.Errors
+	if c.FirstError == "" {
+		c.FirstError = st.FirstError
+	}
 }
 
 // median is the middle of xs (the mean of the two middle ones for an even
