@@ -222,20 +222,6 @@ func (s *Store) CompareAndDelete(ctx context.Context, key, accessToken string) (
 	return s.backend.DeleteIfPrefix(ctx, key, Digest(accessToken))
 }
 
-// wireEntry is the sealed JSON of an Entry; times are Unix nanoseconds.
-type wireEntry struct {
-	AccessToken  string `json:"a"`
-	TokenType    string `json:"t,omitempty"`
-	Scope        string `json:"s,omitempty"`
-	RefreshToken string `json:"r,omitempty"`
-	IssuedAt     int64  `json:"i"`
-	ExpiresAt    int64  `json:"e"`
-	FetchedAt    int64  `json:"f"`
-	Fence        uint64 `json:"g,omitempty"`
-	// Rejected: a negative cache entry (no token).
-	Rejected *store.Rejection `json:"x,omitempty"`
-}
-
 func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
 	plain, err := json.Marshal(wireEntry{
 		AccessToken:  e.AccessToken,
@@ -300,7 +286,7 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 		return store.Entry{}, errUnopenable
 	}
 	var w wireEntry
-	if err := json.Unmarshal(plain, &w); err != nil || (w.AccessToken == "") == (w.Rejected == nil) {
+	if err := decodeWire(plain, &w); err != nil || (w.AccessToken == "") == (w.Rejected == nil) {
 		return store.Entry{}, errUnopenable
 	}
 	// The digest is authenticated for sealed values; for plaintext ones

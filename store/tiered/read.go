@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker/store"
 )
@@ -38,24 +39,53 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	flightKey := key + "\x00" + strconv.FormatUint(s.invalidationCount(key).Load(), 10)
 	// Only the caller whose function runs reads; the function's end
 	// happens before the result reaches this caller, so leader needs no
-	// lock.
+	// lock. The read is never cancelled: the key's other callers share it.
 	leader := false
-	ch := s.flight.DoChan(flightKey, func() (any, error) {
+	read := func() (any, error) {
 		leader = true
 		return s.load(context.WithoutCancel(ctx), key)
-	})
+	}
+	if readsInline(ctx) {
+		v, err, _ := s.flight.Do(flightKey, read)
+		return s.sharedResult(leader, v, err)
+	}
 	select {
-	case res := <-ch:
-		if !leader {
-			s.shared.Add(1)
-		}
-		if res.Err != nil {
-			return store.Entry{}, res.Err
-		}
-		return res.Val.(store.Entry), nil
+	case res := <-s.flight.DoChan(flightKey, read):
+		return s.sharedResult(leader, res.Val, res.Err)
 	case <-ctx.Done():
 		return store.Entry{}, ctx.Err()
 	}
+}
+
+// inlineReadMargin is how far a caller's deadline must be for Get to read
+// the shared level in the caller's own goroutine. A read is a few Redis
+// commands, each bounded by the store's command timeout (50 ms by
+// default), so it ends long before such a deadline, and the caller keeps
+// leaving at its deadline. Nearer deadlines get a goroutine for the read
+// (singleflight's DoChan) and leave without it; that costs every read two
+// more wake-ups across the machine's cores (on a loopback Redis at one
+// call in flight, about 5% of the call: docs/performance.md).
+const inlineReadMargin = time.Second
+
+// readsInline reports whether a Get with ctx may wait for a shared read
+// without watching its context: ctx has no deadline (a caller that goes
+// away without one waits for the read, as it would for the command
+// timeouts), or one at least inlineReadMargin away.
+func readsInline(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) >= inlineReadMargin
+}
+
+// sharedResult is what a Get returns from a read of the shared level
+// that it made (leader) or joined.
+func (s *Store) sharedResult(leader bool, v any, err error) (store.Entry, error) {
+	if !leader {
+		s.shared.Add(1)
+	}
+	if err != nil {
+		return store.Entry{}, err
+	}
+	return v.(store.Entry), nil
 }
 
 // GetFresh implements store.FreshReader: a read of the shared level of

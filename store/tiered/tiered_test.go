@@ -529,48 +529,130 @@ func (b *blocking) Get(ctx context.Context, key string) (store.Entry, error) {
 // TestNoL1SharesConcurrentReadsAndKeepsNothing: without L1
 // (cache.l1_disabled) concurrent Gets of a key share one read of the
 // shared level, nothing is kept between reads, and a Get after a Put of
-// the key reads afresh rather than joining an older read.
+// the key reads afresh rather than joining an older read; whether the
+// callers' deadlines let the first of them read in its own goroutine or
+// not.
 func TestNoL1SharesConcurrentReadsAndKeepsNothing(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
-		old := entry(time.Minute)
-		_ = remote.Memory.Put(ctx, key, old)
-		s := newL1(t, remote, tiered.Options{NoL1: true})
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // 0: no deadline
+	}{
+		{"no deadline", 0},
+		{"a far deadline", time.Hour},
+		{"a near deadline", 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				callCtx := func() (context.Context, context.CancelFunc) {
+					if tc.timeout == 0 {
+						return context.WithCancel(context.Background())
+					}
+					return context.WithTimeout(context.Background(), tc.timeout)
+				}
+				ctx := context.Background()
+				remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
+				old := entry(time.Minute)
+				_ = remote.Memory.Put(ctx, key, old)
+				s := newL1(t, remote, tiered.Options{NoL1: true})
 
-		const callers = 10
-		got := make(chan string, callers+1)
-		for range callers {
-			go func() {
-				e, _ := s.Get(ctx, key)
-				got <- e.AccessToken
-			}()
-		}
-		<-remote.started
-		synctest.Wait() // every caller is waiting on the one read
-		// A Put while that read is in flight: the next Get must not join it.
-		fresh := entry(time.Minute)
-		if err := s.Put(ctx, key, fresh); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			e, _ := s.Get(ctx, key)
-			got <- e.AccessToken
-		}()
-		<-remote.started // a read of its own
-		close(remote.release)
-		for range callers + 1 {
-			<-got
-		}
-		st := s.Stats()
-		if st.Reads != 2 || st.Shared != callers-1 || st.Entries != 0 {
-			t.Fatalf("stats %+v: want 2 reads of the shared level, %d shared, nothing kept", st, callers-1)
-		}
-		if e, _ := s.Get(ctx, key); e.AccessToken != fresh.AccessToken {
-			t.Fatal("a Get after the Put did not read the new token")
-		}
-	})
+				const callers = 10
+				got := make(chan string, callers+1)
+				get := func() {
+					cctx, cancel := callCtx()
+					defer cancel()
+					e, _ := s.Get(cctx, key)
+					got <- e.AccessToken
+				}
+				for range callers {
+					go get()
+				}
+				<-remote.started
+				synctest.Wait() // every caller is waiting on the one read
+				// A Put while that read is in flight: the next Get must not join it.
+				fresh := entry(time.Minute)
+				if err := s.Put(ctx, key, fresh); err != nil {
+					t.Fatal(err)
+				}
+				go get()
+				<-remote.started // a read of its own
+				close(remote.release)
+				for range callers + 1 {
+					if tok := <-got; tok != old.AccessToken && tok != fresh.AccessToken {
+						t.Errorf("a caller got %q, neither token", tok)
+					}
+				}
+				st := s.Stats()
+				if st.Reads != 2 || st.Shared != callers-1 || st.Entries != 0 {
+					t.Fatalf("stats %+v: want 2 reads of the shared level, %d shared, nothing kept", st, callers-1)
+				}
+				if e, _ := s.Get(ctx, key); e.AccessToken != fresh.AccessToken {
+					t.Fatal("a Get after the Put did not read the new token")
+				}
+			})
+		})
+	}
+}
+
+// TestGetLeavesAtItsDeadline: a caller whose deadline comes before a
+// slow read of the shared level ends leaves at it, whether it started
+// the read or joined one a caller without a deadline started, and the
+// read still answers the callers that wait for it.
+func TestGetLeavesAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	for _, first := range []string{"near deadline", "no deadline"} {
+		t.Run("first caller with "+first, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
+				want := entry(time.Hour)
+				_ = remote.Memory.Put(ctx, key, want)
+				s := newL1(t, remote, tiered.Options{NoL1: true})
+
+				type result struct {
+					tok string
+					err error
+					at  time.Time
+				}
+				near, patient := make(chan result, 1), make(chan result, 1)
+				getNear := func() {
+					cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+					defer cancel()
+					e, err := s.Get(cctx, key)
+					near <- result{e.AccessToken, err, time.Now()}
+				}
+				getPatient := func() {
+					e, err := s.Get(ctx, key)
+					patient <- result{e.AccessToken, err, time.Now()}
+				}
+				start := time.Now()
+				if first == "near deadline" {
+					go getNear()
+					<-remote.started
+					go getPatient()
+				} else {
+					go getPatient()
+					<-remote.started
+					go getNear()
+				}
+				synctest.Wait()
+				time.Sleep(time.Second) // the read is still blocked
+				r := <-near
+				if !errors.Is(r.err, context.DeadlineExceeded) || r.at.Sub(start) != 100*time.Millisecond {
+					t.Fatalf("the caller with a 100ms deadline got %v after %v: want it to leave at its deadline", r.err, r.at.Sub(start))
+				}
+				close(remote.release)
+				if r := <-patient; r.err != nil || r.tok != want.AccessToken {
+					t.Fatalf("the caller without a deadline got %q, %v: want the read's token", r.tok, r.err)
+				}
+				if st := s.Stats(); st.Reads != 1 {
+					t.Fatalf("%d reads of the shared level: want the one both callers shared", st.Reads)
+				}
+			})
+		})
+	}
 }
 
 // TestLostDeletionIsNotServedHere: the shared level loses a deletion (a

@@ -1,0 +1,172 @@
+package sealed
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// wireEntry is the sealed JSON of an Entry; times are Unix nanoseconds.
+type wireEntry struct {
+	AccessToken  string `json:"a"`
+	TokenType    string `json:"t,omitempty"`
+	Scope        string `json:"s,omitempty"`
+	RefreshToken string `json:"r,omitempty"`
+	IssuedAt     int64  `json:"i"`
+	ExpiresAt    int64  `json:"e"`
+	FetchedAt    int64  `json:"f"`
+	Fence        uint64 `json:"g,omitempty"`
+	// Rejected: a negative cache entry (no token).
+	Rejected *store.Rejection `json:"x,omitempty"`
+}
+
+// decodeWire reads the JSON of a wireEntry as json.Unmarshal does. Every
+// value is opened on every read of the shared level, and reflection made
+// json.Unmarshal most of an open's cost, so the shape json.Marshal writes
+// for a token (one-letter keys, once each; strings without escapes; whole
+// numbers) is read directly, and anything else (a negative cache entry, an
+// escaped character, a value this code did not write) goes to
+// json.Unmarshal. FuzzDecodeWire holds the two to the same answers.
+func decodeWire(data []byte, w *wireEntry) error {
+	if decodeWireFast(data, w) {
+		return nil
+	}
+	*w = wireEntry{}
+	return json.Unmarshal(data, w)
+}
+
+// decodeWireFast decodes data into w when it is in the shape described
+// at decodeWire, and reports whether it was (w is then complete; else
+// its contents are undefined).
+func decodeWireFast(data []byte, w *wireEntry) bool {
+	*w = wireEntry{}
+	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
+		return false
+	}
+	p := wireParser{data: data[1 : len(data)-1]}
+	var seen [8]bool
+	for first := true; len(p.data) > 0 || first; first = false {
+		if !first && !p.byte(',') {
+			return false
+		}
+		if len(p.data) < 4 || p.data[0] != '"' || p.data[2] != '"' || p.data[3] != ':' {
+			return false
+		}
+		name := p.data[1]
+		p.data = p.data[4:]
+		field := fieldIndex(name)
+		if field < 0 || seen[field] {
+			return false
+		}
+		seen[field] = true
+		var ok bool
+		switch name {
+		case 'a':
+			w.AccessToken, ok = p.string()
+		case 't':
+			w.TokenType, ok = p.string()
+		case 's':
+			w.Scope, ok = p.string()
+		case 'r':
+			w.RefreshToken, ok = p.string()
+		case 'i':
+			w.IssuedAt, ok = p.int()
+		case 'e':
+			w.ExpiresAt, ok = p.int()
+		case 'f':
+			w.FetchedAt, ok = p.int()
+		case 'g':
+			w.Fence, ok = p.uint()
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldIndex is the index of a wireEntry key the fast path reads, or -1
+// (the negative cache's "x" included).
+func fieldIndex(name byte) int {
+	for i, c := range []byte("atsriefg") {
+		if c == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// wireParser consumes the inside of a wireEntry's JSON object.
+type wireParser struct{ data []byte }
+
+func (p *wireParser) byte(c byte) bool {
+	if len(p.data) == 0 || p.data[0] != c {
+		return false
+	}
+	p.data = p.data[1:]
+	return true
+}
+
+// string reads a JSON string that needs no unescaping: no backslash, no
+// control character, valid UTF-8 (json.Unmarshal would replace invalid
+// bytes).
+func (p *wireParser) string() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	ascii := true
+	for i, c := range p.data {
+		switch {
+		case c == '"':
+			s := p.data[:i]
+			if !ascii && !utf8.Valid(s) {
+				return "", false
+			}
+			p.data = p.data[i+1:]
+			return string(s), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// uint reads a JSON whole number without sign, exponent or fraction that
+// fits in a uint64.
+func (p *wireParser) uint() (uint64, bool) {
+	n, i := uint64(0), 0
+	for ; i < len(p.data) && '0' <= p.data[i] && p.data[i] <= '9'; i++ {
+		d := uint64(p.data[i] - '0')
+		if i == 19 {
+			// 20 digits may still fit; json.Unmarshal decides.
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if i == 0 || i > 1 && p.data[0] == '0' {
+		return 0, false
+	}
+	if i < len(p.data) && (p.data[i] == '.' || p.data[i] == 'e' || p.data[i] == 'E') {
+		return 0, false
+	}
+	p.data = p.data[i:]
+	return n, true
+}
+
+// int reads a JSON whole number that fits in an int64.
+func (p *wireParser) int() (int64, bool) {
+	neg := p.byte('-')
+	n, ok := p.uint()
+	switch {
+	case !ok:
+		return 0, false
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
+}
