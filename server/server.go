@@ -129,6 +129,19 @@ type Server struct {
 	shutdownDelay atomic.Int64
 }
 
+// minStreamWorkers is the fewest goroutines kept to serve gRPC calls. A
+// call that finds none free runs in a new goroutine, whose stack then
+// grows, a copy each time, through the interceptor chain; with 4 per core
+// (8 here), most calls at 64 in flight did, and that copying was a third
+// of what the broker spent per call more than the echo. 64 workers cost
+// a few KiB of stack each while idle; more (128) read no better at 64 in
+// flight and slightly worse at 1 (docs/performance.md, "Stream workers").
+const minStreamWorkers = 64
+
+// streamWorkers is how many goroutines serve gRPC calls: minStreamWorkers,
+// or 4 per core on a machine with more than 16.
+func streamWorkers() int { return max(minStreamWorkers, 4*goruntime.GOMAXPROCS(0)) }
+
 // New listens on both addresses; Serve starts serving.
 func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
@@ -155,7 +168,7 @@ func New(opts Options) (*Server, error) {
 		// Reuse goroutines whose stacks have already grown through the
 		// interceptor chain: a new goroutine per call spent a tenth of a
 		// cached call's CPU copying stacks (docs/performance.md).
-		grpc.NumStreamWorkers(uint32(4 * goruntime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(streamWorkers())),
 		// Chained, not grpc.UnaryInterceptor, so that one given in
 		// ServerOptions does not make NewServer panic.
 		grpc.ChainUnaryInterceptor(intercept),
