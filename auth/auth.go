@@ -133,6 +133,8 @@ type Policy struct {
 	internal       func(net.Addr) bool
 	// verified remembers chains that passed verifyChainAt (see verifyChainOnce).
 	verified *lru.Cache[[32]byte, verifiedChain]
+	// byLeaf answers a TLS connection's calls before verified does.
+	byLeaf leafMemo
 	// jwt verifies bearer JWTs (nil: none configured); jwtRules find
 	// their clients.
 	jwt      *jwtverify.Verifier

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -59,12 +61,16 @@ func checkChainSize(sizes ...int) error {
 	return nil
 }
 
-func derSizes(chain []*x509.Certificate) []int {
-	sizes := make([]int, len(chain))
+// checkCerts applies the bounds to a chain of certificates.
+func checkCerts(chain []*x509.Certificate) error {
+	if len(chain) > maxChainCerts {
+		return errChainTooLong
+	}
+	var sizes [maxChainCerts]int
 	for i, c := range chain {
 		sizes[i] = len(c.Raw)
 	}
-	return sizes
+	return checkChainSize(sizes[:len(chain)]...)
 }
 
 // HTTPMiddleware forwards the TLS client certificate chain of a request to
@@ -105,7 +111,7 @@ func ForwardCertificates(log *slog.Logger, next http.Handler) http.Handler {
 // the bounds is encoded as a marker that DecodeChain refuses, so the call
 // is answered "too long" rather than as if no certificate were presented.
 func EncodeChain(chain []*x509.Certificate) string {
-	if checkChainSize(derSizes(chain)...) != nil {
+	if checkCerts(chain) != nil {
 		return chainTooLong
 	}
 	parts := make([]string, 0, len(chain))
@@ -171,7 +177,7 @@ func (p *Policy) verifyChainAt(chain []*x509.Certificate, now time.Time) (v veri
 	if len(chain) == 0 {
 		return v, errors.New("no certificate")
 	}
-	if err := checkChainSize(derSizes(chain)...); err != nil {
+	if err := checkCerts(chain); err != nil {
 		return v, err
 	}
 	var built [][]*x509.Certificate
@@ -247,13 +253,26 @@ func newVerifiedCache() *lru.Cache[[32]byte, verifiedChain] {
 // the Policy (with its roots, bundles and this cache) is replaced whole
 // when they are reloaded. Failures are not remembered: each is verified,
 // and audited, again; claimed is then the leaf's subject, if it was read.
+//
+// A TLS connection's leaf is also looked up by its parsed certificate
+// (byLeaf), which every call on the connection shares: that spares each
+// call hashing the leaf and locking the LRU.
 func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed string, err error) {
 	now := p.now()
+	if chain.certs != nil {
+		if err := checkCerts(chain.certs); err != nil {
+			return v, "", err
+		}
+		if v, ok := p.byLeaf.get(chain.certs[0]); ok && !now.After(v.until) {
+			return v, "", nil
+		}
+	}
 	fp, err := chain.leafFingerprint()
 	if err != nil {
 		return v, "", err
 	}
 	if v, ok := p.verified.Get(fp); ok && !now.After(v.until) {
+		p.byLeaf.add(chain.certs, v)
 		return v, "", nil
 	}
 	certs, err := chain.decode()
@@ -264,7 +283,47 @@ func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed str
 		return v, SubjectString(certs[0]), err
 	}
 	p.verified.Add(fp, v)
+	p.byLeaf.add(chain.certs, v)
 	return v, "", nil
+}
+
+// leafMemo remembers verified chains by the leaf's parsed certificate,
+// the one a TLS connection presents on every call (crypto/tls may share
+// it between connections presenting the same DER): the same pointer is
+// the same leaf, so the same verdict as its fingerprint's. It keeps at
+// most maxVerifiedChains leaves (then it starts afresh; the fingerprint
+// LRU still answers), and holds them while it keeps them, so no pointer
+// in it is ever reused for another certificate.
+type leafMemo struct {
+	m atomic.Pointer[sync.Map] // *x509.Certificate -> verifiedChain
+	n atomic.Int64
+}
+
+func (l *leafMemo) get(leaf *x509.Certificate) (verifiedChain, bool) {
+	m := l.m.Load()
+	if m == nil {
+		return verifiedChain{}, false
+	}
+	v, ok := m.Load(leaf)
+	if !ok {
+		return verifiedChain{}, false
+	}
+	return v.(verifiedChain), true
+}
+
+// add remembers the leaf of a TLS connection's chain (none for a
+// forwarded one: its certificates are parsed anew on every call).
+func (l *leafMemo) add(chain []*x509.Certificate, v verifiedChain) {
+	if len(chain) == 0 {
+		return
+	}
+	m := l.m.Load()
+	if m == nil || l.n.Add(1) > maxVerifiedChains {
+		m = new(sync.Map)
+		l.m.Store(m)
+		l.n.Store(1)
+	}
+	m.Store(chain[0], v)
 }
 
 // SubjectString is the subject of c in the form cert_subject is written

@@ -245,7 +245,7 @@ type presented struct {
 // key; it refuses a chain over the bounds before anything is parsed.
 func (c *presented) leafFingerprint() ([32]byte, error) {
 	if c.certs != nil {
-		if err := checkChainSize(derSizes(c.certs)...); err != nil {
+		if err := checkCerts(c.certs); err != nil {
 			return [32]byte{}, err
 		}
 		return sha256.Sum256(c.certs[0].Raw), nil
