@@ -2,6 +2,7 @@ package sealed
 
 import (
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tokenbroker/tokenbroker/store"
@@ -45,7 +46,10 @@ func decodeWireFast(data []byte, w *wireEntry) bool {
 		return false
 	}
 	p := wireParser{data: data[1 : len(data)-1]}
-	var seen [8]bool
+	// The keys the fast path reads, in wireFields' order.
+	strs := [...]*string{&w.AccessToken, &w.TokenType, &w.Scope, &w.RefreshToken}
+	ints := [...]*int64{&w.IssuedAt, &w.ExpiresAt, &w.FetchedAt}
+	var seen [len(wireFields)]bool
 	for first := true; len(p.data) > 0 || first; first = false {
 		if !first && !p.byte(',') {
 			return false
@@ -53,30 +57,19 @@ func decodeWireFast(data []byte, w *wireEntry) bool {
 		if len(p.data) < 4 || p.data[0] != '"' || p.data[2] != '"' || p.data[3] != ':' {
 			return false
 		}
-		name := p.data[1]
+		field := strings.IndexByte(wireFields, p.data[1])
 		p.data = p.data[4:]
-		field := fieldIndex(name)
 		if field < 0 || seen[field] {
 			return false
 		}
 		seen[field] = true
 		var ok bool
-		switch name {
-		case 'a':
-			w.AccessToken, ok = p.string()
-		case 't':
-			w.TokenType, ok = p.string()
-		case 's':
-			w.Scope, ok = p.string()
-		case 'r':
-			w.RefreshToken, ok = p.string()
-		case 'i':
-			w.IssuedAt, ok = p.int()
-		case 'e':
-			w.ExpiresAt, ok = p.int()
-		case 'f':
-			w.FetchedAt, ok = p.int()
-		case 'g':
+		switch {
+		case field < len(strs):
+			*strs[field], ok = p.string()
+		case field < len(strs)+len(ints):
+			*ints[field-len(strs)], ok = p.int()
+		default:
 			w.Fence, ok = p.uint()
 		}
 		if !ok {
@@ -86,16 +79,9 @@ func decodeWireFast(data []byte, w *wireEntry) bool {
 	return true
 }
 
-// fieldIndex is the index of a wireEntry key the fast path reads, or -1
-// (the negative cache's "x" included).
-func fieldIndex(name byte) int {
-	for i, c := range []byte("atsriefg") {
-		if c == name {
-			return i
-		}
-	}
-	return -1
-}
+// wireFields are the keys of wireEntry the fast path reads: its strings,
+// its times, its fence (not the negative cache's "x").
+const wireFields = "atsriefg"
 
 // wireParser consumes the inside of a wireEntry's JSON object.
 type wireParser struct{ data []byte }
