@@ -500,6 +500,37 @@ func TestVerifiedLeafRemembered(t *testing.T) {
 	check("the connection once its certificate expired", conn, nil, codes.Unauthenticated)
 }
 
+// TestLeafMemoHoldsTLSLeavesOnly: a forwarded chain is parsed anew on
+// every call, so its leaf is remembered by fingerprint only; a TLS
+// connection's leaf is remembered by its certificate too.
+func TestLeafMemoHoldsTLSLeavesOnly(t *testing.T) {
+	t.Parallel()
+	ca := newPKI(t, "client CA")
+	cert := ca.issue(t, pkix.Name{CommonName: "billing"}, time.Now().Add(time.Hour))
+	p, err := New(Config{ClientCAs: ca.pool(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Internal: isGateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	getToken := tokenbrokerv1.TokenService_GetToken_FullMethodName
+	req := &tokenbrokerv1.GetTokenRequest{Profile: "acme"}
+	rest := metadata.Pairs(forwardedCertKey, EncodeChain([]*x509.Certificate{cert}))
+	for range 2 {
+		if err := call(p, getToken, req, &peer.Peer{Addr: gatewayAddr{}}, rest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.byLeaf.n.Load(); n != 0 || p.verified.Len() != 1 {
+		t.Fatalf("after forwarded calls: %d leaves remembered by certificate, %d by fingerprint; want 0 and 1", n, p.verified.Len())
+	}
+	tlsPeer := &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}}}
+	if err := call(p, getToken, req, tlsPeer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.byLeaf.get(cert); !ok {
+		t.Fatal("a TLS connection's verified leaf is not remembered by its certificate")
+	}
+}
+
 // TestPresentedChainBounds: a chain with more certificates or bytes than
 // a leaf and a few intermediates need is refused before verification,
 // over TLS and forwarded, and nothing of it is remembered.

@@ -259,7 +259,11 @@ func newVerifiedCache() *lru.Cache[[32]byte, verifiedChain] {
 // call hashing the leaf and locking the LRU.
 func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed string, err error) {
 	now := p.now()
-	if chain.certs != nil {
+	// A TLS connection's chain; a forwarded one is parsed anew on every
+	// call (decode below fills chain.certs), so its leaf is never found
+	// by pointer and is not remembered that way.
+	tlsChain := chain.certs
+	if tlsChain != nil {
 		if err := checkCerts(chain.certs); err != nil {
 			return v, "", err
 		}
@@ -272,7 +276,7 @@ func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed str
 		return v, "", err
 	}
 	if v, ok := p.verified.Get(fp); ok && !now.After(v.until) {
-		p.byLeaf.add(chain.certs, v)
+		p.byLeaf.add(tlsChain, v)
 		return v, "", nil
 	}
 	certs, err := chain.decode()
@@ -283,7 +287,7 @@ func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed str
 		return v, SubjectString(certs[0]), err
 	}
 	p.verified.Add(fp, v)
-	p.byLeaf.add(chain.certs, v)
+	p.byLeaf.add(tlsChain, v)
 	return v, "", nil
 }
 
@@ -311,8 +315,7 @@ func (l *leafMemo) get(leaf *x509.Certificate) (verifiedChain, bool) {
 	return v.(verifiedChain), true
 }
 
-// add remembers the leaf of a TLS connection's chain (none for a
-// forwarded one: its certificates are parsed anew on every call).
+// add remembers the leaf of a TLS connection's chain (nil: nothing).
 func (l *leafMemo) add(chain []*x509.Certificate, v verifiedChain) {
 	if len(chain) == 0 {
 		return

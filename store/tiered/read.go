@@ -68,9 +68,10 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 const inlineReadMargin = time.Second
 
 // readsInline reports whether a Get with ctx may wait for a shared read
-// without watching its context: ctx has no deadline (a caller that goes
-// away without one waits for the read, as it would for the command
-// timeouts), or one at least inlineReadMargin away.
+// without watching its context: ctx has no deadline, or one at least
+// inlineReadMargin away. Such a caller that is cancelled meanwhile (its
+// client went away) returns once the read ends, at most a few command
+// timeouts later, rather than at once.
 func readsInline(ctx context.Context) bool {
 	deadline, ok := ctx.Deadline()
 	return !ok || time.Until(deadline) >= inlineReadMargin
