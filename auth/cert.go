@@ -264,10 +264,11 @@ func (p *Policy) verifyChainOnce(chain *presented) (v verifiedChain, claimed str
 	// by pointer and is not remembered that way.
 	tlsChain := chain.certs
 	if tlsChain != nil {
-		if err := checkCerts(chain.certs); err != nil {
+		// The bounds first, before the memo or the fingerprint.
+		if err := checkCerts(tlsChain); err != nil {
 			return v, "", err
 		}
-		if v, ok := p.byLeaf.get(chain.certs[0]); ok && !now.After(v.until) {
+		if v, ok := p.byLeaf.get(tlsChain[0]); ok && !now.After(v.until) {
 			return v, "", nil
 		}
 	}

@@ -242,12 +242,10 @@ type presented struct {
 }
 
 // leafFingerprint is the SHA-256 of the leaf's DER, the verified cache's
-// key; it refuses a chain over the bounds before anything is parsed.
+// key; it refuses a forwarded chain over the bounds before anything is
+// decoded (verifyChainOnce checks a TLS connection's chain first).
 func (c *presented) leafFingerprint() ([32]byte, error) {
 	if c.certs != nil {
-		if err := checkCerts(c.certs); err != nil {
-			return [32]byte{}, err
-		}
 		return sha256.Sum256(c.certs[0].Raw), nil
 	}
 	leaf, _, _ := strings.Cut(c.encoded, ",")
