@@ -89,9 +89,12 @@ func (a *App) configureOps(sopts *server.Options, _ *config.Config, _ Options) e
 	sopts.Health = o.health
 	sopts.OnPanic = o.metrics.Panic
 	sopts.UnaryInterceptors = append(sopts.UnaryInterceptors,
-		observe.AccessLog(o.log, o.access, server.InternalTransport),
-		o.metrics.UnaryServerInterceptor(),
-	)
+		observe.AccessLog(o.log, observe.AccessLogOptions{
+			Policy:  o.access,
+			Gateway: server.InternalTransport,
+			Calls:   o.metrics,
+			Traced:  o.tracing != nil,
+		}))
 	// RequestIDs first so every response carries the id; the metrics
 	// middleware must wrap the mux directly to see the route pattern.
 	sopts.HTTPMiddleware = append(sopts.HTTPMiddleware, observe.RequestIDs, o.metrics.HTTPMiddleware)

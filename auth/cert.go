@@ -81,13 +81,18 @@ func (p *Policy) HTTPMiddleware(next http.Handler) http.Handler {
 	return ForwardCertificates(p.log, next)
 }
 
+// canonicalForwardedCert is ForwardedCertHeader as net/http keys it,
+// read from the map directly: Header.Values would canonicalise it again
+// on every request.
+var canonicalForwardedCert = http.CanonicalHeaderKey(ForwardedCertHeader)
+
 // ForwardCertificates is HTTPMiddleware for a server with or without a
 // policy: the header is removed from every request whatever the
 // configuration, so a forged value never reaches the gateway, even while
 // no policy would read it (docs/design.md, Security model).
 func ForwardCertificates(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		forged := len(r.Header.Values(ForwardedCertHeader)) > 0
+		forged := len(r.Header[canonicalForwardedCert]) > 0
 		var chain string
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			chain = EncodeChain(r.TLS.PeerCertificates)

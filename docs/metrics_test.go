@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/tokenbroker/tokenbroker/metrics"
 )
@@ -37,6 +38,9 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 	"UnaryServerInterceptor": func(m *metrics.Metrics) {
 		info := &grpc.UnaryServerInfo{FullMethod: "/tokenbroker.v1.TokenService/GetToken"}
 		_, _ = m.UnaryServerInterceptor()(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, nil })
+	},
+	"ObserveCall": func(m *metrics.Metrics) {
+		m.ObserveCall("/tokenbroker.v1.TokenService/GetToken", codes.Unavailable, time.Millisecond)
 	},
 	"HTTPMiddleware": func(m *metrics.Metrics) {
 		h := m.HTTPMiddleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))

@@ -14,21 +14,30 @@ import (
 )
 
 // UnaryServerInterceptor counts every unary call by method and code and
-// observes its duration. Only registered methods reach an interceptor, so
-// the method label is bounded.
+// observes its duration (ObserveCall). Only registered methods reach an
+// interceptor, so the method label is bounded. The server's access log
+// interceptor calls ObserveCall itself, with the duration it logs, so the
+// server does not chain this one as well.
 func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		b := m.bound(info.FullMethod)
-		if code := status.Code(err); code == codes.OK {
-			b.ok.Inc()
-		} else {
-			m.grpcRequests.WithLabelValues(b.method, code.String()).Inc()
-		}
-		b.duration.Observe(time.Since(start).Seconds())
+		m.ObserveCall(info.FullMethod, status.Code(err), time.Since(start))
 		return resp, err
 	}
+}
+
+// ObserveCall counts one finished unary call of fullMethod (as gRPC names
+// it: "/package.Service/Method", a registered method only, which bounds
+// the label) by its code, and observes how long it took.
+func (m *Metrics) ObserveCall(fullMethod string, code codes.Code, elapsed time.Duration) {
+	b := m.bound(fullMethod)
+	if code == codes.OK {
+		b.ok.Inc()
+	} else {
+		m.grpcRequests.WithLabelValues(b.method, code.String()).Inc()
+	}
+	b.duration.Observe(elapsed.Seconds())
 }
 
 // boundMethod is one method's pre-resolved series.

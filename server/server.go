@@ -260,7 +260,9 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			return "", false
 		}),
 		runtime.WithForwardResponseOption(func(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
-			w.Header().Set("Cache-Control", "no-store")
+			// A direct write with the canonical key: Header.Set would
+		// canonicalise the key again on every request.
+		w.Header()["Cache-Control"] = []string{"no-store"}
 			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
@@ -325,7 +327,9 @@ func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 // carry tokens or say something about credentials.
 func noStore(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
+		// A direct write with the canonical key: Header.Set would
+		// canonicalise the key again on every request.
+		w.Header()["Cache-Control"] = []string{"no-store"}
 		h.ServeHTTP(w, r)
 	})
 }

@@ -151,16 +151,36 @@ func (p *AccessPolicy) logHit() (log bool, sampledOneIn uint64) {
 	}
 }
 
+// CallObserver records each finished call's code and duration (package
+// metrics' Metrics does).
+type CallObserver interface {
+	ObserveCall(fullMethod string, code codes.Code, elapsed time.Duration)
+}
+
+// AccessLogOptions are what AccessLog needs besides the logger.
+type AccessLogOptions struct {
+	// Policy says which successful cache hits get a line; nil: all.
+	Policy *AccessPolicy
+	// Gateway tells the REST gateway's in-process calls (by their peer)
+	// from gRPC callers (the line's transport); nil: every call is gRPC.
+	Gateway func(net.Addr) bool
+	// Calls, if set, is given every call's code and the duration the
+	// line states, whatever the policy or the log level: one clock, one
+	// interceptor for the line and the metrics.
+	Calls CallObserver
+	// Traced says tracing is on: the line then carries the call's
+	// trace_id. Off, no call has a span, and none is looked for.
+	Traced bool
+}
+
 // AccessLog is the outermost interceptor: it starts the request's reqinfo
 // with its id, returns the id in the response header, and logs one line per
-// call when it ends (for successful cache hits, as policy says; nil: all).
-// The line carries who called (principal), what for (vendor, profile), the
+// call when it ends (for successful cache hits, as opts.Policy says). The
+// line carries who called (principal), what for (vendor, profile), the
 // cache outcome, the code and the duration; never a token or secret
 // (status messages are written to be shown to callers, so they carry none
-// either). A sampled hit's line says so in sampled_one_in. gateway tells
-// the REST gateway's in-process calls (by their peer) from gRPC callers (the line's
-// transport); nil: every call is gRPC.
-func AccessLog(log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bool) grpc.UnaryServerInterceptor {
+// either). A sampled hit's line says so in sampled_one_in.
+func AccessLog(log *slog.Logger, opts AccessLogOptions) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		// This frame stays on the stack while the call is served, under
 		// every other interceptor and the handler: it is kept small, and
@@ -169,13 +189,13 @@ func AccessLog(log *slog.Logger, policy *AccessPolicy, gateway func(net.Addr) bo
 		// copied to a larger one on every call (docs/performance.md).
 		start := time.Now()
 		rest := false
-		if p, ok := peer.FromContext(ctx); ok && gateway != nil {
-			rest = gateway(p.Addr)
+		if p, ok := peer.FromContext(ctx); ok && opts.Gateway != nil {
+			rest = opts.Gateway(p.Addr)
 		}
 		id, callerSent := callRequestID(ctx, rest)
 		ctx, ri := reqinfo.With(ctx, id)
 		resp, err := handler(ctx, req)
-		logRequest(ctx, log, policy, rest, ri, info.FullMethod, callerSent, start, err)
+		logRequest(ctx, log, &opts, rest, ri, info.FullMethod, callerSent, start, err)
 		return resp, err
 	}
 }
@@ -202,7 +222,7 @@ func callRequestID(ctx context.Context, rest bool) (id string, callerSent bool) 
 // call's line (for a successful cache hit, as policy says).
 //
 //go:noinline
-func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, rest bool, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
+func logRequest(ctx context.Context, log *slog.Logger, opts *AccessLogOptions, rest bool, ri *reqinfo.Info, method string, callerSentID bool, start time.Time, err error) {
 	// Echo the id to callers who sent one, and with every error (the
 	// id finds the log line). A header on every successful call costs
 	// the hot path a few percent of its throughput (docs/performance.md);
@@ -216,19 +236,23 @@ func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, res
 	if transport == "grpc" && (callerSentID || err != nil) {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, rec.RequestID))
 	}
-
-	var sampledOneIn uint64
-	if err == nil && rec.Cache == "hit" {
-		var logIt bool
-		if logIt, sampledOneIn = policy.logHit(); !logIt {
-			return
-		}
-	}
 	code := codes.OK
 	var st *status.Status
 	if err != nil {
 		st = status.Convert(err)
 		code = st.Code()
+	}
+	now := time.Now()
+	if opts.Calls != nil {
+		opts.Calls.ObserveCall(method, code, now.Sub(start))
+	}
+
+	var sampledOneIn uint64
+	if err == nil && rec.Cache == "hit" {
+		var logIt bool
+		if logIt, sampledOneIn = opts.Policy.logHit(); !logIt {
+			return
+		}
 	}
 	// The record is built by hand with no caller PC: Logger.LogAttrs
 	// would walk the stack (runtime.Callers) for every request, for a
@@ -238,7 +262,6 @@ func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, res
 	if !h.Enabled(ctx, level) {
 		return
 	}
-	now := time.Now()
 	r := slog.NewRecord(now, level, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", rec.RequestID),
@@ -259,8 +282,10 @@ func logRequest(ctx context.Context, log *slog.Logger, policy *AccessPolicy, res
 	if sampledOneIn != 0 {
 		r.AddAttrs(slog.Uint64("sampled_one_in", sampledOneIn))
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+	if opts.Traced {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+		}
 	}
 	_ = h.Handle(ctx, r)
 }

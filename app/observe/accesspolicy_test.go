@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -95,7 +98,7 @@ func TestAccessPolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out lockedBuffer
-			intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(tc.oneIn), nil)
+			intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), AccessLogOptions{Policy: NewAccessPolicy(tc.oneIn)})
 			for _, c := range calls {
 				c.run(t, intercept)
 			}
@@ -133,7 +136,7 @@ func TestAccessPolicySet(t *testing.T) {
 	t.Parallel()
 	var out lockedBuffer
 	policy := NewAccessPolicy(0)
-	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), policy, nil)
+	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), AccessLogOptions{Policy: policy})
 	hit.run(t, intercept)
 	if n := len(out.lines(t)); n != 0 {
 		t.Fatalf("policy none: %d lines, want 0", n)
@@ -145,7 +148,7 @@ func TestAccessPolicySet(t *testing.T) {
 	}
 
 	var all lockedBuffer
-	intercept = AccessLog(slog.New(slog.NewJSONHandler(&all, nil)), nil, nil)
+	intercept = AccessLog(slog.New(slog.NewJSONHandler(&all, nil)), AccessLogOptions{})
 	hit.run(t, intercept)
 	hit.run(t, intercept)
 	if n := len(all.lines(t)); n != 2 {
@@ -159,7 +162,7 @@ func TestAccessPolicySampledConcurrently(t *testing.T) {
 	t.Parallel()
 	const goroutines, each, oneIn = 8, 250, 10
 	var out lockedBuffer
-	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), NewAccessPolicy(oneIn), nil)
+	intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), AccessLogOptions{Policy: NewAccessPolicy(oneIn)})
 	var wg sync.WaitGroup
 	for range goroutines {
 		wg.Go(func() {
@@ -171,5 +174,96 @@ func TestAccessPolicySampledConcurrently(t *testing.T) {
 	wg.Wait()
 	if got, want := len(out.lines(t)), goroutines*each/oneIn; got != want {
 		t.Fatalf("%d lines for %d hits sampled one in %d, want %d", got, goroutines*each, oneIn, want)
+	}
+}
+
+// recordedCalls is a CallObserver that keeps what it is given.
+type recordedCalls struct {
+	mu    sync.Mutex
+	codes []codes.Code
+	took  []time.Duration
+}
+
+func (r *recordedCalls) ObserveCall(fullMethod string, code codes.Code, elapsed time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fullMethod != "/tokenbroker.v1.TokenService/GetToken" {
+		panic("method " + fullMethod)
+	}
+	r.codes = append(r.codes, code)
+	r.took = append(r.took, elapsed)
+}
+
+// TestAccessLogObservesEveryCall checks that the metrics see every call,
+// whether its line is shed by the policy or the level, with the code the
+// caller got and, when there is a line, the duration the line states.
+func TestAccessLogObservesEveryCall(t *testing.T) {
+	t.Parallel()
+	calls := []call{hit, miss, negative, failedHit, listing}
+	want := []codes.Code{codes.OK, codes.OK, codes.FailedPrecondition, codes.DeadlineExceeded, codes.OK}
+	tests := []struct {
+		name   string
+		oneIn  uint64
+		level  slog.Level
+		logged int
+	}{
+		{"every line", 1, slog.LevelInfo, 5},
+		{"hits shed", 0, slog.LevelInfo, 4},
+		{"level above every line", 0, slog.LevelError + 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out lockedBuffer
+			rec := &recordedCalls{}
+			log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: tc.level}))
+			intercept := AccessLog(log, AccessLogOptions{Policy: NewAccessPolicy(tc.oneIn), Calls: rec})
+			for _, c := range calls {
+				c.run(t, intercept)
+			}
+			if !slices.Equal(rec.codes, want) {
+				t.Errorf("observed codes %v, want %v", rec.codes, want)
+			}
+			lines := out.lines(t)
+			if len(lines) != tc.logged {
+				t.Fatalf("%d lines, want %d", len(lines), tc.logged)
+			}
+			if tc.logged == len(calls) {
+				for i, l := range lines {
+					if got, want := l["duration_ms"], float64(rec.took[i].Microseconds())/1000; got != want {
+						t.Errorf("call %d: line says %v ms, metrics got %v ms", i, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestAccessLogTraceID checks that a traced call's line names its trace,
+// and that with tracing off no trace_id is looked for or written.
+func TestAccessLogTraceID(t *testing.T) {
+	t.Parallel()
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c},
+		SpanID:     trace.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31},
+		TraceFlags: trace.FlagsSampled,
+	})
+	info := &grpc.UnaryServerInfo{FullMethod: "/tokenbroker.v1.TokenService/GetToken"}
+	for _, traced := range []bool{true, false} {
+		var out lockedBuffer
+		intercept := AccessLog(slog.New(slog.NewJSONHandler(&out, nil)), AccessLogOptions{Traced: traced})
+		ctx := trace.ContextWithSpanContext(context.Background(), sc)
+		_, _ = intercept(ctx, nil, info, func(context.Context, any) (any, error) { return nil, nil })
+		lines := out.lines(t)
+		if len(lines) != 1 {
+			t.Fatalf("traced %v: %d lines, want 1", traced, len(lines))
+		}
+		got, ok := lines[0]["trace_id"]
+		if traced && got != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("traced: trace_id = %v, want the call's", got)
+		}
+		if !traced && ok {
+			t.Errorf("tracing off: trace_id = %v, want none", got)
+		}
 	}
 }

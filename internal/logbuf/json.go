@@ -57,12 +57,17 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 const maxPooledLine = 16 << 10
 
 func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
-	if !h.fast || !encodable(&r) {
+	if !h.fast {
 		return h.slow.Handle(ctx, r)
 	}
 	bp := lineBufs.Get().(*[]byte)
-	b := appendRecord((*bp)[:0], &r)
-	_, err := h.w.Write(b)
+	b, ok := appendRecord((*bp)[:0], &r)
+	var err error
+	if ok {
+		_, err = h.w.Write(b)
+	} else {
+		err = h.slow.Handle(ctx, r)
+	}
 	if cap(b) <= maxPooledLine {
 		*bp = b
 		lineBufs.Put(bp)
@@ -70,35 +75,16 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
-// encodable reports whether appendRecord writes r as slog's JSON handler
-// would: a time RFC 3339 can hold, and attributes with a key, of the kinds
-// appendRecord knows, floats finite (slog writes an error for the others).
-func encodable(r *slog.Record) bool {
+// appendRecord appends r's line as slog's JSON handler writes it with no
+// options (time if set, level, msg, the attributes in order, newline), in
+// one pass over the attributes, and reports whether it could: a time RFC
+// 3339 can hold, and attributes with a key, of the kinds it knows, floats
+// finite (slog writes an error for the others). When it cannot, what it
+// appended is to be thrown away and slog's handler used instead.
+func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
 	if y := r.Time.Year(); !r.Time.IsZero() && (y < 0 || y >= 10000) {
-		return false
+		return b, false
 	}
-	ok := true
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "" {
-			ok = false
-			return false
-		}
-		switch a.Value.Kind() {
-		case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindBool, slog.KindDuration:
-		case slog.KindFloat64:
-			f := a.Value.Float64()
-			ok = !math.IsInf(f, 0) && !math.IsNaN(f)
-		default:
-			ok = false
-		}
-		return ok
-	})
-	return ok
-}
-
-// appendRecord appends r's line, as slog's JSON handler writes it with no
-// options: time (if set), level, msg, the attributes in order, newline.
-func appendRecord(b []byte, r *slog.Record) []byte {
 	b = append(b, '{')
 	if !r.Time.IsZero() {
 		b = append(b, `"time":"`...)
@@ -109,7 +95,12 @@ func appendRecord(b []byte, r *slog.Record) []byte {
 	b = appendString(b, r.Level.String())
 	b = append(b, `,"msg":`...)
 	b = appendString(b, r.Message)
+	ok := true
 	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "" {
+			ok = false
+			return false
+		}
 		b = append(b, ',')
 		b = appendString(b, a.Key)
 		b = append(b, ':')
@@ -125,11 +116,18 @@ func appendRecord(b []byte, r *slog.Record) []byte {
 		case slog.KindDuration:
 			b = strconv.AppendInt(b, int64(v.Duration()), 10)
 		case slog.KindFloat64:
-			b = appendFloat(b, v.Float64())
+			f := v.Float64()
+			if math.IsInf(f, 0) || math.IsNaN(f) {
+				ok = false
+				return false
+			}
+			b = appendFloat(b, f)
+		default:
+			ok = false
 		}
-		return true
+		return ok
 	})
-	return append(b, "}\n"...)
+	return append(b, "}\n"...), ok
 }
 
 // appendFloat writes a finite f as encoding/json does (which is what
@@ -137,6 +135,9 @@ func appendRecord(b []byte, r *slog.Record) []byte {
 // exponent form only below 1e-6 or from 1e21, with a one-digit exponent
 // when it has one digit.
 func appendFloat(b []byte, f float64) []byte {
+	if b, ok := appendThousandths(b, f); ok {
+		return b
+	}
 	format := byte('f')
 	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
 		format = 'e'
@@ -152,7 +153,46 @@ func appendFloat(b []byte, f float64) []byte {
 	return b
 }
 
+// appendThousandths writes f the way appendFloat would when f is the
+// float64 nearest to a whole number of thousandths m with |m| < 1e15 (a
+// duration in milliseconds from microseconds, as the access line's), with
+// no search for the shortest digits: a decimal of at most 15 significant
+// digits is the shortest that reads back as the float nearest to it, since
+// any other decimal with as few digits lies further from it than half the
+// gap between neighbouring floats. Zero is left to appendFloat (its sign).
+func appendThousandths(b []byte, f float64) ([]byte, bool) {
+	m := math.Round(f * 1000)
+	if f == 0 || math.Abs(m) >= 1e15 || m/1000 != f {
+		return b, false
+	}
+	n := int64(m)
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	b = strconv.AppendInt(b, n/1000, 10)
+	if frac := n % 1000; frac != 0 {
+		digits := [4]byte{'.', byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+		end := 4
+		for digits[end-1] == '0' {
+			end--
+		}
+		b = append(b, digits[:end]...)
+	}
+	return b, true
+}
+
 const hexDigits = "0123456789abcdef"
+
+// plain is the bytes appendString copies as they are: printable ASCII
+// but for `"` and `\`. Every other byte needs a look: an escape, or the
+// start of a UTF-8 sequence.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // appendString writes s as a JSON string the way slog does: `"` and `\`
 // and control characters escaped (\n, \r, \t by name), invalid UTF-8 as
@@ -162,11 +202,11 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

@@ -71,6 +71,10 @@ func TestJSONHandlerWritesWhatSlogWrites(t *testing.T) {
 			slog.Duration("d", 1500*time.Millisecond), slog.Float64("zero", 0), slog.Float64("neg zero", math.Copysign(0, -1)),
 			slog.Float64("tiny", 1.5e-7), slog.Float64("small", 1e-6), slog.Float64("big", 1e21), slog.Float64("under big", 999999999999999999999.0),
 			slog.Float64("third", 1.0/3), slog.Float64("neg", -2.5e-300), slog.Float64("huge", math.MaxFloat64))},
+		{"thousandths", nil, rec(at, slog.LevelInfo, "ms",
+			slog.Float64("a", 0.042), slog.Float64("b", 1), slog.Float64("c", 12.5), slog.Float64("d", -0.001),
+			slog.Float64("e", 123456789.123), slog.Float64("f", 999999999999.999), slog.Float64("g", 1e12),
+			slog.Float64("h", 0.0425), slog.Float64("i", float64(1)/1000), slog.Float64("j", -1e-10))},
 		{"escapes", nil, rec(at, slog.LevelInfo, "m\"s\\g\n",
 			slog.String("k\"\t", "a\x00b\x1fc\x7f<>&\r\u2028\u2029é€𝄞"), slog.String("bad utf-8", "a\xffb\xc3"),
 			slog.String("", "empty key"))},
@@ -103,7 +107,8 @@ func FuzzJSONHandlerWritesWhatSlogWrites(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg, key, s string, fl float64, i int64, u uint64, nanos int64) {
 		r := slog.NewRecord(time.Unix(0, nanos).UTC(), slog.Level(i%16), msg, 0)
 		r.AddAttrs(slog.String(key, s), slog.Float64("f", fl), slog.Int64("i", i), slog.Uint64("u", u),
-			slog.Bool(s, i%2 == 0), slog.Duration("d", time.Duration(i)), slog.String("k", key))
+			slog.Bool(s, i%2 == 0), slog.Duration("d", time.Duration(i)), slog.String("k", key),
+			slog.Float64("ms", float64(i%2e15)/1000), slog.Float64("us", float64(i)/1e6))
 		want := slogLine(t, nil, r.Clone())
 		if got := ourLine(t, nil, r.Clone()); got != want {
 			t.Errorf("line:\n got %q\nwant %q", got, want)
