@@ -261,8 +261,8 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		}),
 		runtime.WithForwardResponseOption(func(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
 			// A direct write with the canonical key: Header.Set would
-		// canonicalise the key again on every request.
-		w.Header()["Cache-Control"] = []string{"no-store"}
+			// canonicalise the key again on every request.
+			w.Header()["Cache-Control"] = []string{"no-store"}
 			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
