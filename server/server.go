@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	tokenbrokerv1 "github.com/tokenbroker/tokenbroker/gen/tokenbroker/v1"
 	"github.com/tokenbroker/tokenbroker/statuspage"
@@ -258,12 +257,6 @@ func (s *Server) httpHandler() (http.Handler, error) {
 				return strings.ToLower(key), true
 			}
 			return "", false
-		}),
-		runtime.WithForwardResponseOption(func(_ context.Context, w http.ResponseWriter, _ proto.Message) error {
-			// A direct write with the canonical key: Header.Set would
-			// canonicalise the key again on every request.
-			w.Header()["Cache-Control"] = []string{"no-store"}
-			return nil
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(gatewayError),
