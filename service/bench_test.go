@@ -76,6 +76,6 @@ func BenchmarkResponse(b *testing.B) {
 	r := &resolved{}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = s.response(e, true, r)
+		_ = s.response(e, true, r, time.Now())
 	}
 }

@@ -28,22 +28,26 @@ import (
 // token.
 
 // token returns an entry for r valid for at least minTTL (a fresh one may
-// be shorter), and whether it came from the cache.
-func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, force bool) (store.Entry, bool, error) {
+// be shorter), whether it came from the cache, and the time it was found
+// good at, which the answer's expires_in counts from: a hit reads the
+// clock once, after the read, for all three.
+func (s *Service) token(ctx context.Context, r *resolved, minTTL time.Duration, force bool) (store.Entry, bool, time.Time, error) {
 	e, err := s.store.Get(ctx, r.key)
 	switch {
 	case err == nil:
-		if s.usable(r, e, minTTL, force) {
+		now := s.now()
+		if s.usable(r, e, minTTL, force, now) {
 			s.obs.CacheResult(r.vendor, true)
-			s.maybeRefreshAhead(r, e)
-			return e, true, nil
+			s.maybeRefreshAhead(r, e, now)
+			return e, true, now, nil
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		// A store failure is a miss: the vendor still answers.
 		s.cacheWarn("cache read failed; fetching from the vendor", r.vendor, err)
 	}
 	s.obs.CacheResult(r.vendor, false)
-	return s.miss(ctx, r, minTTL, force, e)
+	e, hit, err := s.miss(ctx, r, minTTL, force, e)
+	return e, hit, s.now(), err
 }
 
 // miss waits for the key's one flight to the vendor (joining it, or
@@ -207,11 +211,10 @@ func (s *Service) invalidationsOf(key string) *atomic.Uint64 {
 }
 
 // usable reports whether a cached entry may be served.
-func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force bool) bool {
+func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force bool, now time.Time) bool {
 	if e.Rejected != nil || e.AccessToken == "" {
 		return false
 	}
-	now := s.now()
 	left := e.ExpiresAt.Sub(now)
 	if left <= 0 || left < minTTL {
 		return false
@@ -226,7 +229,7 @@ func (s *Service) usable(r *resolved, e store.Entry, minTTL time.Duration, force
 // the request: usable, or (for force_refresh) fetched by another holder
 // while this one waited.
 func (s *Service) servable(r *resolved, e store.Entry, minTTL time.Duration, force bool, waitStart time.Time) bool {
-	if s.usable(r, e, minTTL, force) {
+	if s.usable(r, e, minTTL, force, s.now()) {
 		return true
 	}
 	if !force || e.Rejected != nil || e.AccessToken == "" || !e.FetchedAt.After(waitStart) {
@@ -246,7 +249,7 @@ func (s *Service) fetch(ctx context.Context, r *resolved, minTTL time.Duration, 
 		return fetched{}, err
 	}
 	if e, err := s.store.Get(ctx, r.key); err == nil {
-		if s.usable(r, e, minTTL, force) {
+		if s.usable(r, e, minTTL, force, s.now()) {
 			return fetched{entry: e, cached: true}, nil
 		}
 		stale = e
@@ -524,11 +527,10 @@ func lifeFraction(e store.Entry, frac float64) time.Time {
 
 // maybeRefreshAhead starts one background refresh once e has used its
 // share of its life; the caller keeps the cached token.
-func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry) {
+func (s *Service) maybeRefreshAhead(r *resolved, e store.Entry, now time.Time) {
 	if r.conf.refreshAhead >= 1 {
 		return
 	}
-	now := s.now()
 	// Most hits are early in a token's life: they need no hash.
 	if now.Before(lifeFraction(e, r.conf.refreshAhead-aheadJitter(r.conf.refreshAhead))) || now.Before(s.refreshAheadAt(r, e)) {
 		return

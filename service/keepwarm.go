@@ -96,7 +96,7 @@ func (s *Service) keepWarm(conf *snapshot, latest time.Time) time.Time {
 				}
 				continue
 			}
-			s.maybeRefreshAhead(r, e)
+			s.maybeRefreshAhead(r, e, s.now())
 		case err == nil || errors.Is(err, store.ErrNotFound):
 			s.startKeepWarmFetch(r)
 		default:

@@ -284,14 +284,14 @@ func (s *Service) GetToken(ctx context.Context, req *tokenbrokerv1.GetTokenReque
 		return nil, toStatus(err)
 	}
 	reqinfo.SetCache(ctx, "miss") // token says "negative" when it is one
-	e, hit, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
+	e, hit, at, err := s.token(ctx, r, minTTL, req.GetForceRefresh())
 	if hit {
 		reqinfo.SetCache(ctx, "hit")
 	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return s.response(e, hit, r), nil
+	return s.response(e, hit, r, at), nil
 }
 
 // tokenSelector is what GetToken and InvalidateToken requests share: the
@@ -391,8 +391,8 @@ func describeVendors(reg *vendors.Registry) *tokenbrokerv1.ListVendorsResponse {
 }
 
 // response builds the answer; expires_in counts whole seconds from now.
-func (s *Service) response(e store.Entry, hit bool, r *resolved) *tokenbrokerv1.GetTokenResponse {
-	left := e.ExpiresAt.Sub(s.now())
+func (s *Service) response(e store.Entry, hit bool, r *resolved, now time.Time) *tokenbrokerv1.GetTokenResponse {
+	left := e.ExpiresAt.Sub(now)
 	secs := int64(left / time.Second)
 	if secs < 0 {
 		secs = 0
