@@ -31,10 +31,12 @@ func (w *Writer) Handler(inner slog.Handler) slog.Handler {
 	return &handler{inner: inner, q: w.q}
 }
 
+// queued is a record, or a Line, waiting for its handler.
 type queued struct {
-	ctx context.Context
-	h   slog.Handler
-	r   slog.Record
+	ctx  context.Context
+	h    slog.Handler
+	r    slog.Record
+	line *Line
 }
 
 // recordQueue is the records waiting to be encoded, in order.
@@ -58,6 +60,21 @@ func (q *recordQueue) push(ctx context.Context, h slog.Handler, r *slog.Record) 
 	q.pending = append(q.pending, queued{ctx: ctx, h: h, r: *r})
 	n := len(q.pending)
 	q.mu.Unlock()
+	q.queued(n)
+}
+
+// pushLine is push for a Line, which the queue takes over.
+func (q *recordQueue) pushLine(ctx context.Context, h slog.Handler, l *Line) {
+	q.mu.Lock()
+	q.pending = append(q.pending, queued{ctx: ctx, h: h, line: l})
+	n := len(q.pending)
+	q.mu.Unlock()
+	q.queued(n)
+}
+
+// queued wakes the flusher when a batch is waiting, and encodes the
+// queue itself when the flusher is behind; n is how many wait.
+func (q *recordQueue) queued(n int) {
 	switch {
 	case n >= maxQueued:
 		q.encode()
@@ -78,7 +95,11 @@ func (q *recordQueue) encode() {
 	q.pending = q.spare[:0]
 	q.mu.Unlock()
 	for i := range batch {
-		_ = batch[i].h.Handle(batch[i].ctx, batch[i].r)
+		if l := batch[i].line; l != nil {
+			_ = handleLine(batch[i].ctx, batch[i].h, l)
+		} else {
+			_ = batch[i].h.Handle(batch[i].ctx, batch[i].r)
+		}
 		batch[i] = queued{} // let the record's values go
 	}
 	q.spare = batch[:0]

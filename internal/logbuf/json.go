@@ -82,20 +82,10 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 // finite (slog writes an error for the others). When it cannot, what it
 // appended is to be thrown away and slog's handler used instead.
 func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
-	if y := r.Time.Year(); !r.Time.IsZero() && (y < 0 || y >= 10000) {
+	b, ok := appendHead(b, r.Time, r.Level, r.Message)
+	if !ok {
 		return b, false
 	}
-	b = append(b, '{')
-	if !r.Time.IsZero() {
-		b = append(b, `"time":"`...)
-		b = r.Time.AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `",`...)
-	}
-	b = append(b, `"level":`...)
-	b = appendString(b, r.Level.String())
-	b = append(b, `,"msg":`...)
-	b = appendString(b, r.Message)
-	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "" {
 			ok = false
@@ -128,6 +118,25 @@ func appendRecord(b []byte, r *slog.Record) ([]byte, bool) {
 		return ok
 	})
 	return append(b, "}\n"...), ok
+}
+
+// appendHead opens a line with its time (if set), level and message, as
+// slog's JSON handler does, or reports that t is past what RFC 3339 holds.
+func appendHead(b []byte, t time.Time, level slog.Level, msg string) ([]byte, bool) {
+	if y := t.Year(); !t.IsZero() && (y < 0 || y >= 10000) {
+		return b, false
+	}
+	b = append(b, '{')
+	if !t.IsZero() {
+		b = append(b, `"time":"`...)
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"level":`...)
+	b = appendString(b, level.String())
+	b = append(b, `,"msg":`...)
+	b = appendString(b, msg)
+	return b, true
 }
 
 // appendFloat writes a finite f as encoding/json does (which is what

@@ -218,6 +218,27 @@ func BenchmarkAccessLine(b *testing.B) {
 			}
 		})
 	}
+	b.Run("Line", func(b *testing.B) {
+		w := New(discard{}, 10*time.Millisecond)
+		defer w.Close()
+		h := w.JSONHandler(nil)
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			l := NewLine(at, slog.LevelInfo, "request")
+			l.String("request_id", "QWERTYUIOPASD-1z")
+			l.String("method", "/tokenbroker.v1.TokenService/GetToken")
+			l.String("transport", "grpc")
+			l.String("principal", "apikey:billing")
+			l.String("vendor", "saasu")
+			l.String("profile", "default")
+			l.String("cache", "hit")
+			l.String("code", "OK")
+			l.Float64("duration_ms", 0.042)
+			_ = Log(ctx, h, l)
+			w.encodeQueued()
+		}
+	})
 }
 
 type discard struct{}
