@@ -55,12 +55,15 @@ func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
 type call struct {
 	cache string
 	err   error
+	// took is how long the handler takes.
+	took time.Duration
 }
 
 func (c call) run(t *testing.T, intercept grpc.UnaryServerInterceptor) {
 	t.Helper()
 	info := &grpc.UnaryServerInfo{FullMethod: "/tokenbroker.v1.TokenService/GetToken"}
 	_, _ = intercept(context.Background(), nil, info, func(ctx context.Context, _ any) (any, error) {
+		time.Sleep(c.took)
 		if c.cache != "" {
 			reqinfo.SetCache(ctx, c.cache)
 		}
@@ -199,16 +202,17 @@ func (r *recordedCalls) ObserveCall(fullMethod string, code codes.Code, elapsed 
 // caller got and, when there is a line, the duration the line states.
 func TestAccessLogObservesEveryCall(t *testing.T) {
 	t.Parallel()
-	calls := []call{hit, miss, negative, failedHit, listing}
-	want := []codes.Code{codes.OK, codes.OK, codes.FailedPrecondition, codes.DeadlineExceeded, codes.OK}
+	slowMiss := call{cache: "miss", took: 3 * time.Millisecond}
+	calls := []call{hit, miss, negative, failedHit, listing, slowMiss}
+	want := []codes.Code{codes.OK, codes.OK, codes.FailedPrecondition, codes.DeadlineExceeded, codes.OK, codes.OK}
 	tests := []struct {
 		name   string
 		oneIn  uint64
 		level  slog.Level
 		logged int
 	}{
-		{"every line", 1, slog.LevelInfo, 5},
-		{"hits shed", 0, slog.LevelInfo, 4},
+		{"every line", 1, slog.LevelInfo, 6},
+		{"hits shed", 0, slog.LevelInfo, 5},
 		{"level above every line", 0, slog.LevelError + 1, 0},
 	}
 	for _, tc := range tests {
@@ -234,6 +238,9 @@ func TestAccessLogObservesEveryCall(t *testing.T) {
 						t.Errorf("call %d: line says %v ms, metrics got %v ms", i, got, want)
 					}
 				}
+			}
+			if last := rec.took[len(rec.took)-1]; last < slowMiss.took {
+				t.Errorf("a call of %v observed as taking %v", slowMiss.took, last)
 			}
 		})
 	}
