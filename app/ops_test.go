@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -287,7 +288,8 @@ func TestTracingExportsRPCAndVendorSpans(t *testing.T) {
 
 	sim := opsSim(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, Options{Config: opsConfig(t, sim, ""), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var logs syncBuffer
+	a, err := New(ctx, Options{Config: opsConfig(t, sim, ""), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -331,5 +333,21 @@ func TestTracingExportsRPCAndVendorSpans(t *testing.T) {
 		if strings.Contains(name, "grpc.health") {
 			t.Errorf("health checks are traced: %q", name)
 		}
+	}
+	// With tracing on, both calls' access lines name their trace.
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	traced := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs.buf.String()), "\n") {
+		var rec struct {
+			Msg     string
+			TraceID string `json:"trace_id"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" && len(rec.TraceID) == 32 {
+			traced++
+		}
+	}
+	if traced != 2 {
+		t.Errorf("%d access lines with a trace_id, want 2 (one gRPC, one REST call)", traced)
 	}
 }
