@@ -23,6 +23,11 @@ type Stats struct {
 	P50      time.Duration `json:"p50_ns"`
 	P99      time.Duration `json:"p99_ns"`
 	Max      time.Duration `json:"max_ns"`
+	// ProcessCPU is this process's CPU time (user and system, every
+	// thread) over the run: load client and in-process servers together.
+	// Against Elapsed it says whether the cores were busy; per call it
+	// says what a call cost the whole process.
+	ProcessCPU time.Duration `json:"process_cpu_ns"`
 	// FirstError is the first failed call's error, for diagnosis.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -39,6 +44,7 @@ func Load(ctx context.Context, concurrency int, duration time.Duration, maxReque
 	var firstErr error
 	samples := make([]time.Duration, 0, 1<<16)
 	var wg sync.WaitGroup
+	cpu0 := selfCPU()
 	start := time.Now()
 	end := start.Add(duration)
 	for range concurrency {
@@ -66,6 +72,7 @@ func Load(ctx context.Context, concurrency int, duration time.Duration, maxReque
 	}
 	wg.Wait()
 	s := summarize(samples, errs.Load(), time.Since(start))
+	s.ProcessCPU = selfCPU() - cpu0
 	// Calls beyond the sample cap count too.
 	s.Requests = min(issued.Load(), maxRequests)
 	s.QPS = float64(s.Requests) / s.Elapsed.Seconds()
@@ -193,6 +200,7 @@ func merge(rounds []Stats) Stats {
 		out.Requests += r.Requests
 		out.Errors += r.Errors
 		out.Elapsed += r.Elapsed
+		out.ProcessCPU += r.ProcessCPU
 		out.Max = max(out.Max, r.Max)
 		if out.FirstError == "" {
 			out.FirstError = r.FirstError

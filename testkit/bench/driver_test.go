@@ -58,3 +58,29 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadCountsTheProcessCPU checks that a run records the CPU the
+// process spent in it, and that merged rounds add theirs up.
+func TestLoadCountsTheProcessCPU(t *testing.T) {
+	spin := func(context.Context) error {
+		x := 0
+		for i := range 200_000 {
+			x += i
+		}
+		sinkInt = x
+		return nil
+	}
+	var rounds []Stats
+	for range 2 {
+		s := Load(context.Background(), 2, time.Second, 200, spin)
+		if s.Requests != 200 || s.ProcessCPU <= 0 {
+			t.Fatalf("run of %d calls recorded %v of process CPU", s.Requests, s.ProcessCPU)
+		}
+		rounds = append(rounds, s)
+	}
+	if m := merge(rounds); m.ProcessCPU != rounds[0].ProcessCPU+rounds[1].ProcessCPU {
+		t.Errorf("merged process CPU %v, want the rounds' sum %v", m.ProcessCPU, rounds[0].ProcessCPU+rounds[1].ProcessCPU)
+	}
+}
+
+var sinkInt int
