@@ -1,7 +1,6 @@
 package docs
 
 import (
-	"context"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/tokenbroker/tokenbroker/metrics"
@@ -34,10 +32,6 @@ var metricDrivers = map[string]func(*metrics.Metrics){
 	"ConfigReload": func(m *metrics.Metrics) { m.ConfigReload("ok") },
 	"SetConfigGeneration": func(m *metrics.Metrics) {
 		m.SetConfigGeneration(2)
-	},
-	"UnaryServerInterceptor": func(m *metrics.Metrics) {
-		info := &grpc.UnaryServerInfo{FullMethod: "/tokenbroker.v1.TokenService/GetToken"}
-		_, _ = m.UnaryServerInterceptor()(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, nil })
 	},
 	"ObserveCall": func(m *metrics.Metrics) {
 		m.ObserveCall("/tokenbroker.v1.TokenService/GetToken", codes.Unavailable, time.Millisecond)

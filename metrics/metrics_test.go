@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,9 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tokenbroker/tokenbroker/internal/version"
 )
@@ -109,15 +106,12 @@ tokenbroker_seal_open_failures_total 5
 	}
 }
 
-func TestUnaryServerInterceptorCountsMethodAndCode(t *testing.T) {
+func TestObserveCallCountsMethodAndCode(t *testing.T) {
 	t.Parallel()
 	m := New()
-	icpt := m.UnaryServerInterceptor()
-	info := &grpc.UnaryServerInfo{FullMethod: "/tokenbroker.v1.TokenService/GetToken"}
-	ok := func(context.Context, any) (any, error) { return "ok", nil }
-	fail := func(context.Context, any) (any, error) { return nil, status.Error(codes.Unavailable, "vendor down") }
-	for _, h := range []grpc.UnaryHandler{ok, ok, fail} {
-		_, _ = icpt(context.Background(), nil, info, h)
+	const method = "/tokenbroker.v1.TokenService/GetToken"
+	for _, code := range []codes.Code{codes.OK, codes.OK, codes.Unavailable} {
+		m.ObserveCall(method, code, time.Millisecond)
 	}
 	if got := testutil.ToFloat64(m.grpcRequests.WithLabelValues("tokenbroker.v1.TokenService/GetToken", "OK")); got != 2 {
 		t.Errorf("OK calls = %v, want 2", got)

@@ -1,35 +1,20 @@
 package metrics
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
-
-// UnaryServerInterceptor counts every unary call by method and code and
-// observes its duration (ObserveCall). Only registered methods reach an
-// interceptor, so the method label is bounded. The server's access log
-// interceptor calls ObserveCall itself, with the duration it logs, so the
-// server does not chain this one as well.
-func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		m.ObserveCall(info.FullMethod, status.Code(err), time.Since(start))
-		return resp, err
-	}
-}
 
 // ObserveCall counts one finished unary call of fullMethod (as gRPC names
 // it: "/package.Service/Method", a registered method only, which bounds
-// the label) by its code, and observes how long it took.
+// the label) by its code, and observes how long it took. The server's
+// access log interceptor calls it for every call, with the duration its
+// line states (observe.AccessLogOptions.Calls).
 func (m *Metrics) ObserveCall(fullMethod string, code codes.Code, elapsed time.Duration) {
 	b := m.bound(fullMethod)
 	if code == codes.OK {

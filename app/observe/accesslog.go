@@ -244,8 +244,9 @@ func logRequest(ctx context.Context, log *slog.Logger, opts *AccessLogOptions, r
 		code = st.Code()
 	}
 	now := time.Now()
+	elapsed := now.Sub(start)
 	if opts.Calls != nil {
-		opts.Calls.ObserveCall(method, code, now.Sub(start))
+		opts.Calls.ObserveCall(method, code, elapsed)
 	}
 
 	var sampledOneIn uint64
@@ -273,7 +274,7 @@ func logRequest(ctx context.Context, log *slog.Logger, opts *AccessLogOptions, r
 	l.String("profile", rec.Profile)
 	l.String("cache", rec.Cache)
 	l.String("code", code.String())
-	l.Float64("duration_ms", float64(now.Sub(start).Microseconds())/1000)
+	l.Float64("duration_ms", float64(elapsed.Microseconds())/1000)
 	if st != nil {
 		l.String("error", st.Message())
 	}

@@ -62,11 +62,27 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	bp := lineBufs.Get().(*[]byte)
 	b, ok := appendRecord((*bp)[:0], &r)
+	return h.write(ctx, bp, b, ok, func() slog.Record { return r })
+}
+
+// handleLine is Handle for a Line.
+func (h *jsonHandler) handleLine(ctx context.Context, l *Line) error {
+	if !h.fast {
+		return h.slow.Handle(ctx, l.record())
+	}
+	bp := lineBufs.Get().(*[]byte)
+	b, ok := appendLine((*bp)[:0], l)
+	return h.write(ctx, bp, b, ok, l.record)
+}
+
+// write writes b, appended to the pooled buffer bp, when ok; else slog's
+// handler writes record() instead. bp goes back to the pool.
+func (h *jsonHandler) write(ctx context.Context, bp *[]byte, b []byte, ok bool, record func() slog.Record) error {
 	var err error
 	if ok {
 		_, err = h.w.Write(b)
 	} else {
-		err = h.slow.Handle(ctx, r)
+		err = h.slow.Handle(ctx, record())
 	}
 	if cap(b) <= maxPooledLine {
 		*bp = b

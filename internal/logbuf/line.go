@@ -138,20 +138,8 @@ func Log(ctx context.Context, h slog.Handler, l *Line) error {
 // releases it.
 func handleLine(ctx context.Context, h slog.Handler, l *Line) error {
 	defer l.release()
-	if j, ok := h.(*jsonHandler); ok && j.fast {
-		bp := lineBufs.Get().(*[]byte)
-		b, ok := appendLine((*bp)[:0], l)
-		var err error
-		if ok {
-			_, err = j.w.Write(b)
-		} else {
-			err = j.slow.Handle(ctx, l.record())
-		}
-		if cap(b) <= maxPooledLine {
-			*bp = b
-			lineBufs.Put(bp)
-		}
-		return err
+	if j, ok := h.(*jsonHandler); ok {
+		return j.handleLine(ctx, l)
 	}
 	return h.Handle(ctx, l.record())
 }
