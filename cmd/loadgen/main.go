@@ -26,6 +26,9 @@ import (
 )
 
 func main() {
+	if err := withServerStacks(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen: goroutine stacks keep the runtime's default:", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	child, err := bench.ServeChild(ctx)
 	if !child {
@@ -38,10 +41,58 @@ func main() {
 	}
 }
 
+// stackSetting is the GODEBUG setting loadgen runs with, unless GODEBUG
+// already has one for it.
+//
+// The QPS rows run the load client and the servers in this one process.
+// The runtime starts a new goroutine with a stack sized from the average
+// its goroutines used, and here the load client's goroutines raise that
+// to 16-32 KB, where a server in a process of its own starts them at 2 KB
+// (measured in the CPU rows' server processes). A bare grpc-go echo,
+// which starts a goroutine per call, then never grows one here, though
+// in its own process it spends about 15% of its CPU doing so; the broker
+// answers from long-lived stream workers and gains nothing. With the
+// setting the servers' goroutines start as in a server's own process
+// (docs/performance.md, "Goroutine stacks in the shared process").
+// GODEBUG=adaptivestackstart=1 measures with the runtime's default.
+const stackSetting = "adaptivestackstart"
+
+// withServerStacks re-executes this program with stackSetting=0 added to
+// GODEBUG (a runtime setting read only at start), unless GODEBUG sets it
+// already; it returns only when it did not re-execute.
+func withServerStacks() error {
+	godebug := os.Getenv("GODEBUG")
+	if godebugSets(godebug, stackSetting) {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	if err := os.Setenv("GODEBUG", godebug+stackSetting+"=0"); err != nil {
+		return err
+	}
+	return syscall.Exec(self, os.Args, os.Environ())
+}
+
+// godebugSets reports whether a GODEBUG value has a setting for key.
+func godebugSets(godebug, key string) bool {
+	for field := range strings.SplitSeq(godebug, ",") {
+		if k, _, ok := strings.Cut(field, "="); ok && strings.TrimSpace(k) == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Report is the JSON document.
 type Report struct {
 	When        time.Time          `json:"when"`
 	GoVersion   string             `json:"go_version"`
+	GODEBUG     string             `json:"godebug"` // the run's runtime settings (stackSetting)
 	CPUs        int                `json:"cpus"`
 	Comparisons []bench.Comparison `json:"comparisons"`
 	CPU         []bench.CPUCost    `json:"cpu_per_call,omitempty"`
@@ -106,7 +157,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		defer stop()
 	}
 	began := time.Now()
-	rep := Report{When: began.UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
+	rep := Report{When: began.UTC(), GoVersion: runtime.Version(), GODEBUG: os.Getenv("GODEBUG"), CPUs: runtime.NumCPU()}
 	env, err := bench.NewEnv(ctx, "")
 	if err != nil {
 		return err
@@ -289,7 +340,7 @@ func (r *runner) memory(ctx context.Context) error {
 
 // printTable prints the report, a section per group of rows that ran.
 func printTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "tokenbroker bench, %s, %d CPUs, %s\n\n", rep.GoVersion, rep.CPUs, rep.When.Format(time.RFC3339))
+	fmt.Fprintf(w, "tokenbroker bench, %s, GODEBUG=%s, %d CPUs, %s\n\n", rep.GoVersion, rep.GODEBUG, rep.CPUs, rep.When.Format(time.RFC3339))
 	if len(rep.Comparisons) > 0 {
 		printComparisons(w, rep.Comparisons)
 	}
@@ -331,11 +382,12 @@ func printComparisons(w io.Writer, comparisons []bench.Comparison) {
 func printCPU(w io.Writer, costs []bench.CPUCost) {
 	fmt.Fprintf(w, "\nCPU time per call of the server process (broker and echo each in a process of their own, same calls, same run)\n")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tin flight\tbroker µs/call\techo µs/call\tratio\trounds\ttogether: median\trounds\tcalls\tidle µs/s\terrors\tgoal")
+	fmt.Fprintln(tw, "scenario\tin flight\tbroker µs/call\techo µs/call\tratio\trounds\ttogether: median\trounds\tcalls\tidle µs/s\tQPS broker/echo\terrors\tgoal")
 	for _, c := range costs {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%s\t%.2fx\t%s\t%d/%d\t%.0f/%.0f\t%d\t%s\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%s\t%.2fx\t%s\t%d/%d\t%.0f/%.0f\t%.0f/%.0f %.2fx\t%d\t%s\n",
 			c.Name, c.Concurrency, c.SubjectCPUPerCallUs, c.BaselineCPUPerCallUs, c.Ratio, ratios(c.RoundRatios),
-			c.TogetherRatio, ratios(c.TogetherRoundRatios), c.SubjectCalls, c.BaselineCalls, c.SubjectIdleUsPerSec, c.BaselineIdleUsPerSec, c.Errors, c.Goal)
+			c.TogetherRatio, ratios(c.TogetherRoundRatios), c.SubjectCalls, c.BaselineCalls, c.SubjectIdleUsPerSec, c.BaselineIdleUsPerSec,
+			c.SubjectQPS, c.BaselineQPS, c.QPSRatio, c.Errors, c.Goal)
 	}
 	tw.Flush()
 }

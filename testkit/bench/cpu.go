@@ -41,6 +41,17 @@ type CPUCost struct {
 	BaselineIdleUsPerSec float64 `json:"baseline_idle_cpu_us_per_s"`
 	// Rounds' per-call CPU ratios, for how much they vary.
 	RoundRatios []float64 `json:"round_ratios"`
+	// Calls per second each side answered in the alternating rounds
+	// (calls over the rounds' time), and the broker's against the echo's:
+	// the QPS rows' comparison with each server in a process of its own,
+	// as in production. In the QPS rows the servers share the load
+	// client's process, whose goroutines make the runtime start every
+	// goroutine with a larger stack (16-32 KB against 2 KB in a server's
+	// own process), so the bare echo's goroutine per call never grows
+	// its stack there (docs/performance.md).
+	SubjectQPS  float64 `json:"subject_qps"`
+	BaselineQPS float64 `json:"baseline_qps"`
+	QPSRatio    float64 `json:"qps_ratio"`
 	// The same calls with both sides loaded at once, each at Concurrency
 	// in flight, for a window of the same length, so both see the same
 	// machine: alternating rounds compare windows seconds apart, and a
@@ -128,10 +139,11 @@ func (e *Env) CPUPerCall(ctx context.Context, path string, concurrency, rounds i
 // cpuSide is one server of a CPU row: its process, the load operation
 // that calls it, and the CPU time and calls of its measured rounds.
 type cpuSide struct {
-	child *childProcess
-	op    func(context.Context) error
-	cpu   time.Duration
-	calls int64
+	child   *childProcess
+	op      func(context.Context) error
+	cpu     time.Duration
+	calls   int64
+	elapsed time.Duration // the rounds' time, for QPS
 }
 
 // cpuPair is one CPU row's two servers, the broker and its echo, and
@@ -285,6 +297,7 @@ func measureCPURounds(ctx context.Context, c *CPUCost, sides [2]*cpuSide, rounds
 			}
 			s.cpu += after - before
 			s.calls += st.Requests
+			s.elapsed += st.Elapsed
 			c.countErrors(st)
 			if st.Requests > 0 {
 				per[k] = float64(after-before) / float64(st.Requests)
@@ -362,8 +375,8 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// perCall fills c's calls, CPU per call and ratio from the two sides'
-// measured rounds.
+// perCall fills c's calls, CPU per call, QPS and their ratios from the
+// two sides' measured rounds.
 func (c *CPUCost) perCall(subject, baseline cpuSide) {
 	c.SubjectCalls, c.BaselineCalls = subject.calls, baseline.calls
 	if c.SubjectCalls > 0 {
@@ -374,6 +387,11 @@ func (c *CPUCost) perCall(subject, baseline cpuSide) {
 	}
 	if c.BaselineCPUPerCallUs > 0 {
 		c.Ratio = c.SubjectCPUPerCallUs / c.BaselineCPUPerCallUs
+	}
+	if subject.elapsed > 0 && baseline.elapsed > 0 {
+		c.SubjectQPS = float64(subject.calls) / subject.elapsed.Seconds()
+		c.BaselineQPS = float64(baseline.calls) / baseline.elapsed.Seconds()
+		c.QPSRatio = c.SubjectQPS / c.BaselineQPS
 	}
 }
 

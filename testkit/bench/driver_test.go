@@ -86,3 +86,39 @@ func TestLoadCountsTheProcessCPU(t *testing.T) {
 
 // sink keeps the spin loop's result, so the compiler keeps the loop.
 var sink atomic.Int64
+
+func TestPerCall(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                       string
+		subject, baseline          cpuSide
+		cpuSubj, cpuBase, ratio    float64
+		qpsSubj, qpsBase, qpsRatio float64
+	}{{
+		name:     "both sides measured",
+		subject:  cpuSide{cpu: 3 * time.Second, calls: 100_000, elapsed: 2 * time.Second},
+		baseline: cpuSide{cpu: 2 * time.Second, calls: 100_000, elapsed: time.Second},
+		cpuSubj:  30, cpuBase: 20, ratio: 1.5,
+		qpsSubj: 50_000, qpsBase: 100_000, qpsRatio: 0.5,
+	}, {
+		name:     "no calls: no figure",
+		subject:  cpuSide{cpu: time.Second},
+		baseline: cpuSide{cpu: time.Second, calls: 10, elapsed: time.Second},
+		cpuBase:  100_000, qpsBase: 0,
+	}}
+	for _, tt := range tests {
+		var c CPUCost
+		c.perCall(tt.subject, tt.baseline)
+		got := []float64{c.SubjectCPUPerCallUs, c.BaselineCPUPerCallUs, c.Ratio, c.SubjectQPS, c.BaselineQPS, c.QPSRatio}
+		want := []float64{tt.cpuSubj, tt.cpuBase, tt.ratio, tt.qpsSubj, tt.qpsBase, tt.qpsRatio}
+		for i := range got {
+			if math.Abs(got[i]-want[i]) > 1e-9 {
+				t.Errorf("%s: got %v, want %v", tt.name, got, want)
+				break
+			}
+		}
+		if c.SubjectCalls != tt.subject.calls || c.BaselineCalls != tt.baseline.calls {
+			t.Errorf("%s: calls %d/%d", tt.name, c.SubjectCalls, c.BaselineCalls)
+		}
+	}
+}
