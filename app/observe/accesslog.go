@@ -85,7 +85,7 @@ func RequestIDs(next http.Handler) http.Handler {
 		sent := r.Header[canonicalRequestIDHeader]
 		id := requestID(firstOrEmpty(sent))
 		if len(sent) != 1 || sent[0] != id {
-			r = r.WithContext(context.WithValue(r.Context(), httpRequestIDKey{}, id))
+			r = r.WithContext(&requestIDCtx{Context: r.Context(), id: id})
 		}
 		// A direct map write with the canonical key: Header.Set would
 		// canonicalise (and allocate) the key on every request.
@@ -98,6 +98,22 @@ func RequestIDs(next http.Handler) http.Handler {
 // HTTP request when it is not the caller's. Only this process sets
 // context values, so no caller can set one.
 type httpRequestIDKey struct{}
+
+// requestIDCtx carries that id: one allocation, where context.WithValue
+// takes two (the context, and the string boxed as a value).
+type requestIDCtx struct {
+	context.Context
+	id string
+}
+
+// Value is c itself for httpRequestIDKey (returning the id would box it
+// again on every lookup), the parent's value for any other key.
+func (c *requestIDCtx) Value(key any) any {
+	if _, ok := key.(httpRequestIDKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
 
 // canonicalRequestIDHeader is RequestIDHeader as net/http keys it.
 var canonicalRequestIDHeader = http.CanonicalHeaderKey(RequestIDHeader)
@@ -208,8 +224,8 @@ func AccessLog(log *slog.Logger, opts AccessLogOptions) grpc.UnaryServerIntercep
 // metadata map, as FromIncomingContext does.
 func callRequestID(ctx context.Context, rest bool) (id string, callerSent bool) {
 	if rest {
-		if id, ok := ctx.Value(httpRequestIDKey{}).(string); ok {
-			return id, false
+		if c, ok := ctx.Value(httpRequestIDKey{}).(*requestIDCtx); ok {
+			return c.id, false
 		}
 	}
 	fromCaller := ""

@@ -47,6 +47,8 @@ func TestValidRequestID(t *testing.T) {
 // The id a REST caller gets back is the one its in-process call logs,
 // whether it sent a usable one, none or an unusable one; the caller's
 // header map is not modified; and only REST calls read the context's id.
+type outerKey struct{}
+
 func TestRequestIDsReachTheCall(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -63,6 +65,7 @@ func TestRequestIDsReachTheCall(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest(http.MethodPost, "/v1/token", nil)
+			r = r.WithContext(context.WithValue(r.Context(), outerKey{}, "outer"))
 			if tc.sent != nil {
 				r.Header[canonicalRequestIDHeader] = slices.Clone(tc.sent)
 			}
@@ -77,6 +80,9 @@ func TestRequestIDsReachTheCall(t *testing.T) {
 				}
 				ctx := metadata.NewIncomingContext(r.Context(), md)
 				logged, callerSent = callRequestID(ctx, true)
+				if v := ctx.Value(outerKey{}); v != "outer" {
+					t.Errorf("the request context's own value became %v", v)
+				}
 				if id, _ := callRequestID(ctx, false); id == logged && tc.want == "" {
 					t.Errorf("a gRPC call read the REST request's id %q from the context", id)
 				}

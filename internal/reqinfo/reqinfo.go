@@ -23,10 +23,27 @@ type Info struct {
 
 type ctxKey struct{}
 
+// infoCtx is a context carrying an Info, both in one allocation (where
+// context.WithValue and a separate Info are two, on every call).
+type infoCtx struct {
+	context.Context
+	info Info
+}
+
+// Value is the Info for ctxKey, and the parent's value for any other key
+// (cancellation and deadlines come from the parent as they would through
+// context.WithValue).
+func (c *infoCtx) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &c.info
+	}
+	return c.Context.Value(key)
+}
+
 // With returns ctx carrying a new Info with the given request id.
 func With(ctx context.Context, requestID string) (context.Context, *Info) {
-	i := &Info{requestID: requestID}
-	return context.WithValue(ctx, ctxKey{}, i), i
+	c := &infoCtx{Context: ctx, info: Info{requestID: requestID}}
+	return c, &c.info
 }
 
 // From returns the request's Info, or nil.
