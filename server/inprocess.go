@@ -204,19 +204,3 @@ func printableASCII(v string) bool {
 	}
 	return true
 }
-
-// chainUnary runs interceptors outermost first, each one's handler being
-// the rest of the chain, as grpc.ChainUnaryInterceptor does; the gRPC
-// server and the in-process calls use the one chain it returns.
-func chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		next := handler
-		for i := len(interceptors) - 1; i > 0; i-- {
-			intercept, inner := interceptors[i], next
-			next = func(ctx context.Context, req any) (any, error) {
-				return intercept(ctx, req, info, inner)
-			}
-		}
-		return interceptors[0](ctx, req, info, next)
-	}
-}

@@ -38,15 +38,41 @@ func (s *Server) recovered(ctx context.Context, transport, method string, v any)
 	}
 }
 
-// recoverUnary is the unary recovery interceptor.
-func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.recovered(ctx, "grpc", info.FullMethod, v)
-			resp, err = nil, errPanicked
+// chainUnary runs interceptors outermost first, each one's handler being
+// the rest of the chain, as grpc.ChainUnaryInterceptor does, with the
+// recovery outside them all (a panic in an interceptor is answered
+// INTERNAL) and around the handler (the interceptors, the access log
+// and the metrics among them, see the handler's panic as the INTERNAL it
+// is answered with). The gRPC server and the in-process calls run the one
+// chain it returns. The recoveries are in the chain's own frames rather
+// than interceptors of their own: two calls and a closure fewer per call.
+func (s *Server) chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer s.recoverCall(ctx, info, &resp, &err)
+		if len(interceptors) == 0 {
+			return handler(ctx, req)
 		}
-	}()
-	return handler(ctx, req)
+		next := func(ctx context.Context, req any) (resp any, err error) {
+			defer s.recoverCall(ctx, info, &resp, &err)
+			return handler(ctx, req)
+		}
+		for i := len(interceptors) - 1; i > 0; i-- {
+			intercept, inner := interceptors[i], next
+			next = func(ctx context.Context, req any) (any, error) {
+				return intercept(ctx, req, info, inner)
+			}
+		}
+		return interceptors[0](ctx, req, info, next)
+	}
+}
+
+// recoverCall, deferred, turns a panic of a unary call into its INTERNAL
+// answer (*resp and *err), logged and counted.
+func (s *Server) recoverCall(ctx context.Context, info *grpc.UnaryServerInfo, resp *any, err *error) {
+	if v := recover(); v != nil {
+		s.recovered(ctx, "grpc", info.FullMethod, v)
+		*resp, *err = nil, errPanicked
+	}
 }
 
 // recoverStream is the stream recovery interceptor (health Watch,

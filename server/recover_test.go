@@ -33,6 +33,7 @@ func (vendorsService) ListVendors(ctx context.Context, _ *tokenbrokerv1.ListVend
 func TestRecoveryKeepsTheServerServing(t *testing.T) {
 	t.Parallel()
 	var panics atomic.Int64
+	var seen atomic.Value // the code the interceptor's handler returned
 	srv, err := New(Options{
 		GRPCAddr: "127.0.0.1:0",
 		HTTPAddr: "127.0.0.1:0",
@@ -44,7 +45,9 @@ func TestRecoveryKeepsTheServerServing(t *testing.T) {
 			if v, _ := metadataValue(ctx, "x-panic"); v == "interceptor" {
 				panic("interceptor bug")
 			}
-			return h(ctx, req)
+			resp, err := h(ctx, req)
+			seen.Store(status.Code(err))
+			return resp, err
 		}},
 		Routes: map[string]http.Handler{"GET /boom": http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("route bug") })},
 	})
@@ -74,15 +77,21 @@ func TestRecoveryKeepsTheServerServing(t *testing.T) {
 		name    string
 		panicAt string
 		want    codes.Code
+		// what the interceptor saw its handler return (the handler's
+		// panic already as the INTERNAL it is answered with)
+		seen codes.Code
 	}{
-		{"handler panics", "yes", codes.Internal},
-		{"next call", "", codes.OK},
-		{"interceptor panics", "interceptor", codes.Internal},
-		{"next call again", "", codes.OK},
+		{"handler panics", "yes", codes.Internal, codes.Internal},
+		{"next call", "", codes.OK, codes.OK},
+		{"interceptor panics", "interceptor", codes.Internal, codes.OK}, // seen: the call before's
+		{"next call again", "", codes.OK, codes.OK},
 	} {
 		err := list(tc.panicAt)
 		if status.Code(err) != tc.want || (err != nil && status.Convert(err).Message() != "internal error") {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if got, _ := seen.Load().(codes.Code); got != tc.seen {
+			t.Errorf("%s: the interceptor saw %v from its handler, want %v", tc.name, got, tc.seen)
 		}
 	}
 

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	goruntime "runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,14 +154,11 @@ func New(opts Options) (*Server, error) {
 		s.health.SetServingStatus(tokenbrokerv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 
-	// Recovery first, so a panic in any interceptor is caught, and last,
-	// so the access log and metrics see the handler's panic as the
-	// INTERNAL it is answered with. The gRPC server and the gateway's
-	// in-process calls run this one chain.
-	intercept := chainUnary(slices.Concat(
-		[]grpc.UnaryServerInterceptor{s.recoverUnary},
-		opts.UnaryInterceptors,
-		[]grpc.UnaryServerInterceptor{s.recoverUnary}))
+	// Recovery outside the interceptors, so a panic in any is caught, and
+	// around the handler, so the access log and metrics see the handler's
+	// panic as the INTERNAL it is answered with (chainUnary). The gRPC
+	// server and the gateway's in-process calls run this one chain.
+	intercept := s.chainUnary(opts.UnaryInterceptors)
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		// Reuse goroutines whose stacks have already grown through the
