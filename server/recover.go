@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -47,6 +48,7 @@ func (s *Server) recovered(ctx context.Context, transport, method string, v any)
 // chain it returns. The recoveries are in the chain's own frames rather
 // than interceptors of their own: two calls and a closure fewer per call.
 func (s *Server) chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	interceptors = slices.Clone(interceptors) // the caller's slice may change
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer s.recoverCall(ctx, info, &resp, &err)
 		if len(interceptors) == 0 {

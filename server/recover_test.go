@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -83,9 +86,10 @@ func TestRecoveryKeepsTheServerServing(t *testing.T) {
 	}{
 		{"handler panics", "yes", codes.Internal, codes.Internal},
 		{"next call", "", codes.OK, codes.OK},
-		{"interceptor panics", "interceptor", codes.Internal, codes.OK}, // seen: the call before's
+		{"interceptor panics", "interceptor", codes.Internal, notReached},
 		{"next call again", "", codes.OK, codes.OK},
 	} {
+		seen.Store(notReached)
 		err := list(tc.panicAt)
 		if status.Code(err) != tc.want || (err != nil && status.Convert(err).Message() != "internal error") {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
@@ -116,6 +120,72 @@ func TestRecoveryKeepsTheServerServing(t *testing.T) {
 	}
 	if got := panics.Load(); got != 3 {
 		t.Errorf("OnPanic called %d times, want 3", got)
+	}
+}
+
+// notReached is what the recovery test's interceptor "saw" when its
+// handler never returned to it.
+const notReached = codes.Code(1000)
+
+// TestChainUnary drives the chain directly: the interceptors in order,
+// a panic anywhere answered INTERNAL and counted, the handler's panic
+// seen by every interceptor as that INTERNAL, with and without
+// interceptors.
+func TestChainUnary(t *testing.T) {
+	t.Parallel()
+	type call struct {
+		name          string
+		interceptors  int
+		panicAt       int // 0: nowhere; i > 0: interceptor i; -1: the handler
+		wantCode      codes.Code
+		wantOrder     string
+		wantSeen      string // the codes the interceptors saw, innermost first
+		wantRecovered int64
+	}
+	for _, tc := range []call{
+		{"no interceptor", 0, 0, codes.OK, "h", "", 0},
+		{"no interceptor, the handler panics", 0, -1, codes.Internal, "h", "", 1},
+		{"two", 2, 0, codes.OK, "12h", "OK OK ", 0},
+		{"two, the handler panics", 2, -1, codes.Internal, "12h", "Internal Internal ", 1},
+		{"two, the second panics", 2, 2, codes.Internal, "12", "", 1}, // an interceptor's panic unwinds the ones outside it
+		{"three, the first panics", 3, 1, codes.Internal, "1", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var panics atomic.Int64
+			s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{OnPanic: func() { panics.Add(1) }}}
+			var order, seen strings.Builder
+			var interceptors []grpc.UnaryServerInterceptor
+			for i := 1; i <= tc.interceptors; i++ {
+				interceptors = append(interceptors, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					order.WriteString(strconv.Itoa(i))
+					if tc.panicAt == i {
+						panic(fmt.Sprintf("interceptor %d", i))
+					}
+					resp, err := h(ctx, req)
+					seen.WriteString(status.Code(err).String() + " ")
+					return resp, err
+				})
+			}
+			chain := s.chainUnary(interceptors)
+			interceptors = append(interceptors[:0], nil) // the chain keeps its own copy
+			resp, err := chain(context.Background(), "req", &grpc.UnaryServerInfo{FullMethod: "/t/M"}, func(_ context.Context, req any) (any, error) {
+				order.WriteString("h")
+				if tc.panicAt == -1 {
+					panic("handler")
+				}
+				return req, nil
+			})
+			if status.Code(err) != tc.wantCode || (err == nil) != (resp == "req") {
+				t.Errorf("answer %v, %v; want code %v", resp, err, tc.wantCode)
+			}
+			if order.String() != tc.wantOrder || seen.String() != tc.wantSeen {
+				t.Errorf("ran %q, saw %q; want %q, %q", order.String(), seen.String(), tc.wantOrder, tc.wantSeen)
+			}
+			if got := panics.Load(); got != tc.wantRecovered {
+				t.Errorf("%d panics counted, want %d", got, tc.wantRecovered)
+			}
+		})
 	}
 }
 

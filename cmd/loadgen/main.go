@@ -59,7 +59,9 @@ const stackSetting = "adaptivestackstart"
 
 // withServerStacks re-executes this program with stackSetting=0 added to
 // GODEBUG (a runtime setting read only at start), unless GODEBUG sets it
-// already; it returns only when it did not re-execute.
+// already; it returns only when it did not re-execute, this process's
+// environment unchanged (so a failed re-execution runs, and reports, the
+// runtime's default).
 func withServerStacks() error {
 	godebug := os.Getenv("GODEBUG")
 	if godebugSets(godebug, stackSetting) {
@@ -69,19 +71,36 @@ func withServerStacks() error {
 	if err != nil {
 		return err
 	}
-	if godebug != "" {
-		godebug += ","
-	}
-	if err := os.Setenv("GODEBUG", godebug+stackSetting+"=0"); err != nil {
-		return err
-	}
-	return syscall.Exec(self, os.Args, os.Environ())
+	return syscall.Exec(self, os.Args, withGODEBUG(os.Environ(), stackSetting+"=0"))
 }
 
-// godebugSets reports whether a GODEBUG value has a setting for key.
+// withGODEBUG is env (KEY=value entries) with setting appended to its
+// GODEBUG, which it adds if absent.
+func withGODEBUG(env []string, setting string) []string {
+	out := make([]string, 0, len(env)+1)
+	found := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok && !found {
+			found = true
+			if v != "" {
+				setting = v + "," + setting
+			}
+			kv = "GODEBUG=" + setting
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "GODEBUG="+setting)
+	}
+	return out
+}
+
+// godebugSets reports whether a GODEBUG value has a setting for key, as
+// the runtime reads it: fields split at commas, the key before the first
+// "=", nothing trimmed.
 func godebugSets(godebug, key string) bool {
 	for field := range strings.SplitSeq(godebug, ",") {
-		if k, _, ok := strings.Cut(field, "="); ok && strings.TrimSpace(k) == key {
+		if k, _, ok := strings.Cut(field, "="); ok && k == key {
 			return true
 		}
 	}
@@ -192,7 +211,10 @@ func writeReport(path string, rep Report) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(rep, "", "  ")
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
 	return os.WriteFile(path, b, 0o644)
 }
 

@@ -2,6 +2,7 @@ package reqinfo
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,24 @@ func TestWithCarriesInfoAndKeepsTheParent(t *testing.T) {
 	<-stopped
 	if ctx.Err() != context.Canceled || context.Cause(child) != context.Canceled {
 		t.Errorf("Err %v, Cause %v", ctx.Err(), context.Cause(child))
+	}
+}
+
+func TestWithKeepsTheCancelCause(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("the caller went away")
+	parent, cancel := context.WithCancelCause(context.Background())
+	ctx, _ := With(parent, "req-4")
+	child, cancelChild := context.WithCancel(ctx)
+	defer cancelChild()
+	detached := context.WithoutCancel(ctx)
+	cancel(cause)
+	<-child.Done()
+	if got := context.Cause(child); got != cause {
+		t.Errorf("Cause below With = %v, want %v", got, cause)
+	}
+	if detached.Err() != nil || From(detached) == nil {
+		t.Errorf("WithoutCancel: Err %v, Info %v", detached.Err(), From(detached))
 	}
 }
 

@@ -43,8 +43,7 @@ type CPUCost struct {
 	RoundRatios []float64 `json:"round_ratios"`
 	// Calls per second each side answered in the alternating rounds
 	// (calls over the rounds' time), and the broker's against the echo's:
-	// the QPS rows' comparison with each server in a process of its own,
-	// as in production. In the QPS rows the servers share the load
+	// the QPS rows' comparison with each server in a process of its own. In the QPS rows the servers share the load
 	// client's process, whose goroutines make the runtime start every
 	// goroutine with a larger stack (16-32 KB against 2 KB in a server's
 	// own process), so the bare echo's goroutine per call never grows
@@ -388,7 +387,7 @@ func (c *CPUCost) perCall(subject, baseline cpuSide) {
 	if c.BaselineCPUPerCallUs > 0 {
 		c.Ratio = c.SubjectCPUPerCallUs / c.BaselineCPUPerCallUs
 	}
-	if subject.elapsed > 0 && baseline.elapsed > 0 {
+	if subject.calls > 0 && baseline.calls > 0 && subject.elapsed > 0 && baseline.elapsed > 0 {
 		c.SubjectQPS = float64(subject.calls) / subject.elapsed.Seconds()
 		c.BaselineQPS = float64(baseline.calls) / baseline.elapsed.Seconds()
 		c.QPSRatio = c.SubjectQPS / c.BaselineQPS

@@ -101,6 +101,11 @@ func TestPerCall(t *testing.T) {
 		cpuSubj:  30, cpuBase: 20, ratio: 1.5,
 		qpsSubj: 50_000, qpsBase: 100_000, qpsRatio: 0.5,
 	}, {
+		name:     "no calls in time: no QPS (no NaN in the report)",
+		subject:  cpuSide{cpu: time.Second, elapsed: time.Second},
+		baseline: cpuSide{cpu: time.Second, calls: 10, elapsed: time.Second},
+		cpuBase:  100_000,
+	}, {
 		name:     "no calls: no figure",
 		subject:  cpuSide{cpu: time.Second},
 		baseline: cpuSide{cpu: time.Second, calls: 10, elapsed: time.Second},
