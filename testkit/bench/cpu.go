@@ -43,11 +43,8 @@ type CPUCost struct {
 	RoundRatios []float64 `json:"round_ratios"`
 	// Calls per second each side answered in the alternating rounds
 	// (calls over the rounds' time), and the broker's against the echo's:
-	// the QPS rows' comparison with each server in a process of its own. In the QPS rows the servers share the load
-	// client's process, whose goroutines make the runtime start every
-	// goroutine with a larger stack (16-32 KB against 2 KB in a server's
-	// own process), so the bare echo's goroutine per call never grows
-	// its stack there (docs/performance.md).
+	// the QPS rows' comparison with each server in a process of its own
+	// (docs/performance.md, "Goroutine stacks in the shared process").
 	SubjectQPS  float64 `json:"subject_qps"`
 	BaselineQPS float64 `json:"baseline_qps"`
 	QPSRatio    float64 `json:"qps_ratio"`
