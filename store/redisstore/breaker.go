@@ -40,6 +40,10 @@ type breaker struct {
 	mu       sync.Mutex
 	failures int
 	since    time.Time // first failure of the streak
+	// failing is failures > 0, set and cleared under mu and read without
+	// it: a success with no streak to end (every command while Redis is
+	// well) takes no lock, so concurrent commands do not contend for one.
+	failing atomic.Bool
 }
 
 // allow reports whether a command may run.
@@ -47,16 +51,16 @@ func (b *breaker) allow() bool { return !b.open.Load() }
 
 // suspect reports whether the last command failed: Redis may be going
 // down, and long waits are not worth it.
-func (b *breaker) suspect() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.failures > 0
-}
+func (b *breaker) suspect() bool { return b.failing.Load() }
 
 // success records a command Redis answered.
 func (b *breaker) success() {
+	if !b.failing.Load() {
+		return
+	}
 	b.mu.Lock()
 	b.failures = 0
+	b.failing.Store(false)
 	b.mu.Unlock()
 }
 
@@ -72,6 +76,7 @@ func (b *breaker) failure(certain bool) (opened bool) {
 		b.since = now
 	}
 	b.failures++
+	b.failing.Store(true)
 	if b.failures < b.threshold || (!certain && now.Sub(b.since) < b.minOutage) || b.open.Load() {
 		return false
 	}
@@ -84,6 +89,7 @@ func (b *breaker) failure(certain bool) (opened bool) {
 func (b *breaker) reset() {
 	b.mu.Lock()
 	b.failures = 0
+	b.failing.Store(false)
 	b.open.Store(false)
 	b.mu.Unlock()
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -261,6 +262,25 @@ func (s *Store) seal(key string, e store.Entry) ([]byte, error) {
 
 var errUnopenable = errors.New("sealed: value does not open")
 
+// plainBuffers hold the plaintext of values being opened: decodeWire
+// copies what it keeps, so a buffer serves the next open instead of
+// becoming garbage on every read of the shared level.
+var plainBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledPlain bounds the buffers kept in plainBuffers: a token
+// response is a few KiB at most, and an outsized one is not kept.
+const maxPooledPlain = 16 << 10
+
+// putPlain wipes the plaintext in buf (a token) and keeps buf for the
+// next open, unless it outgrew maxPooledPlain.
+func putPlain(buf *[]byte) {
+	if cap(*buf) > maxPooledPlain {
+		return
+	}
+	clear(*buf)
+	plainBuffers.Put(buf)
+}
+
 func (s *Store) open(key string, value []byte) (store.Entry, error) {
 	if len(value) < digestLen+1 {
 		return store.Entry{}, errUnopenable
@@ -277,21 +297,24 @@ func (s *Store) open(key string, value []byte) (store.Entry, error) {
 			return store.Entry{}, errUnopenable
 		}
 		nonce := value[headerLen : headerLen+aead.NonceSize()]
+		buf := plainBuffers.Get().(*[]byte)
+		defer putPlain(buf)
 		var err error
-		plain, err = aead.Open(nil, nonce, value[headerLen+aead.NonceSize():], associatedData(value[:headerLen], key))
+		plain, err = aead.Open((*buf)[:0], nonce, value[headerLen+aead.NonceSize():], associatedData(value[:headerLen], key))
 		if err != nil {
 			return store.Entry{}, errUnopenable
 		}
+		*buf = plain
 	default:
 		return store.Entry{}, errUnopenable
 	}
-	var w wireEntry
-	if err := decodeWire(plain, &w); err != nil || (w.AccessToken == "") == (w.Rejected == nil) {
+	w, tokenSum, err := decodeWire(plain)
+	if err != nil || (w.AccessToken == "") == (w.Rejected == nil) {
 		return store.Entry{}, errUnopenable
 	}
 	// The digest is authenticated for sealed values; for plaintext ones
 	// this is the only check that the tag matches the token.
-	if !hmac.Equal(digest, Digest(w.AccessToken)) {
+	if !hmac.Equal(digest, tokenSum[:]) {
 		return store.Entry{}, errUnopenable
 	}
 	return store.Entry{

@@ -104,6 +104,34 @@ func TestRoundTripKeepsEveryField(t *testing.T) {
 	}
 }
 
+// TestOpenedEntriesOwnTheirStrings: the plaintext buffer an open uses is
+// wiped and reused by the next ones, so an entry opened earlier must not
+// share its bytes.
+func TestOpenedEntriesOwnTheirStrings(t *testing.T) {
+	s := sealed.New(newMapBackend(), ring(t, newKey(t)))
+	ctx := context.Background()
+	first := entry()
+	other := entry()
+	other.AccessToken, other.TokenType, other.Scope, other.RefreshToken = "at-other-token-of-the-same-length-xx", "MAC", "read", "rt-other"
+	for k, e := range map[string]store.Entry{"k1": first, "k2": other} {
+		if err := s.Put(ctx, k, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Get(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := s.Get(ctx, "k2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.AccessToken != first.AccessToken || got.TokenType != first.TokenType || got.Scope != first.Scope || got.RefreshToken != first.RefreshToken {
+		t.Fatalf("the first entry changed after other opens: got %+v, want %+v", got, first)
+	}
+}
+
 func TestValueHoldsNoTokenOrKey(t *testing.T) {
 	t.Parallel()
 	b := newMapBackend()

@@ -1,6 +1,7 @@
 package sealed
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
@@ -22,61 +23,82 @@ type wireEntry struct {
 	Rejected *store.Rejection `json:"x,omitempty"`
 }
 
-// decodeWire reads the JSON of a wireEntry as json.Unmarshal does. Every
-// value is opened on every read of the shared level, and reflection made
+// decodeWire reads the JSON of a wireEntry as json.Unmarshal does, and
+// returns the SHA-256 of its access token (Digest's) with it. Every value
+// is opened on every read of the shared level, and reflection made
 // json.Unmarshal most of an open's cost, so the shape json.Marshal writes
 // for a token (one-letter keys, once each; strings without escapes; whole
 // numbers) is read directly, and anything else (a negative cache entry, an
 // escaped character, a value this code did not write) goes to
-// json.Unmarshal. FuzzDecodeWire holds the two to the same answers.
-func decodeWire(data []byte, w *wireEntry) error {
-	if decodeWireFast(data, w) {
-		return nil
+// json.Unmarshal. FuzzDecodeWire holds the two to the same answers. The
+// direct path hashes the token where it lies in data, not in a copy.
+func decodeWire(data []byte) (w wireEntry, tokenSum [sha256.Size]byte, err error) {
+	if token, ok := decodeWireFast(data, &w); ok {
+		return w, sha256.Sum256(token), nil
 	}
-	*w = wireEntry{}
-	return json.Unmarshal(data, w)
+	var u wireEntry
+	if err := json.Unmarshal(data, &u); err != nil {
+		return wireEntry{}, tokenSum, err
+	}
+	return u, sha256.Sum256([]byte(u.AccessToken)), nil
 }
 
 // decodeWireFast decodes data into w when it is in the shape described
 // at decodeWire, and reports whether it was (w is then complete; else
-// its contents are undefined).
-func decodeWireFast(data []byte, w *wireEntry) bool {
+// its contents are undefined); token is the access token's bytes in data.
+func decodeWireFast(data []byte, w *wireEntry) (token []byte, ok bool) {
 	*w = wireEntry{}
 	if len(data) < 2 || data[0] != '{' || data[len(data)-1] != '}' {
-		return false
+		return nil, false
 	}
 	p := wireParser{data: data[1 : len(data)-1]}
-	// The keys the fast path reads, in wireFields' order.
+	// The keys the fast path reads, in wireFields' order. The strings
+	// are read as spans of data and copied out together at the end: one
+	// allocation for all of them.
 	strs := [...]*string{&w.AccessToken, &w.TokenType, &w.Scope, &w.RefreshToken}
+	var spans [len(strs)][]byte
 	ints := [...]*int64{&w.IssuedAt, &w.ExpiresAt, &w.FetchedAt}
 	var seen [len(wireFields)]bool
 	for first := true; len(p.data) > 0 || first; first = false {
 		if !first && !p.byte(',') {
-			return false
+			return nil, false
 		}
 		if len(p.data) < 4 || p.data[0] != '"' || p.data[2] != '"' || p.data[3] != ':' {
-			return false
+			return nil, false
 		}
 		field := strings.IndexByte(wireFields, p.data[1])
 		p.data = p.data[4:]
 		if field < 0 || seen[field] {
-			return false
+			return nil, false
 		}
 		seen[field] = true
-		var ok bool
+		ok := false
 		switch {
 		case field < len(strs):
-			*strs[field], ok = p.string()
+			spans[field], ok = p.string()
 		case field < len(strs)+len(ints):
 			*ints[field-len(strs)], ok = p.int()
 		default:
 			w.Fence, ok = p.uint()
 		}
 		if !ok {
-			return false
+			return nil, false
 		}
 	}
-	return true
+	n := 0
+	for _, b := range spans {
+		n += len(b)
+	}
+	var all strings.Builder
+	all.Grow(n)
+	for _, b := range spans {
+		all.Write(b)
+	}
+	rest := all.String()
+	for i, b := range spans {
+		*strs[i], rest = rest[:len(b)], rest[len(b):]
+	}
+	return spans[0], true
 }
 
 // wireFields are the keys of wireEntry the fast path reads: its strings,
@@ -94,12 +116,12 @@ func (p *wireParser) byte(c byte) bool {
 	return true
 }
 
-// string reads a JSON string that needs no unescaping: no backslash, no
-// control character, valid UTF-8 (json.Unmarshal would replace invalid
-// bytes).
-func (p *wireParser) string() (string, bool) {
+// string reads a JSON string that needs no unescaping (no backslash, no
+// control character, valid UTF-8: json.Unmarshal would replace invalid
+// bytes) and returns its bytes, a part of p's data.
+func (p *wireParser) string() ([]byte, bool) {
 	if !p.byte('"') {
-		return "", false
+		return nil, false
 	}
 	ascii := true
 	for i, c := range p.data {
@@ -107,17 +129,17 @@ func (p *wireParser) string() (string, bool) {
 		case c == '"':
 			s := p.data[:i]
 			if !ascii && !utf8.Valid(s) {
-				return "", false
+				return nil, false
 			}
 			p.data = p.data[i+1:]
-			return string(s), true
+			return s, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // uint reads a JSON whole number without sign, exponent or fraction that

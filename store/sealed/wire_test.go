@@ -1,6 +1,7 @@
 package sealed
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -56,7 +57,7 @@ func TestDecodeWire(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var fast wireEntry
-			if got := decodeWireFast([]byte(tc.json), &fast); got != tc.fast {
+			if _, got := decodeWireFast([]byte(tc.json), &fast); got != tc.fast {
 				t.Fatalf("decodeWireFast(%s) = %t, want %t", tc.json, got, tc.fast)
 			}
 			checkDecodeWire(t, []byte(tc.json))
@@ -87,14 +88,19 @@ func checkDecodeWire(t *testing.T, data []byte) {
 	var want wireEntry
 	wantErr := json.Unmarshal(data, &want)
 	var fast wireEntry
-	if decodeWireFast(data, &fast) {
+	if token, ok := decodeWireFast(data, &fast); ok {
 		if wantErr != nil || !reflect.DeepEqual(fast, want) {
 			t.Fatalf("the fast path read %s as %+v; json.Unmarshal: %+v, %v", data, fast, want, wantErr)
 		}
+		if string(token) != want.AccessToken {
+			t.Fatalf("the fast path's token in %s is %q, want %q", data, token, want.AccessToken)
+		}
 	}
-	var got wireEntry
-	gotErr := decodeWire(data, &got)
+	got, gotSum, gotErr := decodeWire(data)
 	if (gotErr == nil) != (wantErr == nil) || wantErr == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("decodeWire(%s) = %+v, %v; json.Unmarshal: %+v, %v", data, got, gotErr, want, wantErr)
+	}
+	if wantSum := sha256.Sum256([]byte(want.AccessToken)); gotErr == nil && gotSum != wantSum {
+		t.Fatalf("decodeWire(%s): the token's SHA-256 is %x, want %x", data, gotSum, wantSum)
 	}
 }

@@ -103,3 +103,53 @@ func BenchmarkRESTRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedisRoundTrip is BenchmarkRoundTrip on the Redis-only path,
+// one call in flight: the broker with its in-process cache disabled
+// (every call one GET and one open of the sealed value) and the echo
+// doing the same GET, so the difference in allocations is what the
+// broker's read of the shared level adds. Needs redis-server.
+//
+//	go test -run '^$' -bench RedisRoundTrip -benchmem ./testkit/bench/
+func BenchmarkRedisRoundTrip(b *testing.B) {
+	ctx := context.Background()
+	env, _ := benchEnv(b)
+	redis, err := StartRedis()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer redis.Stop()
+	broker, stopBroker, err := env.brokerClient(ctx, redisCacheYAML(redis.Addr, cacheKeyB64(), false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopBroker()
+	resp, err := warmResponse(ctx, broker)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorAddr, stopFloor, err := startEchoWithGet(ctx, redis.Addr, resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopFloor()
+	conn, err := dial(floorAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := HotPathRequest()
+	for _, c := range []struct {
+		name   string
+		client tokenbrokerv1.TokenServiceClient
+	}{{"broker", broker}, {"echo+GET", tokenbrokerv1.NewTokenServiceClient(conn)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.client.GetToken(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
