@@ -114,13 +114,15 @@ func startApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runni
 	if cfg.ShutdownDelay == config.DefaultShutdownDelay {
 		cfg.ShutdownDelay = 0 // no load balancer to wait for, unless the test set a delay
 	}
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
+	var a *app.App
+	var err error
+	asSide(sideBroker, func() { a, err = app.New(ctx, app.Options{Config: cfg, Logger: log}) })
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
+	goAsSide(sideBroker, func() { _ = a.Run(ctx); close(done) })
 	return &runningApp{app: a, stop: func() { cancel(); <-done }}, nil
 }
 
@@ -166,7 +168,7 @@ func startBareEcho(resp *tokenbrokerv1.GetTokenResponse) (client tokenbrokerv1.T
 	}
 	s := grpc.NewServer()
 	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
-	go func() { _ = s.Serve(lis) }()
+	goAsSide(sideEcho, func() { _ = s.Serve(lis) })
 	conn, err := dial(lis.Addr().String())
 	if err != nil {
 		s.Stop()
@@ -191,7 +193,7 @@ func startGatewayEchoAddrs(ctx context.Context, resp *tokenbrokerv1.GetTokenResp
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx); close(done) }()
+	goAsSide(sideEcho, func() { _ = srv.Serve(ctx); close(done) })
 	return "http://" + srv.HTTPAddr().String(), func() { cancel(); <-done }, srv.GRPCAddr().String(), nil
 }
 

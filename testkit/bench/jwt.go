@@ -78,7 +78,7 @@ clients:
 	}
 	s := grpc.NewServer()
 	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
-	go func() { _ = s.Serve(lis) }()
+	goAsSide(sideEcho, func() { _ = s.Serve(lis) })
 	defer s.Stop()
 	econn, err := grpc.NewClient(lis.Addr().String(), opts...)
 	if err != nil {

@@ -118,7 +118,7 @@ func (e *Env) MTLSHotPath(ctx context.Context, concurrency, rounds int, roundTim
 	}
 	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(p.server)))
 	tokenbrokerv1.RegisterTokenServiceServer(s, &echoService{resp: resp})
-	go func() { _ = s.Serve(lis) }()
+	goAsSide(sideEcho, func() { _ = s.Serve(lis) })
 	defer s.Stop()
 	econn, err := grpc.NewClient(lis.Addr().String(), creds)
 	if err != nil {

@@ -156,7 +156,7 @@ func startEchoWithGet(ctx context.Context, redisAddr string, resp *tokenbrokerv1
 	}
 	s := grpc.NewServer()
 	tokenbrokerv1.RegisterTokenServiceServer(s, &echoGetService{rc: rc, key: floorKey, resp: resp})
-	go func() { _ = s.Serve(lis) }()
+	goAsSide(sideFloor, func() { _ = s.Serve(lis) })
 	return lis.Addr().String(), func() { s.Stop(); rc.Close() }, nil
 }
 
