@@ -82,7 +82,7 @@ func (s *Store) compareAndDelete(ctx context.Context, key, accessToken string) (
 // hour when L1 did not know the token's life).
 func (s *Store) bury(key, accessToken string, expires time.Time) {
 	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
+	defer s.unlockPending()
 	s.remember(&s.buried, key, accessToken, expires)
 }
 
@@ -103,7 +103,7 @@ func (s *Store) remember(set *deletions, key, accessToken string, expires time.T
 func (s *Store) deleteAgain(ctx context.Context, key, accessToken string) bool {
 	s.pendingMu.Lock()
 	_, ok := s.buried.get(key, accessToken, s.now())
-	s.pendingMu.Unlock()
+	s.unlockPending()
 	if !ok {
 		return false
 	}
@@ -117,7 +117,7 @@ func (s *Store) deleteAgain(ctx context.Context, key, accessToken string) bool {
 // expires (or an hour, when L1 did not know the token's life).
 func (s *Store) rememberDelete(key, accessToken string, expires time.Time) {
 	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
+	defer s.unlockPending()
 	s.remember(&s.pending, key, accessToken, expires)
 	s.startPendingRetries()
 }
@@ -154,7 +154,7 @@ func (s *Store) startPendingRetries() {
 				s.retrying = false
 			}
 			s.bgMu.Unlock()
-			s.pendingMu.Unlock()
+			s.unlockPending()
 			if done {
 				return
 			}
@@ -166,7 +166,7 @@ func (s *Store) startPendingRetries() {
 func (s *Store) finishPendingDeletes(ctx context.Context) {
 	s.pendingMu.Lock()
 	batch := s.pending.all()
-	s.pendingMu.Unlock()
+	s.unlockPending()
 	for key, list := range batch {
 		for _, p := range list {
 			if ctx.Err() != nil {
@@ -184,7 +184,7 @@ func (s *Store) finishPendingDeletes(ctx context.Context) {
 func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string) bool {
 	s.pendingMu.Lock()
 	until, ok := s.pending.get(key, accessToken, s.now())
-	s.pendingMu.Unlock()
+	s.unlockPending()
 	if !ok {
 		return false
 	}
@@ -192,7 +192,7 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 	if err == nil {
 		s.pendingMu.Lock()
 		s.pending.remove(key, accessToken)
-		s.pendingMu.Unlock()
+		s.unlockPending()
 		// Done there, and still not to come back here (the deletion
 		// may yet be lost, as any other); told either way, as in
 		// compareAndDelete.
@@ -206,7 +206,7 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 // level.
 func (s *Store) PendingDeletes() int {
 	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
+	defer s.unlockPending()
 	return s.pending.len()
 }
 
@@ -223,8 +223,15 @@ func (s *Store) Resync() {
 	s.epoch.Add(1)
 	s.pendingMu.Lock()
 	hasPending := s.pending.len() > 0
-	s.pendingMu.Unlock()
+	s.unlockPending()
 	if hasPending {
 		s.startPendingRetries()
 	}
+}
+
+// unlockPending notes whether pending or buried holds a token (for
+// remembering's readers that take no lock) and unlocks pendingMu.
+func (s *Store) unlockPending() {
+	s.remembering.Store(s.pending.len()+s.buried.len() > 0)
+	s.pendingMu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/store"
@@ -36,14 +37,15 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	// Concurrent misses of one key share one read of the shared level,
 	// but not across an invalidation: a Get after one (after GetFresh, say)
 	// must not take the result of a read that started before it.
-	flightKey := key + "\x00" + strconv.FormatUint(s.invalidationCount(key).Load(), 10)
+	count := s.invalidationCount(key)
+	flightKey := key + "\x00" + strconv.FormatUint(count.Load(), 10)
 	// Only the caller whose function runs reads; the function's end
 	// happens before the result reaches this caller, so leader needs no
 	// lock. The read is never cancelled: the key's other callers share it.
 	leader := false
 	read := func() (any, error) {
 		leader = true
-		return s.load(context.WithoutCancel(ctx), key)
+		return s.loadCounted(context.WithoutCancel(ctx), key, count)
 	}
 	if readsInline(ctx) {
 		v, err, _ := s.flight.Do(flightKey, read)
@@ -98,10 +100,15 @@ func (s *Store) GetFresh(ctx context.Context, key string) (store.Entry, error) {
 
 // load reads key from the shared level and reconciles L1 with it.
 func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
+	return s.loadCounted(ctx, key, s.invalidationCount(key))
+}
+
+// loadCounted is load with key's invalidation counter, which Get has
+// already looked up.
+func (s *Store) loadCounted(ctx context.Context, key string, count *atomic.Uint64) (store.Entry, error) {
 	s.mu.RLock()
 	before := s.entries[key].seq
 	s.mu.RUnlock()
-	count := s.invalidationCount(key)
 	countBefore, epoch := count.Load(), s.epoch.Load()
 
 	// What the read finds is known to match the shared level as of the
@@ -109,7 +116,7 @@ func (s *Store) load(ctx context.Context, key string) (store.Entry, error) {
 	start := s.now()
 	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
-	if err == nil && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
+	if err == nil && s.remembering.Load() && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
 		e, err = store.Entry{}, store.ErrNotFound
 	}
 	found := err == nil

@@ -157,6 +157,10 @@ type Store struct {
 	// may lose the deletion, and the token must not come back here
 	// (docs/design.md, The lease and generation protocol, Invalidations during an outage).
 	buried deletions
+	// remembering is whether pending or buried holds a token; written
+	// under pendingMu (unlockPending), read without it by every read of
+	// the shared level, which has nothing to look up while both are empty.
+	remembering atomic.Bool
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
 	reads, shared                                     atomic.Uint64
