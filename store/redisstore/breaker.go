@@ -43,6 +43,9 @@ type breaker struct {
 	// failing is failures > 0, set and cleared under mu and read without
 	// it: a success with no streak to end (every command while Redis is
 	// well) takes no lock, so concurrent commands do not contend for one.
+	// A success that reads false while a failure is being recorded is
+	// ordered before that failure, one of the orders the lock allowed;
+	// a success that reads true takes the lock and ends the streak.
 	failing atomic.Bool
 }
 

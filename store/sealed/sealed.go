@@ -271,14 +271,13 @@ var plainBuffers = sync.Pool{New: func() any { return new([]byte) }}
 // response is a few KiB at most, and an outsized one is not kept.
 const maxPooledPlain = 16 << 10
 
-// putPlain wipes the plaintext in buf (a token) and keeps buf for the
-// next open, unless it outgrew maxPooledPlain.
+// putPlain wipes the plaintext in buf (a token), and keeps buf for the
+// next open unless it outgrew maxPooledPlain.
 func putPlain(buf *[]byte) {
-	if cap(*buf) > maxPooledPlain {
-		return
-	}
 	clear(*buf)
-	plainBuffers.Put(buf)
+	if cap(*buf) <= maxPooledPlain {
+		plainBuffers.Put(buf)
+	}
 }
 
 func (s *Store) open(key string, value []byte) (store.Entry, error) {

@@ -1,9 +1,11 @@
 package sealed
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/store"
@@ -102,5 +104,17 @@ func checkDecodeWire(t *testing.T, data []byte) {
 	}
 	if wantSum := sha256.Sum256([]byte(want.AccessToken)); gotErr == nil && gotSum != wantSum {
 		t.Fatalf("decodeWire(%s): the token's SHA-256 is %x, want %x", data, gotSum, wantSum)
+	}
+}
+
+// TestPutPlainWipes: a plaintext buffer is wiped when an open is done
+// with it, whether it is kept for the next open or, outsized, dropped.
+func TestPutPlainWipes(t *testing.T) {
+	for _, size := range []int{64, maxPooledPlain + 1} {
+		buf := []byte(strings.Repeat("t", size))
+		putPlain(&buf)
+		if i := bytes.IndexFunc(buf, func(r rune) bool { return r != 0 }); i >= 0 {
+			t.Errorf("%d bytes: byte %d not wiped", size, i)
+		}
 	}
 }

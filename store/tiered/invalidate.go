@@ -93,7 +93,20 @@ func (s *Store) remember(set *deletions, key, accessToken string, expires time.T
 	if !expires.After(now) {
 		expires = now.Add(time.Hour)
 	}
+	// Raised first: a read that sees the deadline then takes pendingMu,
+	// and finds the token once this critical section ends.
+	if until := s.rememberedUntil.Load(); until == nil || expires.After(*until) {
+		s.rememberedUntil.Store(&expires)
+	}
 	set.add(key, accessToken, expires, now)
+}
+
+// mayRemember reports whether pending or buried may hold a token that
+// has not expired; when not, a read of the shared level has nothing to
+// look up in them.
+func (s *Store) mayRemember() bool {
+	until := s.rememberedUntil.Load()
+	return until != nil && until.After(s.now())
 }
 
 // deleteAgain is called with what the shared level holds for key: if it
@@ -190,13 +203,14 @@ func (s *Store) finishPendingDelete(ctx context.Context, key, accessToken string
 	}
 	_, err := s.remote.CompareAndDelete(ctx, key, accessToken)
 	if err == nil {
+		// Done there, and still not to come back here (the deletion
+		// may yet be lost, as any other): moved from pending to buried
+		// in one critical section, so that no read finds it in
+		// neither. Told either way, as in compareAndDelete.
 		s.pendingMu.Lock()
 		s.pending.remove(key, accessToken)
+		s.remember(&s.buried, key, accessToken, until)
 		s.unlockPending()
-		// Done there, and still not to come back here (the deletion
-		// may yet be lost, as any other); told either way, as in
-		// compareAndDelete.
-		s.bury(key, accessToken, until)
 		s.publish(ctx, key)
 	}
 	return true
@@ -229,9 +243,11 @@ func (s *Store) Resync() {
 	}
 }
 
-// unlockPending notes whether pending or buried holds a token (for
-// remembering's readers that take no lock) and unlocks pendingMu.
+// unlockPending clears rememberedUntil if pending and buried are both
+// empty, and unlocks pendingMu.
 func (s *Store) unlockPending() {
-	s.remembering.Store(s.pending.len()+s.buried.len() > 0)
+	if s.pending.len()+s.buried.len() == 0 {
+		s.rememberedUntil.Store(nil)
+	}
 	s.pendingMu.Unlock()
 }

@@ -116,7 +116,7 @@ func (s *Store) loadCounted(ctx context.Context, key string, count *atomic.Uint6
 	start := s.now()
 	s.reads.Add(1)
 	e, err := s.remote.Get(ctx, key)
-	if err == nil && s.remembering.Load() && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
+	if err == nil && s.mayRemember() && (s.finishPendingDelete(ctx, key, e.AccessToken) || s.deleteAgain(ctx, key, e.AccessToken)) {
 		e, err = store.Entry{}, store.ErrNotFound
 	}
 	found := err == nil

@@ -157,10 +157,13 @@ type Store struct {
 	// may lose the deletion, and the token must not come back here
 	// (docs/design.md, The lease and generation protocol, Invalidations during an outage).
 	buried deletions
-	// remembering is whether pending or buried holds a token; written
-	// under pendingMu (unlockPending), read without it by every read of
-	// the shared level, which has nothing to look up while both are empty.
-	remembering atomic.Bool
+	// rememberedUntil is nil while pending and buried are both empty,
+	// else no earlier than the latest deadline either holds. It is
+	// written under pendingMu (raised before a token is added, cleared by
+	// unlockPending once both are empty) and read without it by every
+	// read of the shared level, which has nothing to look up in them
+	// once that deadline has passed (an expired token counts as absent).
+	rememberedUntil atomic.Pointer[time.Time]
 
 	hits, misses, fallbacks, publishErrors, forgotten atomic.Uint64
 	reads, shared                                     atomic.Uint64

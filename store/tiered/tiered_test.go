@@ -743,3 +743,54 @@ func TestTwoMissedDeletionsOfOneKey(t *testing.T) {
 		t.Fatalf("the shared level still holds the first token: %v", err)
 	}
 }
+
+// TestMissedDeletionIsNotServedBeforeItsRetry: a deletion the shared level
+// missed is honoured by the very next read that finds the token there,
+// before the background retry has run (nothing but the read itself
+// looks at the missed deletions).
+func TestMissedDeletionIsNotServedBeforeItsRetry(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		remote := newShared()
+		l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+		e := entry(time.Minute)
+		_ = l1.Put(ctx, key, e)
+		remote.down.Store(true)
+		if ok, err := l1.CompareAndDelete(ctx, key, e.AccessToken); !ok || err != nil {
+			t.Fatalf("delete while the shared level is down: %v, %v", ok, err)
+		}
+		remote.down.Store(false) // the token is still there; no retry has run (the clock stands still)
+		if got, err := l1.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("after the missed deletion: %v, %v; want not found", got.AccessToken, err)
+		}
+		if _, err := remote.Memory.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the read did not finish the deletion: %v", err)
+		}
+	})
+}
+
+// TestReadOverlappingAnInvalidationLeavesL1Alone: a read of the shared
+// level that an invalidation of its key overtakes does not put what it
+// read into L1, so the next Get reads again and finds what replaced it.
+func TestReadOverlappingAnInvalidationLeavesL1Alone(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		remote := newShared()
+		l1 := newL1(t, remote, tiered.Options{MaxStale: time.Hour})
+		old, next := entry(time.Minute), entry(time.Minute)
+		_ = remote.Memory.Put(ctx, key, old)
+		remote.answerAfter.Store(int64(100 * time.Millisecond))
+		done := make(chan struct{})
+		go func() { _, _ = l1.Get(ctx, key); close(done) }() // reads old, answers at 100 ms
+		time.Sleep(50 * time.Millisecond)
+		_ = remote.Memory.Put(ctx, key, next)
+		l1.Forget(key) // another replica's change, told at 50 ms
+		<-done
+		remote.answerAfter.Store(0)
+		if got, err := l1.Get(ctx, key); err != nil || got.AccessToken != next.AccessToken {
+			t.Fatalf("after the overtaken read: %v, %v; want the replacement", got.AccessToken, err)
+		}
+	})
+}
