@@ -37,16 +37,16 @@ type breaker struct {
 	// probing is true while a probe goroutine runs for this breaker.
 	probing atomic.Bool
 
-	mu       sync.Mutex
-	failures int
-	since    time.Time // first failure of the streak
-	// failing is failures > 0, set and cleared under mu and read without
+	// mu guards the streak: failures and since change together.
+	mu sync.Mutex
+	// failures is the streak's length, written under mu and read without
 	// it: a success with no streak to end (every command while Redis is
 	// well) takes no lock, so concurrent commands do not contend for one.
-	// A success that reads false while a failure is being recorded is
-	// ordered before that failure, one of the orders the lock allowed;
-	// a success that reads true takes the lock and ends the streak.
-	failing atomic.Bool
+	// A success that reads 0 while a failure is being recorded is ordered
+	// before that failure, one of the orders the lock allowed; one that
+	// reads more takes the lock and ends the streak.
+	failures atomic.Int64
+	since    time.Time // first failure of the streak
 }
 
 // allow reports whether a command may run.
@@ -54,16 +54,15 @@ func (b *breaker) allow() bool { return !b.open.Load() }
 
 // suspect reports whether the last command failed: Redis may be going
 // down, and long waits are not worth it.
-func (b *breaker) suspect() bool { return b.failing.Load() }
+func (b *breaker) suspect() bool { return b.failures.Load() > 0 }
 
 // success records a command Redis answered.
 func (b *breaker) success() {
-	if !b.failing.Load() {
+	if b.failures.Load() == 0 {
 		return
 	}
 	b.mu.Lock()
-	b.failures = 0
-	b.failing.Store(false)
+	b.failures.Store(0)
 	b.mu.Unlock()
 }
 
@@ -75,12 +74,10 @@ func (b *breaker) failure(certain bool) (opened bool) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.failures == 0 {
+	if b.failures.Load() == 0 {
 		b.since = now
 	}
-	b.failures++
-	b.failing.Store(true)
-	if b.failures < b.threshold || (!certain && now.Sub(b.since) < b.minOutage) || b.open.Load() {
+	if n := b.failures.Add(1); n < int64(b.threshold) || (!certain && now.Sub(b.since) < b.minOutage) || b.open.Load() {
 		return false
 	}
 	b.open.Store(true)
@@ -91,8 +88,7 @@ func (b *breaker) failure(certain bool) (opened bool) {
 // reset closes the breaker after a successful probe.
 func (b *breaker) reset() {
 	b.mu.Lock()
-	b.failures = 0
-	b.failing.Store(false)
+	b.failures.Store(0)
 	b.open.Store(false)
 	b.mu.Unlock()
 }

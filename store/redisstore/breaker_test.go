@@ -62,10 +62,10 @@ func TestBreaker(t *testing.T) {
 
 // TestBreakerConcurrentOutcomes runs successes (which take no lock while
 // no streak runs) and failures from many goroutines at once, for the race
-// detector: the flag and the streak are only touched as documented. It
-// then checks that a last success ends the streak. (An interleaving that
-// leaves the two out of step is too rare for this test to find; the
-// comment at breaker.failing says why none exists.)
+// detector: the streak is only touched as documented. It then checks
+// that a last success ends the streak. (An interleaving that loses a
+// streak's end is too rare for this test to find; the comment at
+// breaker.failures says why none exists.)
 func TestBreakerConcurrentOutcomes(t *testing.T) {
 	b := &breaker{threshold: 1 << 30, minOutage: time.Hour, now: time.Now}
 	var wg sync.WaitGroup
@@ -82,7 +82,7 @@ func TestBreakerConcurrentOutcomes(t *testing.T) {
 	}
 	wg.Wait()
 	b.success()
-	if b.suspect() || b.failures != 0 {
-		t.Fatalf("after a last success: suspect %t, failures %d", b.suspect(), b.failures)
+	if b.suspect() || b.failures.Load() != 0 {
+		t.Fatalf("after a last success: suspect %t, failures %d", b.suspect(), b.failures.Load())
 	}
 }
