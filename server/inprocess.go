@@ -54,9 +54,8 @@ func InternalTransport(addr net.Addr) bool {
 type inProcess struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 
-	svc       tokenbrokerv1.TokenServiceServer
-	intercept grpc.UnaryServerInterceptor
-	stats     []stats.Handler
+	svc   tokenbrokerv1.TokenServiceServer
+	stats []stats.Handler
 	// slots bounds the calls in the service at once, as
 	// MaxConcurrentStreams bounds them on the one gRPC connection the
 	// gateway used to call through.
@@ -64,31 +63,34 @@ type inProcess struct {
 	// stopping is done once the server stops waiting for calls to drain.
 	stopping context.Context
 
-	// The service's methods as unary handlers, made once.
+	// The service's methods behind the interceptor chain, made once
+	// (unaryChain.bind).
 	getToken, invalidateToken, listVendors, listCredentialStatus grpc.UnaryHandler
 }
 
 var _ tokenbrokerv1.TokenServiceServer = (*inProcess)(nil)
 
-func newInProcess(svc tokenbrokerv1.TokenServiceServer, intercept grpc.UnaryServerInterceptor, handlers []stats.Handler, stopping context.Context) *inProcess {
+func newInProcess(svc tokenbrokerv1.TokenServiceServer, chain *unaryChain, handlers []stats.Handler, stopping context.Context) *inProcess {
+	bind := func(method string, handler grpc.UnaryHandler) grpc.UnaryHandler {
+		return chain.bind(&grpc.UnaryServerInfo{Server: svc, FullMethod: method}, handler)
+	}
 	return &inProcess{
-		svc:       svc,
-		intercept: intercept,
-		stats:     handlers,
-		slots:     make(chan struct{}, MaxConcurrentStreams),
-		stopping:  stopping,
-		getToken: func(ctx context.Context, req any) (any, error) {
+		svc:      svc,
+		stats:    handlers,
+		slots:    make(chan struct{}, MaxConcurrentStreams),
+		stopping: stopping,
+		getToken: bind(tokenbrokerv1.TokenService_GetToken_FullMethodName, func(ctx context.Context, req any) (any, error) {
 			return svc.GetToken(ctx, req.(*tokenbrokerv1.GetTokenRequest))
-		},
-		invalidateToken: func(ctx context.Context, req any) (any, error) {
+		}),
+		invalidateToken: bind(tokenbrokerv1.TokenService_InvalidateToken_FullMethodName, func(ctx context.Context, req any) (any, error) {
 			return svc.InvalidateToken(ctx, req.(*tokenbrokerv1.InvalidateTokenRequest))
-		},
-		listVendors: func(ctx context.Context, req any) (any, error) {
+		}),
+		listVendors: bind(tokenbrokerv1.TokenService_ListVendors_FullMethodName, func(ctx context.Context, req any) (any, error) {
 			return svc.ListVendors(ctx, req.(*tokenbrokerv1.ListVendorsRequest))
-		},
-		listCredentialStatus: func(ctx context.Context, req any) (any, error) {
+		}),
+		listCredentialStatus: bind(tokenbrokerv1.TokenService_ListCredentialStatus_FullMethodName, func(ctx context.Context, req any) (any, error) {
 			return svc.ListCredentialStatus(ctx, req.(*tokenbrokerv1.ListCredentialStatusRequest))
-		},
+		}),
 	}
 }
 
@@ -112,7 +114,8 @@ func (p *inProcess) ListCredentialStatus(ctx context.Context, req *tokenbrokerv1
 	return answer[*tokenbrokerv1.ListCredentialStatusResponse](resp, err)
 }
 
-// call runs handler behind what the gRPC server runs for a unary call.
+// call runs method's handler, the chain bound to it, behind what the gRPC
+// server runs around a unary call.
 func (p *inProcess) call(ctx context.Context, method string, req any, handler grpc.UnaryHandler) (any, error) {
 	select {
 	case p.slots <- struct{}{}:
@@ -132,7 +135,7 @@ func (p *inProcess) call(ctx context.Context, method string, req any, handler gr
 			h.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
 		}
 	}
-	resp, err := p.intercept(ctx, req, &grpc.UnaryServerInfo{Server: p.svc, FullMethod: method}, handler)
+	resp, err := handler(ctx, req)
 	if err != nil {
 		resp, err = nil, p.statusOf(err)
 	}

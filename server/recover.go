@@ -39,33 +39,67 @@ func (s *Server) recovered(ctx context.Context, transport, method string, v any)
 	}
 }
 
-// chainUnary runs interceptors outermost first, each one's handler being
+// unaryChain runs interceptors outermost first, each one's handler being
 // the rest of the chain, as grpc.ChainUnaryInterceptor does, with the
 // recovery outside them all (a panic in an interceptor is answered
 // INTERNAL) and around the handler (the interceptors, the access log
 // and the metrics among them, see the handler's panic as the INTERNAL it
 // is answered with). The gRPC server and the in-process calls run the one
-// chain it returns. The recoveries are in the chain's own frames rather
-// than interceptors of their own: two calls and a closure fewer per call.
-func (s *Server) chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	interceptors = slices.Clone(interceptors) // the caller's slice may change
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer s.recoverCall(ctx, info, &resp, &err)
-		if len(interceptors) == 0 {
-			return handler(ctx, req)
-		}
-		next := func(ctx context.Context, req any) (resp any, err error) {
-			defer s.recoverCall(ctx, info, &resp, &err)
-			return handler(ctx, req)
-		}
-		for i := len(interceptors) - 1; i > 0; i-- {
-			intercept, inner := interceptors[i], next
-			next = func(ctx context.Context, req any) (any, error) {
-				return intercept(ctx, req, info, inner)
-			}
-		}
-		return interceptors[0](ctx, req, info, next)
+// chain: the gRPC server through intercept, the in-process methods
+// through handlers bind made once. The recoveries are in the chain's own
+// frames rather than interceptors of their own: two calls and a closure
+// fewer per call.
+type unaryChain struct {
+	s            *Server
+	interceptors []grpc.UnaryServerInterceptor
+}
+
+func (s *Server) chainUnary(interceptors []grpc.UnaryServerInterceptor) *unaryChain {
+	// The caller's slice may change.
+	return &unaryChain{s: s, interceptors: slices.Clone(interceptors)}
+}
+
+// intercept is the chain as the gRPC server's interceptor: the links to
+// the call's handler are made for each call.
+func (c *unaryChain) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer c.s.recoverCall(ctx, info, &resp, &err)
+	if len(c.interceptors) == 0 {
+		return handler(ctx, req)
 	}
+	return c.interceptors[0](ctx, req, info, c.link(info, handler))
+}
+
+// bind is the chain with info and handler fixed, its links made once: a
+// method called in process always has the same ones, and its calls then
+// allocate no closures.
+func (c *unaryChain) bind(info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
+	if len(c.interceptors) == 0 {
+		return func(ctx context.Context, req any) (resp any, err error) {
+			defer c.s.recoverCall(ctx, info, &resp, &err)
+			return handler(ctx, req)
+		}
+	}
+	first, next := c.interceptors[0], c.link(info, handler)
+	return func(ctx context.Context, req any) (resp any, err error) {
+		defer c.s.recoverCall(ctx, info, &resp, &err)
+		return first(ctx, req, info, next)
+	}
+}
+
+// link is the handler the first interceptor is given: the others in
+// order, then handler under its own recovery.
+func (c *unaryChain) link(info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
+	next := func(ctx context.Context, req any) (resp any, err error) {
+		defer c.s.recoverCall(ctx, info, &resp, &err)
+		return handler(ctx, req)
+	}
+	for i := len(c.interceptors) - 1; i > 0; i-- {
+		intercept, inner := c.interceptors[i], next
+		next = func(ctx context.Context, req any) (any, error) {
+			return intercept(ctx, req, info, inner)
+		}
+	}
+	return next
 }
 
 // recoverCall, deferred, turns a panic of a unary call into its INTERNAL

@@ -127,22 +127,25 @@ func TestRecoveryKeepsTheServerServing(t *testing.T) {
 // handler never returned to it.
 const notReached = codes.Code(1000)
 
-// TestChainUnary drives the chain directly: the interceptors in order,
-// a panic anywhere answered INTERNAL and counted, the handler's panic
-// seen by every interceptor as that INTERNAL, with and without
-// interceptors.
+// chainCase is one of TestChainUnary's calls.
+type chainCase struct {
+	name          string
+	interceptors  int
+	panicAt       int // 0: nowhere; i > 0: interceptor i; -1: the handler
+	wantCode      codes.Code
+	wantOrder     string
+	wantSeen      string // the codes the interceptors saw, innermost first
+	wantRecovered int64
+}
+
+// TestChainUnary drives the chain directly, both as the gRPC server runs
+// it (intercept) and as the in-process methods do (bind, once; called
+// twice): the interceptors in order, a panic anywhere answered INTERNAL
+// and counted, the handler's panic seen by every interceptor as that
+// INTERNAL, with and without interceptors.
 func TestChainUnary(t *testing.T) {
 	t.Parallel()
-	type call struct {
-		name          string
-		interceptors  int
-		panicAt       int // 0: nowhere; i > 0: interceptor i; -1: the handler
-		wantCode      codes.Code
-		wantOrder     string
-		wantSeen      string // the codes the interceptors saw, innermost first
-		wantRecovered int64
-	}
-	for _, tc := range []call{
+	for _, tc := range []chainCase{
 		{"no interceptor", 0, 0, codes.OK, "h", "", 0},
 		{"no interceptor, the handler panics", 0, -1, codes.Internal, "h", "", 1},
 		{"two", 2, 0, codes.OK, "12h", "OK OK ", 0},
@@ -150,44 +153,68 @@ func TestChainUnary(t *testing.T) {
 		{"two, the second panics", 2, 2, codes.Internal, "12", "", 1}, // an interceptor's panic unwinds the ones outside it
 		{"three, the first panics", 3, 1, codes.Internal, "1", "", 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var panics atomic.Int64
-			s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{OnPanic: func() { panics.Add(1) }}}
-			var order, seen strings.Builder
-			var interceptors []grpc.UnaryServerInterceptor
-			for i := 1; i <= tc.interceptors; i++ {
-				interceptors = append(interceptors, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-					order.WriteString(strconv.Itoa(i))
-					if tc.panicAt == i {
-						panic(fmt.Sprintf("interceptor %d", i))
-					}
-					resp, err := h(ctx, req)
-					seen.WriteString(status.Code(err).String() + " ")
-					return resp, err
-				})
+		for _, bound := range []bool{false, true} {
+			name := tc.name + ", intercept"
+			if bound {
+				name = tc.name + ", bound"
 			}
-			chain := s.chainUnary(interceptors)
-			for i := range interceptors {
-				interceptors[i] = nil // the chain keeps its own copy
-			}
-			resp, err := chain(context.Background(), "req", &grpc.UnaryServerInfo{FullMethod: "/t/M"}, func(_ context.Context, req any) (any, error) {
-				order.WriteString("h")
-				if tc.panicAt == -1 {
-					panic("handler")
-				}
-				return req, nil
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				testChainUnary(t, tc, bound)
 			})
-			if status.Code(err) != tc.wantCode || (err == nil) != (resp == "req") {
-				t.Errorf("answer %v, %v; want code %v", resp, err, tc.wantCode)
+		}
+	}
+}
+
+func testChainUnary(t *testing.T, tc chainCase, bound bool) {
+	calls := 1
+	if bound {
+		calls = 2 // the bound handler serves call after call
+	}
+	var panics atomic.Int64
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{OnPanic: func() { panics.Add(1) }}}
+	var order, seen strings.Builder
+	var interceptors []grpc.UnaryServerInterceptor
+	for i := 1; i <= tc.interceptors; i++ {
+		interceptors = append(interceptors, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			order.WriteString(strconv.Itoa(i))
+			if tc.panicAt == i {
+				panic(fmt.Sprintf("interceptor %d", i))
 			}
-			if order.String() != tc.wantOrder || seen.String() != tc.wantSeen {
-				t.Errorf("ran %q, saw %q; want %q, %q", order.String(), seen.String(), tc.wantOrder, tc.wantSeen)
-			}
-			if got := panics.Load(); got != tc.wantRecovered {
-				t.Errorf("%d panics counted, want %d", got, tc.wantRecovered)
-			}
+			resp, err := h(ctx, req)
+			seen.WriteString(status.Code(err).String() + " ")
+			return resp, err
 		})
+	}
+	chain := s.chainUnary(interceptors)
+	for i := range interceptors {
+		interceptors[i] = nil // the chain keeps its own copy
+	}
+	info := &grpc.UnaryServerInfo{FullMethod: "/t/M"}
+	handler := func(_ context.Context, req any) (any, error) {
+		order.WriteString("h")
+		if tc.panicAt == -1 {
+			panic("handler")
+		}
+		return req, nil
+	}
+	run := func(ctx context.Context, req any) (any, error) { return chain.intercept(ctx, req, info, handler) }
+	if bound {
+		run = chain.bind(info, handler)
+	}
+	for n := 1; n <= calls; n++ {
+		order.Reset()
+		seen.Reset()
+		resp, err := run(context.Background(), "req")
+		if status.Code(err) != tc.wantCode || (err == nil) != (resp == "req") {
+			t.Errorf("call %d: answer %v, %v; want code %v", n, resp, err, tc.wantCode)
+		}
+		if order.String() != tc.wantOrder || seen.String() != tc.wantSeen {
+			t.Errorf("call %d ran %q, saw %q; want %q, %q", n, order.String(), seen.String(), tc.wantOrder, tc.wantSeen)
+		}
+	}
+	if got := panics.Load(); got != tc.wantRecovered*int64(calls) {
+		t.Errorf("%d panics counted in %d calls, want %d a call", got, calls, tc.wantRecovered)
 	}
 }
 

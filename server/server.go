@@ -158,7 +158,7 @@ func New(opts Options) (*Server, error) {
 	// around the handler, so the access log and metrics see the handler's
 	// panic as the INTERNAL it is answered with (chainUnary). The gRPC
 	// server and the gateway's in-process calls run this one chain.
-	intercept := s.chainUnary(opts.UnaryInterceptors)
+	chain := s.chainUnary(opts.UnaryInterceptors)
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		// Reuse goroutines whose stacks have already grown through the
@@ -167,7 +167,7 @@ func New(opts Options) (*Server, error) {
 		grpc.NumStreamWorkers(uint32(streamWorkers())),
 		// Chained, not grpc.UnaryInterceptor, so that one given in
 		// ServerOptions does not make NewServer panic.
-		grpc.ChainUnaryInterceptor(intercept),
+		grpc.ChainUnaryInterceptor(chain.intercept),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
@@ -206,7 +206,7 @@ func New(opts Options) (*Server, error) {
 	// interceptors as external gRPC callers.
 	callsCtx, stopCalls := context.WithCancel(context.Background())
 	s.stopCalls = stopCalls
-	s.gateway = newInProcess(opts.Service, intercept, opts.StatsHandlers, callsCtx)
+	s.gateway = newInProcess(opts.Service, chain, opts.StatsHandlers, callsCtx)
 	handler, err := s.httpHandler()
 	if err != nil {
 		stopCalls()

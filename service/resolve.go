@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -61,8 +62,23 @@ type resolved struct {
 // resolve validates sel, applies the profile, and computes the cache key.
 // Resolution is a pure function of the selector and the configuration, so
 // successful results are memoised: the hot path (a cached token) then costs
-// one map lookup instead of validation, URL templating and an HMAC.
+// one map lookup instead of validation, URL templating and an HMAC. A
+// profile named alone (the usual call) is memoised in the profile's own
+// slot, read without a lock or an allocation; any other selector in the
+// bounded LRU, under its encoded key.
 func (s *Service) resolve(conf *snapshot, sel selector) (*resolved, error) {
+	if slot := conf.profileSlot(sel); slot != nil {
+		if r := slot.Load(); r != nil {
+			return r, nil
+		}
+		r, err := s.resolveUncached(conf, sel)
+		if err != nil {
+			return nil, err
+		}
+		// Callers racing here store equal resolutions; any one will do.
+		slot.Store(r)
+		return r, nil
+	}
 	ck := selectorKey(sel)
 	if r := conf.resolutions.get(ck); r != nil {
 		return r, nil
@@ -132,6 +148,31 @@ func (c *resolutionCache) get(k string) *resolved {
 }
 
 func (c *resolutionCache) put(k string, r *resolved) { c.lru.Add(k, r) }
+
+// profileResolution is where a snapshot memoises the resolution of one of
+// its profiles named alone: no credentials, no params, and the vendor
+// empty or the profile's own. Both selectors resolve to the same call and
+// key. A snapshot makes one per profile, so these are bounded by the
+// configuration, whatever callers send, and no flood of inline selectors
+// evicts them from the LRU.
+type profileResolution struct {
+	vendor string // the profile's vendor
+	atomic.Pointer[resolved]
+}
+
+// profileSlot is sel's profileResolution, or nil when sel is not a
+// configured profile named alone (resolve then takes the LRU's path,
+// which also answers the errors).
+func (c *snapshot) profileSlot(sel selector) *profileResolution {
+	if sel.profile == "" || len(sel.credentials) != 0 || len(sel.params) != 0 {
+		return nil
+	}
+	slot := c.byProfile[sel.profile]
+	if slot == nil || (sel.vendor != "" && sel.vendor != slot.vendor) {
+		return nil
+	}
+	return slot
+}
 
 func (s *Service) resolveUncached(conf *snapshot, sel selector) (*resolved, error) {
 	if err := checkMap("credentials", sel.credentials, true); err != nil {

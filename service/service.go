@@ -199,8 +199,11 @@ type snapshot struct {
 	missesPerMinute      int
 	missBurst            int
 	maxClientShare       float64
-	// resolutions memoises validated selectors under this configuration.
+	// resolutions memoises validated selectors under this configuration,
+	// byProfile those of each profile named alone (profileSlot). The map
+	// is made with the snapshot and never changes; its slots do.
 	resolutions *resolutionCache
+	byProfile   map[string]*profileResolution
 }
 
 // newSnapshot takes cfg's reloadable fields. Package config applies the
@@ -218,6 +221,10 @@ func newSnapshot(cfg Config) *snapshot {
 		missBurst:            cfg.MissBurst,
 		maxClientShare:       cfg.MaxClientShare,
 		resolutions:          newResolutionCache(maxResolutions),
+		byProfile:            make(map[string]*profileResolution, len(cfg.Profiles)),
+	}
+	for name, p := range cfg.Profiles {
+		c.byProfile[name] = &profileResolution{vendor: p.Vendor}
 	}
 	if c.refreshAhead <= 0 {
 		c.refreshAhead = config.DefaultRefreshAhead
@@ -404,12 +411,18 @@ func (s *Service) response(e store.Entry, hit bool, r *resolved, now time.Time) 
 	if scope == "" {
 		scope = r.requestedScope
 	}
-	return &tokenbrokerv1.GetTokenResponse{
-		AccessToken: e.AccessToken,
-		TokenType:   e.TokenType,
-		ExpiresIn:   int32(secs),
-		ExpiresAt:   timestamppb.New(e.ExpiresAt),
-		Scope:       scope,
-		CacheHit:    hit,
-	}
+	// The answer and its timestamp in one allocation: this is every
+	// call's.
+	a := &struct {
+		resp      tokenbrokerv1.GetTokenResponse
+		expiresAt timestamppb.Timestamp
+	}{}
+	a.expiresAt.Seconds, a.expiresAt.Nanos = e.ExpiresAt.Unix(), int32(e.ExpiresAt.Nanosecond())
+	a.resp.AccessToken = e.AccessToken
+	a.resp.TokenType = e.TokenType
+	a.resp.ExpiresIn = int32(secs)
+	a.resp.ExpiresAt = &a.expiresAt
+	a.resp.Scope = scope
+	a.resp.CacheHit = hit
+	return &a.resp
 }

@@ -351,3 +351,56 @@ func TestThrottledWithinTheCallersDeadline(t *testing.T) {
 		t.Fatalf("answered after %v with %d vendor requests, want one request", took, calls.Load())
 	}
 }
+
+// A profile named alone is memoised in its own slot, read without a lock:
+// the same resolution for the profile with or without its vendor, none
+// for a mismatched vendor, params or an unknown profile, nothing in the
+// LRU (which inline selectors share), and a slot per configuration.
+func TestProfileResolutionSlots(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestService(t, 60, nil)
+	conf := s.snapshot.Load()
+	first, err := s.resolve(conf, selector{profile: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conf.byProfile["p"].Load(); got != first {
+		t.Fatalf("profile p's slot holds %p, want the resolution %p", got, first)
+	}
+	for _, tc := range []struct {
+		name    string
+		sel     selector
+		same    bool // the slot's resolution, else an error
+		wantErr bool
+	}{
+		{"the profile again", selector{profile: "p"}, true, false},
+		{"with its own vendor", selector{profile: "p", vendor: "smartdocumentor"}, true, false},
+		{"with another vendor", selector{profile: "p", vendor: "hotdocs"}, false, true},
+		{"with params", selector{profile: "p", params: map[string]string{"region": "eu"}}, false, true},
+		{"with credentials", selector{profile: "p", credentials: map[string]string{"client_secret": "x"}}, false, true},
+		{"an unknown profile", selector{profile: "nope"}, false, true},
+	} {
+		r, err := s.resolve(conf, tc.sel)
+		if (err != nil) != tc.wantErr || tc.same != (r == first) {
+			t.Errorf("%s: %p, %v; want the slot's %v, an error %v", tc.name, r, err, tc.same, tc.wantErr)
+		}
+	}
+	if n := conf.resolutions.lru.Len(); n != 0 {
+		t.Errorf("the LRU holds %d resolutions after profile-only calls, want 0", n)
+	}
+	if other, err := s.resolve(conf, selector{profile: "p2"}); err != nil || other == first || other.key == first.key {
+		t.Errorf("profile p2 resolved to %p (%v), p to %p: want one of its own", other, err, first)
+	}
+	inline := selector{vendor: "smartdocumentor", credentials: map[string]string{"client_id": "id", "client_secret": "x"}}
+	if _, err := s.resolve(conf, inline); err != nil {
+		t.Fatal(err)
+	}
+	if n := conf.resolutions.lru.Len(); n != 1 {
+		t.Errorf("the LRU holds %d resolutions after an inline call, want 1", n)
+	}
+	// A new configuration starts with empty slots.
+	next := newSnapshot(Config{Profiles: map[string]Profile{"p": {Vendor: "smartdocumentor"}}})
+	if next.byProfile["p"].Load() != nil || next.byProfile["p"] == conf.byProfile["p"] {
+		t.Error("a new snapshot shares the old one's slot")
+	}
+}

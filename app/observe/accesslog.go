@@ -52,8 +52,12 @@ var (
 	requestIDSeq    atomic.Uint64
 )
 
+// newRequestID is built in one allocation: the prefix and the counter
+// in base 36 fit the buffer.
 func newRequestID() string {
-	return requestIDPrefix + strconv.FormatUint(requestIDSeq.Add(1), 36)
+	var buf [32]byte
+	b := append(buf[:0], requestIDPrefix...)
+	return string(strconv.AppendUint(b, requestIDSeq.Add(1), 36))
 }
 
 func validRequestID(s string) bool {
@@ -84,12 +88,20 @@ func RequestIDs(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sent := r.Header[canonicalRequestIDHeader]
 		id := requestID(firstOrEmpty(sent))
-		if len(sent) != 1 || sent[0] != id {
-			r = r.WithContext(&requestIDCtx{Context: r.Context(), id: id})
-		}
-		// A direct map write with the canonical key: Header.Set would
+		// The answer's header value is a slice of its own, not the
+		// request's: in the context's allocation when there is one. A
+		// direct map write with the canonical key: Header.Set would
 		// canonicalise (and allocate) the key on every request.
-		w.Header()[canonicalRequestIDHeader] = []string{id}
+		var value []string
+		if len(sent) == 1 && sent[0] == id {
+			value = []string{id}
+		} else {
+			c := &requestIDCtx{Context: r.Context(), id: id}
+			c.header[0] = id
+			value = c.header[:]
+			r = r.WithContext(c)
+		}
+		w.Header()[canonicalRequestIDHeader] = value
 		next.ServeHTTP(w, r)
 	})
 }
@@ -103,7 +115,8 @@ type httpRequestIDKey struct{}
 // takes two (the context, and the string boxed as a value).
 type requestIDCtx struct {
 	context.Context
-	id string
+	id     string
+	header [1]string // the answer's X-Request-Id value, in the same allocation
 }
 
 // Value is c itself for httpRequestIDKey (returning the id would box it

@@ -46,7 +46,8 @@ func TestValidRequestID(t *testing.T) {
 
 // The id a REST caller gets back is the one its in-process call logs,
 // whether it sent a usable one, none or an unusable one; the caller's
-// header map is not modified; and only REST calls read the context's id.
+// header map is not modified, nor shared with the answer's; and only
+// REST calls read the context's id.
 type outerKey struct{}
 
 func TestRequestIDsReachTheCall(t *testing.T) {
@@ -99,6 +100,9 @@ func TestRequestIDsReachTheCall(t *testing.T) {
 			if want := len(tc.sent) == 1 && returned == tc.sent[0]; callerSent != want {
 				t.Errorf("caller sent it: %v, want %v", callerSent, want)
 			}
+			// The answer's value is its own: changing it (as a handler
+			// further in may) leaves the request's alone.
+			w.Header()[canonicalRequestIDHeader][0] = "changed"
 			if !slices.Equal(r.Header[canonicalRequestIDHeader], tc.sent) {
 				t.Errorf("the caller's header became %q, was %q", r.Header[canonicalRequestIDHeader], tc.sent)
 			}
