@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"errors"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -38,22 +37,25 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	// but not across an invalidation: a Get after one (after GetFresh, say)
 	// must not take the result of a read that started before it.
 	count := s.invalidationCount(key)
-	flightKey := key + "\x00" + strconv.FormatUint(count.Load(), 10)
-	// Only the caller whose function runs reads; the function's end
-	// happens before the result reaches this caller, so leader needs no
-	// lock. The read is never cancelled: the key's other callers share it.
-	leader := false
-	read := func() (any, error) {
-		leader = true
-		return s.loadCounted(context.WithoutCancel(ctx), key, count)
+	k := flightKey{key: key, count: count.Load()}
+	c, leader := s.flights.join(k)
+	inline := readsInline(ctx)
+	switch {
+	case leader && inline:
+		s.lead(ctx, k, c, count)
+		return c.result()
+	case leader:
+		go s.lead(ctx, k, c, count)
+	default:
+		s.shared.Add(1)
 	}
-	if readsInline(ctx) {
-		v, err, _ := s.flight.Do(flightKey, read)
-		return s.sharedResult(leader, v, err)
+	if inline {
+		<-c.done
+		return c.result()
 	}
 	select {
-	case res := <-s.flight.DoChan(flightKey, read):
-		return s.sharedResult(leader, res.Val, res.Err)
+	case <-c.done:
+		return c.result()
 	case <-ctx.Done():
 		return store.Entry{}, ctx.Err()
 	}
@@ -64,7 +66,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 // commands, each bounded by the store's command timeout (50 ms by
 // default), so it ends long before such a deadline, and the caller keeps
 // leaving at its deadline. Nearer deadlines get a goroutine for the read
-// (singleflight's DoChan) and leave without it; that costs every read two
+// (as singleflight's DoChan would) and leave without it; that costs every read two
 // more wake-ups across the machine's cores (on a loopback Redis at one
 // call in flight, about 5% of the call: docs/performance.md).
 const inlineReadMargin = time.Second
@@ -77,18 +79,6 @@ const inlineReadMargin = time.Second
 func readsInline(ctx context.Context) bool {
 	deadline, ok := ctx.Deadline()
 	return !ok || time.Until(deadline) >= inlineReadMargin
-}
-
-// sharedResult is what a Get returns from a read of the shared level
-// that it made (leader) or joined.
-func (s *Store) sharedResult(leader bool, v any, err error) (store.Entry, error) {
-	if !leader {
-		s.shared.Add(1)
-	}
-	if err != nil {
-		return store.Entry{}, err
-	}
-	return v.(store.Entry), nil
 }
 
 // GetFresh implements store.FreshReader: a read of the shared level of

@@ -51,8 +51,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
@@ -142,7 +140,7 @@ type Store struct {
 	// epoch changes on Resync; entries of an older epoch are revalidated.
 	epoch atomic.Uint64
 
-	flight singleflight.Group
+	flights flights
 
 	// deleting holds the compare-and-deletes in flight, by key and token.
 	deletingMu sync.Mutex

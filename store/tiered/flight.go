@@ -1,0 +1,82 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// Concurrent misses of one key share one read of the shared level: what
+// golang.org/x/sync/singleflight does, typed for this one use. A read is
+// keyed by the key and its invalidation count together (a struct, where
+// singleflight needs the two joined in a new string), its result needs no
+// boxing, and the leader runs it without singleflight's closure and
+// recovery frames: three allocations and a few frames of stack fewer on
+// every read (docs/performance.md).
+
+// flightKey names one read: a Get after an invalidation of the key must
+// not take the result of a read that started before it.
+type flightKey struct {
+	key   string
+	count uint64
+}
+
+// flight is one read of the shared level; done is closed once e and err
+// are set.
+type flight struct {
+	done chan struct{}
+	e    store.Entry
+	err  error
+}
+
+// result is the read's answer, once done is closed.
+func (c *flight) result() (store.Entry, error) {
+	if c.err != nil {
+		return store.Entry{}, c.err
+	}
+	return c.e, nil
+}
+
+// flights are the reads in progress, by flightKey.
+type flights struct {
+	mu    sync.Mutex
+	calls map[flightKey]*flight
+}
+
+// join returns k's read in progress, or a new one that the caller must
+// run (leader) and finish.
+func (f *flights) join(k flightKey) (c *flight, leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.calls[k]; ok {
+		return c, false
+	}
+	if f.calls == nil {
+		f.calls = make(map[flightKey]*flight)
+	}
+	c = &flight{done: make(chan struct{})}
+	f.calls[k] = c
+	return c, true
+}
+
+// errReadPanicked is what the callers sharing a read get when the read
+// panicked; the leader's goroutine goes on panicking.
+var errReadPanicked = errors.New("tiered: the read of the shared level panicked")
+
+// lead runs the read c of key and publishes its result, even when the
+// read panics: a later Get then starts a read of its own, and no caller
+// waits for ever.
+func (s *Store) lead(ctx context.Context, k flightKey, c *flight, count *atomic.Uint64) {
+	defer func() {
+		s.flights.mu.Lock()
+		delete(s.flights.calls, k)
+		s.flights.mu.Unlock()
+		close(c.done)
+	}()
+	c.err = errReadPanicked // replaced when the read returns
+	// The read is never cancelled: the key's other callers share it.
+	c.e, c.err = s.loadCounted(context.WithoutCancel(ctx), k.key, count)
+}
