@@ -99,8 +99,8 @@ func (r *recorder) HandleRPC(_ context.Context, s stats.RPCStats) {
 func (*recorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (*recorder) HandleConn(context.Context, stats.ConnStats)                       {}
 
-// recordingService answers GetToken and ListVendors, noting in the call's
-// record that it ran; GetToken answers the error its test asks for.
+// recordingService answers every method, noting in the call's record that
+// it ran; GetToken answers the error its test asks for.
 type recordingService struct {
 	tokenbrokerv1.UnimplementedTokenServiceServer
 	err func(ctx context.Context) error
@@ -123,6 +123,20 @@ func (s recordingService) ListVendors(ctx context.Context, _ *tokenbrokerv1.List
 		c.order = append(c.order, "service")
 	}
 	return &tokenbrokerv1.ListVendorsResponse{}, nil
+}
+
+func (s recordingService) InvalidateToken(ctx context.Context, _ *tokenbrokerv1.InvalidateTokenRequest) (*tokenbrokerv1.InvalidateTokenResponse, error) {
+	if c, ok := ctx.Value(callKey{}).(*seen); ok {
+		c.order = append(c.order, "service")
+	}
+	return &tokenbrokerv1.InvalidateTokenResponse{}, nil
+}
+
+func (s recordingService) ListCredentialStatus(ctx context.Context, _ *tokenbrokerv1.ListCredentialStatusRequest) (*tokenbrokerv1.ListCredentialStatusResponse, error) {
+	if c, ok := ctx.Value(callKey{}).(*seen); ok {
+		c.order = append(c.order, "service")
+	}
+	return &tokenbrokerv1.ListCredentialStatusResponse{}, nil
 }
 
 // pki is a CA with a server certificate for 127.0.0.1 and a client one.
@@ -252,6 +266,20 @@ func TestRESTCallsRunTheInterceptorChainInProcess(t *testing.T) {
 			wantCert:   auth.EncodeChain([]*x509.Certificate{p.leaf}),
 			wantMD:     map[string]string{},
 		},
+		// Every method is bound to its own name once (the policy
+		// authorizes by it); its stats are tagged with the same (below).
+		{
+			name:   "invalidation",
+			method: http.MethodPost, path: "/v1/token:invalidate",
+			wantMethod: tokenbrokerv1.TokenService_InvalidateToken_FullMethodName,
+			wantMD:     map[string]string{},
+		},
+		{
+			name:   "credential status",
+			method: http.MethodGet, path: "/v1/credentials/status",
+			wantMethod: tokenbrokerv1.TokenService_ListCredentialStatus_FullMethodName,
+			wantMD:     map[string]string{},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,6 +311,7 @@ func TestRESTCallsRunTheInterceptorChainInProcess(t *testing.T) {
 			if c.method != tc.wantMethod {
 				t.Errorf("FullMethod %q, want %q", c.method, tc.wantMethod)
 			}
+
 			if !c.gateway {
 				t.Error("the interceptors did not see the gateway's peer (server.InternalTransport false)")
 			}

@@ -77,7 +77,9 @@ type Options struct {
 	// TLS, when set, serves both listeners over TLS (with client
 	// certificates when it asks for them).
 	TLS *tls.Config
-	// UnaryInterceptors run on every gRPC call, REST ones included.
+	// UnaryInterceptors run on every gRPC call, REST ones included. The
+	// UnaryServerInfo of an in-process (REST) call is one value for all
+	// the calls of its method: an interceptor must not modify it.
 	UnaryInterceptors []grpc.UnaryServerInterceptor
 	// StatsHandlers see every gRPC call, REST ones included (tracing).
 	StatsHandlers []stats.Handler

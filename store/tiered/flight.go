@@ -3,6 +3,9 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -63,14 +66,26 @@ func (f *flights) join(k flightKey) (c *flight, leader bool) {
 }
 
 // errReadPanicked is what the callers sharing a read get when the read
-// panicked; the leader's goroutine goes on panicking.
+// panicked. Like any failure of the shared level it is a miss to the
+// service (which fetches from the vendor), not the caller's error.
 var errReadPanicked = errors.New("tiered: the read of the shared level panicked")
 
 // lead runs the read c of key and publishes its result, even when the
 // read panics: a later Get then starts a read of its own, and no caller
-// waits for ever.
-func (s *Store) lead(ctx context.Context, k flightKey, c *flight, count *atomic.Uint64) {
+// waits for ever. A read in its caller's goroutine (inline) goes on
+// panicking there, where the server's recovery answers the call INTERNAL
+// and counts it; a read in a goroutine of its own is recovered and logged
+// here, since nothing above it could catch it and the process with every
+// call in flight would die.
+func (s *Store) lead(ctx context.Context, k flightKey, c *flight, count *atomic.Uint64, inline bool) {
 	defer func() {
+		if !inline {
+			if v := recover(); v != nil {
+				// Formatted with %v: secret types print as [REDACTED].
+				slog.Default().Error("panic in a read of the shared level; its callers get an error",
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+		}
 		s.flights.mu.Lock()
 		delete(s.flights.calls, k)
 		s.flights.mu.Unlock()

@@ -2,6 +2,7 @@ package tiered_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -28,43 +29,99 @@ func (p *panicsOnce) Get(ctx context.Context, key string) (store.Entry, error) {
 }
 
 // TestReadThatPanicsReleasesItsSharers: a read of the shared level that
-// panics goes on panicking in the caller that made it, the caller that
-// shared it gets an error instead of waiting for ever, and the next Get
-// reads afresh.
+// panics releases the caller that shared it with an error instead of
+// leaving it waiting for ever, and the next Get reads afresh. A read in
+// its caller's goroutine (no deadline) goes on panicking there, for the
+// server's recovery; a read in a goroutine of its own (a near deadline)
+// is recovered there, and its caller gets the error too.
 func TestReadThatPanicsReleasesItsSharers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // the first caller's; 0: none
+	}{
+		{"read in the caller's goroutine", 0},
+		{"read in a goroutine of its own", 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				remote := &panicsOnce{blocking: &blocking{shared: newShared(), started: make(chan struct{}, 1), release: make(chan struct{})}}
+				want := entry(time.Hour)
+				_ = remote.Memory.Put(ctx, key, want)
+				s := newL1(t, remote, tiered.Options{NoL1: true})
+
+				type outcome struct {
+					err       error
+					recovered any
+				}
+				first := make(chan outcome, 1)
+				go func() {
+					var o outcome
+					defer func() { o.recovered = recover(); first <- o }()
+					cctx := ctx
+					if tc.timeout > 0 {
+						var cancel context.CancelFunc
+						cctx, cancel = context.WithTimeout(ctx, tc.timeout)
+						defer cancel()
+					}
+					_, o.err = s.Get(cctx, key)
+				}()
+				<-remote.started
+				sharerErr := make(chan error, 1)
+				go func() {
+					_, err := s.Get(ctx, key)
+					sharerErr <- err
+				}()
+				synctest.Wait() // the second caller waits on the first one's read
+				close(remote.release)
+				o := <-first
+				if tc.timeout == 0 && o.recovered != "shared level bug" {
+					t.Fatalf("the reading caller recovered %v (error %v), want the read's panic", o.recovered, o.err)
+				}
+				if tc.timeout > 0 && (o.recovered != nil || !errors.Is(o.err, tiered.ErrReadPanicked)) {
+					t.Fatalf("the first caller got %v and recovered %v, want the panic's error", o.err, o.recovered)
+				}
+				if err := <-sharerErr; !errors.Is(err, tiered.ErrReadPanicked) {
+					t.Fatalf("the caller that shared the panicked read got %v, want the panic's error", err)
+				}
+				e, err := s.Get(ctx, key)
+				if err != nil || e.AccessToken != want.AccessToken {
+					t.Fatalf("the next Get: %q, %v; want the token", e.AccessToken, err)
+				}
+				if st := s.Stats(); st.Reads != 2 || st.Shared != 1 {
+					t.Fatalf("stats %+v: want 2 reads, 1 shared", st)
+				}
+			})
+		})
+	}
+}
+
+// TestSharedCountsAnswersOnly: a caller that joins a read and leaves at
+// its deadline before the read answers was not answered by it.
+func TestSharedCountsAnswersOnly(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		remote := &panicsOnce{blocking: &blocking{shared: newShared(), started: make(chan struct{}, 1), release: make(chan struct{})}}
-		want := entry(time.Hour)
-		_ = remote.Memory.Put(ctx, key, want)
+		remote := &blocking{shared: newShared(), started: make(chan struct{}, 1), release: make(chan struct{})}
+		_ = remote.Memory.Put(ctx, key, entry(time.Hour))
 		s := newL1(t, remote, tiered.Options{NoL1: true})
-
-		leaderPanic := make(chan any, 1)
+		done := make(chan struct{})
 		go func() {
-			defer func() { leaderPanic <- recover() }()
 			_, _ = s.Get(ctx, key)
+			close(done)
 		}()
 		<-remote.started
-		sharerErr := make(chan error, 1)
-		go func() {
-			_, err := s.Get(ctx, key)
-			sharerErr <- err
-		}()
-		synctest.Wait() // the second caller waits on the first one's read
+		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if _, err := s.Get(cctx, key); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the joining caller got %v, want its deadline", err)
+		}
 		close(remote.release)
-		if v := <-leaderPanic; v != "shared level bug" {
-			t.Fatalf("the reading caller recovered %v, want the read's panic", v)
-		}
-		if err := <-sharerErr; err == nil {
-			t.Fatal("the caller that shared the panicked read got no error")
-		}
-		e, err := s.Get(ctx, key)
-		if err != nil || e.AccessToken != want.AccessToken {
-			t.Fatalf("the next Get: %q, %v; want the token", e.AccessToken, err)
-		}
-		if st := s.Stats(); st.Reads != 2 || st.Shared != 1 {
-			t.Fatalf("stats %+v: want 2 reads, 1 shared", st)
+		<-done
+		if st := s.Stats(); st.Shared != 0 || st.Reads != 1 {
+			t.Fatalf("stats %+v: want 1 read, none shared", st)
 		}
 	})
 }

@@ -42,23 +42,31 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	inline := readsInline(ctx)
 	switch {
 	case leader && inline:
-		s.lead(ctx, k, c, count)
+		s.lead(ctx, k, c, count, true)
 		return c.result()
 	case leader:
-		go s.lead(ctx, k, c, count)
-	default:
-		s.shared.Add(1)
+		go s.lead(ctx, k, c, count, false)
 	}
 	if inline {
 		<-c.done
-		return c.result()
+		return s.sharedResult(leader, c)
 	}
 	select {
 	case <-c.done:
-		return c.result()
+		return s.sharedResult(leader, c)
 	case <-ctx.Done():
 		return store.Entry{}, ctx.Err()
 	}
+}
+
+// sharedResult is the answer of a read that a Get waited for: its own
+// (leader, in a goroutine of its own) or another caller's, which Stats
+// counts as shared.
+func (s *Store) sharedResult(leader bool, c *flight) (store.Entry, error) {
+	if !leader {
+		s.shared.Add(1)
+	}
+	return c.result()
 }
 
 // inlineReadMargin is how far a caller's deadline must be for Get to read

@@ -1,0 +1,4 @@
+package tiered
+
+// ErrReadPanicked is errReadPanicked, for the tests of package tiered_test.
+var ErrReadPanicked = errReadPanicked
