@@ -47,10 +47,8 @@ func TestReadThatPanicsReleasesItsSharers(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				ctx := context.Background()
-				remote := &panicsOnce{blocking: &blocking{shared: newShared(), started: make(chan struct{}, 1), release: make(chan struct{})}}
-				want := entry(time.Hour)
-				_ = remote.Memory.Put(ctx, key, want)
-				s := newL1(t, remote, tiered.Options{NoL1: true})
+				remote := &panicsOnce{blocking: newBlocking()}
+				s, want := newBlockingNoL1(t, remote, remote.shared, time.Hour)
 
 				type outcome struct {
 					err       error
@@ -104,9 +102,8 @@ func TestSharedCountsAnswersOnly(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		remote := &blocking{shared: newShared(), started: make(chan struct{}, 1), release: make(chan struct{})}
-		_ = remote.Memory.Put(ctx, key, entry(time.Hour))
-		s := newL1(t, remote, tiered.Options{NoL1: true})
+		remote := newBlocking()
+		s, _ := newBlockingNoL1(t, remote, remote.shared, time.Hour)
 		done := make(chan struct{})
 		go func() {
 			_, _ = s.Get(ctx, key)

@@ -520,6 +520,19 @@ type blocking struct {
 	release chan struct{}
 }
 
+func newBlocking() *blocking {
+	return &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+// newBlockingNoL1 is a store without L1 (cache.l1_disabled) over remote,
+// which holds a token of the given life under key.
+func newBlockingNoL1(t *testing.T, remote store.Store, stored *shared, life time.Duration) (*tiered.Store, store.Entry) {
+	t.Helper()
+	e := entry(life)
+	_ = stored.Memory.Put(context.Background(), key, e)
+	return newL1(t, remote, tiered.Options{NoL1: true}), e
+}
+
 func (b *blocking) Get(ctx context.Context, key string) (store.Entry, error) {
 	b.started <- struct{}{}
 	<-b.release
@@ -552,10 +565,8 @@ func TestNoL1SharesConcurrentReadsAndKeepsNothing(t *testing.T) {
 					return context.WithTimeout(context.Background(), tc.timeout)
 				}
 				ctx := context.Background()
-				remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
-				old := entry(time.Minute)
-				_ = remote.Memory.Put(ctx, key, old)
-				s := newL1(t, remote, tiered.Options{NoL1: true})
+				remote := newBlocking()
+				s, old := newBlockingNoL1(t, remote, remote.shared, time.Minute)
 
 				const callers = 10
 				got := make(chan string, callers+1)
@@ -606,10 +617,8 @@ func TestGetLeavesAtItsDeadline(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				ctx := context.Background()
-				remote := &blocking{shared: newShared(), started: make(chan struct{}, 100), release: make(chan struct{})}
-				want := entry(time.Hour)
-				_ = remote.Memory.Put(ctx, key, want)
-				s := newL1(t, remote, tiered.Options{NoL1: true})
+				remote := newBlocking()
+				s, want := newBlockingNoL1(t, remote, remote.shared, time.Hour)
 
 				type result struct {
 					tok string
