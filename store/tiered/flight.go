@@ -65,6 +65,15 @@ func (f *flights) join(k flightKey) (c *flight, leader bool) {
 	return c, true
 }
 
+// finish ends k's read c, whose result is set: a later join starts a
+// new read, and the callers waiting on c get its result.
+func (f *flights) finish(k flightKey, c *flight) {
+	f.mu.Lock()
+	delete(f.calls, k)
+	f.mu.Unlock()
+	close(c.done)
+}
+
 // errReadPanicked is what the callers sharing a read get when the read
 // panicked. Like any failure of the shared level it is a miss to the
 // service (which fetches from the vendor), not the caller's error.
@@ -86,10 +95,7 @@ func (s *Store) lead(ctx context.Context, k flightKey, c *flight, count *atomic.
 					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			}
 		}
-		s.flights.mu.Lock()
-		delete(s.flights.calls, k)
-		s.flights.mu.Unlock()
-		close(c.done)
+		s.flights.finish(k, c)
 	}()
 	c.err = errReadPanicked // replaced when the read returns
 	// The read is never cancelled: the key's other callers share it.
