@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	goruntime "runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,21 +240,13 @@ func (s *Server) Health() *health.Server { return s.health }
 func (s *Server) httpHandler() (http.Handler, error) {
 	// The gateway always passes Authorization on as "authorization"
 	// metadata; the matcher must not forward it a second time.
-	forward := map[string]bool{}
-	for _, h := range s.opts.ForwardHeaders {
-		forward[strings.ToLower(h)] = true
-	}
+	forward := newHeaderMatcher(s.opts.ForwardHeaders)
 	gwOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
-		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
-			if forward[strings.ToLower(key)] {
-				return strings.ToLower(key), true
-			}
-			return "", false
-		}),
+		runtime.WithIncomingHeaderMatcher(forward.match),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithErrorHandler(gatewayError),
 	}
