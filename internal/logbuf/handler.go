@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // Records are encoded in batches of about wakeAt (the flusher is woken
@@ -46,6 +47,9 @@ type recordQueue struct {
 	encMu   sync.Mutex // serialises encoding, keeping the order
 	spare   []queued   // guarded by encMu
 	wake    chan struct{}
+	// closed is set when the Writer is closed: no flusher runs any
+	// more, so whoever queues a record encodes the queue.
+	closed atomic.Bool
 }
 
 func newRecordQueue() *recordQueue {
@@ -73,10 +77,12 @@ func (q *recordQueue) pushLine(ctx context.Context, h slog.Handler, l *Line) {
 }
 
 // queued wakes the flusher when a batch is waiting, and encodes the
-// queue itself when the flusher is behind; n is how many wait.
+// queue itself when the flusher is behind or, the Writer closed, gone; n
+// is how many wait. closed is read after the push: a Close whose last
+// encoding missed this record has set it by then.
 func (q *recordQueue) queued(n int) {
 	switch {
-	case n >= maxQueued:
+	case n >= maxQueued || q.closed.Load():
 		q.encode()
 	case n == wakeAt:
 		select {

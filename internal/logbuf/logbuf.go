@@ -5,13 +5,15 @@
 // access log writes a line per request; on a loaded 2-core machine the
 // synchronous write, and then the encoding, were a large part of a cached
 // token's cost (docs/performance.md). Lines are never dropped: a full
-// buffer is written out by the caller that fills it, and Close encodes and
-// flushes what is left. A crash loses at most one interval of lines.
+// buffer is written out by the caller that fills it, Close encodes and
+// flushes what is left, and a line logged after Close is written at once.
+// A crash loses at most one interval of lines.
 package logbuf
 
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,7 +32,10 @@ type Writer struct {
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once
-	q        *recordQueue // records Handler's handlers queued
+	// closed is set by Close: no flusher runs any more, so every line
+	// from then on is written by the caller that logs it.
+	closed atomic.Bool
+	q      *recordQueue // records Handler's handlers queued
 }
 
 // New starts a Writer flushing to out every interval.
@@ -55,7 +60,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	w.buf = append(w.buf, p...)
 	full := len(w.buf) >= maxBuffered
 	w.mu.Unlock()
-	if full {
+	// closed is read after the append: a Close whose last Flush missed
+	// this line has set it by then (it sets it before flushing, and the
+	// flush takes mu after the append released it).
+	if full || w.closed.Load() {
 		return len(p), w.Flush()
 	}
 	return len(p), nil
@@ -94,11 +102,14 @@ func (w *Writer) loop(interval time.Duration) {
 	}
 }
 
-// Close stops the flusher and writes out what is left.
+// Close stops the flusher and writes out what is left. Lines logged
+// after Close are encoded and written by their callers, one at a time.
 func (w *Writer) Close() error {
 	w.closeOne.Do(func() {
 		close(w.stop)
 		<-w.done
+		w.q.closed.Store(true)
+		w.closed.Store(true)
 	})
 	w.encodeQueued()
 	return w.Flush()
