@@ -477,6 +477,12 @@ func (b *Backend) startProbe(br *breaker, key string) {
 				b.log.Info("redis reachable again: circuit breaker closed")
 				return
 			}
+			if b.cluster != nil {
+				// The slot may have a new master by now (a promoted
+				// replica): the next ping asks the map as reloaded, not
+				// the dead node until go-redis's periodic reload.
+				b.cluster.ReloadState(b.ctx)
+			}
 		}
 	}()
 }
