@@ -16,8 +16,8 @@ type headerMatcher struct {
 	// byCanonical maps a forwarded header's canonical key to its
 	// metadata key: the lookup for what the gateway asks.
 	byCanonical map[string]string
-	// names are the metadata keys, for a key in any other form
-	// (compared without regard to case, as before).
+	// names are the metadata keys, for a key in any other form: it
+	// matches the name its lower-case form equals, as before.
 	names []string
 }
 
@@ -39,10 +39,38 @@ func (m *headerMatcher) match(key string) (string, bool) {
 	if name, ok := m.byCanonical[key]; ok {
 		return name, true
 	}
+	lower := key
+	for i := 0; i < len(key); i++ {
+		if key[i] >= 0x80 {
+			// strings.ToLower's own rules, not Unicode case folding
+			// (which differs for a few letters): a key that is not
+			// ASCII never comes from net/http, so this may allocate.
+			lower = strings.ToLower(key)
+			break
+		}
+	}
 	for _, name := range m.names {
-		if strings.EqualFold(key, name) {
+		if lowerEqual(lower, name) {
 			return name, true
 		}
 	}
 	return "", false
+}
+
+// lowerEqual reports whether s with ASCII letters lower-cased equals
+// name, which is lower-case.
+func lowerEqual(s, name string) bool {
+	if len(s) != len(name) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
 }
