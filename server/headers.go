@@ -24,11 +24,12 @@ type headerMatcher struct {
 func newHeaderMatcher(headers []string) *headerMatcher {
 	m := &headerMatcher{byCanonical: make(map[string]string, len(headers))}
 	for _, h := range headers {
-		name := strings.ToLower(h)
-		if _, dup := m.byCanonical[textproto.CanonicalMIMEHeaderKey(h)]; dup {
+		canonical := textproto.CanonicalMIMEHeaderKey(h)
+		if _, dup := m.byCanonical[canonical]; dup {
 			continue
 		}
-		m.byCanonical[textproto.CanonicalMIMEHeaderKey(h)] = name
+		name := strings.ToLower(h)
+		m.byCanonical[canonical] = name
 		m.names = append(m.names, name)
 	}
 	return m

@@ -74,9 +74,9 @@ func (s *Store) sharedResult(leader bool, c *flight) (store.Entry, error) {
 // commands, each bounded by the store's command timeout (50 ms by
 // default), so it ends long before such a deadline, and the caller keeps
 // leaving at its deadline. Nearer deadlines get a goroutine for the read
-// (as singleflight's DoChan would) and leave without it; that costs every read two
-// more wake-ups across the machine's cores (on a loopback Redis at one
-// call in flight, about 5% of the call: docs/performance.md).
+// and leave without it; that costs every read two more wake-ups across
+// the machine's cores (on a loopback Redis at one call in flight, about
+// 5% of the call: docs/performance.md).
 const inlineReadMargin = time.Second
 
 // readsInline reports whether a Get with ctx may wait for a shared read
